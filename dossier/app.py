@@ -1,0 +1,116 @@
+"""The application factory: settings → engine (migrated) → services → FastAPI app."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from opentelemetry.sdk.trace.export import SpanExporter
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from dossier.context import Principal, RequestContext
+from dossier.db.engine import make_engine, upgrade
+from dossier.errors import DossierError
+from dossier.fhir.routes import router as fhir_router
+from dossier.fhir.wire import fhir_response
+from dossier.keys import keys_dir, load_or_create_secret
+from dossier.runtime import Runtime
+from dossier.sealing import ClearSealer
+from dossier.settings import Settings, ensure_data_dir
+from dossier.telemetry import make_tracer, request_span
+
+log = logging.getLogger("dossier")
+
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+    "X-Frame-Options": "DENY",
+}
+
+
+def outcome(status: int, code: str, message: str) -> Response:
+    return fhir_response({"resourceType": "OperationOutcome", "issue": [
+        {"severity": "error", "code": code, "diagnostics": message}]}, status)
+
+
+def build_runtime(settings: Settings, exporter: SpanExporter | None = None) -> Runtime:
+    ensure_data_dir(settings.data_dir)
+    engine = make_engine(settings.sqlalchemy_url)
+    upgrade(engine)
+    provider, tracer = make_tracer(settings, exporter)
+    blind_key = load_or_create_secret(keys_dir(settings.data_dir) / "blind-index.key")
+    return Runtime(settings=settings, engine=engine, tracer_provider=provider, tracer=tracer,
+                   sealer=ClearSealer(blind_key))
+
+
+async def local_operator(request: Request) -> RequestContext:
+    """Foundation stand-in for authentication: the local operator (loopback only)."""
+    return RequestContext(principal=Principal(role="operator"))
+
+
+def create_app(settings: Settings, *, exporter: SpanExporter | None = None) -> FastAPI:
+    runtime = build_runtime(settings, exporter)
+    app = FastAPI(title="Dossier", version="0.1.0", docs_url=None, redoc_url=None,
+                  openapi_url=None)
+    app.state.runtime = runtime
+    app.state.resolve_context = local_operator
+    install_error_handlers(app)
+
+    @app.middleware("http")
+    async def trace_and_harden(request: Request, call_next: Any) -> Response:
+        route = _route_template(request)
+        with request_span(runtime.tracer, request.method, route) as span:
+            response: Response = await call_next(request)
+            span.set_attribute("http.response.status_code", response.status_code)
+        for key, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(key, value)
+        return response
+
+    app.include_router(fhir_router)
+    return app
+
+
+def _route_template(request: Request) -> str:
+    """A low-cardinality route name with no ids: '/fhir/{type}/{id}'."""
+    parts = request.url.path.strip("/").split("/")
+    if not parts or parts[0] != "fhir":
+        return "/" + (parts[0] if parts else "")
+    names = ["fhir"]
+    for i, part in enumerate(parts[1:5]):
+        if part.startswith("$") or part in ("_history", "_search", "metadata"):
+            names.append(part[:32])
+        elif i == 0:
+            names.append("{type}" if part[:1].isupper() else part[:32])
+        else:
+            names.append("{id}")
+    return "/" + "/".join(names)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(DossierError)
+    async def dossier_error(request: Request, exc: DossierError) -> Response:
+        response = fhir_response(exc.outcome(), exc.status, exc.headers)
+        return response
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 404:
+            return outcome(404, "not-found", "Unknown URL.")
+        if exc.status_code == 405:
+            return outcome(405, "not-supported", "This method is not allowed on this URL.")
+        return outcome(exc.status_code, "processing", "The request could not be processed.")
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> Response:
+        return outcome(400, "invalid", "The request is malformed.")
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        # never the message or trace: they may hold personal data
+        log.error("unexpected error %s on %s %s", type(exc).__name__, request.method,
+                  _route_template(request))
+        return outcome(500, "exception", "An internal error occurred. Nothing was changed.")

@@ -1,0 +1,1 @@
+"""Storage: portable tables, engine, migrations."""

@@ -1,0 +1,104 @@
+"""One error hierarchy for the service, rendered as OperationOutcome by one handler.
+
+Messages are written for a person and never carry personal data: they name
+elements, parameters and codes, never the values a client sent.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class DossierError(Exception):
+    """Base error: an HTTP status, an OperationOutcome issue code and a safe message."""
+
+    status = 500
+    code = "exception"
+    severity = "error"
+
+    def __init__(self, message: str, *, expression: list[str] | None = None,
+                 issues: list[dict[str, Any]] | None = None,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.expression = expression
+        self.extra_issues = issues or []
+        self.headers = headers or {}
+
+    def outcome(self) -> dict[str, Any]:
+        issue: dict[str, Any] = {
+            "severity": self.severity,
+            "code": self.code,
+            "diagnostics": self.message,
+        }
+        if self.expression:
+            issue["expression"] = self.expression
+        return {"resourceType": "OperationOutcome", "issue": [issue, *self.extra_issues]}
+
+
+class BadRequest(DossierError):
+    status = 400
+    code = "invalid"
+
+
+class Unprocessable(DossierError):
+    """The body is well-formed JSON but breaks a FHIR or dossier rule (422)."""
+
+    status = 422
+    code = "processing"
+
+
+class NotFound(DossierError):
+    status = 404
+    code = "not-found"
+
+
+class Gone(DossierError):
+    status = 410
+    code = "deleted"
+
+
+class Conflict(DossierError):
+    status = 409
+    code = "conflict"
+
+
+class PreconditionFailed(DossierError):
+    status = 412
+    code = "conflict"
+
+
+class PayloadTooLarge(DossierError):
+    status = 413
+    code = "too-costly"
+
+
+class UnsupportedMediaType(DossierError):
+    status = 415
+    code = "not-supported"
+
+
+class MethodNotAllowed(DossierError):
+    status = 405
+    code = "not-supported"
+
+
+class Unauthorized(DossierError):
+    status = 401
+    code = "login"
+
+
+class Forbidden(DossierError):
+    status = 403
+    code = "forbidden"
+
+
+class ServiceUnavailable(DossierError):
+    status = 503
+    code = "transient"
+
+
+def not_found(resource_type: str, resource_id: str | None = None) -> NotFound:
+    """The one 'not found' answer: identical for a missing and a hidden resource."""
+    del resource_id  # never echoed: ids of hidden resources must not be confirmed
+    return NotFound(f"No {resource_type} resource with that id is available.")

@@ -1,0 +1,1 @@
+"""The FHIR R4 REST API: routes, search parsing, bundles, capability statement."""

@@ -1,0 +1,255 @@
+"""FHIR REST routes under /fhir. Handlers only translate HTTP; all data work goes through
+the Repository that Runtime.unit() builds for the request."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
+
+from dossier.context import RequestContext
+from dossier.errors import BadRequest, MethodNotAllowed, NotFound
+from dossier.fhir import bundles, operations
+from dossier.fhir.capability import capability_statement
+from dossier.fhir.search import ID_RE, parse_date
+from dossier.fhir.transaction import process_bundle
+from dossier.fhir.wire import (
+    check_content_type,
+    etag,
+    fhir_response,
+    http_date,
+    parse_if_match,
+    parse_resource,
+    read_body,
+)
+from dossier.repository import Stored
+from dossier.runtime import Runtime
+
+router = APIRouter(prefix="/fhir")
+ContextResolver = Callable[[Request], Any]
+
+
+def runtime_of(request: Request) -> Runtime:
+    return request.app.state.runtime  # type: ignore[no-any-return]
+
+
+async def context(request: Request) -> RequestContext:
+    resolver = request.app.state.resolve_context
+    ctx: RequestContext = await resolver(request)
+    return ctx
+
+
+def base_of(request: Request) -> str:
+    rt = runtime_of(request)
+    if rt.settings.base_url:
+        return rt.settings.base_url + "/fhir"
+    return str(request.base_url).rstrip("/") + "/fhir"
+
+
+def lenient(request: Request) -> bool:
+    prefer = request.headers.get("prefer", "")
+    return "handling=lenient" in prefer.replace(" ", "")
+
+
+def wants_minimal(request: Request) -> bool:
+    return "return=minimal" in request.headers.get("prefer", "").replace(" ", "")
+
+
+def check_id(resource_id: str) -> None:
+    if not ID_RE.match(resource_id):
+        raise BadRequest("The id in the URL is not a valid FHIR id.")
+
+
+def resource_response(request: Request, stored: Stored, status: int = 200,
+                      location: bool = False) -> Response:
+    headers = {"ETag": etag(stored.version_id), "Last-Modified": http_date(stored.last_updated)}
+    if location:
+        headers["Location"] = (f"{base_of(request)}/{stored.resource_type}/{stored.id}"
+                               f"/_history/{stored.version_id}")
+    if wants_minimal(request):
+        return Response(status_code=status, headers=headers)
+    return fhir_response(stored.resource, status, headers)
+
+
+async def in_unit(request: Request, work: Callable[..., Any]) -> Any:
+    rt = runtime_of(request)
+    ctx = await context(request)
+    ctx.base_url = base_of(request)
+
+    def run() -> Any:
+        with rt.unit(ctx) as repo:
+            return work(repo, ctx)
+
+    return await run_in_threadpool(run)
+
+
+@router.get("/metadata")
+async def metadata(request: Request) -> Response:
+    security = getattr(request.app.state, "capability_security", None)
+    return fhir_response(capability_statement(base_of(request),
+                                              operations.capability_entries(), security))
+
+
+@router.post("")
+@router.post("/")
+async def bundle(request: Request) -> Response:
+    check_content_type(request)
+    body = parse_resource(await read_body(request, runtime_of(request).settings.max_body_bytes))
+    result = await in_unit(request, lambda repo, ctx: process_bundle(
+        repo, repo.session, body, ctx.base_url))
+    return fhir_response(result)
+
+
+@router.get("/_history")
+async def system_history(request: Request) -> Response:
+    return await _history(request, None, None)
+
+
+@router.get("/{rtype}")
+async def search(request: Request, rtype: str) -> Response:
+    return await _search(request, rtype, list(request.query_params.multi_items()))
+
+
+@router.post("/{rtype}/_search")
+async def search_post(request: Request, rtype: str) -> Response:
+    ctype = request.headers.get("content-type", "").split(";")[0].strip()
+    if ctype != "application/x-www-form-urlencoded":
+        raise BadRequest("POST _search takes application/x-www-form-urlencoded parameters.")
+    from urllib.parse import parse_qsl
+
+    body = await read_body(request, runtime_of(request).settings.max_body_bytes)
+    raw = list(request.query_params.multi_items()) + parse_qsl(
+        body.decode("utf-8", "replace"), keep_blank_values=True)
+    return await _search(request, rtype, raw)
+
+
+async def _search(request: Request, rtype: str, raw: list[tuple[str, str]]) -> Response:
+    is_lenient = lenient(request)
+    result = await in_unit(request, lambda repo, ctx: bundles.searchset(
+        ctx.base_url, repo.search(rtype, raw, lenient=is_lenient), raw, ctx.now))
+    return fhir_response(result)
+
+
+@router.post("/{rtype}")
+async def create(request: Request, rtype: str) -> Response:
+    if rtype.startswith("$"):
+        return await _operation(request, rtype, None)
+    check_content_type(request)
+    body = parse_resource(await read_body(request, runtime_of(request).settings.max_body_bytes))
+    if body.get("resourceType") != rtype:
+        raise BadRequest(f"The body is not a {rtype[:64]} resource.")
+    if_none_exist = request.headers.get("if-none-exist")
+    stored, created = await in_unit(
+        request, lambda repo, ctx: repo.create(body, if_none_exist=if_none_exist))
+    return resource_response(request, stored, 201 if created else 200, location=created)
+
+
+@router.get("/{rtype}/_history")
+async def type_history(request: Request, rtype: str) -> Response:
+    return await _history(request, rtype, None)
+
+
+@router.get("/{rtype}/{rid}")
+async def read(request: Request, rtype: str, rid: str) -> Response:
+    if rid.startswith("$"):
+        return await _operation(request, rtype, None, op=rid)
+    check_id(rid)
+    stored = await in_unit(request, lambda repo, ctx: repo.read(rtype, rid))
+    return resource_response(request, stored)
+
+
+@router.put("/{rtype}/{rid}")
+async def update(request: Request, rtype: str, rid: str) -> Response:
+    check_id(rid)
+    check_content_type(request)
+    body = parse_resource(await read_body(request, runtime_of(request).settings.max_body_bytes))
+    header = request.headers.get("if-match")
+    if_match = parse_if_match(header) if header else None
+    stored, created = await in_unit(
+        request, lambda repo, ctx: repo.update(rtype, rid, body, if_match=if_match))
+    return resource_response(request, stored, 201 if created else 200, location=created)
+
+
+@router.delete("/{rtype}/{rid}")
+async def delete(request: Request, rtype: str, rid: str) -> Response:
+    check_id(rid)
+    await in_unit(request, lambda repo, ctx: repo.delete(rtype, rid))
+    return Response(status_code=204)
+
+
+@router.get("/{rtype}/{rid}/_history")
+async def instance_history(request: Request, rtype: str, rid: str) -> Response:
+    check_id(rid)
+    return await _history(request, rtype, rid)
+
+
+@router.get("/{rtype}/{rid}/_history/{vid}")
+async def vread(request: Request, rtype: str, rid: str, vid: str) -> Response:
+    check_id(rid)
+    if not vid.isdigit() or len(vid) > 9:
+        raise NotFound(f"No {rtype[:64]} resource with that id is available.")
+    stored = await in_unit(request, lambda repo, ctx: repo.vread(rtype, rid, int(vid)))
+    return resource_response(request, stored)
+
+
+@router.api_route("/{rtype}/{rid}/{op}", methods=["GET", "POST"])
+async def instance_operation(request: Request, rtype: str, rid: str, op: str) -> Response:
+    check_id(rid)
+    return await _operation(request, rtype, rid, op=op)
+
+
+async def _operation(request: Request, rtype: str, rid: str | None,
+                     op: str | None = None) -> Response:
+    name = (op or rtype).removeprefix("$")
+    if not (op or rtype).startswith("$"):
+        raise NotFound("Unknown URL.")
+    level = "instance" if rid else ("type" if op else "system")
+    resource_type = rtype if op else None
+    found = operations.find(name, level, resource_type)
+    if found is None:
+        raise NotFound(f"The operation ${name[:64]} is not supported here.")
+    if request.method not in found.methods:
+        raise MethodNotAllowed(f"${name} does not accept {request.method}.")
+    body = None
+    if request.method == "POST":
+        raw_body = await read_body(request, runtime_of(request).settings.max_body_bytes)
+        if raw_body.strip():
+            check_content_type(request)
+            body = parse_resource(raw_body)
+    params = list(request.query_params.multi_items())
+    rt = runtime_of(request)
+    ctx = await context(request)
+    ctx.base_url = base_of(request)
+    result = await run_in_threadpool(found.handler, rt, ctx, resource_type, rid, params, body)
+    if isinstance(result, Response):
+        return result
+    return fhir_response(result)
+
+
+async def _history(request: Request, rtype: str | None, rid: str | None) -> Response:
+    since = None
+    count = None
+    offset = 0
+    for key, value in request.query_params.multi_items():
+        if key == "_since":
+            since = parse_date(value).low
+        elif key == "_count":
+            if not value.isdigit():
+                raise BadRequest("_count must be a whole number.")
+            count = int(value)
+        elif key == "_offset":
+            if not value.isdigit():
+                raise BadRequest("_offset must be a whole number.")
+            offset = int(value)
+        elif key != "_format" and not lenient(request):
+            raise BadRequest(f"The history parameter '{key[:64]}' is not supported.")
+    self_url = str(request.url)
+
+    def work(repo: Any, ctx: RequestContext) -> dict[str, Any]:
+        items, total = repo.history(rtype, rid, since=since, count=count, offset=offset)
+        return bundles.history(ctx.base_url, items, total, self_url, ctx.now)
+
+    return fhir_response(await in_unit(request, work))

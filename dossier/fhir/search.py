@@ -1,0 +1,230 @@
+"""Parse FHIR search parameters into a typed query; every unknown or malformed one is refused."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Literal
+
+import schemas
+from dossier.errors import BadRequest
+
+ID_RE = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
+_DATE = re.compile(
+    r"^(?P<prefix>eq|ne|lt|le|gt|ge|sa|eb)?"
+    r"(?P<y>\d{4})(?:-(?P<m>\d{2})(?:-(?P<d>\d{2})"
+    r"(?:T(?P<H>\d{2}):(?P<M>\d{2})(?::(?P<S>\d{2})(?:\.(?P<f>\d{1,6}))?)?"
+    r"(?P<tz>Z|[+-]\d{2}:\d{2})?)?)?)?$"
+)
+GENERIC = {"_id", "_lastUpdated", "_count", "_offset", "_sort", "_include", "_revinclude",
+           "_format", "_total"}
+Prefix = Literal["eq", "ne", "lt", "le", "gt", "ge", "sa", "eb"]
+
+
+@dataclass(frozen=True)
+class DateRange:
+    prefix: Prefix
+    low: datetime  # inclusive
+    high: datetime  # exclusive
+
+
+@dataclass(frozen=True)
+class Token:
+    system: str | None  # None: any system; "" : no system
+    code: str | None  # None: any code in the system
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One parameter occurrence: its values are OR-ed; conditions are AND-ed."""
+
+    name: str
+    kind: str  # "id", "lastUpdated", "token", "reference", "date", "identifier"
+    values: tuple[object, ...]
+
+
+@dataclass(frozen=True)
+class Include:
+    source_type: str
+    param: str
+    target_type: str | None
+    reverse: bool
+
+
+@dataclass
+class SearchQuery:
+    resource_type: str
+    conditions: list[Condition] = field(default_factory=list)
+    count: int = 20
+    offset: int = 0
+    sort: list[tuple[str, bool]] = field(default_factory=list)  # (param, descending)
+    includes: list[Include] = field(default_factory=list)
+    ignored: list[str] = field(default_factory=list)  # lenient handling: what was dropped
+
+    def canonical_params(self, raw: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        """The accepted parameters (without paging), for self/next/prev links."""
+        return [(k, v) for k, v in raw if k not in ("_count", "_offset") and k not in self.ignored
+                and k.split(":")[0] not in self.ignored]
+
+
+def parse_date(text: str) -> DateRange:
+    m = _DATE.match(text)
+    if not m:
+        raise BadRequest("A date search value must look like [prefix]YYYY[-MM[-DD[Thh:mm[:ss]]]]"
+                         "[Z|+hh:mm], for example ge2026-01-31.")
+    g = m.groupdict()
+    prefix: Prefix = g["prefix"] or "eq"  # type: ignore[assignment]
+    try:
+        year = int(g["y"])
+        if g["m"] is None:
+            low = datetime(year, 1, 1, tzinfo=UTC)
+            high = datetime(year + 1, 1, 1, tzinfo=UTC)
+        elif g["d"] is None:
+            month = int(g["m"])
+            low = datetime(year, month, 1, tzinfo=UTC)
+            high = datetime(year + (month == 12), month % 12 + 1, 1, tzinfo=UTC)
+        elif g["H"] is None:
+            low = datetime(year, int(g["m"]), int(g["d"]), tzinfo=UTC)
+            high = low + timedelta(days=1)
+        else:
+            if g["tz"] is None:
+                raise BadRequest("A date search value with a time needs a time zone "
+                                 "(Z or +hh:mm).")
+            tz = UTC if g["tz"] == "Z" else datetime.strptime(g["tz"], "%z").tzinfo
+            frac = g["f"] or ""
+            micro = int(frac.ljust(6, "0")) if frac else 0
+            local = datetime(year, int(g["m"]), int(g["d"]), int(g["H"]), int(g["M"]),
+                             int(g["S"] or 0), micro, tzinfo=tz)
+            low = local.astimezone(UTC)
+            step = (timedelta(microseconds=1) if frac else
+                    timedelta(seconds=1) if g["S"] else timedelta(minutes=1))
+            high = low + step
+    except ValueError:
+        raise BadRequest("A date search value is not a real calendar date.") from None
+    return DateRange(prefix, low, high)
+
+
+def parse_token(text: str) -> Token:
+    if "|" in text:
+        system, _, code = text.partition("|")
+        return Token(system=system, code=code or None)
+    return Token(system=None, code=text)
+
+
+def parse_reference(text: str, targets: frozenset[str] | None) -> str:
+    if "/" in text:
+        rtype, _, rid = text.rpartition("/")
+        rtype = rtype.rsplit("/", 1)[-1]
+    else:
+        if not targets or len(targets) != 1:
+            raise BadRequest("A reference search value must name the type, e.g. Patient/123.")
+        rtype, rid = next(iter(targets)), text
+    if targets and rtype not in targets:
+        raise BadRequest(f"This reference parameter cannot point to {rtype[:40]}.")
+    if not ID_RE.match(rid):
+        raise BadRequest("A reference search value has an invalid id.")
+    return f"{rtype}/{rid}"
+
+
+def parse_search(resource_type: str, raw: list[tuple[str, str]], *, lenient: bool,
+                 default_count: int, max_count: int) -> SearchQuery:
+    params = schemas.search_parameters(resource_type)
+    q = SearchQuery(resource_type=resource_type, count=default_count)
+
+    def refuse(message: str, key: str) -> None:
+        if lenient:
+            q.ignored.append(key)
+        else:
+            raise BadRequest(message)
+
+    for key, value in raw:
+        name, _, modifier = key.partition(":")
+        if name in ("_format",):
+            continue
+        if name == "_total":
+            if value not in ("accurate", "estimate", "none"):
+                refuse("_total must be accurate, estimate or none.", key)
+            continue
+        if name == "_count":
+            if not value.isdigit():
+                raise BadRequest("_count must be a whole number.")
+            q.count = min(int(value), max_count)
+            continue
+        if name == "_offset":
+            if not value.isdigit() or int(value) > 1_000_000:
+                raise BadRequest("_offset must be a whole number.")
+            q.offset = int(value)
+            continue
+        if name == "_sort":
+            for part in value.split(","):
+                desc = part.startswith("-")
+                pname = part[1:] if desc else part
+                ok = pname == "_lastUpdated" or (
+                    pname in params and params[pname].type == "date")
+                if not ok:
+                    raise BadRequest("_sort supports _lastUpdated and date parameters of "
+                                     f"{resource_type}.")
+                q.sort.append((pname, desc))
+            continue
+        if name in ("_include", "_revinclude"):
+            q.includes.append(_parse_include(resource_type, name, value, modifier))
+            continue
+        if modifier and not (modifier == "missing"):
+            refuse(f"The search modifier ':{modifier[:32]}' is not supported.", key)
+            continue
+        if modifier == "missing":
+            refuse("The :missing modifier is not supported.", key)
+            continue
+        values = value.split(",")
+        if any(v == "" for v in values):
+            raise BadRequest(f"The search parameter '{name[:64]}' has an empty value.")
+        if name == "_id":
+            for v in values:
+                if not ID_RE.match(v):
+                    raise BadRequest("_id values must be FHIR ids.")
+            q.conditions.append(Condition(name, "id", tuple(values)))
+        elif name == "_lastUpdated":
+            q.conditions.append(Condition(name, "lastUpdated",
+                                          tuple(parse_date(v) for v in values)))
+        elif name in params:
+            p = params[name]
+            if p.type == "token":
+                kind = "identifier" if name == "identifier" else "token"
+                q.conditions.append(Condition(name, kind, tuple(parse_token(v) for v in values)))
+            elif p.type == "reference":
+                targets = frozenset(p.target_types) if p.target_types else None
+                q.conditions.append(Condition(name, "reference",
+                                              tuple(parse_reference(v, targets) for v in values)))
+            elif p.type == "date":
+                q.conditions.append(Condition(name, "date",
+                                              tuple(parse_date(v) for v in values)))
+            else:
+                refuse(f"The search parameter '{name}' is not supported.", key)
+        else:
+            refuse(f"The search parameter '{name[:64]}' is not supported for {resource_type}.",
+                   key)
+    return q
+
+
+def _parse_include(resource_type: str, name: str, value: str, modifier: str) -> Include:
+    if modifier:
+        raise BadRequest(f"{name}:{modifier[:32]} is not supported.")
+    parts = value.split(":")
+    if len(parts) not in (2, 3) or "*" in parts:
+        raise BadRequest(f"{name} must look like Type:parameter[:TargetType].")
+    source, pname = parts[0], parts[1]
+    target = parts[2] if len(parts) == 3 else None
+    if source not in schemas.SUPPORTED_TYPES and source not in schemas.SERVER_WRITTEN_TYPES:
+        raise BadRequest(f"{name} names an unsupported resource type.")
+    if name == "_include" and source != resource_type:
+        raise BadRequest("_include must start with the searched resource type.")
+    params = schemas.search_parameters(source)
+    p = params.get(pname)
+    if p is None or p.type != "reference":
+        raise BadRequest(f"{name} must name a reference parameter of {source}.")
+    if target is not None and p.target_types and target not in p.target_types:
+        raise BadRequest(f"{name} names a target type the parameter cannot point to.")
+    if name == "_revinclude" and p.target_types and resource_type not in p.target_types:
+        raise BadRequest("_revinclude parameter does not point to the searched type.")
+    return Include(source, pname, target, reverse=(name == "_revinclude"))

@@ -1,0 +1,119 @@
+"""Strict JSON in, FHIR JSON out: body limits, media types, ETags."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime
+from email.utils import format_datetime
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from dossier.errors import BadRequest, PayloadTooLarge, PreconditionFailed, UnsupportedMediaType
+
+FHIR_JSON = "application/fhir+json"
+ACCEPTED_TYPES = ("application/fhir+json", "application/json", "application/json+fhir")
+_ETAG = re.compile(r'^(?:W/)?"(\d{1,9})"$')
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """Read the request body, refusing more than `limit` bytes before buffering it all."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise BadRequest("The Content-Length header is not a number.")
+        if int(declared) > limit:
+            raise PayloadTooLarge(f"The request body is larger than the limit of {limit} bytes.")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"The request body is larger than the limit of {limit} bytes.")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def check_content_type(request: Request) -> None:
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype not in ACCEPTED_TYPES:
+        raise UnsupportedMediaType(
+            "Send FHIR resources as JSON with Content-Type 'application/fhir+json'."
+        )
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise BadRequest(f"The JSON body repeats the property '{key[:64]}'.")
+        out[key] = value
+    return out
+
+
+def _no_constants(name: str) -> Any:
+    raise BadRequest("The JSON body contains NaN or Infinity, which JSON does not allow.")
+
+
+def parse_json(body: bytes) -> Any:
+    """Strict JSON: UTF-8, no duplicate keys, no NaN/Infinity, bounded nesting."""
+    if not body.strip():
+        raise BadRequest("The request body is empty; a FHIR resource in JSON was expected.")
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadRequest("The request body is not valid UTF-8.") from None
+    try:
+        value = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
+    except json.JSONDecodeError as exc:
+        raise BadRequest(
+            f"The request body is not valid JSON (line {exc.lineno}, column {exc.colno})."
+        ) from None
+    except RecursionError:
+        raise BadRequest("The JSON body is nested too deeply.") from None
+    if _depth(value) > 32:
+        raise BadRequest("The JSON body is nested too deeply.")
+    return value
+
+
+def _depth(value: Any, level: int = 0) -> int:
+    if level > 32:
+        return level
+    if isinstance(value, dict):
+        return max((_depth(v, level + 1) for v in value.values()), default=level + 1)
+    if isinstance(value, list):
+        return max((_depth(v, level + 1) for v in value), default=level + 1)
+    return level
+
+
+def parse_resource(body: bytes) -> dict[str, Any]:
+    value = parse_json(body)
+    if not isinstance(value, dict):
+        raise BadRequest("The request body must be a JSON object (a FHIR resource).")
+    rtype = value.get("resourceType")
+    if not isinstance(rtype, str) or not rtype:
+        raise BadRequest("The resource has no 'resourceType'.")
+    return value
+
+
+def etag(version_id: int | str) -> str:
+    return f'W/"{version_id}"'
+
+
+def parse_if_match(header: str) -> int:
+    m = _ETAG.match(header.strip())
+    if not m:
+        raise PreconditionFailed("The If-Match header must be a version ETag such as W/\"3\".")
+    return int(m.group(1))
+
+
+def http_date(moment: datetime) -> str:
+    return format_datetime(moment, usegmt=True)
+
+
+def fhir_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    data = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    return Response(content=data, status_code=status, media_type=FHIR_JSON + "; charset=utf-8",
+                    headers=headers)

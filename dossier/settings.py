@@ -1,0 +1,114 @@
+"""Typed settings, validated once at start-up (environment prefix DOSSIER_, plus DATABASE_URL)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class SettingsError(Exception):
+    """A bad setting; the message says which one and why, never a secret value."""
+
+
+def default_data_dir() -> Path:
+    return Path(os.environ.get("DOSSIER_DATA_DIR", "./dossier-data"))
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DOSSIER_", extra="ignore", frozen=True)
+
+    data_dir: Path = Field(default_factory=default_data_dir)
+    database_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("DATABASE_URL", "DOSSIER_DATABASE_URL")
+    )
+    # the application role on PostgreSQL; migrations may use a different (owner) URL
+    migration_database_url: str | None = None
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=1, le=65535)
+    base_url: str | None = None  # public base URL, e.g. https://dossier.example.be
+    max_body_bytes: int = Field(default=1_048_576, ge=1024, le=64 * 1_048_576)
+    page_size_default: int = Field(default=20, ge=1, le=1000)
+    page_size_max: int = Field(default=200, ge=1, le=1000)
+    otel_exporter: Literal["none", "console", "otlp"] = "none"
+    otel_endpoint: str | None = None
+    # identity (issue 3): an external issuer switches the embedded dev issuer off
+    oidc_issuer: str | None = None
+    oidc_audience: str | None = None
+    auth_required: bool = True
+    key_provider: Literal["local", "pkcs11"] = "local"
+    pkcs11_library: str | None = None
+    pkcs11_token_label: str | None = None
+    pkcs11_pin: str | None = Field(default=None, repr=False)
+    demo: bool = False
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_db_url(cls, v: str | None) -> str | None:
+        if v is None or v == "":
+            return None
+        if not (v.startswith("sqlite") or v.startswith("postgresql+psycopg://")):
+            raise ValueError(
+                "DATABASE_URL must start with 'postgresql+psycopg://' (PostgreSQL with psycopg 3) "
+                "or 'sqlite' (the embedded default)"
+            )
+        return v
+
+    @field_validator("base_url")
+    @classmethod
+    def _check_base(cls, v: str | None) -> str | None:
+        if v is None:
+            return None
+        if not (v.startswith("http://") or v.startswith("https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return v.rstrip("/")
+
+    @model_validator(mode="after")
+    def _check_pages(self) -> Settings:
+        if self.page_size_default > self.page_size_max:
+            raise ValueError("page_size_default must not exceed page_size_max")
+        if self.otel_exporter == "otlp" and not self.otel_endpoint:
+            raise ValueError("otel_exporter 'otlp' needs DOSSIER_OTEL_ENDPOINT")
+        if self.key_provider == "pkcs11" and not (self.pkcs11_library and self.pkcs11_token_label):
+            raise ValueError("key_provider 'pkcs11' needs DOSSIER_PKCS11_LIBRARY and "
+                             "DOSSIER_PKCS11_TOKEN_LABEL")
+        if (self.oidc_issuer is None) != (self.oidc_audience is None):
+            raise ValueError("DOSSIER_OIDC_ISSUER and DOSSIER_OIDC_AUDIENCE go together")
+        return self
+
+    @property
+    def embedded(self) -> bool:
+        """True on the embedded default (no external issuer)."""
+        return self.oidc_issuer is None
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'dossier.sqlite3').resolve()}"
+
+    @property
+    def public_base(self) -> str:
+        return self.base_url or f"http://{self.host}:{self.port}"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings from the environment and overrides, or raise SettingsError with plain text."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err["loc"]) or "settings"
+            lines.append(f"{where}: {err['msg']}")
+        raise SettingsError("invalid settings:\n  " + "\n  ".join(lines)) from None
+
+
+def ensure_data_dir(path: Path) -> Path:
+    """Create the data directory 0700 on first start; refuse one others can read."""
+    path.mkdir(parents=True, exist_ok=True)
+    os.chmod(path, 0o700)
+    return path

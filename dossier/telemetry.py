@@ -1,0 +1,52 @@
+"""OpenTelemetry: one tracer provider per app (no global state), exporter by configuration.
+
+Attributes never carry personal data: only resource types, interactions, route templates
+and status codes — never ids from URLs, query values or bodies.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any
+
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import (
+    BatchSpanProcessor,
+    ConsoleSpanExporter,
+    SimpleSpanProcessor,
+    SpanExporter,
+)
+from opentelemetry.trace import Tracer
+
+from dossier.settings import Settings
+
+
+def make_tracer(settings: Settings, exporter: SpanExporter | None = None) -> tuple[
+        TracerProvider, Tracer]:
+    provider = TracerProvider(resource=Resource.create({"service.name": "dossier"}))
+    if exporter is not None:
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+    elif settings.otel_exporter == "console":
+        provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter()))
+    elif settings.otel_exporter == "otlp":
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        provider.add_span_processor(BatchSpanProcessor(
+            OTLPSpanExporter(endpoint=settings.otel_endpoint)))
+    return provider, provider.get_tracer("dossier")
+
+
+def span_factory(tracer: Tracer) -> Any:
+    def start(name: str) -> AbstractContextManager[Any]:
+        return tracer.start_as_current_span(name)
+    return start
+
+
+@contextmanager
+def request_span(tracer: Tracer, method: str, route: str) -> Iterator[Any]:
+    with tracer.start_as_current_span(f"{method} {route}") as span:
+        span.set_attribute("http.request.method", method)
+        span.set_attribute("http.route", route)
+        yield span
