@@ -1,0 +1,188 @@
+"""The dev issuer's OAuth flows, apart from HTTP: authorization code + PKCE, client credentials.
+
+Each function raises ``OAuthError`` with the RFC 6749 error code to answer.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+import secrets
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from auth.clientauth import ASSERTION_TYPE, assertion_client_id, verify_assertion
+from auth.devissuer import DEFAULT_SCOPES, Client, DemoUser, DevIssuer, demo_user
+from auth.errors import InvalidToken, OAuthError, invalid_client
+from auth.rules import SCOPE_CONTEXT, Role
+from auth.scopes import NON_RESOURCE_SCOPES, Scope, covered, format_scopes, parse_scopes
+
+CODE_TTL = 60
+USER_TOKEN_TTL = 3600
+HUB_TOKEN_TTL = 300
+_CHALLENGE = re.compile(r"[A-Za-z0-9\-._~]{43,128}")
+_VERIFIER = _CHALLENGE
+
+
+@dataclass(frozen=True)
+class AuthorizationRequest:
+    """A checked authorization request (RFC 6749 §4.1.1 with PKCE, RFC 7636)."""
+
+    client: Client
+    redirect_uri: str
+    state: str | None
+    scope: str
+    code_challenge: str
+    nonce: str | None
+
+
+class RedirectError(Exception):
+    """An authorization error to report by redirecting back to the client (RFC 6749 §4.1.2.1)."""
+
+    def __init__(self, redirect_uri: str, error: str, state: str | None) -> None:
+        super().__init__(error)
+        self.redirect_uri = redirect_uri
+        self.error = error
+        self.state = state
+
+
+def check_authorization_request(issuer: DevIssuer,
+                                params: Mapping[str, str]) -> AuthorizationRequest:
+    """Validate an authorization request.
+
+    An unknown client or redirect URI is an ``OAuthError`` shown to the user, never
+    a redirect; any other fault is a ``RedirectError`` back to the client.
+    """
+    client_id, redirect_uri = params.get("client_id", ""), params.get("redirect_uri", "")
+    client = issuer.client(client_id) if client_id else None
+    if client is None or client.backend:
+        raise OAuthError("invalid_request", "Unknown client.")
+    if redirect_uri not in client.redirect_uris:
+        raise OAuthError("invalid_request", "The redirect URI is not registered for this client.")
+    state = params.get("state") or None
+    if params.get("response_type") != "code":
+        raise RedirectError(redirect_uri, "unsupported_response_type", state)
+    challenge = params.get("code_challenge", "")
+    if params.get("code_challenge_method") != "S256" or not _CHALLENGE.fullmatch(challenge):
+        raise RedirectError(redirect_uri, "invalid_request", state)
+    scope = params.get("scope", "")
+    try:
+        parse_scopes(scope)
+    except InvalidToken:
+        raise RedirectError(redirect_uri, "invalid_scope", state) from None
+    return AuthorizationRequest(client, redirect_uri, state, scope, challenge,
+                                params.get("nonce") or None)
+
+
+def granted_scope(requested: str, role: Role, registered: str) -> str:
+    """What is granted of ``requested``: scopes in the role's context that the client may ask for.
+
+    Nothing requested gives the role's default scopes.
+    """
+    context = SCOPE_CONTEXT[role]
+    allowed = [s for s in parse_scopes(registered) if s.context == context]
+    wanted = parse_scopes(requested)
+    resource = [s for s in wanted if s.context == context and covered(allowed, s)]
+    if not wanted:
+        resource = [s for s in parse_scopes(DEFAULT_SCOPES[role]) if covered(allowed, s)]
+    if not resource:
+        raise OAuthError("invalid_scope", "None of the requested scopes can be granted.")
+    kept = [t for t in requested.split(" ") if t in NON_RESOURCE_SCOPES
+            and t in registered.split() and (t != "launch/patient" or role == "citizen")]
+    return " ".join([*dict.fromkeys(kept), format_scopes(resource)])
+
+
+def issue_code(issuer: DevIssuer, request: AuthorizationRequest, user: DemoUser) -> str:
+    """A single-use authorization code for ``user``, valid one minute."""
+    scope = granted_scope(request.scope, user.roles[0], request.client.scope)
+    code = secrets.token_urlsafe(32)
+    now = time.monotonic()
+    for stale in [c for c, entry in list(issuer.codes.items()) if entry["expires"] < now]:
+        issuer.codes.pop(stale, None)
+    issuer.codes[code] = {
+        "client_id": request.client.client_id, "redirect_uri": request.redirect_uri,
+        "challenge": request.code_challenge, "user": user.id, "scope": scope,
+        "nonce": request.nonce, "expires": now + CODE_TTL,
+    }
+    return code
+
+
+def pkce_challenge(verifier: str) -> str:
+    digest = hashlib.sha256(verifier.encode("ascii")).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+def exchange_code(issuer: DevIssuer, form: Mapping[str, str]) -> dict[str, Any]:
+    """The token response for ``grant_type=authorization_code``."""
+    client = issuer.client(form.get("client_id", ""))
+    if client is None or client.backend:
+        raise invalid_client("Unknown public client.")
+    entry = issuer.codes.pop(form.get("code", ""), None)  # single use, even on failure
+    verifier = form.get("code_verifier", "")
+    if (entry is None or entry["expires"] < time.monotonic()
+            or entry["client_id"] != client.client_id
+            or entry["redirect_uri"] != form.get("redirect_uri")):
+        raise OAuthError("invalid_grant", "The authorization code is invalid or expired.")
+    if not _VERIFIER.fullmatch(verifier) or not secrets.compare_digest(
+            pkce_challenge(verifier), entry["challenge"]):
+        raise OAuthError("invalid_grant", "The PKCE code verifier does not match.")
+    user = demo_user(entry["user"])
+    if user is None:
+        raise OAuthError("invalid_grant", "The authorization code is invalid or expired.")
+    token = issuer.mint(user.fhir_user, list(user.roles), entry["scope"], USER_TOKEN_TTL,
+                        client_id=client.client_id)
+    response: dict[str, Any] = {"access_token": token, "token_type": "Bearer",
+                                "expires_in": USER_TOKEN_TTL, "scope": entry["scope"]}
+    if user.fhir_user.startswith("Patient/"):
+        response["patient"] = user.fhir_user.removeprefix("Patient/")  # SMART launch context
+    if "openid" in entry["scope"].split():
+        response["id_token"] = _id_token(issuer, user, client.client_id, entry["nonce"])
+    return response
+
+
+def _id_token(issuer: DevIssuer, user: DemoUser, client_id: str, nonce: str | None) -> str:
+    now = int(datetime.now(UTC).timestamp())
+    claims: dict[str, Any] = {"iss": issuer.issuer, "sub": user.fhir_user, "aud": client_id,
+                              "iat": now, "exp": now + USER_TOKEN_TTL, "azp": client_id,
+                              "fhirUser": user.fhir_user, "name": user.name}
+    if nonce:
+        claims["nonce"] = nonce
+    return issuer.sign(claims, typ="JWT")
+
+
+def client_credentials(issuer: DevIssuer, form: Mapping[str, str]) -> dict[str, Any]:
+    """The token response for ``grant_type=client_credentials`` (SMART Backend Services)."""
+    assertion = form.get("client_assertion", "")
+    if form.get("client_assertion_type") != ASSERTION_TYPE or not assertion:
+        raise invalid_client("private_key_jwt client authentication is required.")
+    client_id = assertion_client_id(assertion)
+    if form.get("client_id") not in (None, "", client_id):
+        raise invalid_client("client_id does not match the client_assertion.")
+    client = issuer.client(client_id)
+    if client is None or not client.backend:
+        raise invalid_client("Unknown client.")
+    verify_assertion(assertion, client_id=client_id, jwks=issuer.client_jwks(client),
+                     token_endpoint=issuer.token_endpoint, replay=issuer.replay,
+                     now=datetime.now(UTC))
+    scope = _system_scope(form.get("scope", ""), client.scope)
+    token = issuer.mint(client.fhir_user, ["hub"], scope, HUB_TOKEN_TTL,
+                        client_id=client_id, subject=client_id)
+    return {"access_token": token, "token_type": "Bearer", "expires_in": HUB_TOKEN_TTL,
+            "scope": scope}
+
+
+def _system_scope(requested: str, registered: str) -> str:
+    try:
+        wanted = parse_scopes(requested)
+    except InvalidToken:
+        raise OAuthError("invalid_scope", "The scope is not understood.") from None
+    allowed: list[Scope] = list(parse_scopes(registered))
+    if not wanted:
+        return format_scopes(allowed)
+    if any(s.context != "system" or not covered(allowed, s) for s in wanted):
+        raise OAuthError("invalid_scope", "The client may not be granted that scope.")
+    return format_scopes(wanted)

@@ -1,0 +1,165 @@
+"""HTTP endpoints of the dev issuer, mounted by the service at ``/auth``."""
+
+from __future__ import annotations
+
+from html import escape
+from typing import Annotated, Any
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+
+from auth.devflows import (
+    AuthorizationRequest,
+    RedirectError,
+    check_authorization_request,
+    client_credentials,
+    exchange_code,
+    issue_code,
+)
+from auth.devissuer import DEMO_USERS, DevIssuer, demo_user
+from auth.errors import OAuthError
+
+_NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+_PAGE_HEADERS = {
+    **_NO_STORE,
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
+                               "form-action 'self'; frame-ancestors 'none'",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+}
+_AUTHORIZE_FIELDS = ("response_type", "client_id", "redirect_uri", "scope", "state",
+                     "code_challenge", "code_challenge_method", "nonce")
+FormField = Annotated[str | None, Form()]
+
+
+def build_router(issuer: DevIssuer) -> APIRouter:
+    router = APIRouter(tags=["dev issuer"])
+
+    @router.get("/.well-known/openid-configuration")
+    def discovery() -> JSONResponse:
+        return JSONResponse(issuer.discovery())
+
+    @router.get("/jwks")
+    def jwks() -> JSONResponse:
+        return JSONResponse(issuer.jwks(), headers={"Cache-Control": "max-age=300"})
+
+    @router.get("/authorize")
+    def authorize_page(request: Request) -> Response:
+        params = {name: request.query_params.get(name, "") for name in _AUTHORIZE_FIELDS}
+        try:
+            checked = check_authorization_request(issuer, params)
+        except OAuthError as error:
+            return _error_page(error)
+        except RedirectError as error:
+            return _redirect(error.redirect_uri, issuer, error=error.error, state=error.state)
+        return HTMLResponse(_sign_in_page(checked, params), headers=_PAGE_HEADERS)
+
+    @router.post("/authorize")
+    def authorize(
+        user: FormField = None, response_type: FormField = None, client_id: FormField = None,
+        redirect_uri: FormField = None, scope: FormField = None, state: FormField = None,
+        code_challenge: FormField = None, code_challenge_method: FormField = None,
+        nonce: FormField = None,
+    ) -> Response:
+        params = {
+            "response_type": response_type, "client_id": client_id,
+            "redirect_uri": redirect_uri, "scope": scope, "state": state,
+            "code_challenge": code_challenge, "code_challenge_method": code_challenge_method,
+            "nonce": nonce,
+        }
+        clean = {k: v for k, v in params.items() if v is not None}
+        try:
+            checked = check_authorization_request(issuer, clean)
+            chosen = demo_user(user or "")
+            if chosen is None:
+                raise RedirectError(checked.redirect_uri, "access_denied", checked.state)
+            code = issue_code(issuer, checked, chosen)
+        except OAuthError as error:
+            if error.error == "invalid_scope" and clean.get("redirect_uri"):
+                return _redirect(clean["redirect_uri"], issuer, error=error.error,
+                                 state=clean.get("state"))
+            return _error_page(error)
+        except RedirectError as error:
+            return _redirect(error.redirect_uri, issuer, error=error.error, state=error.state)
+        return _redirect(checked.redirect_uri, issuer, code=code, state=checked.state)
+
+    @router.post("/token")
+    def token(
+        grant_type: FormField = None, code: FormField = None, redirect_uri: FormField = None,
+        client_id: FormField = None, code_verifier: FormField = None, scope: FormField = None,
+        client_assertion_type: FormField = None, client_assertion: FormField = None,
+    ) -> JSONResponse:
+        form = {
+            "code": code, "redirect_uri": redirect_uri, "client_id": client_id,
+            "code_verifier": code_verifier, "scope": scope,
+            "client_assertion_type": client_assertion_type, "client_assertion": client_assertion,
+        }
+        clean = {k: v for k, v in form.items() if v is not None}
+        try:
+            if grant_type == "authorization_code":
+                body: dict[str, Any] = exchange_code(issuer, clean)
+            elif grant_type == "client_credentials":
+                body = client_credentials(issuer, clean)
+            elif not grant_type:
+                raise OAuthError("invalid_request", "grant_type is required.")
+            else:
+                raise OAuthError("unsupported_grant_type", "This grant type is not supported.")
+        except OAuthError as error:
+            return JSONResponse(error.body(), status_code=error.status,
+                                headers={**_NO_STORE, **_challenge(error)})
+        return JSONResponse(body, headers=_NO_STORE)
+
+    return router
+
+
+def _challenge(error: OAuthError) -> dict[str, str]:
+    # RFC 6749 §5.2: a 401 carries the scheme the client should use.
+    return {"WWW-Authenticate": 'Bearer realm="dossier-dev-issuer"'} if error.status == 401 else {}
+
+
+def _redirect(redirect_uri: str, issuer: DevIssuer, **params: str | None) -> RedirectResponse:
+    parts = urlsplit(redirect_uri)
+    values = {k: v for k, v in params.items() if v is not None}
+    values["iss"] = issuer.issuer  # RFC 9207
+    query = "&".join(filter(None, [parts.query, urlencode(values)]))
+    return RedirectResponse(urlunsplit(parts._replace(query=query)), status_code=303,
+                            headers=_NO_STORE)
+
+
+def _error_page(error: OAuthError) -> HTMLResponse:
+    body = (f"<h1>Sign-in request refused</h1><p>{escape(error.description)}</p>"
+            f"<p><code>{escape(error.error)}</code></p>")
+    return HTMLResponse(_page(body), status_code=400, headers=_PAGE_HEADERS)
+
+
+def _sign_in_page(request: AuthorizationRequest, params: dict[str, str]) -> str:
+    hidden = "".join(
+        f'<input type="hidden" name="{name}" value="{escape(value)}">'
+        for name, value in params.items() if value
+    )
+    buttons = "".join(
+        f'<li><button type="submit" name="user" value="{escape(user.id)}">'
+        f"{escape(user.name)}</button> <span>{escape(user.description)}</span></li>"
+        for user in DEMO_USERS
+    )
+    body = (
+        "<h1>Dossier — development sign-in</h1>"
+        f"<p>Application <strong>{escape(request.client.client_id)}</strong> asks to sign you in."
+        " Choose a demo user. This page exists only in the embedded development setup.</p>"
+        f'<form method="post" action="authorize">{hidden}<ul>{buttons}</ul></form>'
+    )
+    return _page(body)
+
+
+def _page(body: str) -> str:
+    return (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        "<title>Dossier sign-in</title>"
+        "<style>body{font-family:system-ui,sans-serif;max-width:40rem;margin:2rem auto;"
+        "padding:0 1rem;line-height:1.5}li{margin:.5rem 0;list-style:none}"
+        "button{font-size:1rem;padding:.5rem 1rem;min-width:12rem}"
+        "button:focus{outline:3px solid #1d4ed8;outline-offset:2px}</style>"
+        f"</head><body><main>{body}</main></body></html>"
+    )
