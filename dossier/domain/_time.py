@@ -1,0 +1,62 @@
+"""FHIR date/dateTime values as spans of time, read in Europe/Brussels."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+BRUSSELS = ZoneInfo("Europe/Brussels")
+
+_PARTIAL = re.compile(r"(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?")
+_TICK = timedelta(microseconds=1)
+
+
+def require_aware(value: datetime, name: str) -> None:
+    """Reject naive datetimes: a discharge time is meaningless without a zone."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"{name} must be timezone-aware")
+
+
+def span(value: str) -> tuple[datetime, datetime]:
+    """The half-open interval [start, end) a FHIR date or dateTime stands for.
+
+    "2026-03" is the whole of March in Brussels; a full dateTime is one instant.
+    A dateTime without an offset (not valid FHIR) is read as Brussels time.
+    """
+    partial = _PARTIAL.fullmatch(value)
+    if partial:
+        year, month, day = partial.groups()
+        start = datetime(int(year), int(month or 1), int(day or 1), tzinfo=BRUSSELS)
+        if day:
+            end = start + timedelta(days=1)  # wall-clock day: 23 or 25 hours at DST
+        elif month:
+            end = start.replace(year=start.year + (start.month == 12),
+                                month=start.month % 12 + 1)
+        else:
+            end = start.replace(year=start.year + 1)
+        # UTC, so comparisons never fall back to wall-clock time (same-tzinfo rule).
+        return start.astimezone(UTC), end.astimezone(UTC)
+    try:
+        instant = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError("not a FHIR date or dateTime") from None
+    if instant.tzinfo is None:
+        instant = instant.replace(tzinfo=BRUSSELS)
+    instant = instant.astimezone(UTC)
+    return instant, instant + _TICK
+
+
+def start_of(value: str) -> datetime:
+    """The first instant of a FHIR date or dateTime."""
+    return span(value)[0]
+
+
+def period_covers(period: dict[str, object] | None, at: datetime) -> bool:
+    """True when `at` lies in a FHIR Period; a missing bound is open."""
+    if not period:
+        return True
+    start, end = period.get("start"), period.get("end")
+    if isinstance(start, str) and at < span(start)[0]:
+        return False
+    return not (isinstance(end, str) and at >= span(end)[1])
