@@ -1,0 +1,112 @@
+"""Tamper-evident audit log: RFC 6962 Merkle tree, hash chain, signed tree heads.
+
+The pure, storage-agnostic core; see docs/audit.md.
+"""
+
+from __future__ import annotations
+
+from audit.canonical import b64decode, b64encode, canonical_bytes
+from audit.chain import GENESIS, chain_hash, chain_hash_from_leaf_hash, verify_chain
+from audit.checkpoint import (
+    Checkpoint,
+    Ed25519FileSigner,
+    Signer,
+    TreeHeadJSON,
+    jwk_thumbprint,
+    public_jwk,
+    public_key_from_jwk,
+    tree_head_json,
+    verify_tree_head,
+)
+from audit.errors import (
+    AuditError,
+    BadSignatureError,
+    LeafMismatchError,
+    MalformedProofError,
+    MalformedTreeHeadError,
+    MissingNodeError,
+    OriginMismatchError,
+    ProofError,
+    ProofRangeError,
+    RootMismatchError,
+    SigningKeyError,
+    TreeHeadError,
+)
+from audit.hashing import EMPTY_ROOT, HASH_SIZE, leaf_hash, node_hash
+from audit.merkle import (
+    BatchNodeStore,
+    CompactRange,
+    MemoryNodeStore,
+    NodeEntry,
+    NodeID,
+    NodeStore,
+    append,
+    consistency_proof,
+    inclusion_proof,
+    root,
+)
+from audit.proof import (
+    ConsistencyProofJSON,
+    InclusionProofJSON,
+    consistency_proof_json,
+    inclusion_proof_json,
+    root_from_inclusion,
+    verify_consistency,
+    verify_consistency_json,
+    verify_inclusion,
+    verify_inclusion_json,
+)
+
+__all__ = [
+    "EMPTY_ROOT",
+    "GENESIS",
+    "HASH_SIZE",
+    "AuditError",
+    "BadSignatureError",
+    "BatchNodeStore",
+    "Checkpoint",
+    "CompactRange",
+    "ConsistencyProofJSON",
+    "Ed25519FileSigner",
+    "InclusionProofJSON",
+    "LeafMismatchError",
+    "MalformedProofError",
+    "MalformedTreeHeadError",
+    "MemoryNodeStore",
+    "MissingNodeError",
+    "NodeEntry",
+    "NodeID",
+    "NodeStore",
+    "OriginMismatchError",
+    "ProofError",
+    "ProofRangeError",
+    "RootMismatchError",
+    "Signer",
+    "SigningKeyError",
+    "TreeHeadError",
+    "TreeHeadJSON",
+    "append",
+    "b64decode",
+    "b64encode",
+    "canonical_bytes",
+    "chain_hash",
+    "chain_hash_from_leaf_hash",
+    "consistency_proof",
+    "consistency_proof_json",
+    "inclusion_proof",
+    "inclusion_proof_json",
+    "jwk_thumbprint",
+    "leaf_hash",
+    "node_hash",
+    "public_jwk",
+    "public_key_from_jwk",
+    "root",
+    "root_from_inclusion",
+    "tree_head_json",
+    "verify_chain",
+    "verify_consistency",
+    "verify_consistency_json",
+    "verify_inclusion",
+    "verify_inclusion_json",
+    "verify_tree_head",
+]

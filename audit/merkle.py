@@ -1,0 +1,274 @@
+"""Building the RFC 6962 / RFC 9162 Merkle tree over a store of perfect subtrees.
+
+Data model (after transparency-dev/merkle and Trillian): the store keeps the
+hash of every *complete* subtree, addressed ``(level, index)`` = the
+``2**level`` leaves starting at leaf ``index * 2**level``. Level 0 holds the
+leaf hashes. A node, once complete, never changes, so the store is append-only
+and a node written for a tree of size N serves every later size too.
+
+A tree of any size is the concatenation of at most ``log2(n) + 1`` perfect
+subtrees (one per set bit of ``n``, largest first), so the ragged right edge
+of ``root``, ``inclusion_proof`` and ``consistency_proof`` is recomputed from
+O(log n) stored nodes: each function reads O(log n) nodes and nothing beyond
+the requested size.
+
+``append`` is the sequencer's step: given the current size and a batch of new
+leaf hashes, it reads the O(log n) frontier nodes and returns the new perfect
+nodes to persist and the new root. Requests commit their records without a
+tree position; one sequencer at a time integrates them (the caller serialises
+sequencers, e.g. with a unique key on ``(level, index)``).
+
+Verification lives apart, in ``audit.proof``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Protocol, runtime_checkable
+
+from audit.errors import MissingNodeError
+from audit.hashing import EMPTY_ROOT, HASH_SIZE, check_hash, node_hash
+
+NodeID = tuple[int, int]
+"""``(level, index)`` of a perfect subtree."""
+
+NodeEntry = tuple[int, int, bytes]
+"""``(level, index, hash)`` of a perfect subtree, as ``append`` returns it."""
+
+
+class NodeStore(Protocol):
+    """Read access to stored perfect-subtree hashes."""
+
+    def get(self, level: int, index: int) -> bytes | None:
+        """Hash of the complete subtree of ``2**level`` leaves from leaf ``index * 2**level``."""
+        ...
+
+
+@runtime_checkable
+class BatchNodeStore(NodeStore, Protocol):
+    """A store that can fetch many nodes in one round trip (used when present)."""
+
+    def get_many(self, ids: Sequence[NodeID]) -> Mapping[NodeID, bytes]:
+        """The stored hashes among ``ids``; absent ids are left out."""
+        ...
+
+
+class MemoryNodeStore:
+    """A dict-backed NodeStore for tests and tools. Counts reads."""
+
+    def __init__(self) -> None:
+        self._nodes: dict[NodeID, bytes] = {}
+        self.reads = 0
+
+    def get(self, level: int, index: int) -> bytes | None:
+        self.reads += 1
+        return self._nodes.get((level, index))
+
+    def put(self, entries: Iterable[NodeEntry]) -> None:
+        """Store nodes; a node already stored with another hash is an error."""
+        for level, index, value in entries:
+            old = self._nodes.setdefault((level, index), value)
+            if old != value:
+                raise ValueError(f"node level={level} index={index} already stored differently")
+
+    def __len__(self) -> int:
+        return len(self._nodes)
+
+
+def _split(n: int) -> int:
+    """RFC 6962's k: the largest power of two smaller than ``n`` (``n >= 2``)."""
+    return 1 << ((n - 1).bit_length() - 1)
+
+
+def _cover(start: int, end: int) -> list[NodeID]:
+    """The perfect nodes that make up leaves ``[start, end)``, largest first."""
+    nodes: list[NodeID] = []
+    size = end - start
+    pos = start
+    for level in range(size.bit_length() - 1, -1, -1):
+        if size >> level & 1:
+            if pos & ((1 << level) - 1):
+                raise ValueError("range is not aligned to its perfect subtrees")
+            nodes.append((level, pos >> level))
+            pos += 1 << level
+    return nodes
+
+
+def _fold(hashes: Sequence[bytes]) -> bytes:
+    """MTH of consecutive perfect subtrees, largest first: right-to-left node hashing."""
+    acc = hashes[-1]
+    for value in reversed(hashes[:-1]):
+        acc = node_hash(value, acc)
+    return acc
+
+
+def _read(store: NodeStore, ids: Sequence[NodeID]) -> dict[NodeID, bytes]:
+    unique = list(dict.fromkeys(ids))
+    found: Mapping[NodeID, bytes]
+    get_many = getattr(store, "get_many", None)  # a BatchNodeStore (isinstance is slow)
+    if get_many is not None:
+        found = get_many(unique)
+    else:
+        found = {}
+        for level, index in unique:
+            value = store.get(level, index)
+            if value is not None:
+                found[(level, index)] = value
+    nodes: dict[NodeID, bytes] = {}
+    for node_id in unique:
+        value = found.get(node_id)
+        if value is None:
+            raise MissingNodeError(*node_id)
+        nodes[node_id] = check_hash(value, "stored node")
+    return nodes
+
+
+def _range_hashes(store: NodeStore, ranges: Sequence[tuple[int, int]]) -> list[bytes]:
+    """MTH of each leaf range, with one batched read of all the nodes they need."""
+    covers = [_cover(start, end) for start, end in ranges]
+    nodes = _read(store, [node for cover in covers for node in cover])
+    return [_fold([nodes[node] for node in cover]) for cover in covers]
+
+
+def _inclusion_ranges(index: int, size: int) -> list[tuple[int, int]]:
+    """The leaf ranges whose MTHs form RFC 6962 PATH(index, D[0:size]), leaf first."""
+    ranges: list[tuple[int, int]] = []
+    start, end = 0, size
+    while end - start > 1:
+        k = _split(end - start)
+        if index - start < k:
+            ranges.append((start + k, end))
+            end = start + k
+        else:
+            ranges.append((start, start + k))
+            start += k
+    ranges.reverse()
+    return ranges
+
+
+def _consistency_ranges(first: int, second: int) -> list[tuple[int, int]]:
+    """Leaf ranges whose MTHs form RFC 6962 PROOF(first, D[0:second]); 0 < first < second."""
+    ranges: list[tuple[int, int]] = []
+    start, end, m, whole = 0, second, first, True
+    while m != end - start:
+        k = _split(end - start)
+        if m <= k:
+            ranges.append((start + k, end))
+            end = start + k
+        else:
+            ranges.append((start, start + k))
+            start += k
+            m -= k
+            whole = False
+    if not whole:
+        ranges.append((start, end))
+    ranges.reverse()
+    return ranges
+
+
+def root(store: NodeStore, size: int) -> bytes:
+    """RFC 6962 MTH of the first ``size`` leaves (``SHA-256("")`` when empty)."""
+    if size < 0:
+        raise ValueError("size must not be negative")
+    if size == 0:
+        return EMPTY_ROOT
+    return _range_hashes(store, [(0, size)])[0]
+
+
+def inclusion_proof(store: NodeStore, index: int, size: int) -> list[bytes]:
+    """RFC 6962 audit path of leaf ``index`` in the tree of ``size`` leaves, leaf first."""
+    if not 0 <= index < size:
+        raise ValueError("index must satisfy 0 <= index < size")
+    return _range_hashes(store, _inclusion_ranges(index, size))
+
+
+def consistency_proof(store: NodeStore, first: int, second: int) -> list[bytes]:
+    """RFC 6962 consistency proof between sizes ``first`` and ``second``.
+
+    Empty when ``first`` is 0 or equals ``second`` (RFC 9162 §2.1.4).
+    """
+    if not 0 <= first <= second:
+        raise ValueError("sizes must satisfy 0 <= first <= second")
+    if first in (0, second):
+        return []
+    return _range_hashes(store, _consistency_ranges(first, second))
+
+
+class CompactRange:
+    """The right frontier of a tree: one perfect node per set bit of its size, largest first.
+
+    Enough to append leaves and compute the root in O(log n) memory; the
+    verifier streams millions of leaves through it.
+    """
+
+    __slots__ = ("_hashes", "_size")
+
+    def __init__(self, size: int = 0, hashes: Sequence[bytes] = ()) -> None:
+        if size < 0 or len(hashes) != size.bit_count():
+            raise ValueError("a compact range of size n holds popcount(n) hashes")
+        self._size = size
+        self._hashes = [check_hash(value, "frontier node") for value in hashes]
+
+    @classmethod
+    def from_store(cls, store: NodeStore, size: int) -> CompactRange:
+        """The frontier of the stored tree of ``size`` leaves (popcount(size) reads)."""
+        if size < 0:
+            raise ValueError("size must not be negative")
+        ids = _cover(0, size)
+        nodes = _read(store, ids)
+        return cls(size, [nodes[node] for node in ids])
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    def append(self, leaf_hash: bytes) -> list[NodeEntry]:
+        """Add one leaf; return the perfect nodes it completes, the leaf itself first."""
+        check_hash(leaf_hash, "leaf hash")
+        index = self._size
+        level = 0
+        value = leaf_hash
+        completed = [(0, index, value)]
+        while index >> level & 1:
+            level += 1
+            value = node_hash(self._hashes.pop(), value)
+            completed.append((level, index >> level, value))
+        self._hashes.append(value)
+        self._size += 1
+        return completed
+
+    def extend(self, leaf_hashes: Iterable[bytes]) -> None:
+        """Add leaves without reporting the completed nodes (the fast path)."""
+        hashes = self._hashes
+        size = self._size
+        try:
+            for value in leaf_hashes:
+                if len(value) != HASH_SIZE:
+                    raise ValueError(f"leaf hash must be {HASH_SIZE} bytes")
+                bits = size
+                while bits & 1:
+                    value = node_hash(hashes.pop(), value)
+                    bits >>= 1
+                hashes.append(value)
+                size += 1
+        finally:
+            self._size = size
+
+    def root(self) -> bytes:
+        """RFC 6962 MTH of the leaves so far."""
+        return _fold(self._hashes) if self._hashes else EMPTY_ROOT
+
+
+def append(
+    store: NodeStore, size: int, leaf_hashes: Iterable[bytes]
+) -> tuple[list[NodeEntry], bytes]:
+    """Integrate new leaves after the first ``size``: the new perfect nodes and the new root.
+
+    Reads only the popcount(size) frontier nodes. The caller persists the
+    returned ``(level, index, hash)`` entries (each exactly once).
+    """
+    frontier = CompactRange.from_store(store, size)
+    entries: list[NodeEntry] = []
+    for value in leaf_hashes:
+        entries.extend(frontier.append(value))
+    return entries, frontier.root()
