@@ -8,17 +8,20 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from opentelemetry.sdk.trace.export import SpanExporter
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from dossier.context import Principal, RequestContext
+from auth import AuthError, JWKSCache, TokenValidator, bearer_token, resolve_principal
+from dossier.access import ConsentPolicy
+from dossier.context import RequestContext
+from dossier.directory import StoreDirectory
 from dossier.db.engine import make_engine, upgrade
 from dossier.errors import DossierError
 from dossier.fhir.routes import router as fhir_router
 from dossier.fhir.wire import fhir_response
-from dossier.keys import keys_dir, load_or_create_secret
+from dossier.crypto import KeyProvider, provider_from_settings
 from dossier.runtime import Runtime
-from dossier.sealing import ClearSealer
 from dossier.settings import Settings, ensure_data_dir
 from dossier.telemetry import make_tracer, request_span
 
@@ -37,19 +40,56 @@ def outcome(status: int, code: str, message: str) -> Response:
         {"severity": "error", "code": code, "diagnostics": message}]}, status)
 
 
+def key_provider(settings: Settings) -> KeyProvider:
+    if settings.key_provider == "pkcs11":
+        return provider_from_settings("pkcs11", settings.data_dir,
+                                      lib_path=settings.pkcs11_library,
+                                      token_label=settings.pkcs11_token_label,
+                                      pin=settings.pkcs11_pin)
+    return provider_from_settings("local", settings.data_dir)
+
+
 def build_runtime(settings: Settings, exporter: SpanExporter | None = None) -> Runtime:
     ensure_data_dir(settings.data_dir)
     engine = make_engine(settings.sqlalchemy_url)
     upgrade(engine)
     provider, tracer = make_tracer(settings, exporter)
-    blind_key = load_or_create_secret(keys_dir(settings.data_dir) / "blind-index.key")
+    keys = key_provider(settings)
     return Runtime(settings=settings, engine=engine, tracer_provider=provider, tracer=tracer,
-                   sealer=ClearSealer(blind_key))
+                   key_provider=keys,
+                   policy_factory=lambda session, ctx: ConsentPolicy(
+                       session, ctx.principal, ctx.now))
 
 
-async def local_operator(request: Request) -> RequestContext:
-    """Foundation stand-in for authentication: the local operator (loopback only)."""
-    return RequestContext(principal=Principal(role="operator"))
+def install_auth(app: FastAPI, runtime: Runtime) -> None:
+    """Token validation for /fhir (all but metadata); the dev issuer on the embedded default."""
+    settings = runtime.settings
+    if settings.embedded:
+        from auth.devissuer import DevIssuer
+
+        base = settings.public_base
+        issuer = DevIssuer(settings.data_dir, f"{base}/auth", f"{base}/fhir")
+        app.include_router(issuer.router(), prefix="/auth")
+        app.state.dev_issuer = issuer
+        validator = TokenValidator(issuer.issuer, issuer.audience, issuer.key_source())
+        app.state.smart_configuration = issuer.smart_configuration()
+    else:
+        assert settings.oidc_issuer and settings.oidc_audience
+        validator = TokenValidator(settings.oidc_issuer, settings.oidc_audience,
+                                   JWKSCache(settings.oidc_issuer))
+        app.state.smart_configuration = None
+    directory = StoreDirectory(runtime.engine)
+
+    def authenticate(header: str | None) -> RequestContext:
+        claims = validator.validate(bearer_token(header))
+        ctx = RequestContext(principal=None)  # type: ignore[arg-type]
+        ctx.principal = resolve_principal(claims, directory, ctx.now)
+        return ctx
+
+    async def resolve(request: Request) -> RequestContext:
+        return await run_in_threadpool(authenticate, request.headers.get("authorization"))
+
+    app.state.resolve_context = resolve
 
 
 def create_app(settings: Settings, *, exporter: SpanExporter | None = None) -> FastAPI:
@@ -57,7 +97,7 @@ def create_app(settings: Settings, *, exporter: SpanExporter | None = None) -> F
     app = FastAPI(title="Dossier", version="0.1.0", docs_url=None, redoc_url=None,
                   openapi_url=None)
     app.state.runtime = runtime
-    app.state.resolve_context = local_operator
+    install_auth(app, runtime)
     install_error_handlers(app)
 
     @app.middleware("http")
@@ -95,6 +135,12 @@ def install_error_handlers(app: FastAPI) -> None:
     async def dossier_error(request: Request, exc: DossierError) -> Response:
         response = fhir_response(exc.outcome(), exc.status, exc.headers)
         return response
+
+    @app.exception_handler(AuthError)
+    async def auth_error(request: Request, exc: AuthError) -> Response:
+        return fhir_response({"resourceType": "OperationOutcome", "issue": [
+            {"severity": "error", "code": exc.code, "diagnostics": exc.message}]},
+            exc.status, exc.headers)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:

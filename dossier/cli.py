@@ -41,10 +41,6 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
     from dossier.app import create_app
 
-    if not settings.auth_required and not _is_loopback(settings.host):
-        print("error: without authentication the service binds to loopback only",
-              file=sys.stderr)
-        return 2
     app = create_app(settings)
     print(f"Dossier on http://{settings.host}:{settings.port}/fhir/metadata "
           f"(data in {settings.data_dir})", file=sys.stderr)

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 from sqlalchemy import ColumnElement, Row, delete, false, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
+import consent
 import schemas
 from dossier.context import RequestContext
 from dossier.db import search_sql
@@ -72,6 +73,9 @@ class SearchResult:
 class AccessPolicy(Protocol):
     """Plugged in by consent enforcement; the default is OpenPolicy (foundation only)."""
 
+    def gate(self, resource_type: str, interaction: str) -> None:
+        """Role and scopes (SMART letters c r u d s); raises Forbidden."""
+
     def can_read(self, row: RowMeta) -> bool: ...
 
     def read_clause(self, resource_type: str) -> ColumnElement[bool] | None: ...
@@ -111,7 +115,10 @@ class AuditNote:
 
 
 class OpenPolicy:
-    """Permits everything: the foundation's stand-in until consent enforcement is wired."""
+    """Permits everything: for tools that run as the operator (never for a request)."""
+
+    def gate(self, resource_type: str, interaction: str) -> None:
+        return None
 
     def can_read(self, row: RowMeta) -> bool:
         return True
@@ -151,7 +158,7 @@ class Repository:
         self.page_size = page_size
         self.max_page_size = max_page_size
         self._span = tracer
-        self.deferred_refs: list[tuple[str, str]] | None = None  # set inside transactions
+        self.deferred_refs: list[tuple[str, str, str | None]] | None = None  # set inside transactions
 
     # ------------------------------------------------------------------ plumbing
     @contextmanager
@@ -199,6 +206,7 @@ class Repository:
     # ------------------------------------------------------------------ reads
     def read(self, resource_type: str, resource_id: str) -> Stored:
         check_type(resource_type)
+        self.policy.gate(resource_type, "r")
         with self._op("read", resource_type):
             row = self._visible(self._current(resource_type, resource_id), resource_type)
             self._note("read", resource_type, resource_id, row.patient_id)
@@ -208,6 +216,7 @@ class Repository:
 
     def vread(self, resource_type: str, resource_id: str, version_id: int) -> Stored:
         check_type(resource_type)
+        self.policy.gate(resource_type, "r")
         with self._op("vread", resource_type):
             current = self._visible(self._current(resource_type, resource_id), resource_type)
             row = self.session.execute(select(resource_versions).where(
@@ -225,6 +234,7 @@ class Repository:
                 since: datetime | None, count: int | None, offset: int) -> tuple[list[Stored], int]:
         if resource_type:
             check_type(resource_type)
+            self.policy.gate(resource_type, "r")
         with self._op("history", resource_type or "*"):
             stmt = select(resource_versions)
             if resource_type:
@@ -254,6 +264,7 @@ class Repository:
     def search(self, resource_type: str, raw: list[tuple[str, str]], *,
                lenient: bool = False) -> SearchResult:
         check_type(resource_type)
+        self.policy.gate(resource_type, "s")
         with self._op("search", resource_type):
             q = parse_search(resource_type, raw, lenient=lenient, default_count=self.page_size,
                              max_count=self.max_page_size)
@@ -279,6 +290,8 @@ class Repository:
         seen = {(m.resource_type, m.id) for m in matches}
         out: list[Stored] = []
         for inc in includes:
+            if not self._may("r", inc.source_type if inc.reverse else inc.target_type):
+                continue
             if inc.reverse:
                 refs = [f"{m.resource_type}/{m.id}" for m in matches]
                 stmt = select(resources).where(
@@ -307,18 +320,32 @@ class Repository:
                 out.append(self._to_stored(row))
         return out
 
-    def exists_visible(self, reference: str) -> bool:
+    def _may(self, interaction: str, resource_type: str | None) -> bool:
+        if resource_type is None:
+            return True
+        try:
+            self.policy.gate(resource_type, interaction)
+        except DossierError:
+            return False
+        return True
+
+    def exists_visible(self, reference: str, compartment: str | None = None) -> bool:
+        """The reference resolves to a live resource the actor may see. The resource's own
+        patient counts as seen: check_write has already tied the writer to that dossier."""
         m = REF_RE.match(reference)
         if not m:
             return False
         row = self._current(m.group(1), m.group(2))
-        return row is not None and not row.deleted and self.policy.can_read(row_meta(row))
+        if row is None or row.deleted:
+            return False
+        return reference == compartment or self.policy.can_read(row_meta(row))
 
     # ------------------------------------------------------------------ writes
     def create(self, resource: dict[str, Any], *, if_none_exist: str | None = None,
                resource_id: str | None = None) -> tuple[Stored, bool]:
         resource_type = resource.get("resourceType", "")
         check_writable(resource_type)
+        self.policy.gate(resource_type, "c")
         with self._op("create", resource_type):
             if if_none_exist is not None:
                 found = self._conditional_match(resource_type, if_none_exist)
@@ -338,6 +365,7 @@ class Repository:
             raise BadRequest("The id is not a valid FHIR id.")
         with self._op("update", resource_type):
             row = self._current(resource_type, resource_id)
+            self.policy.gate(resource_type, "u" if row is not None else "c")
             if row is not None and not self.policy.can_read(row_meta(row)):
                 # hidden: behave exactly as for a resource that does not exist, but never
                 # create over it
@@ -352,6 +380,7 @@ class Repository:
 
     def delete(self, resource_type: str, resource_id: str) -> None:
         check_writable(resource_type)
+        self.policy.gate(resource_type, "d")
         with self._op("delete", resource_type):
             row = self._visible(self._current(resource_type, resource_id), resource_type)
             meta = row_meta(row)
@@ -391,6 +420,9 @@ class Repository:
         resource["id"] = resource_id
         client_meta = resource.pop("meta", None)
         problems = schemas.validate(resource)
+        if not problems and resource_type == "Consent":
+            problems = [schemas.Problem(path, message, "invalid")
+                        for path, message in consent_problems(resource)]
         if problems:
             raise unprocessable(problems)
         patient_ref = schemas.patient_of(resource)
@@ -405,7 +437,7 @@ class Repository:
         cats = frozenset(categories)
         self.policy.check_write(resource_type, patient_id, cats,
                                 row_meta(existing) if existing is not None else None)
-        self._check_references(resource)
+        self._check_references(resource, patient_ref)
         version = (existing.version_id + 1) if existing is not None else 1
         now = self.ctx.now
         resource["meta"] = {
@@ -446,7 +478,7 @@ class Repository:
                              system=system[:255], value=self.sealer.blind(system, value)))
         return rows
 
-    def _check_references(self, resource: dict[str, Any]) -> None:
+    def _check_references(self, resource: dict[str, Any], compartment: str | None) -> None:
         for path, ref in schemas.references(resource):
             if ref.startswith("#"):
                 continue
@@ -454,15 +486,15 @@ class Repository:
                 raise Unprocessable(
                     "References must be relative, like Patient/123.", expression=[path])
             if self.deferred_refs is not None:
-                self.deferred_refs.append((path, ref))
-            elif not self.exists_visible(ref):
+                self.deferred_refs.append((path, ref, compartment))
+            elif not self.exists_visible(ref, compartment):
                 raise Unprocessable("The referenced resource does not exist.",
                                     expression=[path])
 
     def check_deferred_references(self) -> None:
         pending, self.deferred_refs = self.deferred_refs or [], None
-        for path, ref in pending:
-            if not self.exists_visible(ref):
+        for path, ref, compartment in pending:
+            if not self.exists_visible(ref, compartment):
                 raise Unprocessable("The referenced resource does not exist.",
                                     expression=[path])
 
@@ -474,6 +506,11 @@ def _rebind(clause: ColumnElement[bool]) -> ColumnElement[bool]:
     return ClauseAdapter(resource_versions, equivalents={
         R.res_type: {V.res_type}, R.res_id: {V.res_id}, R.patient_id: {V.patient_id},
         R.categories: {V.categories}}).traverse(clause)  # type: ignore[return-value]
+
+
+def consent_problems(resource: dict[str, Any]) -> list[tuple[str, str]]:
+    """The §12 Consent encoding, checked by the consent engine's own reader."""
+    return consent.validate_consent(resource)
 
 
 def _asks_psy(meta: Any) -> bool:

@@ -14,7 +14,9 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from dossier.context import RequestContext
+from dossier.crypto import KeyProvider
 from dossier.repository import AccessPolicy, AuditSink, NullAudit, OpenPolicy, Repository, Sealer
+from dossier.sealing import FieldSealer
 from dossier.settings import Settings
 from dossier.telemetry import span_factory
 
@@ -30,10 +32,14 @@ class Runtime:
     engine: Engine
     tracer_provider: TracerProvider
     tracer: Tracer
-    sealer: Sealer
+    key_provider: KeyProvider
     policy_factory: Any = field(default_factory=PolicyFactory)
     audit: AuditSink = field(default_factory=NullAudit)
     extras: dict[str, Any] = field(default_factory=dict)
+
+    def sealer(self) -> Sealer:
+        """A fresh sealer per request: data keys never outlive the request."""
+        return FieldSealer(self.key_provider)
 
     @contextmanager
     def unit(self, ctx: RequestContext) -> Iterator[Repository]:
@@ -42,7 +48,7 @@ class Runtime:
             yield Repository(
                 session, ctx,
                 policy=self.policy_factory(session, ctx),
-                sealer=self.sealer,
+                sealer=self.sealer(),
                 audit=self.audit,
                 page_size=self.settings.page_size_default,
                 max_page_size=self.settings.page_size_max,

@@ -1,35 +1,107 @@
-"""Sealers: how the Repository stores the elements schemas/ declares personal.
+"""How the Repository stores the elements schemas/ declares personal (SPEC §7).
 
-ClearSealer keeps everything in clear (used only until field encryption is configured);
-the blind index is keyed in every case.
+FieldSealer is built per request: it unwraps each patient's data key at most once and
+forgets it when the request ends. Identifiers are searched through a keyed blind index.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
+from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
+import schemas
+from dossier.crypto import (
+    DecryptionError,
+    FieldCipher,
+    KeyDestroyed,
+    KeyProvider,
+    WrappedKey,
+    blind_index,
+)
+from dossier.db.models import patient_keys
+from dossier.errors import DossierError, Gone
 
-def keyed_blind_index(key: bytes, system: str, value: str) -> str:
-    msg = system.encode() + b"\x00" + value.strip().encode()
-    return hmac.new(key, msg, hashlib.sha256).hexdigest()
+K = patient_keys.c
 
 
-class ClearSealer:
-    def __init__(self, blind_key: bytes) -> None:
-        self._blind_key = blind_key
+class Unreadable(DossierError):
+    status = 500
+    code = "exception"
+
+
+def erased() -> Gone:
+    return Gone("This person's dossier was erased at their request.")
+
+
+class FieldSealer:
+    def __init__(self, provider: KeyProvider) -> None:
+        self.provider = provider
+        self.cipher = FieldCipher(provider)
+        self._blind_key: bytes | None = None
+
+    def _dek(self, session: Session, patient_id: str, *, create: bool) -> bytes:
+        row = session.execute(select(patient_keys).where(K.patient_id == patient_id)).first()
+        if row is None:
+            if not create:
+                raise Unreadable("A stored element cannot be read: its key is missing.")
+            dek, wrapped = self.cipher.new_data_key()
+            session.execute(insert(patient_keys).values(
+                patient_id=patient_id, kek_id=wrapped.kek_id, wrapped=wrapped.wrapped,
+                created_at=datetime.now(UTC)))
+            self.cipher.remember(patient_id, dek)
+            return dek
+        if row.wrapped is None:
+            raise erased()
+        try:
+            return self.cipher.data_key(patient_id, WrappedKey(row.kek_id, row.wrapped))
+        except KeyDestroyed:
+            raise erased() from None
 
     def seal(self, session: Session, resource: dict[str, Any], patient_id: str | None,
              version_id: int) -> tuple[dict[str, Any], dict[str, str] | None]:
-        return resource, None
+        paths = [p for p in schemas.encrypted_elements(resource["resourceType"])
+                 if p in resource]
+        if not paths:
+            return resource, None
+        if patient_id is None:
+            raise Unreadable("Personal elements need a dossier to be sealed in.")
+        dek = self._dek(session, patient_id, create=True)
+        clear, sealed = self.cipher.seal(
+            resource, paths, dek, patient_id=patient_id,
+            resource_type=resource["resourceType"], resource_id=resource["id"],
+            version=version_id)
+        return clear, sealed
 
     def open(self, session: Session, resource_type: str, resource_id: str,
              content: dict[str, Any], sealed: dict[str, str] | None, patient_id: str | None,
              version_id: int) -> dict[str, Any]:
-        return content
+        if not sealed:
+            return content
+        if patient_id is None:
+            raise Unreadable("A stored element cannot be read.")
+        dek = self._dek(session, patient_id, create=False)
+        try:
+            return self.cipher.open(content, sealed, dek, patient_id=patient_id,
+                                    resource_type=resource_type, resource_id=resource_id,
+                                    version=version_id)
+        except KeyDestroyed:
+            raise erased() from None
+        except DecryptionError:
+            raise Unreadable("A stored element failed its integrity check; it was not "
+                             "returned.") from None
 
     def blind(self, system: str, value: str) -> str:
-        return keyed_blind_index(self._blind_key, system, value)
+        if self._blind_key is None:
+            self._blind_key = self.provider.blind_index_key()
+        return blind_index(self._blind_key, system, value)
+
+    def erase(self, session: Session, patient_id: str, now: datetime) -> None:
+        """Crypto-shredding: forget the wrapped key; every sealed element is now noise."""
+        from sqlalchemy import update
+
+        session.execute(update(patient_keys).where(K.patient_id == patient_id).values(
+            kek_id=None, wrapped=None, erased_at=now))
+        self.cipher.forget(patient_id)

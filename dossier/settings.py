@@ -38,7 +38,6 @@ class Settings(BaseSettings):
     # identity (issue 3): an external issuer switches the embedded dev issuer off
     oidc_issuer: str | None = None
     oidc_audience: str | None = None
-    auth_required: bool = True
     key_provider: Literal["local", "pkcs11"] = "local"
     pkcs11_library: str | None = None
     pkcs11_token_label: str | None = None

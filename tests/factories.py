@@ -100,3 +100,49 @@ def fragility(patient_ref: str, *, housing: str = "inadequate", lives_alone: boo
             boolean("support-on-return", support),
         ],
     }
+
+
+def consent(patient_id: str, actor: str | None, *, categories: tuple[str, ...] = ("demarches",),
+            actions: tuple[str, ...] = ("access",), kind: str = "permit",
+            start: str | None = None, end: str | None = None,
+            purpose: str | None = None) -> dict[str, Any]:
+    """One grant or exclusion, exactly in the §12 encoding."""
+    provision: dict[str, Any] = {"type": kind}
+    if actor:
+        provision["actor"] = [{
+            "role": {"coding": [{
+                "system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType",
+                "code": "IRCP"}]},
+            "reference": {"reference": actor}}]
+    if actions:
+        provision["action"] = [{"coding": [{
+            "system": "http://terminology.hl7.org/CodeSystem/consentaction", "code": a}]}
+            for a in actions]
+    if categories:
+        provision["securityLabel"] = [{"system": f"{DB}/CodeSystem/dossier-category",
+                                       "code": c} for c in categories]
+    if start or end:
+        provision["period"] = {k: v for k, v in (("start", start), ("end", end)) if v}
+    if purpose:
+        provision["purpose"] = [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActReason",
+                                 "code": purpose}]
+    return {
+        "resourceType": "Consent", "status": "active",
+        "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope",
+                              "code": "patient-privacy"}]},
+        "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
+        "patient": {"reference": f"Patient/{patient_id}"},
+        "policyRule": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode",
+                                   "code": "OPTIN"}]},
+        "provision": provision,
+    }
+
+
+def related_person(patient_id: str, family: str = "Peeters", given: str = "Marc",
+                   relationship: str = "neighbour") -> dict[str, Any]:
+    return {"resourceType": "RelatedPerson", "active": True,
+            "patient": {"reference": f"Patient/{patient_id}"},
+            "relationship": [{"coding": [{
+                "system": f"{DB}/CodeSystem/network-role", "code": relationship}]}],
+            "name": [{"family": family, "given": [given]}],
+            "telecom": [{"system": "phone", "value": "+32 2 555 01 23"}]}

@@ -89,6 +89,16 @@ class FieldCipher:
         self._aeads.clear()
 
     # -- data keys ---------------------------------------------------------------------
+    def remember(self, patient_id: str, dek: bytes) -> None:
+        """Hold a DEK just created for ``patient_id`` for the rest of the request."""
+        self._deks[patient_id] = dek
+
+    def forget(self, patient_id: str) -> None:
+        """Drop ``patient_id``'s DEK (after erasure)."""
+        dek = self._deks.pop(patient_id, None)
+        if dek is not None:
+            self._aeads.pop(dek, None)
+
     def new_data_key(self) -> tuple[bytes, WrappedKey]:
         """A fresh random DEK and its wrapped form for ``patient_keys``."""
         dek = secrets.token_bytes(KEY_BYTES)

@@ -13,7 +13,7 @@ from sqlalchemy import (
     Table,
 )
 
-from dossier.db.types import JSONType, UTCDateTime
+from dossier.db.types import Bytes, JSONType, UTCDateTime
 
 metadata = MetaData(
     naming_convention={
@@ -75,4 +75,32 @@ search_index = Table(
     ),
     Index("ix_search_index_lookup", "res_type", "param", "value"),
     Index("ix_search_index_owner", "res_type", "res_id"),
+)
+
+# Break-the-glass grants (SPEC §5): short, for one practitioner, reviewed by an auditor.
+# The reason is sealed with the patient's data key (it may describe the person).
+break_glass = Table(
+    "break_glass",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("patient_id", String(64), nullable=False),
+    Column("practitioner", String(140), nullable=False),
+    Column("granted_at", UTCDateTime(), nullable=False),
+    Column("minutes", Integer, nullable=False),
+    Column("expires_at", UTCDateTime(), nullable=False),
+    Column("reason", JSONType, nullable=True),
+    Index("ix_break_glass_patient", "patient_id", "expires_at"),
+    Index("ix_break_glass_practitioner", "practitioner", "expires_at"),
+)
+
+# One data key per patient, wrapped by the key provider's KEK (SPEC §7). Erasure sets
+# `wrapped` to NULL and `erased_at`: the key is gone, the tombstone answers 410.
+patient_keys = Table(
+    "patient_keys",
+    metadata,
+    Column("patient_id", String(64), primary_key=True),
+    Column("kek_id", String(128), nullable=True),
+    Column("wrapped", Bytes, nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("erased_at", UTCDateTime(), nullable=True),
 )

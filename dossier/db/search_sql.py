@@ -43,6 +43,10 @@ def _date_clause(column: ColumnElement[object], rng: DateRange,
     return col >= low  # type: ignore[operator,return-value]  # ge
 
 
+def _like_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
 def condition_clause(rtype: str, cond: Condition, blind: Blind) -> ColumnElement[bool]:
     ors: list[ColumnElement[bool]] = []
     for value in cond.values:
@@ -54,6 +58,14 @@ def condition_clause(rtype: str, cond: Condition, blind: Blind) -> ColumnElement
         elif cond.kind == "date":
             assert isinstance(value, DateRange)
             ors.append(_index_exists(rtype, cond.name, _date_clause(S.value, value, iso)))
+        elif cond.kind.startswith("string:"):
+            assert isinstance(value, str)
+            mode = cond.kind.split(":", 1)[1]
+            # the index holds the normalised form (casefolded, no accents): starts-with
+            # by default, anywhere with :contains
+            pattern = _like_escape(value)
+            pattern = f"%{pattern}%" if mode == "contains" else f"{pattern}%"
+            ors.append(_index_exists(rtype, cond.name, S.value.like(pattern, escape="\\")))
         elif cond.kind == "reference":
             ors.append(_index_exists(rtype, cond.name, S.value == value))
         elif cond.kind == "identifier":

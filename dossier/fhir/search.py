@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 import schemas
+import schemas.search
 from dossier.errors import BadRequest
 
 ID_RE = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
@@ -170,11 +171,9 @@ def parse_search(resource_type: str, raw: list[tuple[str, str]], *, lenient: boo
         if name in ("_include", "_revinclude"):
             q.includes.append(_parse_include(resource_type, name, value, modifier))
             continue
-        if modifier and not (modifier == "missing"):
-            refuse(f"The search modifier ':{modifier[:32]}' is not supported.", key)
-            continue
-        if modifier == "missing":
-            refuse("The :missing modifier is not supported.", key)
+        is_string = name in params and params[name].type == "string"
+        if modifier and not (is_string and modifier == "contains"):
+            refuse(f"The search modifier ':{modifier[:32]}' is not supported here.", key)
             continue
         values = value.split(",")
         if any(v == "" for v in values):
@@ -199,6 +198,10 @@ def parse_search(resource_type: str, raw: list[tuple[str, str]], *, lenient: boo
             elif p.type == "date":
                 q.conditions.append(Condition(name, "date",
                                               tuple(parse_date(v) for v in values)))
+            elif p.type == "string":
+                mode = modifier or "starts"
+                q.conditions.append(Condition(name, f"string:{mode}", tuple(
+                    schemas.search.normalise(v) for v in values)))
             else:
                 refuse(f"The search parameter '{name}' is not supported.", key)
         else:

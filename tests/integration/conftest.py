@@ -9,16 +9,18 @@ from fastapi.testclient import TestClient
 
 from dossier.app import create_app
 from dossier.settings import load_settings
+from tests import factories as f
 
 FHIR = "application/fhir+json"
+ALL_CATEGORIES = ("identity", "demarches", "network", "fragility", "psy")
 
 
 class Api:
-    """A thin FHIR client over the ASGI app (real HTTP semantics, no mocks)."""
+    """A thin FHIR client over the ASGI app for one actor (real HTTP semantics, no mocks)."""
 
-    def __init__(self, client: TestClient) -> None:
+    def __init__(self, client: TestClient, token: str | None = None) -> None:
         self.client = client
-        self.headers: dict[str, str] = {}
+        self.headers: dict[str, str] = {"Authorization": f"Bearer {token}"} if token else {}
 
     def _h(self, extra: dict[str, str] | None) -> dict[str, str]:
         return {**self.headers, **(extra or {})}
@@ -42,9 +44,66 @@ class Api:
         assert r.status_code == 201, r.text
         return r.json()  # type: ignore[no-any-return]
 
+    def total(self, path: str, **params: str) -> int:
+        r = self.get(path, params=params)
+        assert r.status_code == 200, r.text
+        return int(r.json()["total"])
+
+
+class World:
+    """A running dossier with a directory: an organisation, a GP and a social worker."""
+
+    def __init__(self, app: Any, client: TestClient) -> None:
+        self.app = app
+        self.client = client
+        self.issuer = app.state.dev_issuer
+        self.admin = self.as_("admin", "Operator/admin")
+        self.auditor = self.as_("auditor", "Operator/auditor")
+        self.anonymous = Api(client)
+        self.org = self.admin.create(f.organization())
+        self.org_ref = f"Organization/{self.org['id']}"
+        self.gp_ref = self.add_practitioner("Dupont", "persphysician")
+        self.sw_ref = self.add_practitioner("Janssens", "perssocialworker")
+        self.gp = self.as_("practitioner", self.gp_ref)
+        self.sw = self.as_("practitioner", self.sw_ref)
+
+    def token(self, role: str, fhir_user: str, scope: str | None = None,
+              ttl: int = 3600, **extra: Any) -> str:
+        return str(self.issuer.mint(fhir_user, [role], scope, ttl,
+                                    extra_claims=extra or None))
+
+    def as_(self, role: str, fhir_user: str, scope: str | None = None) -> Api:
+        return Api(self.client, self.token(role, fhir_user, scope))
+
+    def add_practitioner(self, family: str, profession: str,
+                         org_ref: str | None = None) -> str:
+        pract = self.admin.create(f.practitioner(family))
+        ref = f"Practitioner/{pract['id']}"
+        self.admin.create(f.practitioner_role(ref, org_ref or self.org_ref, profession))
+        return ref
+
+    def citizen(self, patient_id: str) -> Api:
+        return self.as_("citizen", f"Patient/{patient_id}")
+
+    def open_dossier(self, patient: dict[str, Any] | None = None) -> str:
+        """The GP opens a dossier; the person has consented to nothing yet."""
+        created = self.gp.create(patient or f.patient())
+        return str(created["id"])
+
+    def grant(self, patient_id: str, actor: str, categories: tuple[str, ...] = ALL_CATEGORIES,
+              actions: tuple[str, ...] = ("access", "collect"), **kw: Any) -> dict[str, Any]:
+        return self.citizen(patient_id).create(
+            f.consent(patient_id, actor, categories=categories, actions=actions, **kw))
+
+    def consented(self, patient: dict[str, Any] | None = None,
+                  actor: str | None = None) -> str:
+        pid = self.open_dossier(patient)
+        self.grant(pid, actor or self.gp_ref)
+        return pid
+
 
 def make_settings(data_dir: Path, database_url: str | None, **extra: Any) -> Any:
-    kw: dict[str, Any] = {"data_dir": data_dir, **extra}
+    kw: dict[str, Any] = {"data_dir": data_dir, "base_url": "http://testserver", **extra}
     if database_url:
         kw["database_url"] = database_url
     return load_settings(**kw)
@@ -63,12 +122,12 @@ def app(settings: Any) -> Any:
 
 
 @pytest.fixture
-def api(app: Any) -> Iterator[Api]:
+def world(app: Any) -> Iterator[World]:
     with TestClient(app) as client:
-        yield Api(client)
+        yield World(app, client)
 
 
 @pytest.fixture
-def auth_header(api: Api) -> dict[str, str]:
-    """The Authorization header the api fixture uses (empty before authentication)."""
-    return {k: v for k, v in api.headers.items() if k == "Authorization"}
+def api(world: World) -> Api:
+    """The GP, with a consented dossier ready (world.patient_id)."""
+    return world.gp

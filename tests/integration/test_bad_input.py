@@ -7,7 +7,7 @@ import json
 import pytest
 
 from tests import factories as f
-from tests.integration.conftest import FHIR, Api
+from tests.integration.conftest import FHIR, Api, World
 
 
 def _outcome(r: object, status: int) -> dict[str, object]:
@@ -82,10 +82,13 @@ def test_objective_only_rejections(api: Api, mutate: object, element: str) -> No
     assert _count(api, "Task") == 0
 
 
-def test_dangling_and_wrong_type_references(api: Api) -> None:
-    _outcome(api.post("/fhir/Task", f.task("Patient/nobody")), 422)
-    org = api.create(f.organization())
-    _outcome(api.post("/fhir/Task", f.task(f"Organization/{org['id']}")), 422)
+def test_dangling_and_wrong_type_references(world: World) -> None:
+    api = world.gp
+    pid = world.consented()
+    # a person without a dossier answers exactly like a dossier one may not see
+    _outcome(api.post("/fhir/Task", f.task("Patient/nobody")), 404)
+    _outcome(api.post("/fhir/Task", f.task(f"Patient/{pid}", owner="Organization/nobody")), 422)
+    _outcome(api.post("/fhir/Task", f.task(world.org_ref)), 422)
     _outcome(api.post("/fhir/Task", f.task("https://elsewhere.example/Patient/1")), 422)
     assert _count(api, "Task") == 0
 

@@ -1,24 +1,13 @@
-"""The FHIR REST surface over HTTP, on SQLite and PostgreSQL."""
+"""The FHIR REST surface over HTTP, on SQLite and PostgreSQL, as real actors with tokens."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from tests import factories as f
-from tests.integration.conftest import Api
+from tests.integration.conftest import World
 
 
-def _seed(api: Api) -> dict[str, Any]:
-    org = api.create(f.organization())
-    pract = api.create(f.practitioner())
-    role = api.create(f.practitioner_role(f"Practitioner/{pract['id']}",
-                                          f"Organization/{org['id']}"))
-    pat = api.create(f.patient())
-    return {"org": org, "pract": pract, "role": role, "patient": pat}
-
-
-def test_metadata_tells_the_truth(api: Api) -> None:
-    r = api.get("/fhir/metadata")
+def test_metadata_tells_the_truth(world: World) -> None:
+    r = world.anonymous.get("/fhir/metadata")
     assert r.status_code == 200
     assert r.headers["content-type"].startswith("application/fhir+json")
     cs = r.json()
@@ -31,27 +20,27 @@ def test_metadata_tells_the_truth(api: Api) -> None:
     task = types["Task"]
     assert {"read", "vread", "update", "delete", "create", "search-type",
             "history-instance", "history-type"} <= {i["code"] for i in task["interaction"]}
-    assert "Task:patient" in task["searchInclude"] or "Task:for" in task["searchInclude"]
+    assert "Task:patient" in task["searchInclude"]
+    assert {p["name"] for p in task["searchParam"]} >= {"_id", "_lastUpdated", "patient",
+                                                         "status", "code"}
 
 
-def test_create_read_update_history_delete(api: Api) -> None:
-    seeded = _seed(api)
-    pid = seeded["patient"]["id"]
+def test_create_read_update_history(world: World) -> None:
+    pid = world.consented()
+    api = world.gp
     r = api.post("/fhir/Task", f.task(f"Patient/{pid}"))
-    assert r.status_code == 201
+    assert r.status_code == 201, r.text
     task = r.json()
     assert r.headers["etag"] == 'W/"1"'
     assert r.headers["location"].endswith(f"/fhir/Task/{task['id']}/_history/1")
     assert "last-modified" in r.headers
     assert task["meta"]["versionId"] == "1"
-    codes = {c["code"] for c in task["meta"]["security"]}
-    assert "demarches" in codes
+    assert "demarches" in {c["code"] for c in task["meta"]["security"]}
 
     read = api.get(f"/fhir/Task/{task['id']}")
     assert read.status_code == 200 and read.json() == task
 
-    changed = dict(task, status="completed")
-    upd = api.put(f"/fhir/Task/{task['id']}", changed)
+    upd = api.put(f"/fhir/Task/{task['id']}", dict(task, status="completed"))
     assert upd.status_code == 200, upd.text
     assert upd.json()["meta"]["versionId"] == "2"
     assert upd.headers["etag"] == 'W/"2"'
@@ -61,70 +50,79 @@ def test_create_read_update_history_delete(api: Api) -> None:
     hist = api.get(f"/fhir/Task/{task['id']}/_history").json()
     assert hist["type"] == "history" and hist["total"] == 2
     assert [e["resource"]["meta"]["versionId"] for e in hist["entry"]] == ["2", "1"]
-    type_hist = api.get("/fhir/Task/_history").json()
-    assert type_hist["total"] == 2
+    assert api.get("/fhir/Task/_history").json()["total"] == 2
 
-    assert api.delete(f"/fhir/Task/{task['id']}").status_code == 204
-    gone = api.get(f"/fhir/Task/{task['id']}")
+
+def test_delete_keeps_history(world: World) -> None:
+    admin = world.admin
+    org = admin.create(f.organization("Service de médiation de dettes", "income"))
+    path = f"/fhir/Organization/{org['id']}"
+    assert admin.put(path, dict(org, active=False)).status_code == 200
+    assert admin.delete(path).status_code == 204
+    gone = admin.get(path)
     assert gone.status_code == 410
     assert gone.json()["resourceType"] == "OperationOutcome"
-    assert api.get(f"/fhir/Task/{task['id']}/_history").json()["total"] == 3
-    assert api.get(f"/fhir/Task/{task['id']}/_history/2").json()["status"] == "completed"
+    assert admin.delete(path).status_code == 204  # idempotent
+    hist = admin.get(f"{path}/_history").json()
+    assert hist["total"] == 3
+    assert hist["entry"][0]["request"]["method"] == "DELETE"
+    assert admin.get(f"{path}/_history/2").json()["active"] is False
+    assert admin.total("/fhir/Organization", _id=org["id"]) == 0
 
 
-def test_if_match_conflict_is_412_and_changes_nothing(api: Api) -> None:
-    pat = api.create(f.patient())
-    body = dict(pat, birthDate="1966-05-05")
-    ok = api.put(f"/fhir/Patient/{pat['id']}", body, headers={"If-Match": 'W/"1"'})
-    assert ok.status_code == 200
-    stale = api.put(f"/fhir/Patient/{pat['id']}", dict(pat, birthDate="1960-01-01"),
+def test_if_match_conflict_is_412_and_changes_nothing(world: World) -> None:
+    pid = world.consented()
+    api = world.gp
+    pat = api.get(f"/fhir/Patient/{pid}").json()
+    ok = api.put(f"/fhir/Patient/{pid}", dict(pat, birthDate="1966-05-05"),
+                 headers={"If-Match": 'W/"1"'})
+    assert ok.status_code == 200, ok.text
+    stale = api.put(f"/fhir/Patient/{pid}", dict(pat, birthDate="1960-01-01"),
                     headers={"If-Match": 'W/"1"'})
     assert stale.status_code == 412
     assert stale.json()["resourceType"] == "OperationOutcome"
-    assert api.get(f"/fhir/Patient/{pat['id']}").json()["birthDate"] == "1966-05-05"
+    assert api.get(f"/fhir/Patient/{pid}").json()["birthDate"] == "1966-05-05"
 
 
-def test_if_none_exist(api: Api) -> None:
+def test_if_none_exist(world: World) -> None:
     niss = f.niss("850731", 1)
-    first = api.post("/fhir/Patient", f.patient(ssin=niss),
-                     headers={"If-None-Exist": f"identifier={f.SSIN}|{niss}"})
-    assert first.status_code == 201
-    again = api.post("/fhir/Patient", f.patient(ssin=niss),
-                     headers={"If-None-Exist": f"identifier={f.SSIN}|{niss}"})
+    pid = world.consented(f.patient(ssin=niss))
+    query = {"If-None-Exist": f"identifier={f.SSIN}|{niss}"}
+    again = world.gp.post("/fhir/Patient", f.patient(ssin=niss), headers=query)
     assert again.status_code == 200
-    assert again.json()["id"] == first.json()["id"]
-    total = api.get("/fhir/Patient", params={"identifier": f"{f.SSIN}|{niss}"}).json()
-    assert total["total"] == 1
+    assert again.json()["id"] == pid
+    assert world.gp.total("/fhir/Patient", identifier=f"{f.SSIN}|{niss}") == 1
+    other = f.niss("850731", 2)
+    new = world.gp.post("/fhir/Patient", f.patient(ssin=other),
+                        headers={"If-None-Exist": f"identifier={f.SSIN}|{other}"})
+    assert new.status_code == 201
 
 
-def test_update_as_create_and_id_mismatch(api: Api) -> None:
+def test_update_as_create_and_id_mismatch(world: World) -> None:
     org = dict(f.organization(), id="cpas-1060")
-    r = api.put("/fhir/Organization/cpas-1060", org)
+    r = world.admin.put("/fhir/Organization/cpas-1060", org)
     assert r.status_code == 201
-    bad = api.put("/fhir/Organization/other", org)
-    assert bad.status_code == 400
-    assert api.get("/fhir/Organization/other").status_code == 404
+    assert world.admin.put("/fhir/Organization/other", org).status_code == 400
+    assert world.admin.get("/fhir/Organization/other").status_code == 404
 
 
-def test_search_tokens_references_dates_paging(api: Api) -> None:
-    seeded = _seed(api)
-    pid = seeded["patient"]["id"]
-    other = api.create(f.patient(ssin=None, family="Anon"))
-    owner = f"Organization/{seeded['org']['id']}"
+def test_search_tokens_references_dates_paging(world: World) -> None:
+    pid = world.consented()
+    other = world.consented(f.patient(ssin=None, family="Anon"))
+    api = world.gp
     for i in range(5):
         api.create(f.task(f"Patient/{pid}", status="in-progress" if i % 2 else "completed",
-                          owner=owner, authored=f"2026-11-0{i + 1}T10:00:00Z"))
-    api.create(f.task(f"Patient/{other['id']}", code="debt-mediation"))
+                          owner=world.org_ref, authored=f"2026-11-0{i + 1}T10:00:00Z"))
+    api.create(f.task(f"Patient/{other}", code="debt-mediation"))
 
     bundle = api.get("/fhir/Task", params={"patient": f"Patient/{pid}"}).json()
     assert bundle["type"] == "searchset" and bundle["total"] == 5
-    by_status = api.get("/fhir/Task", params={"for": pid, "status": "completed"}).json()
-    assert by_status["total"] == 3
-    code = api.get("/fhir/Task", params={
-        "code": f"{f.DB}/CodeSystem/demarche-type|debt-mediation"}).json()
-    assert code["total"] == 1
-    either = api.get("/fhir/Task", params={"status": "completed,in-progress"}).json()
-    assert either["total"] == 6
+    assert api.total("/fhir/Task", subject=pid, status="completed") == 3
+    assert api.total("/fhir/Task", **{"for": pid}) == 5
+    assert api.total("/fhir/Task", owner=world.org_ref) == 5
+    assert api.total("/fhir/Task",
+                     code=f"{f.DB}/CodeSystem/demarche-type|debt-mediation") == 1
+    assert api.total("/fhir/Task", status="completed,in-progress") == 6
 
     page = api.get("/fhir/Task", params={"patient": f"Patient/{pid}", "_count": "2",
                                          "_sort": "-authored-on"}).json()
@@ -141,27 +139,36 @@ def test_search_tokens_references_dates_paging(api: Api) -> None:
         url = {lk["relation"]: lk["url"] for lk in nxt["link"]}.get("next")
     assert len(seen) == 5 and len(set(seen)) == 5
 
-    since = api.get("/fhir/Task", params={"_lastUpdated": "ge2020-01-01"}).json()
-    assert since["total"] == 6
+    assert api.total("/fhir/Task", _lastUpdated="ge2020-01-01") == 6
     future = api.get("/fhir/Task", params={"_lastUpdated": "gt2999-01-01"}).json()
     assert future["total"] == 0 and "entry" not in future
-    by_id = api.get("/fhir/Patient", params={"_id": pid}).json()
-    assert by_id["total"] == 1
+    assert api.total("/fhir/Task", **{"authored-on": "ge2026-11-04"}) == 2
+    assert api.total("/fhir/Patient", _id=pid) == 1
 
 
-def test_include_and_revinclude(api: Api) -> None:
-    seeded = _seed(api)
-    pid = seeded["patient"]["id"]
-    api.create(f.task(f"Patient/{pid}"))
+def test_include_and_revinclude(world: World) -> None:
+    pid = world.consented()
+    api = world.gp
+    api.create(f.task(f"Patient/{pid}", owner=world.org_ref))
     inc = api.get("/fhir/Task", params={"patient": pid, "_include": "Task:patient"}).json()
     modes = {(e["resource"]["resourceType"], e["search"]["mode"]) for e in inc["entry"]}
     assert modes == {("Task", "match"), ("Patient", "include")}
     assert inc["total"] == 1
+    owner = api.get("/fhir/Task", params={"patient": pid, "_include": "Task:owner"}).json()
+    assert {e["resource"]["resourceType"] for e in owner["entry"]} == {"Task", "Organization"}
     rev = api.get("/fhir/Patient", params={"_id": pid, "_revinclude": "Task:patient"}).json()
     assert {e["resource"]["resourceType"] for e in rev["entry"]} == {"Patient", "Task"}
 
 
-def test_unknown_search_parameter(api: Api) -> None:
+def test_directory_search_by_name_and_role(world: World) -> None:
+    api = world.gp
+    assert api.total("/fhir/Practitioner", name="dupo") == 1
+    assert api.total("/fhir/PractitionerRole", practitioner=world.sw_ref) == 1
+    assert api.total("/fhir/PractitionerRole", organization=world.org_ref) == 2
+
+
+def test_unknown_search_parameter(world: World) -> None:
+    api = world.gp
     r = api.get("/fhir/Task", params={"colour": "blue"})
     assert r.status_code == 400
     assert r.json()["issue"][0]["code"] == "invalid"
@@ -169,55 +176,60 @@ def test_unknown_search_parameter(api: Api) -> None:
                       headers={"Prefer": "handling=lenient"})
     assert lenient.status_code == 200
     for bad in ({"_lastUpdated": "yesterday"}, {"_count": "-1"}, {"patient": "Patient/%%"},
-                {"_sort": "status"}, {"_include": "*"}):
+                {"_sort": "status"}, {"_include": "*"}, {"status:exact": "x"}):
         assert api.get("/fhir/Task", params=bad).status_code == 400, bad
 
 
-def test_transaction_resolves_references_and_is_all_or_nothing(api: Api) -> None:
-    pat_urn = "urn:uuid:0f4ab8a4-1b9c-4c7f-8d1f-8b1f1d2b6a01"
-    org_urn = "urn:uuid:0f4ab8a4-1b9c-4c7f-8d1f-8b1f1d2b6a02"
+def test_transaction_resolves_references_and_is_all_or_nothing(world: World) -> None:
+    pid = world.consented()
+    api = world.gp
+    rp_urn = "urn:uuid:0f4ab8a4-1b9c-4c7f-8d1f-8b1f1d2b6a01"
+    ct_urn = "urn:uuid:0f4ab8a4-1b9c-4c7f-8d1f-8b1f1d2b6a02"
     bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
-        {"fullUrl": pat_urn, "resource": f.task(pat_urn, owner=org_urn),
+        {"fullUrl": ct_urn, "resource": f.care_team(f"Patient/{pid}", [
+            (rp_urn, "neighbour", True), (world.gp_ref, "general-practitioner", False)]),
+         "request": {"method": "POST", "url": "CareTeam"}},
+        {"fullUrl": rp_urn, "resource": f.related_person(pid),
+         "request": {"method": "POST", "url": "RelatedPerson"}},
+        {"fullUrl": ct_urn, "resource": f.task(f"Patient/{pid}"),
          "request": {"method": "POST", "url": "Task"}},
-        {"fullUrl": pat_urn, "resource": f.patient(ssin=None),
-         "request": {"method": "POST", "url": "Patient"}},
-        {"fullUrl": org_urn, "resource": f.organization(),
-         "request": {"method": "POST", "url": "Organization"}},
     ]}
     dup = api.post("/fhir", bundle)
     assert dup.status_code == 400  # the same fullUrl twice
-    bundle["entry"][0]["fullUrl"] = "urn:uuid:0f4ab8a4-1b9c-4c7f-8d1f-8b1f1d2b6a03"
+    bundle["entry"][2]["fullUrl"] = "urn:uuid:0f4ab8a4-1b9c-4c7f-8d1f-8b1f1d2b6a03"
     r = api.post("/fhir", bundle)
     assert r.status_code == 200, r.text
     out = r.json()
     assert out["type"] == "transaction-response"
     assert [e["response"]["status"] for e in out["entry"]] == ["201 Created"] * 3
-    task = out["entry"][0]["resource"]
-    assert task["for"]["reference"] == f"Patient/{out['entry'][1]['resource']['id']}"
-    assert api.get(f"/fhir/Task/{task['id']}").status_code == 200
+    team = out["entry"][0]["resource"]
+    rp_id = out["entry"][1]["resource"]["id"]
+    assert team["participant"][0]["member"]["reference"] == f"RelatedPerson/{rp_id}"
+    assert api.get(f"/fhir/CareTeam/{team['id']}").status_code == 200
 
-    before = api.get("/fhir/Patient").json()["total"]
+    before = api.total("/fhir/Task")
     bad = {"resourceType": "Bundle", "type": "transaction", "entry": [
-        {"resource": f.patient(ssin=None), "request": {"method": "POST", "url": "Patient"}},
-        {"resource": dict(f.task("Patient/does-not-exist"), note=[{"text": "x"}]),
+        {"resource": f.task(f"Patient/{pid}"), "request": {"method": "POST", "url": "Task"}},
+        {"resource": dict(f.task(f"Patient/{pid}"), note=[{"text": "x"}]),
          "request": {"method": "POST", "url": "Task"}},
     ]}
     fail = api.post("/fhir", bad)
     assert fail.status_code == 422
     assert "entry 1" in fail.json()["issue"][0]["diagnostics"]
-    assert api.get("/fhir/Patient").json()["total"] == before
+    assert api.total("/fhir/Task") == before
 
 
-def test_batch_entries_stand_alone(api: Api) -> None:
+def test_batch_entries_stand_alone(world: World) -> None:
     bundle = {"resourceType": "Bundle", "type": "batch", "entry": [
-        {"resource": f.organization(), "request": {"method": "POST", "url": "Organization"}},
+        {"resource": f.organization("Foyer", "housing"),
+         "request": {"method": "POST", "url": "Organization"}},
         {"resource": {"resourceType": "Organization", "colour": "red"},
          "request": {"method": "POST", "url": "Organization"}},
         {"request": {"method": "GET", "url": "Organization/missing"}},
     ]}
-    r = api.post("/fhir", bundle)
+    r = world.admin.post("/fhir", bundle)
     assert r.status_code == 200
     statuses = [e["response"]["status"] for e in r.json()["entry"]]
     assert statuses[0] == "201 Created"
-    assert statuses[1].startswith("4") and statuses[2].startswith("404")
-    assert api.get("/fhir/Organization").json()["total"] == 1
+    assert statuses[1].startswith("422") and statuses[2].startswith("404")
+    assert world.admin.total("/fhir/Organization", name="Foyer") == 1

@@ -2,22 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from tests import factories as f
+from tests.integration.conftest import World
 from tests.livesrv import serve
 
 
-def test_fhirpy_create_read_search(app: Any, auth_header: dict[str, str]) -> None:
+def test_fhirpy_create_read_search(world: World) -> None:
     from fhirpy import SyncFHIRClient
 
-    with serve(app) as base:
-        client = SyncFHIRClient(f"{base}/fhir", authorization=auth_header.get("Authorization"),
+    pid = world.consented()
+    with serve(world.app) as base:
+        client = SyncFHIRClient(f"{base}/fhir",
+                                authorization=world.gp.headers["Authorization"],
                                 extra_headers={"Accept": "application/fhir+json"})
-        pat = client.resource("Patient", **{k: v for k, v in f.patient().items()
-                                             if k != "resourceType"})
-        pat.save()
-        assert pat.id
+        pat = client.reference("Patient", pid).to_resource()
+        assert pat.id == pid
         task = client.resource("Task", **{k: v for k, v in f.task(f"Patient/{pat.id}").items()
                                           if k != "resourceType"})
         task.save()
@@ -27,14 +26,13 @@ def test_fhirpy_create_read_search(app: Any, auth_header: dict[str, str]) -> Non
         assert [t.id for t in found] == [task.id]
 
 
-def test_fhirclient_create_read_search(app: Any, auth_header: dict[str, str]) -> None:
+def test_fhirclient_create_read_search(world: World) -> None:
     from fhirclient import client as fc
     from fhirclient.models.organization import Organization
 
-    with serve(app) as base:
+    with serve(world.app) as base:
         smart = fc.FHIRClient(settings={"app_id": "dossier-test", "api_base": f"{base}/fhir"})
-        if auth_header:
-            smart.server.session.headers["Authorization"] = auth_header["Authorization"]
+        smart.server.session.headers["Authorization"] = world.admin.headers["Authorization"]
         org = Organization(f.organization("Maison médicale du Midi", "health"))
         created = org.create(smart.server)
         assert created["id"]

@@ -10,19 +10,18 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from dossier.app import create_app
 from tests import factories as f
-from tests.integration.conftest import Api, make_settings
+from tests.integration.conftest import World, make_settings
 
 
-def test_spans_carry_no_personal_data(data_dir: Path, database_url: str | None,
-                                      ) -> None:
+def test_spans_carry_no_personal_data(data_dir: Path, database_url: str | None) -> None:
     exporter = InMemorySpanExporter()
     app = create_app(make_settings(data_dir, database_url), exporter=exporter)
+    niss = f.niss("710202", 999)
     with TestClient(app) as client:
-        api = Api(client)
-        api.headers.update(getattr(app.state, "test_headers", {}))
-        pat = api.create(f.patient(ssin=f.niss("710202", 999), family="Verhaegen", given="Ricarda"))
-        api.get(f"/fhir/Patient/{pat['id']}")
-        api.get("/fhir/Patient", params={"identifier": f"{f.SSIN}|{f.niss('710202', 999)}"})
+        world = World(app, client)
+        pid = world.consented(f.patient(ssin=niss, family="Verhaegen", given="Ricarda"))
+        world.gp.get(f"/fhir/Patient/{pid}")
+        world.gp.get("/fhir/Patient", params={"identifier": f"{f.SSIN}|{niss}"})
     app.state.runtime.engine.dispose()
     spans = exporter.get_finished_spans()
     names = {s.name for s in spans}
@@ -30,5 +29,5 @@ def test_spans_carry_no_personal_data(data_dir: Path, database_url: str | None,
     assert "GET /fhir/{type}/{id}" in names
     assert {"repository.create", "repository.read", "repository.search"} <= names
     dump = json.dumps([{"name": s.name, "attrs": dict(s.attributes or {})} for s in spans])
-    for secret in ("Verhaegen", "Ricarda", f.niss("710202", 999), pat["id"]):
+    for secret in ("Verhaegen", "Ricarda", niss, pid):
         assert secret not in dump

@@ -1,0 +1,196 @@
+"""The access policy at the choke point: role and SMART scope gate (auth/), then the
+citizen's consent (consent/) for every row of a patient's dossier.
+
+Built per request from the request's session and principal; it reads the patient's
+Consent resources and break-the-glass grants from the database each time it needs them
+and keeps nothing beyond the request (revocation is immediate).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from itertools import combinations
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, false, or_, select
+from sqlalchemy.orm import Session
+
+import consent
+from auth import Forbidden as AuthForbidden
+from auth import Principal, check_interaction
+from auth.rules import COMPARTMENT_TYPES, DIRECTORY_TYPES
+from dossier.db.models import break_glass, resources, search_index
+from dossier.errors import Forbidden, not_found
+from dossier.repository import RowMeta
+
+R = resources.c
+S = search_index.c
+PROFESSIONALS = ("practitioner", "hub")
+
+
+def actor_of(principal: Principal) -> consent.Actor:
+    return consent.Actor(practitioner=principal.practitioner,
+                         organizations=principal.organizations,
+                         professions=principal.professions)
+
+
+def category_key(categories: Iterable[str]) -> str:
+    return ",".join(sorted(categories))
+
+
+def subsets(granted: frozenset[str]) -> list[str]:
+    """Every non-empty category set a row may carry and still be readable."""
+    items = sorted(granted)
+    return [",".join(c) for n in range(1, len(items) + 1) for c in combinations(items, n)]
+
+
+class ConsentPolicy:
+    def __init__(self, session: Session, principal: Principal, now: datetime) -> None:
+        self.session = session
+        self.principal = principal
+        self.now = now
+        self.actor = actor_of(principal)
+        self._provisions: dict[str, list[consent.Provision]] = {}
+        self.last_decision: consent.Decision | None = None
+        self.break_glass_used: set[str] = set()
+
+    # ---------------------------------------------------------------- gate
+    def gate(self, resource_type: str, interaction: str) -> None:
+        """Role and SMART scopes, before any consent question (403 when refused)."""
+        try:
+            check_interaction(self.principal, resource_type, interaction,
+                              compartment_patient=self.principal.patient)
+        except AuthForbidden:
+            raise Forbidden("Your role or the scopes of your token do not allow this "
+                            "interaction on this resource type.") from None
+
+    # ---------------------------------------------------------------- consent inputs
+    def provisions(self, patient_id: str) -> list[consent.Provision]:
+        """The patient's active Consents and live break-the-glass grants (this request only)."""
+        if patient_id in self._provisions:
+            return self._provisions[patient_id]
+        rows = self.session.execute(select(R.content).where(
+            R.res_type == "Consent", R.patient_id == patient_id, R.deleted == false())).all()
+        out: list[consent.Provision] = []
+        for (content,) in rows:
+            try:
+                provision = consent.parse_consent(content)
+            except consent.ConsentFormatError:
+                continue  # stored Consents were validated on write; never widen on doubt
+            if provision is not None:
+                out.append(provision)
+        grants = self.session.execute(select(break_glass).where(
+            break_glass.c.patient_id == patient_id,
+            break_glass.c.practitioner == (self.principal.practitioner or ""),
+            break_glass.c.expires_at > self.now)).all()
+        for g in grants:
+            out.append(consent.break_glass_provision(g.practitioner, g.granted_at,
+                                                     g.minutes, f"break-glass/{g.id}"))
+        self._provisions[patient_id] = out
+        return out
+
+    def granted(self, patient_id: str, action: str = "access") -> frozenset[str]:
+        provisions = self.provisions(patient_id)
+        ordinary = consent.granted_categories(self.actor, provisions, action, self.now)
+        if action != "access" or self.principal.practitioner is None:
+            return ordinary
+        urgent = consent.granted_categories(self.actor, provisions, action, self.now,
+                                            consent.BREAK_GLASS_PURPOSE)
+        if urgent - ordinary:
+            self.break_glass_used.add(patient_id)
+        return ordinary | urgent
+
+    def decide(self, patient_id: str, categories: frozenset[str], action: str) -> bool:
+        provisions = self.provisions(patient_id)
+        decision = consent.decide(self.actor, provisions, categories, action, self.now)
+        if not decision.permit and action == "access" and self.principal.practitioner:
+            urgent = consent.decide(self.actor, provisions, categories, action, self.now,
+                                    consent.BREAK_GLASS_PURPOSE)
+            if urgent.permit:
+                self.break_glass_used.add(patient_id)
+                decision = urgent
+        self.last_decision = decision
+        return decision.permit
+
+    # ---------------------------------------------------------------- rows
+    def can_read(self, row: RowMeta) -> bool:
+        role = self.principal.role
+        if row.patient_id is None:
+            return row.resource_type in DIRECTORY_TYPES or self._own_server_row(row)
+        if role == "citizen":
+            return self.principal.patient == f"Patient/{row.patient_id}"
+        if role in PROFESSIONALS and row.resource_type != "Consent":
+            return self.decide(row.patient_id, row.categories, "access")
+        return False
+
+    def _own_server_row(self, row: RowMeta) -> bool:
+        return False
+
+    def read_clause(self, resource_type: str) -> ColumnElement[bool] | None:
+        directory = and_(R.patient_id.is_(None), R.res_type.in_(sorted(DIRECTORY_TYPES)))
+        role = self.principal.role
+        if role == "citizen":
+            assert self.principal.patient is not None
+            own = self.principal.patient.split("/", 1)[1]
+            return or_(directory, R.patient_id == own)
+        if role not in PROFESSIONALS:
+            return directory
+        parts: list[ColumnElement[bool]] = [directory]
+        for patient_id in self._candidate_patients():
+            allowed = self.granted(patient_id)
+            if allowed:
+                parts.append(and_(R.patient_id == patient_id, R.res_type != "Consent",
+                                  R.categories.in_(subsets(allowed))))
+        return or_(*parts)
+
+    def _candidate_patients(self) -> list[str]:
+        """Patients with a Consent naming one of the actor's references, or a live
+        break-the-glass grant for this practitioner."""
+        refs = sorted(self.actor.references())
+        named = select(R.patient_id).where(
+            R.res_type == "Consent", R.deleted == false(),
+            R.res_id.in_(select(S.res_id).where(S.res_type == "Consent", S.param == "actor",
+                                                S.value.in_(refs))))
+        ids = {p for (p,) in self.session.execute(named).all() if p}
+        if self.principal.practitioner:
+            ids |= {p for (p,) in self.session.execute(select(break_glass.c.patient_id).where(
+                break_glass.c.practitioner == self.principal.practitioner,
+                break_glass.c.expires_at > self.now)).all()}
+        return sorted(ids)
+
+    # ---------------------------------------------------------------- writes
+    def check_write(self, resource_type: str, patient_id: str | None,
+                    categories: frozenset[str], existing: RowMeta | None) -> None:
+        role = self.principal.role
+        if patient_id is None:
+            if resource_type in DIRECTORY_TYPES and role == "admin":
+                return
+            raise Forbidden("Only an administrator keeps the directory.")
+        patient_ref = f"Patient/{patient_id}"
+        if resource_type == "Patient" and existing is None and role in (
+                "admin", "practitioner"):
+            return  # opening a dossier: then no access until the citizen consents
+        if role == "citizen":
+            if self.principal.patient != patient_ref:
+                raise not_found(resource_type)
+            if resource_type == "Consent":
+                return
+            raise Forbidden("A citizen changes their dossier through their consents.")
+        if role in PROFESSIONALS and resource_type in COMPARTMENT_TYPES and \
+                resource_type != "Consent":
+            old = existing.categories if existing is not None else frozenset()
+            if existing is not None and not self.can_read(existing):
+                raise not_found(resource_type)
+            if self.decide(patient_id, categories | old, "collect"):
+                return
+            # without access the dossier does not exist for this actor
+            if not self.granted(patient_id):
+                raise not_found("Patient")
+            raise Forbidden("The person's consent does not let you record this kind of "
+                            "entry.")
+        raise not_found(resource_type)
+
+
+def describe(policy: Any) -> str:
+    return type(policy).__name__

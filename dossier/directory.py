@@ -1,0 +1,70 @@
+"""The server's own directory, as auth/ needs it to resolve a practitioner (never the token)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine, false, select
+from sqlalchemy.orm import Session
+
+from dossier.db.models import resources, search_index
+from schemas.fhirtime import bounds
+
+R = resources.c
+S = search_index.c
+
+
+def _active(content: dict[str, Any]) -> bool:
+    return content.get("active", True) is not False
+
+
+def _in_period(period: Any, at: datetime) -> bool:
+    if not isinstance(period, dict):
+        return True
+    try:
+        if "start" in period and bounds(period["start"])[0] > at:
+            return False
+        if "end" in period and bounds(period["end"])[1] <= at:
+            return False
+    except ValueError:
+        return False  # a period we cannot read never widens access
+    return True
+
+
+class StoreDirectory:
+    """Reads Practitioner and PractitionerRole from the FHIR store (current versions)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def practitioner_active(self, reference: str) -> bool:
+        rtype, _, rid = reference.partition("/")
+        if rtype != "Practitioner":
+            return False
+        with Session(self.engine) as session:
+            row = session.execute(select(R.content).where(
+                R.res_type == "Practitioner", R.res_id == rid, R.deleted == false())).first()
+        return row is not None and _active(row.content)
+
+    def active_roles(self, practitioner_ref: str,
+                     at: datetime) -> list[tuple[str | None, str | None]]:
+        with Session(self.engine) as session:
+            rows = session.execute(select(R.content).where(
+                R.res_type == "PractitionerRole", R.deleted == false(),
+                R.res_id.in_(select(S.res_id).where(
+                    S.res_type == "PractitionerRole", S.param == "practitioner",
+                    S.value == practitioner_ref)))).all()
+        out: list[tuple[str | None, str | None]] = []
+        for (content,) in rows:
+            if not _active(content) or not _in_period(content.get("period"), at):
+                continue
+            org = (content.get("organization") or {}).get("reference")
+            codes = [c.get("code") for cc in content.get("code") or []
+                     for c in cc.get("coding") or [] if c.get("system") == PROFESSION_SYSTEM]
+            for code in codes or [None]:
+                out.append((org, code))
+        return out
+
+
+PROFESSION_SYSTEM = "https://www.ehealth.fgov.be/standards/fhir/core/CodeSystem/cd-hcparty"
