@@ -34,7 +34,7 @@ SIGNING_ALG = "ES256"
 KEY_FILE = Path("keys") / "dev-issuer.jwk.json"
 CLIENTS_FILE = Path("auth") / "clients.json"
 ISSUER_FILE = Path("auth") / "issuer.json"
-DEFAULT_BASE_URL = "http://127.0.0.1:8000"
+DEFAULT_BASE_URL = "http://127.0.0.1:8080"
 DEV_CLI_CLIENT = "dev-cli"
 RESERVED_CLAIMS = frozenset({"iss", "aud", "exp", "iat", "nbf", "jti"})
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -25,15 +24,6 @@ def _settings(args: argparse.Namespace) -> Settings:
     if getattr(args, "demo", False):
         overrides["demo"] = True
     return load_settings(**overrides)
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
@@ -65,6 +55,36 @@ def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_dev_token(args: argparse.Namespace, settings: Settings) -> int:
+    if not settings.embedded:
+        print("error: dev-token works only with the embedded dev issuer", file=sys.stderr)
+        return 2
+    from auth.devissuer import dev_token
+
+    roles = [r.strip() for r in args.roles.split(",") if r.strip()]
+    try:
+        token = dev_token(settings.data_dir, args.fhir_user, roles, args.scope, args.ttl,
+                          base_url=settings.base_url)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(token)
+    return 0
+
+
+def cmd_keys(args: argparse.Namespace, settings: Settings) -> int:
+    from dossier.app import key_provider
+    from dossier.keyring import rotate
+
+    provider = key_provider(settings)
+    try:
+        kek_id, count = rotate(settings, provider)
+    finally:
+        provider.close()
+    print(f"new key-encryption key {kek_id}; {count} data keys re-wrapped")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dossier", description="Consent-managed shared dossier")
     sub = p.add_subparsers(dest="command", required=True)
@@ -77,7 +97,17 @@ def parser() -> argparse.ArgumentParser:
     d = sub.add_parser("db", help="database migrations")
     d.add_argument("action", choices=["upgrade", "check"])
     d.add_argument("--data-dir")
-    COMMANDS.update({"serve": cmd_serve, "db": cmd_db})
+    t = sub.add_parser("dev-token", help="print an access token from the embedded dev issuer")
+    t.add_argument("--data-dir")
+    t.add_argument("--fhir-user", required=True)
+    t.add_argument("--roles", required=True, help="citizen, practitioner, auditor, admin, hub")
+    t.add_argument("--scope")
+    t.add_argument("--ttl", type=int, default=3600, help="seconds; negative = already expired")
+    k = sub.add_parser("keys", help="key management")
+    k.add_argument("action", choices=["rotate"])
+    k.add_argument("--data-dir")
+    COMMANDS.update({"serve": cmd_serve, "db": cmd_db, "dev-token": cmd_dev_token,
+                     "keys": cmd_keys})
     for extend in EXTENSIONS:
         extend(sub)
     return p
