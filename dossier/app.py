@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -20,7 +25,10 @@ from dossier.db.engine import make_engine, upgrade
 from dossier.errors import DossierError
 from dossier.fhir.routes import router as fhir_router
 from dossier.fhir.wire import fhir_response
+from audit.checkpoint import Ed25519FileSigner
+from audit.store import AuditStore
 from dossier.crypto import KeyProvider, provider_from_settings
+from dossier.db.models import audit_tables
 from dossier.runtime import Runtime
 from dossier.settings import Settings, ensure_data_dir
 from dossier.telemetry import make_tracer, request_span
@@ -49,16 +57,54 @@ def key_provider(settings: Settings) -> KeyProvider:
     return provider_from_settings("local", settings.data_dir)
 
 
+def audit_origin(settings: Settings) -> str:
+    """The checkpoint origin line: the service's public host and path, no scheme."""
+    return settings.public_base.split("://", 1)[1] + "/audit"
+
+
 def build_runtime(settings: Settings, exporter: SpanExporter | None = None) -> Runtime:
     ensure_data_dir(settings.data_dir)
     engine = make_engine(settings.sqlalchemy_url)
     upgrade(engine)
     provider, tracer = make_tracer(settings, exporter)
     keys = key_provider(settings)
+    key_folder = settings.data_dir / "keys"
+    signer = Ed25519FileSigner.load_or_create(key_folder / "audit-signing.pem")
+    query_key = hmac.new(keys.blind_index_key(), b"audit-query-values",
+                         hashlib.sha256).digest()
     return Runtime(settings=settings, engine=engine, tracer_provider=provider, tracer=tracer,
-                   key_provider=keys,
+                   key_provider=keys, signer=signer, query_key=query_key,
+                   audit_store=AuditStore(audit_tables, audit_origin(settings)),
                    policy_factory=lambda session, ctx: ConsentPolicy(
                        session, ctx.principal, ctx.now))
+
+
+def periodic(name: str, seconds: float, job: Any) -> Any:
+    """Run `job` every `seconds` in a daemon thread; returns the stop function."""
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.wait(seconds):
+            try:
+                job()
+            except Exception as exc:  # keep running; never log data
+                log.error("%s failed: %s", name, type(exc).__name__)
+
+    thread = threading.Thread(target=loop, name=name, daemon=True)
+    thread.start()
+
+    def halt() -> None:
+        stop.set()
+        thread.join(timeout=10)
+
+    return halt
+
+
+def start_workers(runtime: Runtime) -> list[Any]:
+    seconds = runtime.settings.audit_sequencer_seconds
+    if seconds <= 0:
+        return []
+    return [periodic("audit-sequencer", seconds, runtime.integrate_audit)]
 
 
 def install_auth(app: FastAPI, runtime: Runtime) -> None:
@@ -94,8 +140,18 @@ def install_auth(app: FastAPI, runtime: Runtime) -> None:
 
 def create_app(settings: Settings, *, exporter: SpanExporter | None = None) -> FastAPI:
     runtime = build_runtime(settings, exporter)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        workers = start_workers(runtime)
+        try:
+            yield
+        finally:
+            for stop in workers:
+                stop()
+
     app = FastAPI(title="Dossier", version="0.1.0", docs_url=None, redoc_url=None,
-                  openapi_url=None)
+                  openapi_url=None, lifespan=lifespan)
     app.state.runtime = runtime
     install_auth(app, runtime)
     install_error_handlers(app)

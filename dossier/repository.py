@@ -98,6 +98,8 @@ class Sealer(Protocol):
 
 
 class AuditSink(Protocol):
+    def expect(self, action: str, resource_type: str) -> None: ...
+
     def record(self, session: Session, ctx: RequestContext, event: AuditNote) -> None: ...
 
 
@@ -132,6 +134,9 @@ class OpenPolicy:
 
 
 class NullAudit:
+    def expect(self, action: str, resource_type: str) -> None:
+        return None
+
     def record(self, session: Session, ctx: RequestContext, event: AuditNote) -> None:
         return None
 
@@ -204,9 +209,15 @@ class Repository:
             action, resource_type, resource_id, ids, outcome, detail, query))
 
     # ------------------------------------------------------------------ reads
+    def _begin(self, action: str, resource_type: str, interaction: str | None) -> None:
+        """Tell the audit what is being attempted, then ask the role/scope gate."""
+        self.audit.expect(action, resource_type)
+        if interaction is not None:
+            self.policy.gate(resource_type, interaction)
+
     def read(self, resource_type: str, resource_id: str) -> Stored:
         check_type(resource_type)
-        self.policy.gate(resource_type, "r")
+        self._begin("read", resource_type, "r")
         with self._op("read", resource_type):
             row = self._visible(self._current(resource_type, resource_id), resource_type)
             self._note("read", resource_type, resource_id, row.patient_id)
@@ -216,7 +227,7 @@ class Repository:
 
     def vread(self, resource_type: str, resource_id: str, version_id: int) -> Stored:
         check_type(resource_type)
-        self.policy.gate(resource_type, "r")
+        self._begin("vread", resource_type, "r")
         with self._op("vread", resource_type):
             current = self._visible(self._current(resource_type, resource_id), resource_type)
             row = self.session.execute(select(resource_versions).where(
@@ -234,7 +245,7 @@ class Repository:
                 since: datetime | None, count: int | None, offset: int) -> tuple[list[Stored], int]:
         if resource_type:
             check_type(resource_type)
-            self.policy.gate(resource_type, "r")
+            self._begin("history", resource_type, "r")
         with self._op("history", resource_type or "*"):
             stmt = select(resource_versions)
             if resource_type:
@@ -264,7 +275,7 @@ class Repository:
     def search(self, resource_type: str, raw: list[tuple[str, str]], *,
                lenient: bool = False) -> SearchResult:
         check_type(resource_type)
-        self.policy.gate(resource_type, "s")
+        self._begin("search", resource_type, "s")
         with self._op("search", resource_type):
             q = parse_search(resource_type, raw, lenient=lenient, default_count=self.page_size,
                              max_count=self.max_page_size)
@@ -344,6 +355,7 @@ class Repository:
     def create(self, resource: dict[str, Any], *, if_none_exist: str | None = None,
                resource_id: str | None = None) -> tuple[Stored, bool]:
         resource_type = resource.get("resourceType", "")
+        self._begin("create", resource_type, None)
         check_writable(resource_type)
         self.policy.gate(resource_type, "c")
         with self._op("create", resource_type):
@@ -356,6 +368,7 @@ class Repository:
 
     def update(self, resource_type: str, resource_id: str, resource: dict[str, Any], *,
                if_match: int | None = None) -> tuple[Stored, bool]:
+        self.audit.expect("update", resource_type)
         check_writable(resource_type)
         if resource.get("resourceType") != resource_type:
             raise BadRequest(f"The body is not a {resource_type} resource.")
@@ -365,7 +378,7 @@ class Repository:
             raise BadRequest("The id is not a valid FHIR id.")
         with self._op("update", resource_type):
             row = self._current(resource_type, resource_id)
-            self.policy.gate(resource_type, "u" if row is not None else "c")
+            self._begin("update", resource_type, "u" if row is not None else "c")
             if row is not None and not self.policy.can_read(row_meta(row)):
                 # hidden: behave exactly as for a resource that does not exist, but never
                 # create over it
@@ -379,6 +392,7 @@ class Repository:
             return stored, row is None
 
     def delete(self, resource_type: str, resource_id: str) -> None:
+        self._begin("delete", resource_type, None)
         check_writable(resource_type)
         self.policy.gate(resource_type, "d")
         with self._op("delete", resource_type):

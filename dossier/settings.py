@@ -43,6 +43,8 @@ class Settings(BaseSettings):
     pkcs11_token_label: str | None = None
     pkcs11_pin: str | None = Field(default=None, repr=False)
     demo: bool = False
+    # the audit sequencer signs a new tree head this often (0: only when asked, for tests)
+    audit_sequencer_seconds: float = Field(default=1.0, ge=0, le=3600)
 
     @field_validator("database_url")
     @classmethod

@@ -13,6 +13,7 @@ from sqlalchemy import (
     Table,
 )
 
+from audit.tables import define_audit_tables
 from dossier.db.types import Bytes, JSONType, UTCDateTime
 
 metadata = MetaData(
@@ -104,3 +105,13 @@ patient_keys = Table(
     Column("created_at", UTCDateTime(), nullable=False),
     Column("erased_at", UTCDateTime(), nullable=True),
 )
+
+# The audit log and the notification outbox are defined by audit/ on this metadata.
+audit_tables = define_audit_tables(metadata, json_type=JSONType, bytes_type=Bytes,
+                                   datetime_type=UTCDateTime())
+audit_records = audit_tables.records
+audit_leaves = audit_tables.leaves
+audit_nodes = audit_tables.nodes
+audit_tree_heads = audit_tables.tree_heads
+notification_outbox = audit_tables.outbox
+notification_settings = audit_tables.settings

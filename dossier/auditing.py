@@ -1,0 +1,102 @@
+"""The audit sink of the choke point: collects what the Repository did during one request
+and appends the records (one per person touched) in the request's own transaction, with
+an outbox row for each notification. On failure, the records of the refusal are written
+in a fresh transaction; if they cannot be written, the request fails (fail closed)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import insert, select
+from sqlalchemy.orm import Session
+
+from audit.record import Agent, Event, build_record, is_consultation
+from audit.store import AuditStore
+from dossier.context import RequestContext
+from dossier.db.models import notification_outbox, notification_settings
+from dossier.repository import AuditNote
+
+OUTCOME_BY_STATUS = {401: "denied", 403: "denied", 404: "not-found", 410: "not-found"}
+
+
+def outcome_for(status: int) -> str:
+    if status in OUTCOME_BY_STATUS:
+        return OUTCOME_BY_STATUS[status]
+    return "invalid" if status < 500 else "error"
+
+
+def agent_of(ctx: RequestContext) -> Agent:
+    p = ctx.principal
+    return Agent(who=p.fhir_user or (f"Client/{p.client_id}" if p.client_id else None),
+                 role=p.role, client=p.client_id, on_behalf_of=p.on_behalf_of,
+                 organizations=tuple(sorted(p.organizations)))
+
+
+class RequestAudit:
+    """Implements the Repository's AuditSink for one request."""
+
+    def __init__(self, store: AuditStore, ctx: RequestContext, query_key: bytes) -> None:
+        self.store = store
+        self.ctx = ctx
+        self.query_key = query_key
+        self.events: list[Event] = []
+        self.intent: tuple[str, str] = ("request", "*")
+        self.urgent_patients: set[str] = set()
+        self.written: list[dict[str, Any]] = []
+
+    # called by the Repository
+    def record(self, session: Session, ctx: RequestContext, note: AuditNote) -> None:
+        self.events.append(Event(note.action, note.resource_type, note.resource_id,
+                                 note.outcome, None, note.query, note.detail,
+                                 set(note.patient_ids)))
+
+    def expect(self, action: str, resource_type: str) -> None:
+        self.intent = (action, resource_type)
+
+    def fail(self, status: int) -> None:
+        """The request failed: mark what it did (or meant to do) with the outcome."""
+        outcome = outcome_for(status)
+        if not self.events:
+            self.events.append(Event(self.intent[0], self.intent[1], outcome=outcome))
+        for event in self.events:
+            if event.outcome == "success":
+                event.outcome = outcome
+        # a refused request discloses nothing: it is not a consultation
+        self.urgent_patients.clear()
+
+    def flush(self, session: Session) -> None:
+        if not self.events:
+            return
+        by_patient: dict[str | None, list[Event]] = {}
+        for event in self.events:
+            for pid in sorted(event.patients) or [None]:
+                by_patient.setdefault(pid, []).append(event)
+        agent = agent_of(self.ctx)
+        now = self.ctx.now
+        for pid, events in by_patient.items():
+            patient = f"Patient/{pid}" if pid else None
+            record = build_record(
+                record_id=str(uuid.uuid4()), recorded=now, request_id=self.ctx.request_id,
+                agent=agent, patient=patient, events=events,
+                purpose="BTG" if pid in self.urgent_patients else self.ctx.purpose,
+                query_key=self.query_key)
+            self.store.append(session, record, recorded_at=now, patient_id=pid,
+                              agent=agent.who)
+            self.written.append(record)
+            if pid and (is_consultation(record) or pid in self.urgent_patients):
+                enqueue(session, record, pid, agent.who, pid in self.urgent_patients, now)
+        self.events = []
+
+
+def enqueue(session: Session, record: dict[str, Any], patient_id: str, agent: str | None,
+            urgent: bool, now: datetime) -> None:
+    """Outbox rows: the portal inbox always; e-mail and webhook when the person chose them."""
+    settings = session.execute(select(notification_settings.c.sealed).where(
+        notification_settings.c.patient_id == patient_id)).scalar_one_or_none() or {}
+    channels = ["inbox"] + [c for c in ("email", "webhook") if c in settings]
+    session.execute(insert(notification_outbox), [{
+        "id": str(uuid.uuid4()), "patient_id": patient_id, "record_id": record["id"],
+        "agent": agent, "urgent": urgent, "created_at": now, "channel": channel,
+        "status": "pending", "attempts": 0, "next_attempt_at": now} for channel in channels])
