@@ -210,14 +210,16 @@ class AuditStore:
             return VerifyResult(False, bad, "stored Merkle node altered")
         sequenced = position  # records never sequenced yet are fine; gaps are not
         previous: tuple[int, bytes] | None = None
+        origin: str | None = None
         for size in sorted(heads):
             row = heads[size]
             if size > sequenced:
                 return VerifyResult(False, sequenced, "tree head larger than the log")
             try:
-                verify_tree_head(head_json(row), public_jwk, origin=self.origin)
+                checkpoint = verify_tree_head(head_json(row), public_jwk, origin=origin)
             except AuditError:
                 return VerifyResult(False, max(size - 1, 0), "tree head signature invalid")
+            origin = checkpoint.origin  # every head must name the same log
             if bytes(row.root_hash) != roots.get(size):
                 return VerifyResult(False, max(size - 1, 0), "tree head root mismatch")
             if previous is not None and previous[0] > 0:

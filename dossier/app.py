@@ -23,6 +23,7 @@ from dossier.context import RequestContext
 from dossier.directory import StoreDirectory
 from dossier.db.engine import make_engine, upgrade
 from dossier.errors import DossierError
+from dossier.audit_api import router as audit_router
 from dossier.fhir.routes import router as fhir_router
 from dossier.fhir.wire import fhir_response
 from audit.checkpoint import Ed25519FileSigner
@@ -72,11 +73,13 @@ def build_runtime(settings: Settings, exporter: SpanExporter | None = None) -> R
     signer = Ed25519FileSigner.load_or_create(key_folder / "audit-signing.pem")
     query_key = hmac.new(keys.blind_index_key(), b"audit-query-values",
                          hashlib.sha256).digest()
-    return Runtime(settings=settings, engine=engine, tracer_provider=provider, tracer=tracer,
-                   key_provider=keys, signer=signer, query_key=query_key,
-                   audit_store=AuditStore(audit_tables, audit_origin(settings)),
-                   policy_factory=lambda session, ctx: ConsentPolicy(
-                       session, ctx.principal, ctx.now))
+    runtime = Runtime(settings=settings, engine=engine, tracer_provider=provider,
+                      tracer=tracer, key_provider=keys, signer=signer, query_key=query_key,
+                      audit_store=AuditStore(audit_tables, audit_origin(settings)),
+                      policy_factory=lambda session, ctx: ConsentPolicy(
+                          session, ctx.principal, ctx.now))
+    runtime.integrate_audit()  # a signed head exists from the first start
+    return runtime
 
 
 def periodic(name: str, seconds: float, job: Any) -> Any:
@@ -167,6 +170,7 @@ def create_app(settings: Settings, *, exporter: SpanExporter | None = None) -> F
         return response
 
     app.include_router(fhir_router)
+    app.include_router(audit_router)
     return app
 
 

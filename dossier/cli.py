@@ -85,6 +85,57 @@ def cmd_keys(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
+    import json
+
+    from sqlalchemy.orm import Session
+
+    from audit.checkpoint import Ed25519FileSigner, public_jwk
+    from audit.store import AuditStore
+    from dossier.app import audit_origin
+    from dossier.db.engine import make_engine
+    from dossier.db.models import audit_tables
+
+    engine = make_engine(settings.sqlalchemy_url)
+    store = AuditStore(audit_tables, audit_origin(settings))
+    key_file = settings.data_dir / "keys" / "audit-signing.pem"
+    if not key_file.exists():
+        print("error: no audit signing key in the data directory", file=sys.stderr)
+        return 2
+    jwk = public_jwk(Ed25519FileSigner.load_or_create(key_file).public_key())
+    try:
+        with Session(engine) as session:
+            if args.action == "verify":
+                result = store.verify(session, jwk)
+                if result.ok:
+                    print(f"audit log intact: {result.detail}")
+                    return 0
+                print(f"audit log damaged at index {result.first_bad_index}: {result.detail}")
+                return 1
+            size = store.signed_size(session)
+            first = args.start or 0
+            last = min(args.end if args.end is not None else size, size)
+            out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
+            try:
+                from audit.proof import inclusion_proof_json
+
+                for index in range(first, last):
+                    leaf = store.leaf_bytes(session, index)
+                    assert leaf is not None
+                    proof = inclusion_proof_json(index, size, leaf,
+                                                 store.inclusion(session, index, size))
+                    out.write(json.dumps(proof, separators=(",", ":")) + "\n")
+                head = store.tree_head(session)
+                print(json.dumps({"tree_head": head}, separators=(",", ":")),
+                      file=sys.stderr if out is sys.stdout else out)
+            finally:
+                if out is not sys.stdout:
+                    out.close()
+            return 0
+    finally:
+        engine.dispose()
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dossier", description="Consent-managed shared dossier")
     sub = p.add_subparsers(dest="command", required=True)
@@ -106,8 +157,14 @@ def parser() -> argparse.ArgumentParser:
     k = sub.add_parser("keys", help="key management")
     k.add_argument("action", choices=["rotate"])
     k.add_argument("--data-dir")
+    a = sub.add_parser("audit", help="verify or export the audit log")
+    a.add_argument("action", choices=["verify", "export"])
+    a.add_argument("--data-dir")
+    a.add_argument("--start", type=int, help="export: first index (default 0)")
+    a.add_argument("--end", type=int, help="export: index after the last (default: signed size)")
+    a.add_argument("--output", help="export: NDJSON file (default stdout)")
     COMMANDS.update({"serve": cmd_serve, "db": cmd_db, "dev-token": cmd_dev_token,
-                     "keys": cmd_keys})
+                     "keys": cmd_keys, "audit": cmd_audit})
     for extend in EXTENSIONS:
         extend(sub)
     return p

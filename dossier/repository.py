@@ -163,6 +163,7 @@ class Repository:
         self.page_size = page_size
         self.max_page_size = max_page_size
         self._span = tracer
+        self.intent = "read"
         self.deferred_refs: list[tuple[str, str, str | None]] | None = None  # set inside transactions
 
     # ------------------------------------------------------------------ plumbing
@@ -192,9 +193,13 @@ class Repository:
                       bool(row.deleted), resource, meta, method)
 
     def _visible(self, row: Row[Any] | None, resource_type: str) -> Row[Any]:
-        """The row if it exists and the actor may see it; else the one 'not found'."""
-        if row is None or not self.policy.can_read(row_meta(row)):
-            self._note("read", resource_type, None, None, "not-found")
+        """The row if it exists and the actor may see it; else the one 'not found'.
+        A refused attempt on an existing dossier is logged against that person."""
+        if row is None:
+            self._note(self.intent, resource_type, None, None, "not-found")
+            raise not_found(resource_type)
+        if not self.policy.can_read(row_meta(row)):
+            self._note(self.intent, resource_type, row.res_id, row.patient_id, "denied")
             raise not_found(resource_type)
         return row
 
@@ -211,9 +216,16 @@ class Repository:
     # ------------------------------------------------------------------ reads
     def _begin(self, action: str, resource_type: str, interaction: str | None) -> None:
         """Tell the audit what is being attempted, then ask the role/scope gate."""
+        self.intent = action
         self.audit.expect(action, resource_type)
         if interaction is not None:
             self.policy.gate(resource_type, interaction)
+
+    def note_access(self, action: str, resource_type: str, resource_id: str | None,
+                    patient_ref: str | None) -> None:
+        """Record an access made outside the resource tables (AuditEvent view, operations)."""
+        pid = patient_ref.split("/", 1)[1] if patient_ref else None
+        self._note(action, resource_type, resource_id, pid)
 
     def read(self, resource_type: str, resource_id: str) -> Stored:
         check_type(resource_type)

@@ -18,21 +18,39 @@ def full_url(base: str, s: Stored) -> str:
     return f"{base}/{s.resource_type}/{s.id}"
 
 
+def page_links(path: str, params: list[tuple[str, str]], total: int, count: int,
+               offset: int) -> list[dict[str, str]]:
+    def link(relation: str, at: int) -> dict[str, str]:
+        query = urlencode([*params, ("_count", str(count)), ("_offset", str(at))])
+        return {"relation": relation, "url": f"{path}?{query}"}
+
+    links = [link("self", offset)]
+    if offset + count < total:
+        links.append(link("next", offset + count))
+    if offset > 0:
+        links.append(link("previous", max(0, offset - count)))
+    return links
+
+
+def simple_searchset(base: str, resource_type: str, resources: list[dict[str, Any]],
+                     total: int, params: list[tuple[str, str]], count: int, offset: int,
+                     now: datetime) -> dict[str, Any]:
+    """A searchset of resources that are not stored resources (views such as AuditEvent)."""
+    bundle: dict[str, Any] = {
+        "resourceType": "Bundle", "type": "searchset", "timestamp": instant(now),
+        "total": total,
+        "link": page_links(f"{base}/{resource_type}", params, total, count, offset)}
+    if resources:
+        bundle["entry"] = [{"fullUrl": f"{base}/{resource_type}/{r['id']}", "resource": r,
+                            "search": {"mode": "match"}} for r in resources]
+    return bundle
+
+
 def searchset(base: str, result: SearchResult, raw: list[tuple[str, str]],
               now: datetime) -> dict[str, Any]:
     q = result.query
-    params = q.canonical_params(raw)
-    path = f"{base}/{q.resource_type}"
-
-    def link(relation: str, offset: int) -> dict[str, str]:
-        query = urlencode([*params, ("_count", str(q.count)), ("_offset", str(offset))])
-        return {"relation": relation, "url": f"{path}?{query}"}
-
-    links = [link("self", q.offset)]
-    if q.offset + q.count < result.total:
-        links.append(link("next", q.offset + q.count))
-    if q.offset > 0:
-        links.append(link("previous", max(0, q.offset - q.count)))
+    links = page_links(f"{base}/{q.resource_type}", q.canonical_params(raw), result.total,
+                       q.count, q.offset)
     entries: list[dict[str, Any]] = [
         {"fullUrl": full_url(base, s), "resource": s.resource, "search": {"mode": "match"}}
         for s in result.matches

@@ -12,7 +12,7 @@ from starlette.responses import Response
 
 from dossier.context import RequestContext
 from dossier.errors import BadRequest, MethodNotAllowed, NotFound
-from dossier.fhir import bundles, operations
+from dossier.fhir import auditevents, bundles, operations
 from dossier.fhir.capability import capability_statement
 from dossier.fhir.search import ID_RE, parse_date
 from dossier.fhir.transaction import process_bundle
@@ -127,6 +127,8 @@ async def search_post(request: Request, rtype: str) -> Response:
 
 
 async def _search(request: Request, rtype: str, raw: list[tuple[str, str]]) -> Response:
+    if rtype == "AuditEvent":
+        return await _search_audit(request, raw)
     is_lenient = lenient(request)
     result = await in_unit(request, lambda repo, ctx: bundles.searchset(
         ctx.base_url, repo.search(rtype, raw, lenient=is_lenient), raw, ctx.now))
@@ -157,6 +159,10 @@ async def read(request: Request, rtype: str, rid: str) -> Response:
     if rid.startswith("$"):
         return await _operation(request, rtype, None, op=rid)
     check_id(rid)
+    if rtype == "AuditEvent":
+        store = runtime_of(request).audit_store
+        return fhir_response(await in_unit(
+            request, lambda repo, ctx: auditevents.read_event(repo, store, rid)))
     stored = await in_unit(request, lambda repo, ctx: repo.read(rtype, rid))
     return resource_response(request, stored)
 
@@ -227,6 +233,18 @@ async def _operation(request: Request, rtype: str, rid: str | None,
     if isinstance(result, Response):
         return result
     return fhir_response(result)
+
+
+async def _search_audit(request: Request, raw: list[tuple[str, str]]) -> Response:
+    store = runtime_of(request).audit_store
+
+    def work(repo: Any, ctx: RequestContext) -> dict[str, Any]:
+        events, total, count, offset = auditevents.search_events(repo, store, raw)
+        params = [(k, v) for k, v in raw if k not in ("_count", "_offset")]
+        return bundles.simple_searchset(ctx.base_url, "AuditEvent", events, total, params,
+                                        count, offset, ctx.now)
+
+    return fhir_response(await in_unit(request, work))
 
 
 async def _history(request: Request, rtype: str | None, rid: str | None) -> Response:
