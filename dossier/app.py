@@ -17,20 +17,22 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from auth import AuthError, JWKSCache, TokenValidator, bearer_token, resolve_principal
-from dossier.access import ConsentPolicy
-from dossier.context import RequestContext
-from dossier.directory import StoreDirectory
-from dossier.db.engine import make_engine, upgrade
-from dossier.errors import DossierError
-from dossier.audit_api import router as audit_router
-from dossier.fhir.routes import router as fhir_router
-from dossier.fhir.wire import fhir_response
 from audit.checkpoint import Ed25519FileSigner
 from audit.store import AuditStore
+from auth import AuthError, JWKSCache, TokenValidator, bearer_token, resolve_principal
+from dossier.access import ConsentPolicy
+from dossier.audit_api import router as audit_router
+from dossier.context import RequestContext
 from dossier.crypto import KeyProvider, provider_from_settings
+from dossier.db.engine import make_engine, upgrade
 from dossier.db.models import audit_tables
+from dossier.directory import StoreDirectory
+from dossier.errors import DossierError
+from dossier.fhir import patient_ops  # noqa: F401 - registers the operations
+from dossier.fhir.routes import router as fhir_router
+from dossier.fhir.wire import fhir_response
 from dossier.runtime import Runtime
+from dossier.seed import ensure_profession_groups
 from dossier.settings import Settings, ensure_data_dir
 from dossier.telemetry import make_tracer, request_span
 
@@ -78,6 +80,7 @@ def build_runtime(settings: Settings, exporter: SpanExporter | None = None) -> R
                       audit_store=AuditStore(audit_tables, audit_origin(settings)),
                       policy_factory=lambda session, ctx: ConsentPolicy(
                           session, ctx.principal, ctx.now))
+    ensure_profession_groups(runtime)
     runtime.integrate_audit()  # a signed head exists from the first start
     return runtime
 
@@ -90,7 +93,7 @@ def periodic(name: str, seconds: float, job: Any) -> Any:
         while not stop.wait(seconds):
             try:
                 job()
-            except Exception as exc:  # keep running; never log data
+            except Exception as exc:  # noqa: BLE001 - a worker must keep running
                 log.error("%s failed: %s", name, type(exc).__name__)
 
     thread = threading.Thread(target=loop, name=name, daemon=True)

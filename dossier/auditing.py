@@ -52,6 +52,10 @@ class RequestAudit:
                                  note.outcome, None, note.query, note.detail,
                                  set(note.patient_ids)))
 
+    def urgent(self, patient_id: str) -> None:
+        """Break-the-glass: the person is notified at once, with urgency."""
+        self.urgent_patients.add(patient_id)
+
     def expect(self, action: str, resource_type: str) -> None:
         self.intent = (action, resource_type)
 

@@ -115,7 +115,8 @@ def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
             size = store.signed_size(session)
             first = args.start or 0
             last = min(args.end if args.end is not None else size, size)
-            out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
+            out = (open(args.output, "w", encoding="utf-8")  # noqa: SIM115 - or stdout
+                   if args.output else sys.stdout)
             try:
                 from audit.proof import inclusion_proof_json
 

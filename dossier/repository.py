@@ -164,7 +164,8 @@ class Repository:
         self.max_page_size = max_page_size
         self._span = tracer
         self.intent = "read"
-        self.deferred_refs: list[tuple[str, str, str | None]] | None = None  # set inside transactions
+        # set inside transactions: reference checks wait until every entry is written
+        self.deferred_refs: list[tuple[str, str, str | None]] | None = None
 
     # ------------------------------------------------------------------ plumbing
     @contextmanager
@@ -177,7 +178,7 @@ class Repository:
             span.set_attribute("fhir.interaction", name)
             yield
 
-    def _current(self, resource_type: str, resource_id: str) -> Row[Any] | None:
+    def current_row(self, resource_type: str, resource_id: str) -> Row[Any] | None:
         return self.session.execute(
             select(resources).where(R.res_type == resource_type, R.res_id == resource_id)
         ).first()
@@ -214,7 +215,7 @@ class Repository:
             action, resource_type, resource_id, ids, outcome, detail, query))
 
     # ------------------------------------------------------------------ reads
-    def _begin(self, action: str, resource_type: str, interaction: str | None) -> None:
+    def begin(self, action: str, resource_type: str, interaction: str | None) -> None:
         """Tell the audit what is being attempted, then ask the role/scope gate."""
         self.intent = action
         self.audit.expect(action, resource_type)
@@ -229,9 +230,9 @@ class Repository:
 
     def read(self, resource_type: str, resource_id: str) -> Stored:
         check_type(resource_type)
-        self._begin("read", resource_type, "r")
+        self.begin("read", resource_type, "r")
         with self._op("read", resource_type):
-            row = self._visible(self._current(resource_type, resource_id), resource_type)
+            row = self._visible(self.current_row(resource_type, resource_id), resource_type)
             self._note("read", resource_type, resource_id, row.patient_id)
             if row.deleted:
                 raise Gone(f"This {resource_type} was deleted.")
@@ -239,9 +240,9 @@ class Repository:
 
     def vread(self, resource_type: str, resource_id: str, version_id: int) -> Stored:
         check_type(resource_type)
-        self._begin("vread", resource_type, "r")
+        self.begin("vread", resource_type, "r")
         with self._op("vread", resource_type):
-            current = self._visible(self._current(resource_type, resource_id), resource_type)
+            current = self._visible(self.current_row(resource_type, resource_id), resource_type)
             row = self.session.execute(select(resource_versions).where(
                 V.res_type == resource_type, V.res_id == resource_id, V.version_id == version_id
             )).first()
@@ -257,14 +258,14 @@ class Repository:
                 since: datetime | None, count: int | None, offset: int) -> tuple[list[Stored], int]:
         if resource_type:
             check_type(resource_type)
-            self._begin("history", resource_type, "r")
+            self.begin("history", resource_type, "r")
         with self._op("history", resource_type or "*"):
             stmt = select(resource_versions)
             if resource_type:
                 stmt = stmt.where(V.res_type == resource_type)
             if resource_id:
                 assert resource_type
-                current = self._visible(self._current(resource_type, resource_id), resource_type)
+                current = self._visible(self.current_row(resource_type, resource_id), resource_type)
                 stmt = stmt.where(V.res_id == resource_id)
                 del current
             if since is not None:
@@ -287,7 +288,7 @@ class Repository:
     def search(self, resource_type: str, raw: list[tuple[str, str]], *,
                lenient: bool = False) -> SearchResult:
         check_type(resource_type)
-        self._begin("search", resource_type, "s")
+        self.begin("search", resource_type, "s")
         with self._op("search", resource_type):
             q = parse_search(resource_type, raw, lenient=lenient, default_count=self.page_size,
                              max_count=self.max_page_size)
@@ -352,13 +353,33 @@ class Repository:
             return False
         return True
 
+    def compartment(self, patient_id: str, *, action: str = "operation",
+                    policy: AccessPolicy | None = None, operation: str | None = None,
+                    types: frozenset[str] | None = None) -> list[Stored]:
+        """Every live resource of one person's dossier that the actor (or, for a preview,
+        `policy`) may read. The Patient first, then by type and date."""
+        judge = policy or self.policy
+        stmt = select(resources).where(R.patient_id == patient_id, R.deleted == false())
+        if types is not None:
+            stmt = stmt.where(R.res_type.in_(sorted(types)))
+        clause = judge.read_clause("*")
+        if clause is not None:
+            stmt = stmt.where(clause)
+        rows = self.session.execute(stmt.order_by(
+            (R.res_type != "Patient"), R.res_type, R.last_updated, R.res_id)).all()
+        out = [self._to_stored(r) for r in rows if judge.can_read(row_meta(r))]
+        self._note(action, "Patient", patient_id if out else None,
+                   patient_id if out else None, "success" if out else "not-found",
+                   detail=operation)
+        return out
+
     def exists_visible(self, reference: str, compartment: str | None = None) -> bool:
         """The reference resolves to a live resource the actor may see. The resource's own
         patient counts as seen: check_write has already tied the writer to that dossier."""
         m = REF_RE.match(reference)
         if not m:
             return False
-        row = self._current(m.group(1), m.group(2))
+        row = self.current_row(m.group(1), m.group(2))
         if row is None or row.deleted:
             return False
         return reference == compartment or self.policy.can_read(row_meta(row))
@@ -367,7 +388,7 @@ class Repository:
     def create(self, resource: dict[str, Any], *, if_none_exist: str | None = None,
                resource_id: str | None = None) -> tuple[Stored, bool]:
         resource_type = resource.get("resourceType", "")
-        self._begin("create", resource_type, None)
+        self.begin("create", resource_type, None)
         check_writable(resource_type)
         self.policy.gate(resource_type, "c")
         with self._op("create", resource_type):
@@ -389,26 +410,25 @@ class Repository:
         if not ID_RE.match(resource_id):
             raise BadRequest("The id is not a valid FHIR id.")
         with self._op("update", resource_type):
-            row = self._current(resource_type, resource_id)
-            self._begin("update", resource_type, "u" if row is not None else "c")
+            row = self.current_row(resource_type, resource_id)
+            self.begin("update", resource_type, "u" if row is not None else "c")
             if row is not None and not self.policy.can_read(row_meta(row)):
                 # hidden: behave exactly as for a resource that does not exist, but never
                 # create over it
                 self._note("update", resource_type, resource_id, row.patient_id, "denied")
                 raise not_found(resource_type)
-            if if_match is not None:
-                if row is None or row.version_id != if_match:
-                    raise PreconditionFailed(
-                        "The resource has changed since that version (If-Match failed).")
+            if if_match is not None and (row is None or row.version_id != if_match):
+                raise PreconditionFailed(
+                    "The resource has changed since that version (If-Match failed).")
             stored = self._write(resource_type, resource_id, resource, row, "PUT")
             return stored, row is None
 
     def delete(self, resource_type: str, resource_id: str) -> None:
-        self._begin("delete", resource_type, None)
+        self.begin("delete", resource_type, None)
         check_writable(resource_type)
         self.policy.gate(resource_type, "d")
         with self._op("delete", resource_type):
-            row = self._visible(self._current(resource_type, resource_id), resource_type)
+            row = self._visible(self.current_row(resource_type, resource_id), resource_type)
             meta = row_meta(row)
             self.policy.check_write(resource_type, row.patient_id, meta.categories, meta)
             self._note("delete", resource_type, resource_id, row.patient_id)
@@ -474,9 +494,9 @@ class Repository:
         if labels:
             resource["meta"]["security"] = labels
         clear, sealed = self.sealer.seal(self.session, resource, patient_id, version)
-        values = dict(version_id=version, last_updated=now, deleted=False,
-                      patient_id=patient_id, categories=",".join(sorted(cats)),
-                      content=clear, sealed=sealed)
+        values = {"version_id": version, "last_updated": now, "deleted": False,
+                  "patient_id": patient_id, "categories": ",".join(sorted(cats)),
+                  "content": clear, "sealed": sealed}
         if existing is None:
             self.session.execute(insert(resources).values(
                 res_type=resource_type, res_id=resource_id, **values))
@@ -497,11 +517,12 @@ class Repository:
 
     def _index_rows(self, resource_type: str, resource_id: str,
                     resource: dict[str, Any]) -> list[dict[str, Any]]:
-        rows = [dict(res_type=resource_type, res_id=resource_id, param=p, system=s,
-                     value=v[:255]) for p, s, v in schemas.extract_index(resource)]
+        rows = [{"res_type": resource_type, "res_id": resource_id, "param": p, "system": s,
+                 "value": v[:255]} for p, s, v in schemas.extract_index(resource)]
         for system, value in schemas.identifiers(resource):
-            rows.append(dict(res_type=resource_type, res_id=resource_id, param="identifier",
-                             system=system[:255], value=self.sealer.blind(system, value)))
+            rows.append({"res_type": resource_type, "res_id": resource_id,
+                         "param": "identifier", "system": system[:255],
+                         "value": self.sealer.blind(system, value)})
         return rows
 
     def _check_references(self, resource: dict[str, Any], compartment: str | None) -> None:

@@ -79,7 +79,7 @@ class Runtime:
         try:
             with Session(self.engine) as session, session.begin():
                 audit.flush(session)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any failure here must fail closed
             log.error("audit record could not be written (%s): request refused",
                       type(exc).__name__)
             raise ServiceUnavailable("The access log cannot be written, so the request was "

@@ -93,6 +93,27 @@ class FieldSealer:
             raise Unreadable("A stored element failed its integrity check; it was not "
                              "returned.") from None
 
+    def seal_fields(self, session: Session, patient_id: str, kind: str, record_id: str,
+                    fields: dict[str, Any]) -> dict[str, str]:
+        """Seal values that live outside FHIR resources (a break-the-glass reason, an
+        e-mail address) under the patient's key, bound to `kind`/`record_id`."""
+        dek = self._dek(session, patient_id, create=True)
+        _, sealed = self.cipher.seal({"resourceType": kind, "id": record_id, **fields},
+                                     list(fields), dek, patient_id=patient_id,
+                                     resource_type=kind, resource_id=record_id, version=1)
+        return sealed
+
+    def open_fields(self, session: Session, patient_id: str, kind: str, record_id: str,
+                    sealed: dict[str, str]) -> dict[str, Any]:
+        dek = self._dek(session, patient_id, create=False)
+        try:
+            opened = self.cipher.open({"resourceType": kind, "id": record_id}, sealed, dek,
+                                      patient_id=patient_id, resource_type=kind,
+                                      resource_id=record_id, version=1)
+        except DecryptionError:
+            raise Unreadable("A stored element failed its integrity check.") from None
+        return {k: v for k, v in opened.items() if k not in ("resourceType", "id")}
+
     def blind(self, system: str, value: str) -> str:
         if self._blind_key is None:
             self._blind_key = self.provider.blind_index_key()

@@ -107,7 +107,7 @@ def _scope(repo: Repository) -> Any:
 
 
 def read_event(repo: Repository, store: AuditStore, record_id: str) -> dict[str, Any]:
-    repo._begin("read", "AuditEvent", "r")  # noqa: SLF001 - gate + audit intent
+    repo.begin("read", "AuditEvent", "r")
     scope = _scope(repo)
     stmt = select(A.record).where(A.id == record_id)
     if scope is not None:
@@ -121,7 +121,7 @@ def read_event(repo: Repository, store: AuditStore, record_id: str) -> dict[str,
 
 def search_events(repo: Repository, store: AuditStore,
                   raw: list[tuple[str, str]]) -> tuple[list[dict[str, Any]], int, int, int]:
-    repo._begin("search", "AuditEvent", "s")  # noqa: SLF001
+    repo.begin("search", "AuditEvent", "s")
     scope = _scope(repo)
     clauses = [] if scope is None else [scope]
     count, offset = repo.page_size, 0

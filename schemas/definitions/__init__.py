@@ -1,0 +1,1 @@
+"""FHIR JSON definitions (CodeSystem, ValueSet, StructureDefinition) of the dossier."""

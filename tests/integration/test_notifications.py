@@ -1,0 +1,365 @@
+"""Access notifications end to end (SPEC §6, §12): the GP's consultations over HTTP fill
+the outbox; the worker delivers to the inbox (Communication), a real SMTP server
+(aiosmtpd) and a real HTTP listener on loopback, through outages, exactly once each."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import json
+import logging
+import re
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from audit.notify import SIGNATURE_HEADER, verify_webhook_signature
+from dossier.db.models import notification_outbox, notification_settings
+from dossier.notifications import DeliveryConfig, deliver_due, set_notification_settings
+from tests import factories as f
+from tests.integration.conftest import World
+
+OB = notification_outbox.c
+CATEGORY = "https://dossier.brussels/fhir/CodeSystem/communication-category|access-notification"
+RECORD_LINK = re.compile(r"/fhir/AuditEvent/([0-9a-f-]{36})")
+FAMILY, GIVEN, NISS = "Vandermeulen", "Josette", f.niss("520304", 77)
+ADDRESS = "josette.vdm@example.org"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# ------------------------------------------------------------------ real peers
+class Mailbox:
+    """An aiosmtpd server that can go down and come back on the same port."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.messages: list[tuple[list[str], email.message.EmailMessage]] = []
+        self.controller: Controller | None = None
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        parsed = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        self.messages.append((list(envelope.rcpt_tos), parsed))  # type: ignore[arg-type]
+        return "250 Message accepted"
+
+    def up(self) -> None:
+        self.controller = Controller(self, hostname="127.0.0.1", port=self.port)
+        self.controller.start()
+
+    def down(self) -> None:
+        if self.controller is not None:
+            self.controller.stop()
+            self.controller = None
+
+    def records(self) -> list[str]:
+        return [rid for _, m in self.messages for rid in RECORD_LINK.findall(body(m))]
+
+
+def body(message: email.message.EmailMessage) -> str:
+    part = message.get_body(preferencelist=("plain",))
+    assert part is not None
+    return str(part.get_content())  # type: ignore[attr-defined]
+
+
+class Hook:
+    """A webhook receiver on loopback; `status` is what it answers; it can go down."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.status = 200
+        self.received: list[tuple[dict[str, str], bytes]] = []
+        self.server: ThreadingHTTPServer | None = None
+        self.thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/dossier-hook"
+
+    def up(self) -> None:
+        hook = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                data = self.rfile.read(int(self.headers["Content-Length"]))
+                if hook.status < 300:
+                    hook.received.append((dict(self.headers.items()), data))
+                self.send_response(hook.status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return None
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def down(self) -> None:
+        if self.server is not None and self.thread is not None:
+            self.server.shutdown()
+            self.server.server_close()
+            self.thread.join()
+            self.server = None
+
+    def records(self) -> list[str]:
+        return [r for _, data in self.received for r in json.loads(data)["records"]]
+
+
+@pytest.fixture
+def mailbox() -> Iterator[Mailbox]:
+    box = Mailbox()
+    box.up()
+    yield box
+    box.down()
+
+
+@pytest.fixture
+def hook() -> Iterator[Hook]:
+    receiver = Hook()
+    receiver.up()
+    yield receiver
+    receiver.down()
+
+
+# ------------------------------------------------------------------ helpers
+def config(mailbox: Mailbox | None = None, **kw: Any) -> DeliveryConfig:
+    return DeliveryConfig(smtp_host="127.0.0.1" if mailbox else None,
+                          smtp_port=mailbox.port if mailbox else 25,
+                          smtp_from="dossier@dossier.test", timeout=5.0,
+                          base_url="http://testserver", allow_local_webhooks=True, **kw)
+
+
+def choose(world: World, pid: str, **kw: Any) -> Any:
+    runtime = world.app.state.runtime
+    with Session(runtime.engine) as session, session.begin():
+        return set_notification_settings(runtime, session, pid, allow_local_webhooks=True,
+                                         **kw)
+
+
+def deliver(world: World, cfg: DeliveryConfig, at: datetime | None = None) -> int:
+    return deliver_due(world.app.state.runtime, at or datetime.now(UTC), cfg,
+                       rand=lambda: 0.5)
+
+
+def outbox(world: World, pid: str) -> list[Any]:
+    with Session(world.app.state.runtime.engine) as session:
+        return list(session.execute(select(notification_outbox).where(
+            OB.patient_id == pid).order_by(OB.created_at, OB.channel)).all())
+
+
+def inbox(world: World, pid: str) -> list[dict[str, Any]]:
+    r = world.citizen(pid).get("/fhir/Communication", params={
+        "recipient": f"Patient/{pid}", "category": CATEGORY})
+    assert r.status_code == 200, r.text
+    return [e["resource"] for e in r.json().get("entry", [])]
+
+
+def consult(world: World, pid: str, times: int = 1) -> None:
+    for _ in range(times):
+        assert world.gp.get(f"/fhir/Patient/{pid}").status_code == 200
+
+
+def person() -> dict[str, Any]:
+    return f.patient(ssin=NISS, family=FAMILY, given=GIVEN, language="nl")
+
+
+# ------------------------------------------------------------------ cases
+def test_inbox_communication_per_section_12(world: World) -> None:
+    pid = world.consented()
+    consult(world, pid)
+    world.app.state.runtime.integrate_audit()
+    assert deliver(world, config()) == 1
+    [note] = inbox(world, pid)
+    assert note["status"] == "completed" and note["priority"] == "routine"
+    assert note["recipient"] == [{"reference": f"Patient/{pid}"}]
+    assert note["subject"] == {"reference": f"Patient/{pid}"}
+    assert note["sender"] == {"reference": world.gp_ref}
+    assert note["category"][0]["coding"][0]["code"] == "access-notification"
+    assert note["sent"].endswith("Z")
+    [about] = note["about"]
+    record_id = about["reference"].split("/", 1)[1]
+    text = note["payload"][0]["contentString"]
+    assert "Anne Dupont" in text and "CPAS de Saint-Gilles" in text  # who, organisation
+    assert "a consulté votre dossier" in text and "lecture (identité)" in text  # what
+    assert f"/fhir/AuditEvent/{record_id}" in text
+    proof = re.search(r"/audit/proof/inclusion\?index=(\d+)&tree_size=(\d+)", text)
+    assert proof is not None
+    # the links work for the citizen
+    assert world.citizen(pid).get(f"/fhir/AuditEvent/{record_id}").status_code == 200
+    assert world.citizen(pid).get(proof.group(0)).status_code == 200
+    # delivered once: the row is sent, a second run finds nothing
+    assert [(r.channel, r.status) for r in outbox(world, pid)] == [("inbox", "sent")]
+    assert deliver(world, config()) == 0
+    assert len(inbox(world, pid)) == 1
+    # professionals never read the citizen's notifications
+    assert world.gp.get("/fhir/Communication", params={
+        "recipient": f"Patient/{pid}"}).status_code == 403
+
+
+def test_email_in_the_citizens_language(world: World, mailbox: Mailbox) -> None:
+    pid = world.consented(person())
+    choose(world, pid, language="nl", email=ADDRESS)
+    consult(world, pid)
+    assert deliver(world, config(mailbox)) == 2  # inbox and e-mail
+    [(rcpt, message)] = mailbox.messages
+    assert rcpt == [ADDRESS]
+    assert message["Subject"] == "Uw dossier werd geraadpleegd"
+    assert message["Content-Language"] == "nl"
+    text = body(message)
+    assert "Anne Dupont voor CPAS de Saint-Gilles heeft uw dossier geraadpleegd." in text
+    assert "(Brusselse tijd)" in text and "inzage (identiteit)" in text
+    [row] = [r for r in outbox(world, pid) if r.channel == "email"]
+    assert message["Message-ID"] == f"<{row.id}@dossier.test>"
+    assert mailbox.records() == [row.record_id]
+    assert "http://testserver/fhir/AuditEvent/" in text
+    # the address is sealed, never stored in clear
+    with Session(world.app.state.runtime.engine) as session:
+        raw = session.execute(select(notification_settings.c.sealed).where(
+            notification_settings.c.patient_id == pid)).scalar_one()
+    assert set(raw) == {"email"} and ADDRESS not in json.dumps(raw)
+
+
+def test_consultations_in_a_window_are_grouped_each_listed(world: World,
+                                                           mailbox: Mailbox) -> None:
+    pid = world.consented()
+    choose(world, pid, language="en", email=ADDRESS)
+    consult(world, pid, times=3)
+    assert deliver(world, config(mailbox)) == 6
+    [(_, message)] = mailbox.messages
+    assert "Anne Dupont for CPAS de Saint-Gilles consulted your dossier 3 times." in body(
+        message)
+    records = {r.record_id for r in outbox(world, pid)}
+    assert sorted(mailbox.records()) == sorted(records)
+    [note] = inbox(world, pid)
+    assert {a["reference"] for a in note["about"]} == {f"AuditEvent/{r}" for r in records}
+
+
+def test_webhook_is_signed(world: World, hook: Hook) -> None:
+    pid = world.consented()
+    chosen = choose(world, pid, language="fr", webhook_url=hook.url)
+    consult(world, pid)
+    assert deliver(world, config()) == 2
+    [(headers, data)] = hook.received
+    assert verify_webhook_signature(chosen.webhook_secret, data,
+                                    headers[SIGNATURE_HEADER], now=time.time())
+    assert not verify_webhook_signature(chosen.webhook_secret, data + b" ",
+                                        headers[SIGNATURE_HEADER], now=time.time())
+    assert not verify_webhook_signature("another-secret-of-length", data,
+                                        headers[SIGNATURE_HEADER], now=time.time())
+    payload = json.loads(data)
+    [row] = [r for r in outbox(world, pid) if r.channel == "webhook"]
+    assert headers["Idempotency-Key"] == payload["id"] == row.id
+    assert payload["type"] == "access-notification"
+    assert payload["patient"] == f"Patient/{pid}"
+    assert payload["records"] == [row.record_id] and payload["urgent"] is False
+    assert "a consulté votre dossier" in payload["text"]
+
+
+def test_outage_then_recovery_delivers_everything_exactly_once(
+        world: World, mailbox: Mailbox, hook: Hook) -> None:
+    pid = world.consented()
+    choose(world, pid, language="fr", email=ADDRESS, webhook_url=hook.url)
+    cfg = config(mailbox, group_window_seconds=60)
+    mailbox.down()
+    hook.status = 503
+    consult(world, pid, times=2)
+    start = datetime.now(UTC)
+    assert deliver(world, cfg, start) == 2  # the inbox only
+    errors = {r.channel: (r.attempts, r.last_error) for r in outbox(world, pid)
+              if r.status == "pending"}
+    assert errors == {"email": (1, "smtp connect refused"), "webhook": (1, "http 503")}
+    assert deliver(world, cfg, start) == 0  # not due before the backoff
+    hook.down()  # now refusing connections too
+    consult(world, pid)
+    later = start + timedelta(hours=1)
+    assert deliver(world, cfg, later) == 1  # the third consultation's inbox row
+    assert {r.last_error for r in outbox(world, pid) if r.status == "pending"} == {
+        "smtp connect refused", "http connect refused"}
+    mailbox.up()
+    hook.status = 200
+    hook.up()
+    assert deliver(world, cfg, later + timedelta(days=1)) == 6
+    rows = outbox(world, pid)
+    assert {r.status for r in rows} == {"sent"} and len(rows) == 9
+    records = sorted({r.record_id for r in rows})
+    assert sorted(mailbox.records()) == records  # every one, none twice
+    assert sorted(hook.records()) == records
+    assert sorted(a["reference"].split("/")[1] for n in inbox(world, pid)
+                  for a in n["about"]) == records
+    # nothing left: further runs send nothing more
+    assert deliver(world, cfg, later + timedelta(days=30)) == 0
+    assert sorted(mailbox.records()) == records and sorted(hook.records()) == records
+
+
+def test_max_attempts_then_dead(world: World, mailbox: Mailbox) -> None:
+    pid = world.consented()
+    choose(world, pid, language="fr", email=ADDRESS)
+    mailbox.down()
+    cfg = config(mailbox, max_attempts=3)
+    consult(world, pid)
+    at = datetime.now(UTC)
+    for _ in range(5):
+        deliver(world, cfg, at)
+        at += timedelta(days=1)
+    [row] = [r for r in outbox(world, pid) if r.channel == "email"]
+    assert (row.status, row.attempts, row.last_error) == ("dead", 3, "smtp connect refused")
+    mailbox.up()
+    assert deliver(world, cfg, at + timedelta(days=1)) == 0
+    assert mailbox.messages == []
+
+
+def test_break_the_glass_is_urgent(world: World, mailbox: Mailbox) -> None:
+    pid = world.consented()
+    choose(world, pid, language="fr", email=ADDRESS)
+    consult(world, pid)
+    # the outbox row as the audit writes it for a break-the-glass access
+    with Session(world.app.state.runtime.engine) as session, session.begin():
+        session.execute(update(notification_outbox).where(OB.patient_id == pid).values(
+            urgent=True))
+    assert deliver(world, config(mailbox)) == 2
+    [note] = inbox(world, pid)
+    assert note["priority"] == "urgent"
+    assert "bris de glace" in note["payload"][0]["contentString"]
+    [(_, message)] = mailbox.messages
+    assert message["Subject"].startswith("URGENT")
+    assert message["Importance"] == "high"
+
+
+def test_no_personal_data_in_errors_or_logs(world: World, mailbox: Mailbox, hook: Hook,
+                                            caplog: pytest.LogCaptureFixture) -> None:
+    pid = world.consented(person())
+    choose(world, pid, language="nl", email=ADDRESS, webhook_url=hook.url)
+    mailbox.down()
+    hook.down()
+    consult(world, pid)
+    with caplog.at_level(logging.DEBUG):
+        deliver(world, config(mailbox))
+    rows = outbox(world, pid)
+    errors = " ".join(r.last_error or "" for r in rows)
+    assert errors.strip()
+    logged = caplog.text + errors + json.dumps(inbox(world, pid))
+    for secret in (FAMILY, GIVEN, NISS, ADDRESS, hook.url, str(hook.port)):
+        assert secret not in logged
+
+
+def test_the_citizens_own_reads_notify_nobody(world: World) -> None:
+    pid = world.consented()
+    citizen = world.citizen(pid)
+    assert citizen.get(f"/fhir/Patient/{pid}").status_code == 200
+    assert citizen.get("/fhir/Task", params={"patient": f"Patient/{pid}"}).status_code == 200
+    assert outbox(world, pid) == []
+    assert deliver(world, config()) == 0
+    assert inbox(world, pid) == []
