@@ -464,8 +464,8 @@ class Repository:
                existing: Row[Any] | None, method: str) -> Stored:
         resource = copy.deepcopy(body)
         resource["id"] = resource_id
+        problems = schemas.validate(resource)  # meta too: a null or empty meta is refused
         client_meta = resource.pop("meta", None)
-        problems = schemas.validate(resource)
         if not problems and resource_type == "Consent":
             problems = [schemas.Problem(path, message, "invalid")
                         for path, message in consent_problems(resource)]

@@ -9,6 +9,7 @@ from typing import Literal
 
 import schemas
 import schemas.search
+from schemas.fhirtime import bounds
 from dossier.errors import BadRequest
 
 ID_RE = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
@@ -77,17 +78,10 @@ def parse_date(text: str) -> DateRange:
     g = m.groupdict()
     prefix: Prefix = g["prefix"] or "eq"  # type: ignore[assignment]
     try:
-        year = int(g["y"])
-        if g["m"] is None:
-            low = datetime(year, 1, 1, tzinfo=UTC)
-            high = datetime(year + 1, 1, 1, tzinfo=UTC)
-        elif g["d"] is None:
-            month = int(g["m"])
-            low = datetime(year, month, 1, tzinfo=UTC)
-            high = datetime(year + (month == 12), month % 12 + 1, 1, tzinfo=UTC)
-        elif g["H"] is None:
-            low = datetime(year, int(g["m"]), int(g["d"]), tzinfo=UTC)
-            high = low + timedelta(days=1)
+        if g["H"] is None:
+            # a date without a time is a local day (month, year) in Brussels
+            low, high = bounds(text[len(g["prefix"] or ""):])
+            low, high = low.astimezone(UTC), high.astimezone(UTC)
         else:
             if g["tz"] is None:
                 raise BadRequest("A date search value with a time needs a time zone "
@@ -95,7 +89,7 @@ def parse_date(text: str) -> DateRange:
             tz = UTC if g["tz"] == "Z" else datetime.strptime(g["tz"], "%z").tzinfo
             frac = g["f"] or ""
             micro = int(frac.ljust(6, "0")) if frac else 0
-            local = datetime(year, int(g["m"]), int(g["d"]), int(g["H"]), int(g["M"]),
+            local = datetime(int(g["y"]), int(g["m"]), int(g["d"]), int(g["H"]), int(g["M"]),
                              int(g["S"] or 0), micro, tzinfo=tz)
             low = local.astimezone(UTC)
             step = (timedelta(microseconds=1) if frac else
