@@ -27,6 +27,8 @@ from dossier.repository import RowMeta
 R = resources.c
 S = search_index.c
 PROFESSIONALS = ("practitioner", "hub")
+DENY_ALL = consent.Provision(consent_id=None, type="deny", actors=frozenset(),
+                             actions=frozenset(), categories=frozenset(), purposes=frozenset())
 
 
 def actor_of(principal: Principal) -> consent.Actor:
@@ -77,14 +79,16 @@ class ConsentPolicy:
             try:
                 provision = consent.parse_consent(content)
             except consent.ConsentFormatError:
-                continue  # stored Consents were validated on write; never widen on doubt
+                # a stored Consent we cannot read could be an exclusion: fail closed
+                out = [DENY_ALL]
+                break
             if provision is not None:
                 out.append(provision)
         grants = self.session.execute(select(break_glass).where(
             break_glass.c.patient_id == patient_id,
             break_glass.c.practitioner == (self.principal.practitioner or ""),
             break_glass.c.expires_at > self.now)).all()
-        for g in grants:
+        for g in grants if out != [DENY_ALL] else []:
             out.append(consent.break_glass_provision(g.practitioner, g.granted_at,
                                                      g.minutes, f"break-glass/{g.id}"))
         self._provisions[patient_id] = out

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 import consent
 import schemas
+from dossier import content
 from dossier.context import RequestContext
 from dossier.db import search_sql
 from dossier.db.models import resource_versions, resources, search_index
@@ -460,12 +461,27 @@ class Repository:
             raise PreconditionFailed("If-None-Exist matches more than one resource.")
         return result.matches[0] if result.matches else None
 
+    def server_read(self, resource_type: str, resource_id: str) -> dict[str, Any] | None:
+        """A resource as the server itself reads it (derived data), unaudited."""
+        row = self.current_row(resource_type, resource_id)
+        return None if row is None or row.deleted else self._to_stored(row).resource
+
+    def server_write(self, resource: dict[str, Any]) -> Stored:
+        """Write a server-derived resource (a Flag, a Communication) in this transaction."""
+        rtype, rid = resource["resourceType"], resource.get("id") or new_id()
+        return self._write(rtype, rid, resource, self.current_row(rtype, rid),
+                           "PUT", trusted=True)
+
     def _write(self, resource_type: str, resource_id: str, body: dict[str, Any],
-               existing: Row[Any] | None, method: str) -> Stored:
+               existing: Row[Any] | None, method: str, *, trusted: bool = False) -> Stored:
         resource = copy.deepcopy(body)
         resource["id"] = resource_id
         problems = schemas.validate(resource)  # meta too: a null or empty meta is refused
         client_meta = resource.pop("meta", None)
+        if not problems and not trusted:
+            old = self._to_stored(existing).resource if existing is not None and \
+                not existing.deleted else None
+            resource = content.before_write(resource, old)
         if not problems and resource_type == "Consent":
             problems = [schemas.Problem(path, message, "invalid")
                         for path, message in consent_problems(resource)]
@@ -481,8 +497,9 @@ class Repository:
                                       "psy" in row_meta(existing).categories):
             categories.add("psy")  # a writer may add psy, never remove it
         cats = frozenset(categories)
-        self.policy.check_write(resource_type, patient_id, cats,
-                                row_meta(existing) if existing is not None else None)
+        if not trusted:
+            self.policy.check_write(resource_type, patient_id, cats,
+                                    row_meta(existing) if existing is not None else None)
         self._check_references(resource, patient_ref)
         version = (existing.version_id + 1) if existing is not None else 1
         now = self.ctx.now
@@ -513,7 +530,10 @@ class Repository:
         self._note("create" if existing is None else "update", resource_type, resource_id,
                    patient_id)
         meta = RowMeta(resource_type, resource_id, patient_id, cats)
-        return Stored(resource_type, resource_id, version, now, False, resource, meta, method)
+        stored = Stored(resource_type, resource_id, version, now, False, resource, meta, method)
+        if not trusted:
+            content.after_write(self, stored)
+        return stored
 
     def _index_rows(self, resource_type: str, resource_id: str,
                     resource: dict[str, Any]) -> list[dict[str, Any]]:

@@ -180,7 +180,7 @@ def test_everything_and_preview_agree(world: World) -> None:
     assert preview.status_code == 200, preview.text
     assert _ids(preview.json()) == _ids(seen)
     full = world.gp.get(f"/fhir/Patient/{pid}/$everything").json()
-    assert _ids(full) == {pid, *ids.values()}
+    assert _ids(full) == {pid, *ids.values(), f"fragility-{pid}"}  # + the derived Flag
     assert world.sw.get(f"/fhir/Patient/{pid}/$access-preview",
                         params={"actor": world.sw_ref}).status_code == 403
 

@@ -1,0 +1,92 @@
+"""FHIR dateTime values as period bounds.
+
+A Period bound may be a year, a month, a day or a full date-time (which FHIR
+requires to carry a zone). `parse_bound` reads it as the instants it spans,
+[first, after); a Provision then keeps:
+
+- `start` → `first`, the first instant it covers (start inclusive);
+- `end`   → `after`, the first instant AFTER it, so a date end covers its whole day
+  (end exclusive). A full date-time end is exclusive as written.
+
+Dates without a time are read in Europe/Brussels, the dossier's time zone.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta, timezone
+from functools import cache
+from zoneinfo import ZoneInfo
+
+_DATETIME = re.compile(
+    r"(?P<y>[0-9]{4})"
+    r"(?:-(?P<m>[0-9]{2})"
+    r"(?:-(?P<d>[0-9]{2})"
+    r"(?:T(?P<H>[0-9]{2}):(?P<M>[0-9]{2}):(?P<S>[0-9]{2})(?:\.(?P<f>[0-9]{1,9}))?"
+    r"(?P<tz>Z|[+-][0-9]{2}:[0-9]{2}))?)?)?"
+)
+
+
+@cache
+def local_zone() -> ZoneInfo:
+    """The dossier's zone (§12: times are Europe/Brussels)."""
+    return ZoneInfo("Europe/Brussels")
+
+
+def _zone(text: str) -> timezone:
+    if text == "Z":
+        return UTC
+    sign = -1 if text[0] == "-" else 1
+    hours, minutes = int(text[1:3]), int(text[4:6])
+    if hours > 14 or minutes > 59 or (hours == 14 and minutes):
+        raise ValueError("time-zone offset out of range")
+    return timezone(sign * timedelta(hours=hours, minutes=minutes))
+
+
+@dataclass(frozen=True)
+class Bound:
+    """A dateTime read as the instants it spans: [first, after)."""
+
+    first: datetime
+    after: datetime
+    precision: str  # "year", "month", "day" or "instant"
+
+
+def parse_bound(text: str) -> Bound:
+    """The instants a FHIR dateTime covers, or ValueError."""
+    match = _DATETIME.fullmatch(text)
+    if match is None:
+        raise ValueError("not a FHIR dateTime")
+    year = int(match["y"])
+    if match["H"] is not None:
+        fraction = (match["f"] or "").ljust(6, "0")[:6]
+        instant = datetime(
+            year, int(match["m"]), int(match["d"]),
+            int(match["H"]), int(match["M"]), int(match["S"]), int(fraction),
+            tzinfo=_zone(match["tz"]),
+        )
+        return Bound(instant, instant, "instant")
+    zone = local_zone()
+    if match["d"] is not None:
+        day = date(year, int(match["m"]), int(match["d"]))
+        return Bound(_midnight(day, zone), _midnight(day + timedelta(days=1), zone), "day")
+    if match["m"] is not None:
+        month = int(match["m"])
+        following = date(year + month // 12, month % 12 + 1, 1)
+        return Bound(_midnight(date(year, month, 1), zone), _midnight(following, zone), "month")
+    return Bound(_midnight(date(year, 1, 1), zone), _midnight(date(year + 1, 1, 1), zone), "year")
+
+
+def _midnight(day: date, zone: ZoneInfo) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=zone)
+
+
+def format_instant(value: datetime) -> str:
+    """A full FHIR dateTime for an aware datetime (round-trips exactly)."""
+    offset = value.utcoffset()
+    if offset is None:
+        raise ValueError("instant must be timezone-aware")
+    if offset % timedelta(minutes=1):  # FHIR offsets have no seconds
+        value = value.astimezone(UTC)
+    return value.isoformat(timespec="microseconds" if value.microsecond else "seconds")
