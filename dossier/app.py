@@ -28,7 +28,7 @@ from dossier.db.engine import make_engine, upgrade
 from dossier.db.models import audit_tables
 from dossier.directory import StoreDirectory
 from dossier.errors import DossierError
-from dossier.fhir import patient_ops  # noqa: F401 - registers the operations
+from dossier.fhir import citizen_ops, patient_ops  # noqa: F401 - register operations
 from dossier.fhir.routes import router as fhir_router
 from dossier.fhir.wire import fhir_response
 from dossier.runtime import Runtime
@@ -107,10 +107,18 @@ def periodic(name: str, seconds: float, job: Any) -> Any:
 
 
 def start_workers(runtime: Runtime) -> list[Any]:
-    seconds = runtime.settings.audit_sequencer_seconds
-    if seconds <= 0:
-        return []
-    return [periodic("audit-sequencer", seconds, runtime.integrate_audit)]
+    """The audit sequencer and the notification worker (each off when its period is 0)."""
+    from dossier.notifications import run_pending
+
+    s = runtime.settings
+    workers = []
+    if s.audit_sequencer_seconds > 0:
+        workers.append(periodic("audit-sequencer", s.audit_sequencer_seconds,
+                                runtime.integrate_audit))
+    if s.notify_worker_seconds > 0:
+        workers.append(periodic("notifier", s.notify_worker_seconds,
+                                lambda: run_pending(runtime)))
+    return workers
 
 
 def install_auth(app: FastAPI, runtime: Runtime) -> None:

@@ -16,49 +16,34 @@ attempt by exponential backoff; after `max_attempts` (or a permanent failure) th
 
 from __future__ import annotations
 
-import copy
 import logging
 import random
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from fhir.resources.R4B import get_fhir_model_class
-from sqlalchemy import insert, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-import schemas
-from audit.notify import (
-    DEFAULT_LANGUAGE,
-    LANGUAGES,
-    Access,
-    Message,
-    RetryPolicy,
-    access_from_record,
-    compose,
-    delivery_key,
-    group_within,
-)
+from audit.notify import RetryPolicy, delivery_key, group_within
 from audit.transport import DeliveryError, SmtpConfig, post_webhook, send_email, webhook_body
 from auth import Principal
 from dossier.context import RequestContext
-from dossier.db.models import (
-    audit_records,
-    notification_outbox,
-    patient_keys,
-    resource_versions,
-    resources,
-    search_index,
-)
+from dossier.db.models import notification_outbox
 from dossier.errors import DossierError
+from dossier.notification_content import (
+    Prepared,
+    communication,
+    prepare,
+    write_server_resource,
+)
 from dossier.notification_settings import (
     NotificationSettings,
     get_notification_settings,
     set_notification_settings,
 )
-from dossier.repository import NullAudit, OpenPolicy, Repository, RowMeta, Stored, new_id
+from dossier.repository import NullAudit, OpenPolicy, Repository
 
 __all__ = ["DeliveryConfig", "NotificationSettings", "communication", "config_from_settings",
            "deliver_due", "get_notification_settings", "run_pending",
@@ -66,9 +51,6 @@ __all__ = ["DeliveryConfig", "NotificationSettings", "communication", "config_fr
 
 log = logging.getLogger("dossier.notifications")
 OB = notification_outbox.c
-R = resources.c
-SENDER_RE = re.compile(
-    r"^(Practitioner|PractitionerRole|Organization|RelatedPerson)/[A-Za-z0-9\-.]{1,64}$")
 SERVER = Principal(role="admin", roles=frozenset({"admin"}), fhir_user="Operator/notifier",
                    patient=None, practitioner=None, organizations=frozenset(),
                    professions=frozenset(), client_id=None, scopes=(), on_behalf_of=None,
@@ -203,7 +185,8 @@ def deliver_group(runtime: Any, group: Sequence[Due], now: datetime, config: Del
         if channel == "inbox":
             return _deliver_inbox(runtime, group, now, config)
         with Session(runtime.engine) as session, session.begin():
-            message, contact, _ = _prepare(runtime, session, group, config)
+            ready = _prepare(runtime, session, group, config)
+        message, contact = ready.message, ready.contact
         key = delivery_key([d.id for d in group])
         if channel == "email":
             smtp = config.smtp()
@@ -244,12 +227,12 @@ def _deliver_inbox(runtime: Any, group: Sequence[Due], now: datetime,
                    config: DeliveryConfig) -> int:
     try:
         with Session(runtime.engine) as session, session.begin():
-            message, _, accesses = _prepare(runtime, session, group, config)
+            ready = _prepare(runtime, session, group, config)
             ctx = RequestContext(principal=SERVER, now=now)
             repo = Repository(session, ctx, policy=OpenPolicy(), sealer=runtime.sealer(),
                               audit=NullAudit())
-            write_server_resource(repo, communication(group[0].patient_id, accesses,
-                                                      message, now))
+            write_server_resource(repo, communication(group[0].patient_id, ready.accesses,
+                                                      ready.message, now))
             done = session.execute(update(notification_outbox).where(
                 OB.id.in_([d.id for d in group]), OB.status == "pending").values(
                 status="sent", sent_at=now, last_error=None))
@@ -284,140 +267,8 @@ def _failed(engine: Any, group: Sequence[Due], now: datetime, config: DeliveryCo
                 OB.id == due.id, OB.status == "pending").values(**values))
 
 
-# ---------------------------------------------------------------------------- content
 def _prepare(runtime: Any, session: Session, group: Sequence[Due],
-             config: DeliveryConfig) -> tuple[Message, dict[str, Any], list[Access]]:
-    """The message, the channel's contact (opened) and the accesses; or DeliveryError."""
-    patient_id = group[0].patient_id
-    erased = session.execute(select(patient_keys.c.erased_at).where(
-        patient_keys.c.patient_id == patient_id)).scalar_one_or_none()
-    if erased is not None:
-        raise DeliveryError("dossier erased", permanent=True)
-    chosen = get_notification_settings(runtime, session, patient_id)
-    language = chosen.language if chosen else _patient_language(session, patient_id)
-    contact: dict[str, Any] = {}
-    channel = group[0].channel
-    if channel == "email":
-        if chosen is None or not chosen.email:
-            raise DeliveryError("channel no longer chosen", permanent=True)
-        contact = {"email": chosen.email}
-    elif channel == "webhook":
-        if chosen is None or not chosen.webhook_url or not chosen.webhook_secret:
-            raise DeliveryError("channel no longer chosen", permanent=True)
-        contact = {"url": chosen.webhook_url, "secret": chosen.webhook_secret}
-    accesses = _accesses(runtime, session, group)
-    base = config.base_url if channel != "inbox" else ""
-    return compose(accesses, language, base), contact, accesses
-
-
-def _accesses(runtime: Any, session: Session, group: Sequence[Due]) -> list[Access]:
-    ids = [d.record_id for d in group]
-    records = {r.id: r.record for r in session.execute(
-        select(audit_records.c.id, audit_records.c.record).where(
-            audit_records.c.id.in_(ids))).all()}
-    if len(records) != len(set(ids)):
-        raise DeliveryError("audit record missing", permanent=True)
-    index = runtime.audit_store.index_of(session, ids)
-    size = runtime.audit_store.signed_size(session)
-    refs: set[str] = set()
-    for record in records.values():
-        agent = record.get("agent") or {}
-        refs.update(r for r in (agent.get("who"), agent.get("on_behalf_of")) if r)
-        refs.update(agent.get("organizations") or ())
-    names = directory_names(session, refs)
-    urgent = {d.record_id for d in group if d.urgent}
-    return [access_from_record(records[i], urgent=i in urgent, names=names,
-                               log_index=index.get(i), tree_size=size)
-            for i in dict.fromkeys(ids)]
-
-
-def directory_names(session: Session, refs: set[str]) -> dict[str, str]:
-    """Display names of practitioners and organisations (directory data, never sealed)."""
-    wanted = [tuple(r.split("/", 1)) for r in refs
-              if r.split("/", 1)[0] in ("Practitioner", "Organization")]
-    names: dict[str, str] = {}
-    if not wanted:
-        return names
-    rows = session.execute(select(R.res_type, R.res_id, R.content, R.sealed).where(
-        R.res_type.in_({t for t, _ in wanted}), R.res_id.in_({i for _, i in wanted}))).all()
-    for row in rows:
-        content = row.content or {}
-        if row.sealed:
-            continue
-        if row.res_type == "Organization" and isinstance(content.get("name"), str):
-            names[f"Organization/{row.res_id}"] = content["name"]
-        elif row.res_type == "Practitioner":
-            name = (content.get("name") or [{}])[0]
-            parts = [*(name.get("prefix") or []), *(name.get("given") or []),
-                     name.get("family") or ""]
-            text = " ".join(p for p in parts if isinstance(p, str) and p).strip()
-            if text:
-                names[f"Practitioner/{row.res_id}"] = text
-    return names
-
-
-def _patient_language(session: Session, patient_id: str) -> str:
-    """The Patient's preferred communication language (fr/nl/en), else French."""
-    content = session.execute(select(R.content).where(
-        R.res_type == "Patient", R.res_id == patient_id)).scalar_one_or_none() or {}
-    langs = sorted(content.get("communication") or [], key=lambda c: not c.get("preferred"))
-    for entry in langs:
-        for coding in (entry.get("language") or {}).get("coding") or []:
-            code = str(coding.get("code") or "").split("-", 1)[0].lower()
-            if code in LANGUAGES:
-                return code
-    return DEFAULT_LANGUAGE
-
-
-def communication(patient_id: str, accesses: Sequence[Access], message: Message,
-                  now: datetime) -> dict[str, Any]:
-    """The §12 access notification for the citizen's inbox."""
-    patient = {"reference": f"Patient/{patient_id}"}
-    resource: dict[str, Any] = {
-        "resourceType": "Communication",
-        "id": new_id(),
-        "status": "completed",
-        "category": [{"coding": [{"system": schemas.COMMUNICATION_CATEGORY_SYSTEM,
-                                  "code": schemas.ACCESS_NOTIFICATION}]}],
-        "priority": "urgent" if message.urgent else "routine",
-        "subject": patient,
-        "recipient": [dict(patient)],
-        "sent": now.astimezone(UTC).isoformat().replace("+00:00", "Z"),
-        "about": [{"reference": f"AuditEvent/{rid}"} for rid in message.record_ids],
-        "payload": [{"contentString": message.text}],
-    }
-    sender = accesses[0].actor if accesses else None
-    if sender and SENDER_RE.match(sender):  # operators and bare clients: no sender
-        resource["sender"] = {"reference": sender}
-    return resource
-
-
-def write_server_resource(repo: Repository, resource: dict[str, Any]) -> Stored:
-    """Store a server-written resource (Communication) through the repository's tables:
-    version 1, its versions row and its search index. It is checked as FHIR R4 only:
-    `schemas.validate` refuses every server-written type, and `about → AuditEvent/x`
-    points into the audit log, not at a stored resource, so `Repository._write`
-    cannot be used. The lead will make this `Repository.create_server_resource`."""
-    resource = copy.deepcopy(resource)
-    resource_type = resource.get("resourceType", "")
-    if resource_type not in schemas.SERVER_WRITTEN_TYPES:
-        raise ValueError("only server-written resource types")
-    resource_id = resource.setdefault("id", new_id())
-    get_fhir_model_class(resource_type).model_validate(resource)
-    patient_ref = schemas.patient_of(resource)
-    patient_id = patient_ref.split("/", 1)[1] if patient_ref else None
-    now = repo.ctx.now
-    resource["meta"] = {"versionId": "1",
-                        "lastUpdated": now.astimezone(UTC).isoformat().replace("+00:00", "Z")}
-    clear, sealed = repo.sealer.seal(repo.session, resource, patient_id, 1)
-    values = {"res_type": resource_type, "res_id": resource_id, "version_id": 1,
-              "last_updated": now, "deleted": False, "patient_id": patient_id,
-              "categories": "", "content": clear, "sealed": sealed}
-    repo.session.execute(insert(resources).values(**values))
-    repo.session.execute(insert(resource_versions).values(method="POST", **values))
-    rows = repo._index_rows(resource_type, resource_id, resource)
-    if rows:
-        repo.session.execute(insert(search_index), rows)
-    meta = RowMeta(resource_type, resource_id, patient_id, frozenset())
-    return Stored(resource_type, resource_id, 1, now, False, resource, meta, "POST")
-
+             config: DeliveryConfig) -> Prepared:
+    return prepare(runtime, session, group[0].patient_id, group[0].channel,
+                   [d.record_id for d in group], {d.record_id for d in group if d.urgent},
+                   config.base_url)

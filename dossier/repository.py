@@ -472,6 +472,35 @@ class Repository:
         return self._write(rtype, rid, resource, self.current_row(rtype, rid),
                            "PUT", trusted=True)
 
+    def create_server_resource(self, body: dict[str, Any]) -> Stored:
+        """Store a resource only the server writes (Communication): version 1, its versions
+        row and search index, sealed. Checked against the FHIR R4 model; its references
+        may point into the audit log (`about → AuditEvent/x`), so they are not resolved."""
+        from fhir.resources.R4B import get_fhir_model_class
+
+        resource = copy.deepcopy(body)
+        resource_type = resource.get("resourceType", "")
+        if resource_type not in schemas.SERVER_WRITTEN_TYPES:
+            raise ValueError("only server-written resource types")
+        resource_id = resource.setdefault("id", new_id())
+        get_fhir_model_class(resource_type).model_validate(resource)
+        patient_ref = schemas.patient_of(resource)
+        patient_id = patient_ref.split("/", 1)[1] if patient_ref else None
+        now = self.ctx.now
+        resource["meta"] = {"versionId": "1",
+                            "lastUpdated": now.isoformat().replace("+00:00", "Z")}
+        clear, sealed = self.sealer.seal(self.session, resource, patient_id, 1)
+        values = {"res_type": resource_type, "res_id": resource_id, "version_id": 1,
+                  "last_updated": now, "deleted": False, "patient_id": patient_id,
+                  "categories": "", "content": clear, "sealed": sealed}
+        self.session.execute(insert(resources).values(**values))
+        self.session.execute(insert(resource_versions).values(method="POST", **values))
+        rows = self._index_rows(resource_type, resource_id, resource)
+        if rows:
+            self.session.execute(insert(search_index), rows)
+        meta = RowMeta(resource_type, resource_id, patient_id, frozenset())
+        return Stored(resource_type, resource_id, 1, now, False, resource, meta, "POST")
+
     def _write(self, resource_type: str, resource_id: str, body: dict[str, Any],
                existing: Row[Any] | None, method: str, *, trusted: bool = False) -> Stored:
         resource = copy.deepcopy(body)

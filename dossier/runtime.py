@@ -56,15 +56,19 @@ class Runtime:
         audit = RequestAudit(self.audit_store, ctx, self.query_key)
         try:
             with Session(self.engine, expire_on_commit=False) as session, session.begin():
+                policy = self.policy_factory(session, ctx)
                 yield Repository(
                     session, ctx,
-                    policy=self.policy_factory(session, ctx),
+                    policy=policy,
                     sealer=self.sealer(),
                     audit=audit,
                     page_size=self.settings.page_size_default,
                     max_page_size=self.settings.page_size_max,
                     tracer=span_factory(self.tracer),
                 )
+                # reads made under a break-the-glass grant: purpose BTG, urgent notice
+                for patient_id in getattr(policy, "break_glass_used", ()):
+                    audit.urgent(patient_id)
                 audit.flush(session)
         except DossierError as exc:
             audit.fail(exc.status)

@@ -45,6 +45,20 @@ class Settings(BaseSettings):
     demo: bool = False
     # the audit sequencer signs a new tree head this often (0: only when asked, for tests)
     audit_sequencer_seconds: float = Field(default=1.0, ge=0, le=3600)
+    # notifications: the worker runs this often (0: off); e-mail only with an SMTP host
+    notify_worker_seconds: float = Field(default=5.0, ge=0, le=3600)
+    notify_smtp_host: str | None = None
+    notify_smtp_port: int = Field(default=25, ge=1, le=65535)
+    notify_smtp_from: str = "dossier@localhost"
+    notify_smtp_starttls: bool = False
+    notify_smtp_username: str | None = None
+    notify_smtp_password: str | None = Field(default=None, repr=False)
+    notify_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    notify_max_attempts: int = Field(default=8, ge=1, le=100)
+    notify_backoff_base_seconds: float = Field(default=30.0, gt=0)
+    notify_backoff_cap_seconds: float = Field(default=21600.0, gt=0)
+    notify_group_window_seconds: float = Field(default=600.0, ge=0)
+    notify_allow_local_webhooks: bool = False
 
     @field_validator("database_url")
     @classmethod

@@ -9,8 +9,8 @@ from typing import Literal
 
 import schemas
 import schemas.search
-from schemas.fhirtime import bounds
 from dossier.errors import BadRequest
+from schemas.fhirtime import bounds
 
 ID_RE = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 _DATE = re.compile(

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from audit.notify import SIGNATURE_HEADER, verify_webhook_signature
@@ -333,18 +333,24 @@ def test_max_attempts_then_dead(world: World, mailbox: Mailbox) -> None:
 def test_break_the_glass_is_urgent(world: World, mailbox: Mailbox) -> None:
     pid = world.consented()
     choose(world, pid, language="fr", email=ADDRESS)
-    consult(world, pid)
-    # the outbox row as the audit writes it for a break-the-glass access
-    with Session(world.app.state.runtime.engine) as session, session.begin():
-        session.execute(update(notification_outbox).where(OB.patient_id == pid).values(
-            urgent=True))
-    assert deliver(world, config(mailbox)) == 2
-    [note] = inbox(world, pid)
-    assert note["priority"] == "urgent"
+    nurse_ref = world.add_practitioner("Urgent", "persnurse")
+    nurse = world.as_("practitioner", nurse_ref)
+    reason = {"resourceType": "Parameters",
+              "parameter": [{"name": "reason", "valueString": "unconscious at admission"}]}
+    assert nurse.post(f"/fhir/Patient/{pid}/$break-glass", reason).status_code == 200
+    assert nurse.get(f"/fhir/Patient/{pid}").status_code == 200
+    rows = outbox(world, pid)
+    urgent = {r.record_id for r in rows if r.urgent}
+    assert {r.channel for r in rows if r.urgent} == {"inbox", "email"}
+    assert deliver(world, config(mailbox)) == len(rows)
+    [note] = [n for n in inbox(world, pid) if n["priority"] == "urgent"]
+    assert {a["reference"] for a in note["about"]} == {f"AuditEvent/{r}" for r in urgent}
+    assert note["sender"] == {"reference": nurse_ref}
     assert "bris de glace" in note["payload"][0]["contentString"]
-    [(_, message)] = mailbox.messages
-    assert message["Subject"].startswith("URGENT")
-    assert message["Importance"] == "high"
+    assert "unconscious" not in json.dumps(inbox(world, pid))
+    [message] = [m for _, m in mailbox.messages if set(RECORD_LINK.findall(body(m))) & urgent]
+    assert message["Subject"].startswith("URGENT") and message["Importance"] == "high"
+    assert "bris de glace" in body(message)
 
 
 def test_no_personal_data_in_errors_or_logs(world: World, mailbox: Mailbox, hook: Hook,
@@ -405,3 +411,26 @@ def test_concurrent_workers_deliver_each_once(world: World, mailbox: Mailbox) ->
             sorted(f"AuditEvent/{r.record_id}" for r in rows if r.channel == "inbox")
     records = [r.record_id for pid in pids for r in outbox(world, pid) if r.channel == "email"]
     assert sorted(mailbox.records()) == sorted(records)
+
+
+def test_citizen_sets_channels_over_fhir(world: World) -> None:
+    pid = world.consented()
+    citizen = world.citizen(pid)
+    body = {"resourceType": "Parameters", "parameter": [
+        {"name": "language", "valueCode": "nl"},
+        {"name": "email", "valueString": "simone@example.org"}]}
+    r = citizen.post(f"/fhir/Patient/{pid}/$notification-settings", body)
+    assert r.status_code == 200, r.text
+    got = citizen.get(f"/fhir/Patient/{pid}/$notification-settings").json()
+    values = {(p["name"], next(v for k, v in p.items() if k.startswith("value")))
+              for p in got["parameter"]}
+    assert ("language", "nl") in values and ("channel", "email") in values
+    assert world.gp.get(f"/fhir/Patient/{pid}/$notification-settings").status_code == 403
+    bad = {"resourceType": "Parameters", "parameter": [{"name": "email",
+                                                        "valueString": "not an address"}]}
+    assert citizen.post(f"/fhir/Patient/{pid}/$notification-settings", bad).status_code == 422
+    with world.app.state.runtime.engine.connect() as conn:
+        from sqlalchemy import text
+
+        raw = str(conn.execute(text("SELECT sealed FROM notification_settings")).all())
+    assert "simone@example.org" not in raw
