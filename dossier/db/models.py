@@ -115,3 +115,13 @@ audit_nodes = audit_tables.nodes
 audit_tree_heads = audit_tables.tree_heads
 notification_outbox = audit_tables.outbox
 notification_settings = audit_tables.settings
+
+# A person's request to erase their dossier (GDPR art. 17), confirmed by an administrator.
+erasure_requests = Table(
+    "erasure_requests",
+    metadata,
+    Column("patient_id", String(64), primary_key=True),
+    Column("requested_at", UTCDateTime(), nullable=False),
+    Column("confirmed_at", UTCDateTime(), nullable=True),
+    Column("confirmed_by", String(140), nullable=True),
+)
