@@ -81,6 +81,10 @@ def build_runtime(settings: Settings, exporter: SpanExporter | None = None) -> R
                       policy_factory=lambda session, ctx: ConsentPolicy(
                           session, ctx.principal, ctx.now))
     ensure_profession_groups(runtime)
+    if settings.demo:
+        from dossier.demo import load_demo
+
+        load_demo(runtime)
     runtime.integrate_audit()  # a signed head exists from the first start
     return runtime
 
