@@ -68,7 +68,13 @@ def audit_origin(settings: Settings) -> str:
 def build_runtime(settings: Settings, exporter: SpanExporter | None = None) -> Runtime:
     ensure_data_dir(settings.data_dir)
     engine = make_engine(settings.sqlalchemy_url)
-    upgrade(engine)
+    if settings.migration_database_url:
+        # production: the owner role migrates; the application role cannot alter the log
+        owner = make_engine(settings.migration_database_url)
+        upgrade(owner)
+        owner.dispose()
+    else:
+        upgrade(engine)
     provider, tracer = make_tracer(settings, exporter)
     keys = key_provider(settings)
     key_folder = settings.data_dir / "keys"

@@ -46,12 +46,27 @@ def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
     if not settings.database_url:
         ensure_data_dir(settings.data_dir)
     engine = make_engine(settings.migration_database_url or settings.sqlalchemy_url)
-    if args.action == "upgrade":
-        upgrade(engine)
-        print("database is at the latest revision")
-    else:
-        check(engine)
-        print("models and migrations agree")
+    try:
+        if args.action == "upgrade":
+            upgrade(engine)
+            print("database is at the latest revision")
+        elif args.action == "grant":
+            from dossier.db.roles import grant_application_role
+
+            if not args.role:
+                print("error: db grant needs --role", file=sys.stderr)
+                return 2
+            try:
+                grant_application_role(engine, args.role)
+            except ValueError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return 2
+            print(f"role {args.role}: dossier read/write, audit log insert/select only")
+        else:
+            check(engine)
+            print("models and migrations agree")
+    finally:
+        engine.dispose()
     return 0
 
 
@@ -147,8 +162,9 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--demo", action="store_true", help="load the demo people (Martin, Simone, "
                    "Ricarda) on start")
     d = sub.add_parser("db", help="database migrations")
-    d.add_argument("action", choices=["upgrade", "check"])
+    d.add_argument("action", choices=["upgrade", "check", "grant"])
     d.add_argument("--data-dir")
+    d.add_argument("--role", help="grant: the application role (PostgreSQL)")
     t = sub.add_parser("dev-token", help="print an access token from the embedded dev issuer")
     t.add_argument("--data-dir")
     t.add_argument("--fhir-user", required=True)

@@ -60,7 +60,7 @@ class Settings(BaseSettings):
     notify_group_window_seconds: float = Field(default=600.0, ge=0)
     notify_allow_local_webhooks: bool = False
 
-    @field_validator("database_url")
+    @field_validator("database_url", "migration_database_url")
     @classmethod
     def _check_db_url(cls, v: str | None) -> str | None:
         if v is None or v == "":

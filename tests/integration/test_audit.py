@@ -227,3 +227,51 @@ def test_proofs_follow_the_contract(world: World) -> None:
     for bad in ({"first": 3, "second": 2}, {"first": 0, "second": size + 5},
                 {"first": "x", "second": 1}):
         assert world.anonymous.get("/audit/proof/consistency", params=bad).status_code == 400
+
+
+@pytest.mark.postgres
+def test_application_role_cannot_alter_the_log(pg_url: str, tmp_path: Any,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """PostgreSQL: the service runs as a role with INSERT/SELECT only on the audit log,
+    migrations as the owner; even without the triggers the role could not tamper."""
+    import uuid as _uuid
+
+    from sqlalchemy import create_engine
+    from sqlalchemy.engine import make_url
+
+    from dossier.app import create_app
+    from dossier.cli import main
+    from tests.integration.conftest import make_settings
+
+    role = f"dossier_app_{_uuid.uuid4().hex[:8]}"
+    owner = create_engine(pg_url, isolation_level="AUTOCOMMIT")
+    with owner.connect() as conn:
+        conn.execute(text(f'CREATE ROLE "{role}" LOGIN'))
+    try:
+        with monkeypatch.context() as env:
+            env.setenv("DATABASE_URL", pg_url)
+            assert main(["db", "grant", "--role", role, "--data-dir", str(tmp_path)]) == 0
+        app_url = make_url(pg_url).set(username=role).render_as_string(hide_password=False)
+        app = create_app(make_settings(tmp_path / "data", app_url,
+                                       migration_database_url=pg_url))
+        from fastapi.testclient import TestClient
+
+        with TestClient(app) as client:
+            w = World(app, client)
+            pid = w.consented()
+            assert w.gp.get(f"/fhir/Patient/{pid}").status_code == 200
+            app.state.runtime.integrate_audit()
+        app.state.runtime.engine.dispose()
+        as_app = create_engine(app_url)
+        for sql in ("UPDATE audit_records SET outcome = 'x'", "DELETE FROM audit_leaves",
+                    "TRUNCATE audit_nodes", "DROP TRIGGER audit_records_no_change ON "
+                    "audit_records"):
+            with pytest.raises(DBAPIError) as err, as_app.begin() as conn:
+                conn.execute(text(sql))
+            assert "permission denied" in str(err.value) or "must be owner" in str(err.value)
+        as_app.dispose()
+    finally:
+        with owner.connect() as conn:
+            conn.execute(text(f'DROP OWNED BY "{role}"'))
+            conn.execute(text(f'DROP ROLE "{role}"'))
+        owner.dispose()
