@@ -472,7 +472,8 @@ class Repository:
         return self._write(rtype, rid, resource, self.current_row(rtype, rid),
                            "PUT", trusted=True)
 
-    def create_server_resource(self, body: dict[str, Any]) -> Stored:
+    def create_server_resource(self, body: dict[str, Any], *, patient_id: str | None = None,
+                               categories: frozenset[str] = frozenset()) -> Stored:
         """Store a resource only the server writes (Communication): version 1, its versions
         row and search index, sealed. Checked against the FHIR R4 model; its references
         may point into the audit log (`about → AuditEvent/x`), so they are not resolved."""
@@ -484,15 +485,19 @@ class Repository:
             raise ValueError("only server-written resource types")
         resource_id = resource.setdefault("id", new_id())
         get_fhir_model_class(resource_type).model_validate(resource)
-        patient_ref = schemas.patient_of(resource)
-        patient_id = patient_ref.split("/", 1)[1] if patient_ref else None
+        if patient_id is None:
+            patient_ref = schemas.patient_of(resource)
+            patient_id = patient_ref.split("/", 1)[1] if patient_ref else None
         now = self.ctx.now
         resource["meta"] = {"versionId": "1",
                             "lastUpdated": now.isoformat().replace("+00:00", "Z")}
+        if categories:
+            resource["meta"]["security"] = schemas.security_labels(categories)
         clear, sealed = self.sealer.seal(self.session, resource, patient_id, 1)
         values = {"res_type": resource_type, "res_id": resource_id, "version_id": 1,
                   "last_updated": now, "deleted": False, "patient_id": patient_id,
-                  "categories": "", "content": clear, "sealed": sealed}
+                  "categories": ",".join(sorted(categories)), "content": clear,
+                  "sealed": sealed}
         self.session.execute(insert(resources).values(**values))
         self.session.execute(insert(resource_versions).values(method="POST", **values))
         rows = self._index_rows(resource_type, resource_id, resource)
@@ -561,6 +566,8 @@ class Repository:
         meta = RowMeta(resource_type, resource_id, patient_id, cats)
         stored = Stored(resource_type, resource_id, version, now, False, resource, meta, method)
         if not trusted:
+            self.create_server_resource(provenance(self.ctx, stored, existing is None),
+                                        patient_id=patient_id, categories=cats)
             content.after_write(self, stored)
         return stored
 
@@ -602,6 +609,33 @@ def _rebind(clause: ColumnElement[bool]) -> ColumnElement[bool]:
     return ClauseAdapter(resource_versions, equivalents={
         R.res_type: {V.res_type}, R.res_id: {V.res_id}, R.patient_id: {V.patient_id},
         R.categories: {V.categories}}).traverse(clause)  # type: ignore[return-value]
+
+
+def provenance(ctx: RequestContext, stored: Stored, created: bool) -> dict[str, Any]:
+    """Who wrote this version (SPEC §4), server-written on every create and update."""
+    p = ctx.principal
+    who: dict[str, Any]
+    if p.fhir_user and REF_RE.match(p.fhir_user) and p.fhir_user.split("/")[0] in (
+            "Practitioner", "Patient", "Organization", "RelatedPerson"):
+        who = {"reference": p.on_behalf_of or p.fhir_user}
+    else:
+        who = {"identifier": {"system": f"{schemas.CANONICAL}/NamingSystem/operator",
+                              "value": p.subject or p.role}}
+    agent: dict[str, Any] = {"type": {"coding": [{
+        "system": "http://terminology.hl7.org/CodeSystem/provenance-participant-type",
+        "code": "author"}]}, "who": who}
+    if p.client_id:
+        agent["onBehalfOf"] = who if p.on_behalf_of else {"identifier": {
+            "system": f"{schemas.CANONICAL}/NamingSystem/client-id", "value": p.client_id}}
+    return {
+        "resourceType": "Provenance",
+        "target": [{"reference": f"{stored.resource_type}/{stored.id}"}],
+        "recorded": ctx.now.isoformat().replace("+00:00", "Z"),
+        "activity": {"coding": [{
+            "system": "http://terminology.hl7.org/CodeSystem/v3-DataOperation",
+            "code": "CREATE" if created else "UPDATE"}]},
+        "agent": [agent],
+    }
 
 
 def consent_problems(resource: dict[str, Any]) -> list[tuple[str, str]]:

@@ -275,3 +275,25 @@ def test_application_role_cannot_alter_the_log(pg_url: str, tmp_path: Any,
             conn.execute(text(f'DROP OWNED BY "{role}"'))
             conn.execute(text(f'DROP ROLE "{role}"'))
         owner.dispose()
+
+
+def test_audit_export_writes_verifiable_ndjson(world: World, settings: Any,
+                                               tmp_path: Any) -> None:
+    pid = world.consented()
+    world.gp.get(f"/fhir/Patient/{pid}")
+    size = _sequence(world)
+    out = tmp_path / "log.ndjson"
+    env = {"PATH": "/usr/bin:/bin"}
+    if settings.database_url:
+        env["DATABASE_URL"] = settings.database_url
+    done = subprocess.run([sys.executable, "-m", "dossier", "audit", "export", "--data-dir",
+                           str(settings.data_dir), "--output", str(out)], env=env,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(x) for x in out.read_text().splitlines()]
+    proofs, head = lines[:-1], lines[-1]["tree_head"]
+    assert len(proofs) == size and head["tree_size"] == size
+    leaves = [base64.b64decode(p["leaf"]) for p in proofs]
+    assert base64.b64encode(mth(leaves)).decode() == head["root_hash"]
+    for p in proofs:
+        assert [base64.b64decode(x) for x in p["audit_path"]] == path(p["index"], leaves)

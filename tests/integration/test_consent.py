@@ -174,13 +174,17 @@ def test_everything_and_preview_agree(world: World) -> None:
     pid, ids = _dossier(world)
     world.grant(pid, world.sw_ref, categories=("identity", "network"), actions=("access",))
     seen = world.sw.get(f"/fhir/Patient/{pid}/$everything").json()
-    assert _ids(seen) == {pid, ids["team"]}
+    assert _ids(seen) - _ids(seen, "Provenance") == {pid, ids["team"]}
+    # authorship travels with what it describes, never further
+    targets = {e["resource"]["target"][0]["reference"] for e in seen["entry"]
+               if e["resource"]["resourceType"] == "Provenance"}
+    assert targets == {f"Patient/{pid}", f"CareTeam/{ids['team']}"}
     preview = world.citizen(pid).get(f"/fhir/Patient/{pid}/$access-preview",
                                      params={"actor": world.sw_ref})
     assert preview.status_code == 200, preview.text
     assert _ids(preview.json()) == _ids(seen)
     full = world.gp.get(f"/fhir/Patient/{pid}/$everything").json()
-    assert _ids(full) == {pid, *ids.values(), f"fragility-{pid}"}  # + the derived Flag
+    assert _ids(full) - _ids(full, "Provenance") == {pid, *ids.values(), f"fragility-{pid}"}
     assert world.sw.get(f"/fhir/Patient/{pid}/$access-preview",
                         params={"actor": world.sw_ref}).status_code == 403
 

@@ -233,3 +233,18 @@ def test_batch_entries_stand_alone(world: World) -> None:
     assert statuses[0] == "201 Created"
     assert statuses[1].startswith("422") and statuses[2].startswith("404")
     assert world.admin.total("/fhir/Organization", name="Foyer") == 1
+
+
+def test_provenance_is_written_by_the_server(world: World) -> None:
+    pid = world.consented()
+    task = world.gp.create(f.task(f"Patient/{pid}"))
+    world.gp.put(f"/fhir/Task/{task['id']}", dict(task, status="on-hold"))
+    found = world.gp.get("/fhir/Provenance", params={"target": f"Task/{task['id']}"}).json()
+    activities = sorted(e["resource"]["activity"]["coding"][0]["code"]
+                        for e in found["entry"])
+    assert activities == ["CREATE", "UPDATE"]
+    assert {e["resource"]["agent"][0]["who"]["reference"] for e in found["entry"]} == {
+        world.gp_ref}
+    assert world.gp.post("/fhir/Provenance", found["entry"][0]["resource"]).status_code == 405
+    assert world.sw.get("/fhir/Provenance", params={
+        "target": f"Task/{task['id']}"}).json()["total"] == 0
