@@ -70,28 +70,44 @@ class ConsentPolicy:
     # ---------------------------------------------------------------- consent inputs
     def provisions(self, patient_id: str) -> list[consent.Provision]:
         """The patient's active Consents and live break-the-glass grants (this request only)."""
-        if patient_id in self._provisions:
-            return self._provisions[patient_id]
-        rows = self.session.execute(select(R.content).where(
-            R.res_type == "Consent", R.patient_id == patient_id, R.deleted == false())).all()
+        if patient_id not in self._provisions:
+            self._load([patient_id])
+        return self._provisions[patient_id]
+
+    def _load(self, patient_ids: list[str]) -> None:
+        """Read the Consents and break-the-glass grants of several patients in two queries."""
+        contents: dict[str, list[Any]] = {pid: [] for pid in patient_ids}
+        for start in range(0, len(patient_ids), 500):
+            chunk = patient_ids[start:start + 500]
+            for pid, content in self.session.execute(select(R.patient_id, R.content).where(
+                    R.res_type == "Consent", R.patient_id.in_(chunk), R.deleted == false())):
+                contents[pid].append(content)
+        grants: dict[str, list[Any]] = {pid: [] for pid in patient_ids}
+        if self.principal.practitioner:
+            for start in range(0, len(patient_ids), 500):
+                chunk = patient_ids[start:start + 500]
+                for g in self.session.execute(select(break_glass).where(
+                        break_glass.c.patient_id.in_(chunk),
+                        break_glass.c.practitioner == self.principal.practitioner,
+                        break_glass.c.expires_at > self.now)):
+                    grants[g.patient_id].append(g)
+        for pid in patient_ids:
+            self._provisions[pid] = self._parse(contents[pid], grants[pid])
+
+    @staticmethod
+    def _parse(contents: list[Any], grants: list[Any]) -> list[consent.Provision]:
         out: list[consent.Provision] = []
-        for (content,) in rows:
+        for content in contents:
             try:
                 provision = consent.parse_consent(content)
             except consent.ConsentFormatError:
                 # a stored Consent we cannot read could be an exclusion: fail closed
-                out = [DENY_ALL]
-                break
+                return [DENY_ALL]
             if provision is not None:
                 out.append(provision)
-        grants = self.session.execute(select(break_glass).where(
-            break_glass.c.patient_id == patient_id,
-            break_glass.c.practitioner == (self.principal.practitioner or ""),
-            break_glass.c.expires_at > self.now)).all()
-        for g in grants if out != [DENY_ALL] else []:
+        for g in grants:
             out.append(consent.break_glass_provision(g.practitioner, g.granted_at,
                                                      g.minutes, f"break-glass/{g.id}"))
-        self._provisions[patient_id] = out
         return out
 
     def granted(self, patient_id: str, action: str = "access") -> frozenset[str]:
@@ -141,11 +157,16 @@ class ConsentPolicy:
         if role not in PROFESSIONALS:
             return directory
         parts: list[ColumnElement[bool]] = [directory]
-        for patient_id in self._candidate_patients():
+        candidates = self._candidate_patients()
+        self._load([p for p in candidates if p not in self._provisions])
+        by_grant: dict[frozenset[str], list[str]] = {}
+        for patient_id in candidates:
             allowed = self.granted(patient_id)
             if allowed:
-                parts.append(and_(R.patient_id == patient_id, R.res_type != "Consent",
-                                  R.categories.in_(subsets(allowed))))
+                by_grant.setdefault(allowed, []).append(patient_id)
+        for allowed, patient_ids in by_grant.items():  # one clause per distinct grant
+            parts.append(and_(R.patient_id.in_(patient_ids), R.res_type != "Consent",
+                              R.categories.in_(subsets(allowed))))
         return or_(*parts)
 
     def _candidate_patients(self) -> list[str]:

@@ -28,7 +28,7 @@ from dossier.db.engine import make_engine, upgrade
 from dossier.db.models import audit_tables
 from dossier.directory import StoreDirectory
 from dossier.errors import DossierError
-from dossier.fhir import citizen_ops, erase, patient_ops  # noqa: F401 - register operations
+from dossier.fhir import citizen_ops, content_ops, erase, patient_ops  # noqa: F401 - register operations
 from dossier.fhir.routes import router as fhir_router
 from dossier.fhir.wire import fhir_response
 from dossier.runtime import Runtime
