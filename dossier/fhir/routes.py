@@ -110,6 +110,8 @@ async def system_history(request: Request) -> Response:
 
 @router.get("/{rtype}")
 async def search(request: Request, rtype: str) -> Response:
+    if rtype.startswith("$"):
+        return await _operation(request, rtype, None)  # system-level operation
     return await _search(request, rtype, list(request.query_params.multi_items()))
 
 
