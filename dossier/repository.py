@@ -556,6 +556,8 @@ class Repository:
                 R.res_type == resource_type, R.res_id == resource_id).values(**values))
             self.session.execute(delete(search_index).where(
                 S.res_type == resource_type, S.res_id == resource_id))
+            if "psy" in cats and "psy" not in row_meta(existing).categories:
+                self._label_history_psy(resource_type, resource_id)
         self.session.execute(insert(resource_versions).values(
             res_type=resource_type, res_id=resource_id, method=method, **values))
         rows = self._index_rows(resource_type, resource_id, resource)
@@ -570,6 +572,23 @@ class Repository:
                                         patient_id=patient_id, categories=cats)
             content.after_write(self, stored)
         return stored
+
+    def _label_history_psy(self, resource_type: str, resource_id: str) -> None:
+        """A resource newly labelled psy: its earlier versions and its Provenance become psy
+        too, so history and vread never show others what is now known to be mental-health
+        data."""
+        provenance = self.session.execute(select(S.res_id).where(
+            S.res_type == "Provenance", S.param == "target",
+            S.value == f"{resource_type}/{resource_id}")).scalars().all()
+        targets = [(resource_type, resource_id)] + [("Provenance", p) for p in provenance]
+        for rtype, rid in targets:
+            for table, c in ((resource_versions, V), (resources, R)):
+                for key, cats in self.session.execute(select(
+                        c.version_id, c.categories).where(c.res_type == rtype, c.res_id == rid)):
+                    labels = {x for x in (cats or "").split(",") if x} | {"psy"}
+                    self.session.execute(update(table).where(
+                        c.res_type == rtype, c.res_id == rid, c.version_id == key).values(
+                        categories=",".join(sorted(labels))))
 
     def _index_rows(self, resource_type: str, resource_id: str,
                     resource: dict[str, Any]) -> list[dict[str, Any]]:

@@ -170,6 +170,20 @@ def test_psy_label_can_be_added_never_removed(world: World) -> None:
     assert world.sw.get(f"/fhir/Task/{task['id']}").status_code == 404
 
 
+def test_psy_added_later_hides_earlier_versions(world: World) -> None:
+    pid = world.consented()
+    task = world.gp.create(f.task(f"Patient/{pid}"))
+    world.grant(pid, world.sw_ref, categories=("demarches",), actions=("access",))
+    assert world.sw.get(f"/fhir/Task/{task['id']}/_history/1").status_code == 200
+    labelled = dict(task, meta={"security": [{"system": f"{f.DB}/CodeSystem/dossier-category",
+                                              "code": "psy"}]})
+    assert world.gp.put(f"/fhir/Task/{task['id']}", labelled).status_code == 200
+    assert world.sw.get(f"/fhir/Task/{task['id']}/_history/1").status_code == 404
+    assert world.sw.get("/fhir/Task/_history").json()["total"] == 0
+    assert world.sw.get("/fhir/Provenance", params={
+        "target": f"Task/{task['id']}"}).json()["total"] == 0
+
+
 def test_everything_and_preview_agree(world: World) -> None:
     pid, ids = _dossier(world)
     world.grant(pid, world.sw_ref, categories=("identity", "network"), actions=("access",))
