@@ -61,6 +61,14 @@ class AuditStore:
         self.t = tables
         self.origin = origin
 
+    def adopt_origin(self, session: Session) -> str:
+        """Keep the origin of the log's existing heads: a log keeps its name even when the
+        service's public address changes (a new origin would break verification)."""
+        row = self.latest_head_row(session)
+        if row is not None:
+            self.origin = Checkpoint.parse(row.checkpoint).origin
+        return self.origin
+
     # ------------------------------------------------------------------ append
     def append(self, session: Session, record: dict[str, Any], *, recorded_at: datetime,
                patient_id: str | None, agent: str | None) -> None:

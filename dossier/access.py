@@ -67,6 +67,11 @@ class ConsentPolicy:
             raise Forbidden("Your role or the scopes of your token do not allow this "
                             "interaction on this resource type.") from None
 
+    def creates_on_update(self, resource_type: str) -> bool:
+        """PUT creates only in the directory; in a dossier it would tell a hidden id from a
+        missing one."""
+        return resource_type in DIRECTORY_TYPES
+
     # ---------------------------------------------------------------- consent inputs
     def provisions(self, patient_id: str) -> list[consent.Provision]:
         """The patient's active Consents and live break-the-glass grants (this request only)."""

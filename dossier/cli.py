@@ -120,6 +120,7 @@ def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
     jwk = public_jwk(Ed25519FileSigner.load_or_create(key_file).public_key())
     try:
         with Session(engine) as session:
+            store.adopt_origin(session)
             if args.action == "verify":
                 result = store.verify(session, jwk)
                 if result.ok:

@@ -77,6 +77,9 @@ class AccessPolicy(Protocol):
     def gate(self, resource_type: str, interaction: str) -> None:
         """Role and scopes (SMART letters c r u d s); raises Forbidden."""
 
+    def creates_on_update(self, resource_type: str) -> bool:
+        """Whether PUT to a missing id creates the resource (update-as-create)."""
+
     def can_read(self, row: RowMeta) -> bool: ...
 
     def read_clause(self, resource_type: str) -> ColumnElement[bool] | None: ...
@@ -122,6 +125,9 @@ class OpenPolicy:
 
     def gate(self, resource_type: str, interaction: str) -> None:
         return None
+
+    def creates_on_update(self, resource_type: str) -> bool:
+        return True
 
     def can_read(self, row: RowMeta) -> bool:
         return True
@@ -224,10 +230,11 @@ class Repository:
             self.policy.gate(resource_type, interaction)
 
     def note_access(self, action: str, resource_type: str, resource_id: str | None,
-                    patient_ref: str | None) -> None:
-        """Record an access made outside the resource tables (AuditEvent view, operations)."""
+                    patient_ref: str | None, detail: str | None = None) -> None:
+        """Record an access made outside the resource tables (AuditEvent view, operations);
+        `detail` names the operation."""
         pid = patient_ref.split("/", 1)[1] if patient_ref else None
-        self._note(action, resource_type, resource_id, pid)
+        self._note(action, resource_type, resource_id, pid, detail=detail)
 
     def read(self, resource_type: str, resource_id: str) -> Stored:
         check_type(resource_type)
@@ -412,7 +419,12 @@ class Repository:
             raise BadRequest("The id is not a valid FHIR id.")
         with self._op("update", resource_type):
             row = self.current_row(resource_type, resource_id)
-            self.begin("update", resource_type, "u" if row is not None else "c")
+            creates = row is None and self.policy.creates_on_update(resource_type)
+            self.begin("update", resource_type, "c" if creates else "u")
+            if row is None and not creates:
+                # in a dossier, PUT never creates: a hidden and a missing id answer alike
+                self._note("update", resource_type, resource_id, None, "not-found")
+                raise not_found(resource_type)
             if row is not None and not self.policy.can_read(row_meta(row)):
                 # hidden: behave exactly as for a resource that does not exist, but never
                 # create over it

@@ -87,9 +87,10 @@ class Settings(BaseSettings):
             raise ValueError("page_size_default must not exceed page_size_max")
         if self.otel_exporter == "otlp" and not self.otel_endpoint:
             raise ValueError("otel_exporter 'otlp' needs DOSSIER_OTEL_ENDPOINT")
-        if self.key_provider == "pkcs11" and not (self.pkcs11_library and self.pkcs11_token_label):
-            raise ValueError("key_provider 'pkcs11' needs DOSSIER_PKCS11_LIBRARY and "
-                             "DOSSIER_PKCS11_TOKEN_LABEL")
+        if self.key_provider == "pkcs11" and not (
+                self.pkcs11_library and self.pkcs11_token_label and self.pkcs11_pin):
+            raise ValueError("key_provider 'pkcs11' needs DOSSIER_PKCS11_LIBRARY, "
+                             "DOSSIER_PKCS11_TOKEN_LABEL and DOSSIER_PKCS11_PIN")
         if (self.oidc_issuer is None) != (self.oidc_audience is None):
             raise ValueError("DOSSIER_OIDC_ISSUER and DOSSIER_OIDC_AUDIENCE go together")
         return self

@@ -33,13 +33,14 @@ def _values(body: dict[str, Any] | None) -> dict[str, str]:
 def notification_settings(rt: Runtime, ctx: RequestContext, rtype: str | None, rid: str | None,
                           params: list[tuple[str, str]], body: dict[str, Any] | None) -> Any:
     assert rid is not None
-    if ctx.principal.role != "citizen":
-        raise Forbidden("Only the person chooses how they are notified.")
     with rt.unit(ctx) as repo:
         repo.begin("operation", "Patient", "r")
+        if ctx.principal.role != "citizen":
+            raise Forbidden("Only the person chooses how they are notified.")
         if ctx.principal.patient != f"Patient/{rid}" or repo.current_row("Patient", rid) is None:
             raise not_found("Patient")
-        repo.note_access("operation", "Patient", rid, f"Patient/{rid}")
+        repo.note_access("operation", "Patient", rid, f"Patient/{rid}",
+                         detail="notification-settings")
         secret = None
         if body is None:
             current = get_notification_settings(rt, repo.session, rid)

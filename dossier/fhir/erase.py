@@ -40,10 +40,10 @@ def erase(rt: Runtime, ctx: RequestContext, rtype: str | None, rid: str | None,
           params: list[tuple[str, str]], body: dict[str, Any] | None) -> Any:
     assert rid is not None
     p = ctx.principal
-    if p.role not in ("citizen", "admin"):
-        raise Forbidden("Erasure is asked by the person and confirmed by an administrator.")
     with rt.unit(ctx) as repo:
         repo.begin("operation", "Patient", None)
+        if p.role not in ("citizen", "admin"):
+            raise Forbidden("Erasure is asked by the person and confirmed by an administrator.")
         row = repo.current_row("Patient", rid)
         if p.role == "citizen":
             if p.patient != f"Patient/{rid}" or row is None:
@@ -53,7 +53,8 @@ def erase(rt: Runtime, ctx: RequestContext, rtype: str | None, rid: str | None,
             if asked is None:
                 repo.session.execute(insert(erasure_requests).values(
                     patient_id=rid, requested_at=ctx.now))
-            repo.note_access("operation", "Patient", rid, f"Patient/{rid}")
+            repo.note_access("operation", "Patient", rid, f"Patient/{rid}",
+                             detail="erase")
             return _parameters("requested", asked or ctx.now)
         request = repo.session.execute(select(erasure_requests).where(
             E.patient_id == rid)).first()
@@ -65,7 +66,7 @@ def erase(rt: Runtime, ctx: RequestContext, rtype: str | None, rid: str | None,
         repo.sealer.erase(repo.session, rid, ctx.now)  # type: ignore[attr-defined]
         repo.session.execute(update(erasure_requests).where(E.patient_id == rid).values(
             confirmed_at=ctx.now, confirmed_by=p.fhir_user))
-        repo.note_access("operation", "Patient", rid, None)
+        repo.note_access("operation", "Patient", rid, f"Patient/{rid}", detail="erase")
     if rt.engine.dialect.name == "sqlite":
         # copy the write-ahead log into the zeroed pages and empty it (outside a transaction)
         with rt.engine.connect() as conn:

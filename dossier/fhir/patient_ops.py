@@ -87,10 +87,10 @@ def access_preview(rt: Runtime, ctx: RequestContext, rtype: str | None, rid: str
     actors = [v for k, v in params if k == "actor"]
     if len(actors) != 1 or any(k not in ("actor", "_format") for k, _ in params):
         raise BadRequest("$access-preview takes exactly one 'actor' parameter.")
-    if ctx.principal.role != "citizen":
-        raise Forbidden("Only the person themself previews what others see of their dossier.")
     with rt.unit(ctx) as repo:
         repo.begin("operation", "Patient", "r")
+        if ctx.principal.role != "citizen":
+            raise Forbidden("Only the person themself previews what others see of their dossier.")
         if ctx.principal.patient != f"Patient/{rid}":
             raise not_found("Patient")
         who = _preview_principal(repo, actors[0], StoreDirectory(rt.engine), ctx)
@@ -107,17 +107,18 @@ def break_the_glass(rt: Runtime, ctx: RequestContext, rtype: str | None, rid: st
                     params: list[tuple[str, str]], body: dict[str, Any] | None) -> Any:
     assert rid is not None
     p = ctx.principal
-    if p.role != "practitioner" or not p.practitioner:
-        raise Forbidden("Break-the-glass is for a practitioner in an emergency.")
-    reason = _reason(body)
     with rt.unit(ctx) as repo:
         repo.begin("operation", "Patient", "r")
+        if p.role != "practitioner" or not p.practitioner:
+            raise Forbidden("Break-the-glass is for a practitioner in an emergency.")
+        reason = _reason(body)
         row = repo.current_row("Patient", rid)
         policy = ConsentPolicy(repo.session, p, ctx.now)
         # a refusal answers like a dossier that does not exist: refusing is never visible
         if row is None or row.deleted or consent.break_glass_refused(
                 policy.provisions(rid), ctx.now):
-            repo.note_access("operation", "Patient", None, f"Patient/{rid}" if row else None)
+            repo.note_access("operation", "Patient", None, f"Patient/{rid}" if row else None,
+                             detail="break-glass")
             raise not_found("Patient")
         grant_id = str(uuid.uuid4())
         sealed = repo.sealer.seal_fields(  # type: ignore[attr-defined]
@@ -128,7 +129,7 @@ def break_the_glass(rt: Runtime, ctx: RequestContext, rtype: str | None, rid: st
             expires_at=ctx.now + timedelta(minutes=BREAK_GLASS_MINUTES),
             reason=sealed))
         repo.audit.urgent(rid)  # type: ignore[attr-defined]
-        repo.note_access("operation", "Patient", rid, f"Patient/{rid}")
+        repo.note_access("operation", "Patient", rid, f"Patient/{rid}", detail="break-glass")
         expires = ctx.now + timedelta(minutes=BREAK_GLASS_MINUTES)
         return {"resourceType": "Parameters", "parameter": [
             {"name": "grant", "valueString": grant_id},

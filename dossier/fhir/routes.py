@@ -93,6 +93,17 @@ async def metadata(request: Request) -> Response:
                                               operations.capability_entries(), security))
 
 
+@router.get("/.well-known/smart-configuration")
+async def smart_configuration(request: Request) -> Response:
+    """SMART App Launch discovery (public), from the embedded issuer when it runs."""
+    config = getattr(request.app.state, "smart_configuration", None)
+    if not config:
+        raise NotFound("Discover the authorization server from your OpenID provider.")
+    from starlette.responses import JSONResponse
+
+    return JSONResponse(config)
+
+
 @router.post("")
 @router.post("/")
 async def bundle(request: Request) -> Response:

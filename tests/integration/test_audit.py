@@ -297,3 +297,24 @@ def test_audit_export_writes_verifiable_ndjson(world: World, settings: Any,
     assert base64.b64encode(mth(leaves)).decode() == head["root_hash"]
     for p in proofs:
         assert [base64.b64decode(x) for x in p["audit_path"]] == path(p["index"], leaves)
+
+
+def test_the_log_keeps_its_name_when_the_address_changes(world: World, settings: Any,
+                                                         data_dir: Any,
+                                                         database_url: str | None) -> None:
+    from dossier.app import create_app
+    from tests.integration.conftest import make_settings
+
+    pid = world.consented()
+    world.gp.get(f"/fhir/Patient/{pid}")
+    _sequence(world)
+    moved = create_app(make_settings(data_dir, database_url, base_url="https://dossier.example"))
+    from fastapi.testclient import TestClient
+
+    with TestClient(moved) as client:
+        w = World(moved, client)
+        w.gp.get("/fhir/Organization")
+        moved.state.runtime.integrate_audit()
+    moved.state.runtime.engine.dispose()
+    result = _verify(world, settings)
+    assert result.returncode == 0, result.stdout

@@ -178,3 +178,11 @@ def test_dev_token_cli(world: World, settings: Any) -> None:
          "--fhir-user", world.gp_ref, "--roles", "practitioner", "--ttl=-120"],
         capture_output=True, text=True, check=True, timeout=60).stdout.strip()
     assert Api(world.client, expired).get("/fhir/Organization").status_code == 401
+
+
+def test_smart_configuration_is_public(world: World) -> None:
+    r = world.anonymous.get("/fhir/.well-known/smart-configuration")
+    assert r.status_code == 200
+    body = r.json()
+    assert body["token_endpoint"].endswith("/auth/token")
+    assert "private_key_jwt" in str(body)

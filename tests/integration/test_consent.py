@@ -234,3 +234,15 @@ def test_break_the_glass(world: World) -> None:
     assert refused.content == missing.content
     assert er.post(f"/fhir/Patient/{pid}/$break-glass",
                    {"resourceType": "Parameters"}).status_code == 422
+
+
+def test_put_is_no_existence_oracle(world: World) -> None:
+    hidden = world.open_dossier(f.patient(ssin=f.niss("920202", 2)))
+    body = dict(f.patient(ssin=None), id=hidden)
+    missing = dict(body, id="00000000-0000-0000-0000-00000000abcd")
+    for api in (world.sw, world.admin):
+        a = api.put(f"/fhir/Patient/{hidden}", body)
+        b = api.put(f"/fhir/Patient/{missing['id']}", missing)
+        assert a.status_code == b.status_code, (a.text, b.text)
+        assert a.status_code in (403, 404)
+    assert world.admin.get(f"/fhir/Patient/{missing['id']}").status_code in (403, 404)
