@@ -376,9 +376,14 @@ class Repository:
         rows = self.session.execute(stmt.order_by(
             (R.res_type != "Patient"), R.res_type, R.last_updated, R.res_id)).all()
         out = [self._to_stored(r) for r in rows if judge.can_read(row_meta(r))]
-        self._note(action, "Patient", patient_id if out else None,
-                   patient_id if out else None, "success" if out else "not-found",
-                   detail=operation)
+        if out:
+            self._note(action, "Patient", patient_id, patient_id, detail=operation)
+        else:
+            person = self.current_row("Patient", patient_id)
+            if person is not None and not person.deleted:  # refused: in the person's log
+                self._note(action, "Patient", None, patient_id, "denied", detail=operation)
+            else:
+                self._note(action, "Patient", None, None, "not-found", detail=operation)
         return out
 
     def exists_visible(self, reference: str, compartment: str | None = None) -> bool:
