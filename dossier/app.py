@@ -13,6 +13,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from opentelemetry.sdk.trace.export import SpanExporter
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
@@ -86,6 +87,8 @@ def build_runtime(settings: Settings, exporter: SpanExporter | None = None) -> R
                       audit_store=AuditStore(audit_tables, audit_origin(settings)),
                       policy_factory=lambda session, ctx: ConsentPolicy(
                           session, ctx.principal, ctx.now))
+    with Session(engine) as session:
+        runtime.audit_store.adopt_origin(session)
     ensure_profession_groups(runtime)
     if settings.demo:
         from dossier.demo import load_demo
