@@ -6,12 +6,14 @@ import hashlib
 import hmac
 import logging
 import threading
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from opentelemetry.sdk.metrics.export import MetricReader
 from opentelemetry.sdk.trace.export import SpanExporter
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
@@ -35,7 +37,7 @@ from dossier.fhir.wire import fhir_response
 from dossier.runtime import Runtime
 from dossier.seed import ensure_profession_groups
 from dossier.settings import Settings, ensure_data_dir
-from dossier.telemetry import make_tracer, request_span
+from dossier.telemetry import RequestMetrics, make_meter, make_tracer, request_span
 
 log = logging.getLogger("dossier")
 
@@ -165,8 +167,10 @@ def install_auth(app: FastAPI, runtime: Runtime) -> None:
     app.state.resolve_context = resolve
 
 
-def create_app(settings: Settings, *, exporter: SpanExporter | None = None) -> FastAPI:
+def create_app(settings: Settings, *, exporter: SpanExporter | None = None,
+               metric_reader: MetricReader | None = None) -> FastAPI:
     runtime = build_runtime(settings, exporter)
+    metrics = RequestMetrics(make_meter(settings, metric_reader))
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -186,9 +190,12 @@ def create_app(settings: Settings, *, exporter: SpanExporter | None = None) -> F
     @app.middleware("http")
     async def trace_and_harden(request: Request, call_next: Any) -> Response:
         route = _route_template(request)
+        started = time.perf_counter()
         with request_span(runtime.tracer, request.method, route) as span:
             response: Response = await call_next(request)
             span.set_attribute("http.response.status_code", response.status_code)
+        metrics.record(request.method, route, response.status_code,
+                       (time.perf_counter() - started) * 1000)
         for key, value in SECURITY_HEADERS.items():
             response.headers.setdefault(key, value)
         return response

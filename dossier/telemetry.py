@@ -10,6 +10,13 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
+from opentelemetry.metrics import Counter, Histogram
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import (
+    ConsoleMetricExporter,
+    MetricReader,
+    PeriodicExportingMetricReader,
+)
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import (
@@ -50,3 +57,36 @@ def request_span(tracer: Tracer, method: str, route: str) -> Iterator[Any]:
         span.set_attribute("http.request.method", method)
         span.set_attribute("http.route", route)
         yield span
+
+
+class RequestMetrics:
+    """Request count and duration per route template, method and status (no ids, no data)."""
+
+    def __init__(self, provider: MeterProvider) -> None:
+        meter = provider.get_meter("dossier")
+        self.requests: Counter = meter.create_counter(
+            "dossier.http.requests", unit="1", description="HTTP requests")
+        self.duration: Histogram = meter.create_histogram(
+            "dossier.http.duration", unit="ms", description="HTTP request duration")
+
+    def record(self, method: str, route: str, status: int, millis: float) -> None:
+        attributes = {"http.request.method": method, "http.route": route,
+                      "http.response.status_code": status}
+        self.requests.add(1, attributes)
+        self.duration.record(millis, attributes)
+
+
+def make_meter(settings: Settings, reader: MetricReader | None = None) -> MeterProvider:
+    readers: list[MetricReader] = []
+    if reader is not None:
+        readers.append(reader)
+    elif settings.otel_exporter == "console":
+        readers.append(PeriodicExportingMetricReader(ConsoleMetricExporter()))
+    elif settings.otel_exporter == "otlp":
+        from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+
+        endpoint = (settings.otel_endpoint or "").rstrip("/")
+        readers.append(PeriodicExportingMetricReader(
+            OTLPMetricExporter(endpoint=endpoint.replace("/v1/traces", "/v1/metrics"))))
+    return MeterProvider(metric_readers=readers,
+                         resource=Resource.create({"service.name": "dossier"}))

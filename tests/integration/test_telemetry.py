@@ -31,3 +31,25 @@ def test_spans_carry_no_personal_data(data_dir: Path, database_url: str | None) 
     dump = json.dumps([{"name": s.name, "attrs": dict(s.attributes or {})} for s in spans])
     for secret in ("Verhaegen", "Ricarda", niss, pid):
         assert secret not in dump
+
+
+def test_metrics_count_requests_without_personal_data(data_dir: Path,
+                                                      database_url: str | None) -> None:
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    reader = InMemoryMetricReader()
+    app = create_app(make_settings(data_dir, database_url), metric_reader=reader)
+    with TestClient(app) as client:
+        world = World(app, client)
+        pid = world.consented()
+        world.gp.get(f"/fhir/Patient/{pid}")
+        world.sw.get(f"/fhir/Patient/{pid}")
+    app.state.runtime.engine.dispose()
+    data = reader.get_metrics_data()
+    assert data is not None
+    points = [(m.name, dict(p.attributes or {})) for rm in data.resource_metrics
+              for sm in rm.scope_metrics for m in sm.metrics for p in m.data.data_points]
+    reads = [a for n, a in points if n == "dossier.http.requests"
+             and a["http.route"] == "/fhir/{type}/{id}"]
+    assert {a["http.response.status_code"] for a in reads} == {200, 404}
+    assert pid not in json.dumps(points)
