@@ -34,6 +34,7 @@ from dossier.errors import DossierError
 from dossier.fhir import citizen_ops, content_ops, erase, patient_ops  # noqa: F401 - register operations
 from dossier.fhir.routes import router as fhir_router
 from dossier.fhir.wire import fhir_response
+from dossier.portal import install_portal
 from dossier.runtime import Runtime
 from dossier.seed import ensure_profession_groups
 from dossier.settings import Settings, ensure_data_dir
@@ -202,6 +203,7 @@ def create_app(settings: Settings, *, exporter: SpanExporter | None = None,
 
     app.include_router(fhir_router)
     app.include_router(audit_router)
+    install_portal(app, runtime)
     return app
 
 

@@ -45,6 +45,10 @@ class Settings(BaseSettings):
     demo: bool = False
     # the audit sequencer signs a new tree head this often (0: only when asked, for tests)
     audit_sequencer_seconds: float = Field(default=1.0, ge=0, le=3600)
+    # portal: its OAuth client at the issuer (registered automatically on the dev issuer)
+    portal_client_id: str = "dossier-portal"
+    portal_client_secret: str | None = Field(default=None, repr=False)
+    portal_scope: str = "openid fhirUser launch/patient patient/*.cruds user/*.cruds"
     # notifications: the worker runs this often (0: off); e-mail only with an SMTP host
     notify_worker_seconds: float = Field(default=5.0, ge=0, le=3600)
     notify_smtp_host: str | None = None

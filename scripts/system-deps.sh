@@ -2,6 +2,7 @@
 # System packages the tests need (Debian). Installs only what is missing; needs root.
 set -euo pipefail
 need=()
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
 [ -e /usr/lib/softhsm/libsofthsm2.so ] || need+=(softhsm2)
 command -v node >/dev/null 2>&1 || need+=(nodejs npm)
 if [ ${#need[@]} -gt 0 ]; then

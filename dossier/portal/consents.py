@@ -1,0 +1,151 @@
+"""The citizen's permissions: grant, change (narrow), withdraw, exclude, refuse
+break-the-glass. Each is a Consent in the §12 encoding, written through the Repository
+(only the person may write them; every change is versioned and audited)."""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+from typing import Any
+
+from starlette.datastructures import FormData
+
+from dossier.portal import codes
+from dossier.portal.i18n import N_
+from dossier.portal.views import BTG
+from dossier.repository import Repository
+
+ACTOR_RE = re.compile(r"^(Practitioner|Organization|Group)/[A-Za-z0-9\-.]{1,64}$")
+CONSENT_ACTION = "http://terminology.hl7.org/CodeSystem/consentaction"
+ACT_REASON = "http://terminology.hl7.org/CodeSystem/v3-ActReason"
+PARTICIPATION = "http://terminology.hl7.org/CodeSystem/v3-ParticipationType"
+
+
+class FormProblem(Exception):
+    """A form field to correct; `message` is a msgid, `field` the input's name."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+
+def consent_body(patient_id: str, kind: str, *, actor: str | None = None,
+                 categories: list[str] | None = None, actions: list[str] | None = None,
+                 start: str | None = None, end: str | None = None,
+                 purpose: str | None = None, now: str | None = None) -> dict[str, Any]:
+    provision: dict[str, Any] = {"type": kind}
+    if actor:
+        provision["actor"] = [{"role": {"coding": [{"system": PARTICIPATION, "code": "IRCP"}]},
+                               "reference": {"reference": actor}}]
+    if actions:
+        provision["action"] = [{"coding": [{"system": CONSENT_ACTION, "code": a}]}
+                               for a in actions]
+    if categories:
+        provision["securityLabel"] = [{"system": codes.CATEGORY_SYSTEM, "code": c}
+                                      for c in categories]
+    if start or end:
+        provision["period"] = {k: v for k, v in (("start", start), ("end", end)) if v}
+    if purpose:
+        provision["purpose"] = [{"system": ACT_REASON, "code": purpose}]
+    body: dict[str, Any] = {
+        "resourceType": "Consent", "status": "active",
+        "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope",
+                              "code": "patient-privacy"}]},
+        "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
+        "patient": {"reference": f"Patient/{patient_id}"},
+        "policyRule": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode",
+                                   "code": "OPTIN"}]},
+        "provision": provision,
+    }
+    if now:
+        body["dateTime"] = now
+    return body
+
+
+# ------------------------------------------------------------------ reading the form
+def actor_of(form: FormData, allowed: set[str] | None = None) -> str:
+    actor = str(form.get("actor") or "")
+    if not ACTOR_RE.match(actor) or (allowed is not None and actor not in allowed):
+        raise FormProblem("actor", N_("Choose who this is about."))
+    return actor
+
+
+def choices(form: FormData, name: str, allowed: tuple[str, ...], message: str) -> list[str]:
+    chosen = [str(v) for v in form.getlist(name)]
+    if not chosen or any(v not in allowed for v in chosen):
+        raise FormProblem(name, message)
+    return [v for v in allowed if v in chosen]
+
+
+def period(form: FormData) -> tuple[str | None, str | None]:
+    values: list[str | None] = []
+    for name in ("start", "end"):
+        text = str(form.get(name) or "").strip()
+        if text:
+            try:
+                date.fromisoformat(text)
+            except ValueError:
+                raise FormProblem(name, N_("Write the date as year-month-day, for example "
+                                           "2027-01-31.")) from None
+        values.append(text or None)
+    start, end = values
+    if start and end and end < start:
+        raise FormProblem("end", N_("The end date cannot be before the start date."))
+    return start, end
+
+
+def grant_from_form(form: FormData, patient_id: str, now: str,
+                    allowed: set[str] | None = None) -> dict[str, Any]:
+    actor = actor_of(form, allowed)
+    categories = choices(form, "category", codes.CATEGORIES,
+                         N_("Choose at least one kind of information."))
+    actions = choices(form, "action", codes.ACTIONS,
+                      N_("Choose whether they may see, add information, or both."))
+    start, end = period(form)
+    return consent_body(patient_id, "permit", actor=actor, categories=categories,
+                        actions=actions, start=start, end=end, now=now)
+
+
+def changed(consent: dict[str, Any], form: FormData) -> dict[str, Any]:
+    """The same grant with the categories, actions and period of the form."""
+    body = {k: v for k, v in consent.items() if k != "meta"}
+    provision = dict(body.get("provision") or {})
+    categories = choices(form, "category", codes.CATEGORIES,
+                         N_("Choose at least one kind of information."))
+    actions = choices(form, "action", codes.ACTIONS,
+                      N_("Choose whether they may see, add information, or both."))
+    start, end = period(form)
+    provision["securityLabel"] = [{"system": codes.CATEGORY_SYSTEM, "code": c}
+                                  for c in categories]
+    provision["action"] = [{"coding": [{"system": CONSENT_ACTION, "code": a}]} for a in actions]
+    provision.pop("period", None)
+    if start or end:
+        provision["period"] = {k: v for k, v in (("start", start), ("end", end)) if v}
+    body["provision"] = provision
+    return body
+
+
+# ------------------------------------------------------------------ through the Repository
+def patient_consents(repo: Repository, patient_id: str) -> list[dict[str, Any]]:
+    result = repo.search("Consent", [("patient", f"Patient/{patient_id}"), ("_count", "200")])
+    return [s.resource for s in result.matches if s.resource is not None]
+
+
+def withdraw(repo: Repository, consent_id: str) -> None:
+    current = repo.read("Consent", consent_id).resource or {}
+    body = {k: v for k, v in current.items() if k != "meta"}
+    body["status"] = "inactive"
+    repo.update("Consent", consent_id, body)
+
+
+def refuse_break_glass(repo: Repository, patient_id: str, refuse: bool, now: str) -> None:
+    from dossier.portal.views import is_btg_refusal
+
+    existing = [c for c in patient_consents(repo, patient_id)
+                if c.get("status") == "active" and is_btg_refusal(c)]
+    if refuse and not existing:
+        repo.create(consent_body(patient_id, "deny", purpose=BTG, now=now))
+    if not refuse:
+        for consent in existing:
+            withdraw(repo, str(consent["id"]))

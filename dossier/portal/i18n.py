@@ -1,0 +1,119 @@
+"""French, Dutch and English for the portal.
+
+English is the source text (the msgid); `locales/<lang>/LC_MESSAGES/portal.po` hold the
+French and Dutch translations, read with Babel when the portal starts (no build step).
+The language comes from `?lang=`, then the `lang` cookie, then Accept-Language; French
+when nothing matches (Brussels' first language of services).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import date, datetime
+from functools import lru_cache
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from babel.dates import format_date, format_datetime
+from babel.messages.pofile import read_po
+
+LANGUAGES = ("fr", "nl", "en")
+DEFAULT_LANGUAGE = "fr"
+LANGUAGE_NAMES = {"fr": "Français", "nl": "Nederlands", "en": "English"}
+BABEL_LOCALES = {"fr": "fr_BE", "nl": "nl_BE", "en": "en_GB"}
+LOCALE_DIR = Path(__file__).parent / "locales"
+DOMAIN = "portal"
+BRUSSELS = ZoneInfo("Europe/Brussels")
+
+
+def N_(message: str) -> str:
+    """Mark a message for translation where it is defined; translate it where shown."""
+    return message
+
+
+@lru_cache(maxsize=len(LANGUAGES))
+def catalogue(lang: str) -> Mapping[str, str]:
+    """msgid → translation for `lang` (empty for English, the source language)."""
+    path = LOCALE_DIR / lang / "LC_MESSAGES" / f"{DOMAIN}.po"
+    if lang == "en" or not path.exists():
+        return {}
+    with path.open("rb") as handle:
+        catalog = read_po(handle, locale=BABEL_LOCALES[lang], domain=DOMAIN)
+    return {str(m.id): str(m.string) for m in catalog
+            if m.id and isinstance(m.id, str) and m.string and not m.fuzzy}
+
+
+class Translator:
+    """gettext and date formatting in one language."""
+
+    def __init__(self, lang: str) -> None:
+        self.lang = lang if lang in LANGUAGES else DEFAULT_LANGUAGE
+        self.locale = BABEL_LOCALES[self.lang]
+        self._messages = catalogue(self.lang)
+
+    def gettext(self, message: str) -> str:
+        return self._messages.get(message) or message
+
+    __call__ = gettext
+
+    def moment(self, value: datetime | str | None) -> str:
+        """A date and time, in Brussels time."""
+        moment = _as_datetime(value)
+        if moment is None:
+            return str(value or "")
+        return format_datetime(moment, "d MMMM y, HH:mm", tzinfo=BRUSSELS, locale=self.locale)
+
+    def day(self, value: date | datetime | str | None) -> str:
+        """A calendar day; a date-time is read in Brussels time."""
+        if isinstance(value, str) and len(value) <= 10:
+            try:
+                value = date.fromisoformat(value) if len(value) == 10 else None
+            except ValueError:
+                value = None
+        if isinstance(value, datetime):
+            value = value.astimezone(BRUSSELS).date()
+        if isinstance(value, date):
+            return format_date(value, "d MMMM y", locale=self.locale)
+        moment = _as_datetime(value)
+        if moment is None:
+            return str(value or "")
+        return format_date(moment.astimezone(BRUSSELS).date(), "d MMMM y", locale=self.locale)
+
+
+def _as_datetime(value: datetime | str | None) -> datetime | None:
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str) or len(value) < 16:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=BRUSSELS)
+
+
+def parse_accept_language(header: str | None) -> list[str]:
+    """Primary language tags in order of preference (q=0 excluded)."""
+    ranked: list[tuple[float, int, str]] = []
+    for position, part in enumerate((header or "").split(",")[:20]):
+        tag, _, params = part.strip().partition(";")
+        quality = 1.0
+        if params.strip().startswith("q="):
+            try:
+                quality = float(params.strip()[2:])
+            except ValueError:
+                quality = 0.0
+        primary = tag.strip().split("-")[0].lower()
+        if primary and quality > 0:
+            ranked.append((-quality, position, primary))
+    return [tag for _, _, tag in sorted(ranked)]
+
+
+def negotiate(query: str | None, cookie: str | None, accept_language: str | None) -> str:
+    for choice in (query, cookie):
+        if choice in LANGUAGES:
+            return str(choice)
+    for tag in parse_accept_language(accept_language):
+        if tag in LANGUAGES:
+            return tag
+    return DEFAULT_LANGUAGE
