@@ -27,8 +27,8 @@ SUBTYPE = {"create": "create", "read": "read", "vread": "vread", "search": "sear
            "history": "history-instance", "update": "update", "delete": "delete",
            "operation": "operation"}
 OUTCOME = {"success": "0", "invalid": "4", "not-found": "4", "denied": "4", "error": "8"}
-PARAMS = {"patient", "agent", "date", "outcome", "action", "_count", "_offset", "_id",
-          "_format"}
+PARAMS = {"patient", "agent", "date", "outcome", "action", "purpose", "_count", "_offset",
+          "_id", "_format"}
 
 
 def to_audit_event(record: dict[str, Any], index: int | None) -> dict[str, Any]:
@@ -66,6 +66,9 @@ def to_audit_event(record: dict[str, Any], index: int | None) -> dict[str, Any]:
             entity["what"] = {"reference": f"{event['type']}/{event['id']}"}
         else:
             entity["what"] = {"display": event.get("type", "*")}
+        if event.get("operation") or event.get("detail"):
+            entity["detail"] = [{"type": "operation",
+                                 "valueString": event.get("operation") or event["detail"]}]
         if event.get("query"):
             entity["query"] = base64.b64encode(json.dumps(
                 event["query"], separators=(",", ":")).encode()).decode()
@@ -141,6 +144,10 @@ def search_events(repo: Repository, store: AuditStore,
             if not ID_RE.match(pid):
                 raise BadRequest("patient must be a Patient reference.")
             clauses.append(A.patient_id == pid)
+        elif key == "purpose":
+            if value not in ("TREAT", "BTG"):
+                raise BadRequest("purpose must be TREAT or BTG.")
+            clauses.append(A.record["purpose"].as_string() == value)
         elif key == "agent":
             clauses.append(A.agent == value)
         elif key == "_id":

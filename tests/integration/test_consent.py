@@ -223,6 +223,13 @@ def test_break_the_glass(world: World) -> None:
                 for c in p["coding"]}
     assert "BTG" in purposes
     assert "unconscious" not in str(world.auditor.get("/fhir/AuditEvent").json())
+    urgent = world.auditor.get("/fhir/AuditEvent", params={"purpose": "BTG"}).json()
+    assert urgent["total"] >= 2 and all(
+        e["resource"]["purposeOfEvent"][0]["coding"][0]["code"] == "BTG"
+        for e in urgent["entry"])
+    details = [d["valueString"] for e in urgent["entry"] for en in e["resource"]["entity"]
+               for d in en.get("detail", [])]
+    assert "break-glass" in details
 
     other, _ = _dossier(world)
     world.citizen(other).create(f.consent(other, None, kind="deny", categories=(),
