@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -17,7 +17,7 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 
 from auth import _jose
-from auth.errors import invalid_client
+from auth.errors import OAuthError, invalid_client
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 ASSERTION_ALGORITHMS = ("RS256", "RS384", "ES256", "ES384", "EdDSA")
@@ -57,43 +57,73 @@ def assertion_client_id(assertion: str) -> str:
 def verify_assertion(assertion: str, *, client_id: str, jwks: Mapping[str, Any],
                      token_endpoint: str, replay: JtiCache, now: datetime) -> None:
     """Raise ``OAuthError(invalid_client)`` unless the assertion authenticates ``client_id``."""
-    header = _jose.unverified_part(assertion.split(".")[0])
+    claims = _signed_claims(assertion, jwks, lambda reason: invalid_client(
+        f"client_assertion {reason}"))
+    if claims.get("iss") != client_id or claims.get("sub") != client_id:
+        raise invalid_client("client_assertion iss and sub must both be the client_id")
+    _check_claims(claims, client_id=client_id, token_endpoint=token_endpoint,
+                  replay=replay, now=now.timestamp(), fail=lambda reason: invalid_client(
+                      f"client_assertion {reason}"))
+
+
+def verify_subject_token(token: str, *, client_id: str, jwks: Mapping[str, Any],
+                         token_endpoint: str, replay: JtiCache, now: datetime) -> str:
+    """The ``sub`` of an RFC 8693 subject token the client signed for the user it relays.
+
+    Same rules as a client assertion, except ``sub`` names the user; its jti is kept
+    apart from the client's assertion jtis. Raises ``OAuthError(invalid_request)``
+    (RFC 8693 §2.2.2)."""
+    def fail(reason: str) -> OAuthError:
+        return OAuthError("invalid_request", f"subject_token {reason}")
+
+    claims = _signed_claims(token, jwks, fail)
+    subject = claims.get("sub")
+    if claims.get("iss") != client_id or not isinstance(subject, str) or not subject:
+        raise fail("iss must be the client_id and sub the user it acts for")
+    _check_claims(claims, client_id=f"{client_id} subject", token_endpoint=token_endpoint,
+                  replay=replay, now=now.timestamp(), fail=fail)
+    return subject
+
+
+def _signed_claims(token: str, jwks: Mapping[str, Any],
+                   fail: Callable[[str], OAuthError]) -> dict[str, Any]:
+    """The claims of ``token`` once its signature is verified with a registered key."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        raise fail("is not a signed JWT")
+    header = _jose.unverified_part(parts[0])
     alg, kid = header.get("alg"), header.get("kid")
     if not isinstance(alg, str) or alg not in ASSERTION_ALGORITHMS:
-        raise invalid_client("client_assertion alg not allowed")
+        raise fail("alg not allowed")
     key = _jose.find_key(_jose.import_public_keys(jwks),
                          kid if isinstance(kid, str) else None, alg)
     if key is None:
-        raise invalid_client("no registered key matches the client_assertion")
+        raise fail("signed by no registered key")
     try:
-        claims = jwt.decode(assertion, key, algorithms=[alg],
-                            registry=_jose.registry([alg])).claims
+        claims = jwt.decode(token, key, algorithms=[alg], registry=_jose.registry([alg])).claims
     except (JoseError, ValueError, TypeError) as error:
-        raise invalid_client("client_assertion signature invalid") from error
-    _check_claims(claims, client_id=client_id, token_endpoint=token_endpoint,
-                  replay=replay, now=now.timestamp())
+        raise fail("signature invalid") from error
+    return dict(claims)
 
 
 def _check_claims(claims: Mapping[str, Any], *, client_id: str, token_endpoint: str,
-                  replay: JtiCache, now: float) -> None:
-    if claims.get("iss") != client_id or claims.get("sub") != client_id:
-        raise invalid_client("client_assertion iss and sub must both be the client_id")
+                  replay: JtiCache, now: float, fail: Callable[[str], OAuthError]) -> None:
     aud = claims.get("aud")
     if token_endpoint not in ([aud] if isinstance(aud, str) else aud or []):
-        raise invalid_client("client_assertion aud must be the token endpoint")
+        raise fail("aud must be the token endpoint")
     exp = _number(claims.get("exp"))
     if exp is None or exp + LEEWAY <= now:
-        raise invalid_client("client_assertion expired or without exp")
+        raise fail("expired or without exp")
     if exp > now + MAX_ASSERTION_LIFETIME + LEEWAY:
-        raise invalid_client("client_assertion exp more than five minutes ahead")
+        raise fail("exp more than five minutes ahead")
     nbf = _number(claims.get("nbf"))
     if nbf is not None and nbf > now + LEEWAY:
-        raise invalid_client("client_assertion not yet valid")
+        raise fail("not yet valid")
     jti = claims.get("jti")
     if not isinstance(jti, str) or not jti:
-        raise invalid_client("client_assertion without jti")
+        raise fail("without jti")
     if not replay.first_use(client_id, jti, exp + LEEWAY, now):
-        raise invalid_client("client_assertion jti already used")
+        raise fail("jti already used")
 
 
 def _number(value: object) -> float | None:

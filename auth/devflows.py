@@ -15,7 +15,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from auth.clientauth import ASSERTION_TYPE, assertion_client_id, verify_assertion
+from auth.clientauth import (
+    ASSERTION_TYPE,
+    assertion_client_id,
+    verify_assertion,
+    verify_subject_token,
+)
 from auth.devissuer import DEFAULT_SCOPES, Client, DemoUser, DevIssuer, demo_user
 from auth.errors import InvalidToken, OAuthError, invalid_client
 from auth.rules import SCOPE_CONTEXT, Role
@@ -26,6 +31,8 @@ USER_TOKEN_TTL = 3600
 HUB_TOKEN_TTL = 300
 _CHALLENGE = re.compile(r"[A-Za-z0-9\-._~]{43,128}")
 _VERIFIER = _CHALLENGE
+JWT_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:jwt"  # noqa: S105 - a URN, not a secret
+ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"  # noqa: S105 - a URN
 
 
 @dataclass(frozen=True)
@@ -154,8 +161,8 @@ def _id_token(issuer: DevIssuer, user: DemoUser, client_id: str, nonce: str | No
     return issuer.sign(claims, typ="JWT")
 
 
-def client_credentials(issuer: DevIssuer, form: Mapping[str, str]) -> dict[str, Any]:
-    """The token response for ``grant_type=client_credentials`` (SMART Backend Services)."""
+def backend_client(issuer: DevIssuer, form: Mapping[str, str]) -> Client:
+    """The backend client that ``form`` authenticates with ``private_key_jwt``."""
     assertion = form.get("client_assertion", "")
     if form.get("client_assertion_type") != ASSERTION_TYPE or not assertion:
         raise invalid_client("private_key_jwt client authentication is required.")
@@ -168,11 +175,69 @@ def client_credentials(issuer: DevIssuer, form: Mapping[str, str]) -> dict[str, 
     verify_assertion(assertion, client_id=client_id, jwks=issuer.client_jwks(client),
                      token_endpoint=issuer.token_endpoint, replay=issuer.replay,
                      now=datetime.now(UTC))
+    return client
+
+
+def client_credentials(issuer: DevIssuer, form: Mapping[str, str]) -> dict[str, Any]:
+    """The token response for ``grant_type=client_credentials`` (SMART Backend Services)."""
+    client = backend_client(issuer, form)
     scope = _system_scope(form.get("scope", ""), client.scope)
     token = issuer.mint(client.fhir_user, ["hub"], scope, HUB_TOKEN_TTL,
-                        client_id=client_id, subject=client_id)
+                        client_id=client.client_id, subject=client.client_id)
     return {"access_token": token, "token_type": "Bearer", "expires_in": HUB_TOKEN_TTL,
             "scope": scope}
+
+
+def token_exchange(issuer: DevIssuer, form: Mapping[str, str]) -> dict[str, Any]:
+    """RFC 8693 token exchange: a hub relays a practitioner it authenticated.
+
+    The hub authenticates itself (``private_key_jwt``) and sends a ``subject_token``: a
+    JWT it signs with the same registered keys, ``sub`` = ``Practitioner/x``. The access
+    token then acts for that practitioner (``fhirUser``, ``sub``) with ``act.sub`` = the
+    hub. A hub may only act for an active practitioner with an active PractitionerRole in
+    the Organization it was registered for (read from the service's directory)."""
+    client = backend_client(issuer, form)
+    if issuer.directory is None or not (client.fhir_user or "").startswith("Organization/"):
+        raise OAuthError("unauthorized_client", "Only a client registered for an Organization "
+                                                "may act for its practitioners.")
+    if form.get("subject_token_type") != JWT_TOKEN_TYPE or not form.get("subject_token"):
+        raise OAuthError("invalid_request", f"subject_token_type must be {JWT_TOKEN_TYPE} "
+                                            "with a subject_token.")
+    if form.get("requested_token_type") not in (None, "", ACCESS_TOKEN_TYPE):
+        raise OAuthError("invalid_request", "Only access tokens are issued.")
+    if form.get("actor_token") or form.get("resource") or form.get("audience"):
+        raise OAuthError("invalid_request", "actor_token, resource and audience are not "
+                                            "supported: the client is the actor.")
+    now = datetime.now(UTC)
+    subject = verify_subject_token(
+        form["subject_token"], client_id=client.client_id, jwks=issuer.client_jwks(client),
+        token_endpoint=issuer.token_endpoint, replay=issuer.replay, now=now)
+    practitioner = _fhir_reference(subject, issuer.audience)
+    if not may_act_for(issuer, client, practitioner, now):
+        raise OAuthError("invalid_request", "This client may not act for that user.")
+    scope = _system_scope(form.get("scope", ""), client.scope)
+    token = issuer.mint(practitioner, ["hub"], scope, HUB_TOKEN_TTL,
+                        client_id=client.client_id, subject=practitioner,
+                        extra_claims={"act": {"sub": client.client_id}})
+    return {"access_token": token, "issued_token_type": ACCESS_TOKEN_TYPE,
+            "token_type": "Bearer", "expires_in": HUB_TOKEN_TTL, "scope": scope}
+
+
+def may_act_for(issuer: DevIssuer, client: Client, practitioner: str, at: datetime) -> bool:
+    """The client speaks for an Organization where ``practitioner`` is active now."""
+    directory, org = issuer.directory, client.fhir_user
+    if directory is None or not org or not org.startswith("Organization/"):
+        return False
+    if not practitioner.startswith("Practitioner/") or \
+            not directory.practitioner_active(practitioner):
+        return False
+    return any(member == org for member, _ in directory.active_roles(practitioner, at))
+
+
+def _fhir_reference(subject: str, fhir_base: str) -> str:
+    """``Practitioner/x``, also when the subject token names it by absolute URL."""
+    prefix = fhir_base.rstrip("/") + "/"
+    return subject[len(prefix):] if subject.startswith(prefix) else subject
 
 
 def _system_scope(requested: str, registered: str) -> str:

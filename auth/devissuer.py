@@ -22,6 +22,7 @@ from joserfc import jwt
 from joserfc.jwk import ECKey
 
 from auth import _jose
+from auth.actor import Directory
 from auth.clientauth import JtiCache
 from auth.rules import ROLES, Role
 from auth.scopes import parse_scopes
@@ -37,6 +38,7 @@ ISSUER_FILE = Path("auth") / "issuer.json"
 DEFAULT_BASE_URL = "http://127.0.0.1:8080"
 DEV_CLI_CLIENT = "dev-cli"
 RESERVED_CLAIMS = frozenset({"iss", "aud", "exp", "iat", "nbf", "jti"})
+TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"  # noqa: S105 - a URN
 
 # The scopes a role gets when it asks for none (each in the role's own context).
 DEFAULT_SCOPES: dict[str, str] = {
@@ -103,12 +105,15 @@ class DevIssuer:
     """Signs access tokens for the embedded default and serves the OAuth endpoints."""
 
     def __init__(self, data_dir: Path, issuer_url: str, audience: str, *,
-                 http: httpx.Client | None = None) -> None:
+                 http: httpx.Client | None = None, directory: Directory | None = None) -> None:
         check_issuer_url(issuer_url, allow_http=True)
         self.data_dir = Path(data_dir)
         self.issuer = issuer_url.rstrip("/")
         self.audience = audience
         self._http = http
+        # the service's directory: which practitioners a hub may act for (token exchange);
+        # without one, no hub may act for anybody
+        self.directory = directory
         self._lock = threading.Lock()
         self.replay = JtiCache()
         self.codes: dict[str, dict[str, Any]] = {}  # authorization codes, single use
@@ -200,6 +205,8 @@ class DevIssuer:
             raise ValueError("the client JWKS has no usable public signing key")
         if jwks is not None and any(_has_private_part(k) for k in jwks.get("keys", [])):
             raise ValueError("register the client's public keys only")
+        if jwks_uri is not None:
+            check_issuer_url(jwks_uri)  # https, or http on a loopback host
         backend = jwks is not None or jwks_uri is not None
         if scope is None:
             scope = DEFAULT_SCOPES["hub"] if backend else PORTAL_CLIENT_SCOPE
@@ -246,7 +253,8 @@ class DevIssuer:
             "jwks_uri": f"{self.issuer}/jwks",
             "response_types_supported": ["code"],
             "response_modes_supported": ["query"],
-            "grant_types_supported": ["authorization_code", "client_credentials"],
+            "grant_types_supported": ["authorization_code", "client_credentials",
+                                      TOKEN_EXCHANGE],
             "code_challenge_methods_supported": ["S256"],
             "token_endpoint_auth_methods_supported": ["none", "private_key_jwt"],
             "token_endpoint_auth_signing_alg_values_supported":

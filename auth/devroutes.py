@@ -16,8 +16,9 @@ from auth.devflows import (
     client_credentials,
     exchange_code,
     issue_code,
+    token_exchange,
 )
-from auth.devissuer import DEMO_USERS, DevIssuer, demo_user
+from auth.devissuer import DEMO_USERS, TOKEN_EXCHANGE, DevIssuer, demo_user
 from auth.errors import OAuthError
 
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
@@ -89,11 +90,17 @@ def build_router(issuer: DevIssuer) -> APIRouter:
         grant_type: FormField = None, code: FormField = None, redirect_uri: FormField = None,
         client_id: FormField = None, code_verifier: FormField = None, scope: FormField = None,
         client_assertion_type: FormField = None, client_assertion: FormField = None,
+        subject_token: FormField = None, subject_token_type: FormField = None,
+        requested_token_type: FormField = None, actor_token: FormField = None,
+        resource: FormField = None, audience: FormField = None,
     ) -> JSONResponse:
         form = {
             "code": code, "redirect_uri": redirect_uri, "client_id": client_id,
             "code_verifier": code_verifier, "scope": scope,
             "client_assertion_type": client_assertion_type, "client_assertion": client_assertion,
+            "subject_token": subject_token, "subject_token_type": subject_token_type,
+            "requested_token_type": requested_token_type, "actor_token": actor_token,
+            "resource": resource, "audience": audience,
         }
         clean = {k: v for k, v in form.items() if v is not None}
         try:
@@ -101,6 +108,8 @@ def build_router(issuer: DevIssuer) -> APIRouter:
                 body: dict[str, Any] = exchange_code(issuer, clean)
             elif grant_type == "client_credentials":
                 body = client_credentials(issuer, clean)
+            elif grant_type == TOKEN_EXCHANGE:
+                body = token_exchange(issuer, clean)
             elif not grant_type:
                 raise OAuthError("invalid_request", "grant_type is required.")
             else:

@@ -31,7 +31,7 @@ from dossier.db.engine import make_engine, upgrade
 from dossier.db.models import audit_tables
 from dossier.directory import StoreDirectory
 from dossier.errors import DossierError
-from dossier.fhir import citizen_ops, content_ops, erase, patient_ops  # noqa: F401 - register operations
+from dossier.fhir import citizen_ops, content_ops, erase, export, hub_ops, patient_ops  # noqa: F401 - register operations
 from dossier.fhir.routes import router as fhir_router
 from dossier.fhir.wire import fhir_response
 from dossier.portal import install_portal
@@ -144,9 +144,11 @@ def install_auth(app: FastAPI, runtime: Runtime) -> None:
         from auth.devissuer import DevIssuer
 
         base = settings.public_base
-        issuer = DevIssuer(settings.data_dir, f"{base}/auth", f"{base}/fhir")
+        issuer = DevIssuer(settings.data_dir, f"{base}/auth", f"{base}/fhir",
+                           directory=StoreDirectory(runtime.engine))  # whom hubs act for
         app.include_router(issuer.router(), prefix="/auth")
         app.state.dev_issuer = issuer
+        runtime.extras["dev_issuer"] = issuer  # $register-hub
         validator = TokenValidator(issuer.issuer, issuer.audience, issuer.key_source())
         app.state.smart_configuration = issuer.smart_configuration()
     else:
@@ -203,6 +205,7 @@ def create_app(settings: Settings, *, exporter: SpanExporter | None = None,
 
     app.include_router(fhir_router)
     app.include_router(audit_router)
+    app.include_router(export.router)  # bulk export status and files
     install_portal(app, runtime)
     return app
 

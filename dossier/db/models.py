@@ -125,3 +125,23 @@ erasure_requests = Table(
     Column("confirmed_at", UTCDateTime(), nullable=True),
     Column("confirmed_by", String(140), nullable=True),
 )
+
+# Bulk Data $export jobs (issue 9). The NDJSON files under data_dir/exports/<id>/ are
+# AES-256-GCM encrypted with a per-job key, kept only here, wrapped by the KEK: deleting
+# the row (expiry, cancel) leaves the files unreadable even before they are removed.
+export_jobs = Table(
+    "export_jobs",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("owner", String(255), nullable=False),  # who asked; only they poll and download
+    Column("status", String(16), nullable=False),  # in-progress | completed | failed
+    Column("request", JSONType, nullable=False),  # level, group, types, since, kick-off URL
+    Column("progress", String(64), nullable=True),
+    Column("output", JSONType, nullable=True),  # [{"type", "file", "count"}]
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    Column("expires_at", UTCDateTime(), nullable=False),
+    Column("kek_id", String(128), nullable=False),
+    Column("wrapped_key", Bytes, nullable=False),
+    Index("ix_export_jobs_expires", "expires_at"),
+)

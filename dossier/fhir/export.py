@@ -1,0 +1,468 @@
+"""FHIR Bulk Data `$export` (async pattern), consent-bound like every other read.
+
+Kick-off (operations): `GET|POST /fhir/$export` and `/fhir/Patient/$export` → 202 +
+Content-Location `/bulk/{job}`; `/fhir/Group/{id}/$export` → 422 (no Group of Patients).
+Status and files (this module's router): `GET /bulk/{job}` → 202 (X-Progress) or 200 with
+the manifest; `DELETE /bulk/{job}` cancels; `GET /bulk/{job}/{Type}.ndjson` → NDJSON.
+
+The export runs in a background thread as the requester: one unit of work per batch of
+patients, each patient's dossier read through `Repository.compartment` (the consent
+decision, decryption and audit of any read). Files are sealed at rest (dossier/exports.py)
+and, at download, each line is checked again against the current consent, so a revocation
+also stops an export that has already been prepared. See docs/hubs.md.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import threading
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Request
+from sqlalchemy import delete, false, insert, select, update
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import JSONResponse, Response
+
+from auth import Principal
+from dossier.context import RequestContext
+from dossier.db.models import export_jobs, resources
+from dossier.errors import BadRequest, DossierError, Forbidden, NotFound, Unprocessable
+from dossier.exports import (
+    SealedWriter,
+    exports_root,
+    job_folder,
+    read_sealed,
+    remove_job_folder,
+)
+from dossier.fhir import operations
+from dossier.fhir.bundles import instant
+from dossier.fhir.search import parse_date
+from dossier.fhir.wire import fhir_response
+from dossier.repository import AuditNote, Repository, RowMeta
+from dossier.runtime import Runtime
+
+log = logging.getLogger("dossier")
+
+J = export_jobs.c
+R = resources.c
+# What a hub or practitioner may read of a dossier (auth/rules.py) ...
+COMPARTMENT_TYPES = ("Patient", "Task", "CareTeam", "RelatedPerson", "Observation", "Flag",
+                     "Provenance")
+# ... and, at system level only, the directory that those entries refer to.
+DIRECTORY_TYPES = ("Organization", "Practitioner", "PractitionerRole")
+OUTPUT_FORMATS = frozenset({"application/fhir+ndjson", "application/ndjson", "ndjson"})
+EXPORT_ROLES = frozenset({"hub", "practitioner"})
+KEEP_FILES = timedelta(hours=1)  # a completed export is downloadable this long
+MAX_RUN = timedelta(hours=12)  # a job still running then is dropped
+STALLED = timedelta(minutes=10)  # no progress this long: the process running it has ended
+PATIENTS_PER_UNIT = 25
+RETRY_AFTER = "2"
+NDJSON = "application/fhir+ndjson"
+FILE_NAME = re.compile(r"([A-Z][A-Za-z]{1,63})\.ndjson")
+DB = "https://dossier.brussels/fhir"
+
+router = APIRouter(prefix="/bulk", tags=["bulk export"])
+
+
+class TooManyRequests(DossierError):
+    status = 429
+    code = "throttled"
+
+
+class ExportFailed(DossierError):
+    status = 500
+    code = "exception"
+
+
+def owner_of(p: Principal) -> str:
+    """Who may poll and download: the same role, client and user (or the one relayed)."""
+    return "|".join([p.role, p.client_id or "", p.fhir_user or "", p.on_behalf_of or ""])[:255]
+
+
+# ---------------------------------------------------------------- kick-off
+
+def _parameters(params: list[tuple[str, str]],
+                body: dict[str, Any] | None) -> list[tuple[str, str]]:
+    pairs = [(k, v) for k, v in params if k != "_format"]
+    if body is None:
+        return pairs
+    if body.get("resourceType") != "Parameters":
+        raise BadRequest("$export takes a Parameters body (or query parameters).")
+    for p in body.get("parameter", []):
+        value = None
+        if isinstance(p, dict):
+            value = next((p[k] for k in ("valueString", "valueInstant", "valueDateTime",
+                                          "valueCode") if isinstance(p.get(k), str)), None)
+        if not isinstance(p, dict) or not isinstance(p.get("name"), str) or value is None:
+            raise BadRequest("Each $export parameter needs a name and a string value.")
+        pairs.append((p["name"], value))
+    return pairs
+
+
+def _safe_type(name: str) -> str:
+    return name if re.fullmatch(r"[A-Za-z]{1,64}", name) else "that type"
+
+
+def parse_request(level: str, pairs: list[tuple[str, str]]) -> tuple[list[str], datetime | None]:
+    """(types, since) of a kick-off; 400 for anything not supported."""
+    allowed = COMPARTMENT_TYPES + (DIRECTORY_TYPES if level == "system" else ())
+    types: list[str] = []
+    since = None
+    seen: set[str] = set()
+    for key, value in pairs:
+        if key in seen or key not in ("_type", "_since", "_outputFormat"):
+            raise BadRequest(f"The $export parameter '{key[:64]}' is not supported here "
+                             "(or was given twice).")
+        seen.add(key)
+        if key == "_type":
+            for name in (n.strip() for n in value.split(",")):
+                if name not in allowed:
+                    raise BadRequest(f"The resource type {_safe_type(name)} cannot be exported "
+                                     f"at this level; use {', '.join(allowed)}.")
+                if name not in types:
+                    types.append(name)
+        elif key == "_since":
+            if not value[:1].isdigit():
+                raise BadRequest("_since must be an instant, e.g. 2027-03-01T00:00:00Z.")
+            since = parse_date(value).low
+        elif value not in OUTPUT_FORMATS:
+            raise BadRequest("_outputFormat must be application/fhir+ndjson.")
+    return types or list(allowed), since
+
+
+def _refuse_group(repo: Repository, group_id: str) -> None:
+    """Group-level export needs a Group of Patients. The dossier has none, on purpose: its
+    Groups are the profession Groups of the directory, which every user may read, so a
+    Group listing people would tell everyone who has a dossier (schemas: group-type)."""
+    repo.read("Group", group_id)  # 404 when it does not exist
+    raise Unprocessable("Only a Group of Patients can be exported, and this server's Groups "
+                        "are profession Groups that list no patients: export at system or "
+                        "Patient level instead.")
+
+
+def kick_off(rt: Runtime, ctx: RequestContext, rtype: str | None, rid: str | None,
+             params: list[tuple[str, str]], body: dict[str, Any] | None) -> Any:
+    level = "group" if rid else ("patient" if rtype == "Patient" else "system")
+    purge_expired(rt)
+    job_id = uuid.uuid4().hex
+    with rt.unit(ctx) as repo:
+        repo.begin("operation", "Patient", None)
+        repo.audit.record(repo.session, ctx, AuditNote("operation", "Patient",
+                                                       detail="export"))
+        if ctx.principal.role not in EXPORT_ROLES:
+            raise Forbidden("Bulk export is for hubs and practitioners.")
+        pairs = _parameters(params, body)
+        types, since = parse_request(level, pairs)
+        for name in types:
+            repo.begin("operation", name, "s")  # role and scopes, per type
+        repo.begin("operation", "Patient", None)
+        if rid:
+            _refuse_group(repo, rid)
+        owner = owner_of(ctx.principal)
+        if repo.session.execute(select(J.id).where(
+                J.owner == owner, J.status == "in-progress")).first() is not None:
+            raise TooManyRequests("An export of yours is still running; wait for it or "
+                                  "cancel it first.", headers={"Retry-After": "30"})
+        key = os.urandom(32)
+        kek_id, wrapped = rt.key_provider.wrap(key)
+        path = "$export" if level == "system" else "Patient/$export"
+        query = f"?{urlencode(pairs)}" if pairs else ""
+        repo.session.execute(insert(export_jobs).values(
+            id=job_id, owner=owner, status="in-progress", progress="starting",
+            request={"level": level, "types": types,
+                     "since": since.isoformat() if since else None,
+                     "url": f"{ctx.base_url}/{path}{query}"},
+            created_at=ctx.now, updated_at=ctx.now, expires_at=ctx.now + MAX_RUN,
+            kek_id=kek_id, wrapped_key=wrapped))
+    job_folder(rt.settings.data_dir, job_id, create=True)
+    threading.Thread(target=run_job, args=(rt, job_id, ctx.principal), daemon=True,
+                     name=f"export-{job_id[:8]}").start()
+    root = ctx.base_url.removesuffix("/fhir")
+    return fhir_response({"resourceType": "OperationOutcome", "issue": [{
+        "severity": "information", "code": "informational",
+        "diagnostics": "The export has started; poll the Content-Location URL."}]}, 202,
+        {"Content-Location": f"{root}/bulk/{job_id}"})
+
+
+# ---------------------------------------------------------------- the work
+
+def visible_patients(repo: Repository) -> list[str]:
+    """Ids of the people whose dossier the actor may read something of: only ids, chosen
+    by the policy's own read clause; every row is then read (and re-checked) through
+    `repo.compartment`."""
+    stmt = select(R.patient_id).where(R.patient_id.is_not(None), R.deleted == false())
+    clause = repo.policy.read_clause("*")
+    if clause is not None:
+        stmt = stmt.where(clause)
+    return sorted({pid for (pid,) in repo.session.execute(stmt.distinct())})
+
+
+class _Files:
+    """One sealed NDJSON file per resource type, opened on its first line."""
+
+    def __init__(self, rt: Runtime, job_id: str, key: bytes) -> None:
+        self.folder = job_folder(rt.settings.data_dir, job_id)
+        self.key = key
+        self.job_id = job_id
+        self.writers: dict[str, SealedWriter] = {}
+
+    def write(self, resource_type: str, resource: dict[str, Any]) -> None:
+        writer = self.writers.get(resource_type)
+        if writer is None:
+            writer = SealedWriter(self.folder / f"{resource_type}.ndjson", self.key,
+                                  self.job_id)
+            self.writers[resource_type] = writer
+        writer.write_line(json.dumps(resource, ensure_ascii=False,
+                                     separators=(",", ":")).encode())
+
+    def close(self) -> list[dict[str, Any]]:
+        out = []
+        for name in sorted(self.writers):
+            writer = self.writers[name]
+            writer.close()
+            out.append({"type": name, "file": f"{name}.ndjson", "count": writer.count})
+        return out
+
+    def abort(self) -> None:
+        for writer in self.writers.values():
+            writer.abort()
+
+
+def _job(session: Session, job_id: str) -> Any:
+    return session.execute(select(export_jobs).where(J.id == job_id)).first()
+
+
+def _set(rt: Runtime, job_id: str, **values: Any) -> bool:
+    """Update the job; False when it is gone (cancelled or expired)."""
+    with Session(rt.engine) as session, session.begin():
+        done = session.execute(update(export_jobs).where(J.id == job_id).values(**values))
+        return bool(done.rowcount)  # type: ignore[attr-defined]
+
+
+def run_job(rt: Runtime, job_id: str, principal: Principal) -> None:
+    """The export, as `principal`; never raises (a daemon thread has nobody to tell)."""
+    files: _Files | None = None
+    try:
+        with Session(rt.engine) as session:
+            job = _job(session, job_id)
+        if job is None:
+            return
+        key = rt.key_provider.unwrap(job.kek_id, job.wrapped_key)
+        files = _Files(rt, job_id, key)
+        completed = _export(rt, job, principal, files)
+        if completed:
+            output = files.close()
+            files = None
+            now = datetime.now(UTC)
+            if not _set(rt, job_id, status="completed", output=output, progress="done",
+                        updated_at=now, expires_at=now + KEEP_FILES):
+                remove_job_folder(rt.settings.data_dir, job_id)
+        else:
+            files.abort()
+            files = None
+            remove_job_folder(rt.settings.data_dir, job_id)
+    except Exception as exc:  # noqa: BLE001 - report as a failed job, never crash the thread
+        log.error("export job failed: %s", type(exc).__name__)
+        if files is not None:
+            files.abort()
+        remove_job_folder(rt.settings.data_dir, job_id)
+        try:
+            _set(rt, job_id, status="failed", progress="failed")
+        except Exception as again:  # noqa: BLE001 - the database itself may be gone
+            log.error("export job state not saved: %s", type(again).__name__)
+
+
+def _since_ok(last_updated: datetime, since: datetime | None) -> bool:
+    return since is None or last_updated >= since
+
+
+def _export(rt: Runtime, job: Any, principal: Principal, files: _Files) -> bool:
+    """Write every resource the actor may read; False when the job was cancelled."""
+    request = job.request
+    since = datetime.fromisoformat(request["since"]) if request["since"] else None
+    types = request["types"]
+    wanted = frozenset(t for t in types if t in COMPARTMENT_TYPES)
+
+    def context() -> RequestContext:  # consent is decided afresh for every unit
+        return RequestContext(principal=principal, request_id=job.id)
+
+    patients: list[str] = []
+    if wanted:
+        with rt.unit(context()) as repo:
+            patients = visible_patients(repo)
+    for start in range(0, len(patients), PATIENTS_PER_UNIT):
+        with rt.unit(context()) as repo:
+            for pid in patients[start:start + PATIENTS_PER_UNIT]:
+                for item in repo.compartment(pid, types=wanted, operation="export"):
+                    if item.resource is not None and _since_ok(item.last_updated, since):
+                        files.write(item.resource_type, item.resource)
+        done = min(start + PATIENTS_PER_UNIT, len(patients))
+        if not _set(rt, job.id, progress=f"{done}/{len(patients)} patients",
+                    updated_at=datetime.now(UTC)):
+            return False
+    for name in (t for t in types if t in DIRECTORY_TYPES):
+        _export_directory(rt, context(), name, since, files)
+    with Session(rt.engine) as session:
+        return _job(session, job.id) is not None
+
+
+def _export_directory(rt: Runtime, ctx: RequestContext, resource_type: str,
+                      since: datetime | None, files: _Files) -> None:
+    size = rt.settings.page_size_max
+    query = [("_count", str(size)), ("_sort", "_lastUpdated")]
+    if since is not None:
+        query.append(("_lastUpdated", "ge" + instant(since)))
+    offset = 0
+    with rt.unit(ctx) as repo:
+        while True:
+            result = repo.search(resource_type, [*query, ("_offset", str(offset))])
+            for item in result.matches:
+                if item.resource is not None:
+                    files.write(item.resource_type, item.resource)
+            offset += size
+            if offset >= result.total:
+                return
+
+
+# ---------------------------------------------------------------- expiry
+
+def purge_expired(rt: Runtime) -> None:
+    """Drop expired jobs (row, hence key, then files) and old folders left without a job
+    (a crash between the two); a folder younger than STALLED may belong to a job being
+    started right now."""
+    now = datetime.now(UTC)
+    with Session(rt.engine) as session, session.begin():
+        gone = session.execute(select(J.id).where(J.expires_at < now)).scalars().all()
+        if gone:
+            session.execute(delete(export_jobs).where(J.id.in_(gone)))
+        known = set(session.execute(select(J.id)).scalars().all())
+    for job_id in gone:
+        remove_job_folder(rt.settings.data_dir, job_id)
+    oldest = (now - STALLED).timestamp()
+    for folder in exports_root(rt.settings.data_dir).iterdir():
+        if folder.name not in known and folder.stat().st_mtime < oldest:
+            remove_job_folder(rt.settings.data_dir, folder.name)
+
+
+# ---------------------------------------------------------------- status and files
+
+async def _requester(request: Request) -> tuple[Runtime, RequestContext]:
+    rt: Runtime = request.app.state.runtime
+    ctx: RequestContext = await request.app.state.resolve_context(request)
+    return rt, ctx
+
+
+def _owned_job(rt: Runtime, ctx: RequestContext, job_id: str) -> Any:
+    """The job if this requester started it; the same 404 otherwise (no existence leak)."""
+    purge_expired(rt)
+    with Session(rt.engine) as session:
+        job = _job(session, job_id) if re.fullmatch(r"[0-9a-f]{32}", job_id) else None
+    if job is None or job.owner != owner_of(ctx.principal):
+        raise NotFound("No export job with that id is available.")
+    return job
+
+
+def manifest(job: Any, root: str) -> dict[str, Any]:
+    return {
+        "transactionTime": instant(job.created_at),
+        "request": job.request["url"],
+        "requiresAccessToken": True,
+        "output": [{"type": o["type"], "url": f"{root}/bulk/{job.id}/{o['file']}",
+                    "count": o["count"]} for o in job.output or []],
+        "error": [],
+    }
+
+
+@router.get("/{job_id}")
+async def status(request: Request, job_id: str) -> Response:
+    rt, ctx = await _requester(request)
+    job = await run_in_threadpool(_owned_job, rt, ctx, job_id)
+    if job.status == "in-progress" and job.updated_at < ctx.now - STALLED:
+        await run_in_threadpool(_set, rt, job.id, status="failed", progress="failed")
+        raise ExportFailed("The export stopped; start a new one.")
+    if job.status == "in-progress":
+        return Response(status_code=202, headers={
+            "X-Progress": job.progress or "in progress", "Retry-After": RETRY_AFTER})
+    if job.status != "completed":
+        raise ExportFailed("The export failed; start a new one.")
+    root = str(request.base_url).rstrip("/")
+    if rt.settings.base_url:
+        root = rt.settings.base_url
+    return JSONResponse(manifest(job, root), headers={
+        "Expires": job.expires_at.strftime("%a, %d %b %Y %H:%M:%S GMT")})
+
+
+@router.delete("/{job_id}")
+async def cancel(request: Request, job_id: str) -> Response:
+    rt, ctx = await _requester(request)
+    job = await run_in_threadpool(_owned_job, rt, ctx, job_id)
+
+    def drop() -> None:
+        with Session(rt.engine) as session, session.begin():
+            session.execute(delete(export_jobs).where(J.id == job.id))
+        remove_job_folder(rt.settings.data_dir, job.id)
+
+    await run_in_threadpool(drop)
+    return fhir_response({"resourceType": "OperationOutcome", "issue": [{
+        "severity": "information", "code": "informational",
+        "diagnostics": "The export was cancelled and its files deleted."}]}, 202)
+
+
+@router.get("/{job_id}/{name}")
+async def download(request: Request, job_id: str, name: str) -> Response:
+    rt, ctx = await _requester(request)
+    return Response(await run_in_threadpool(_read_file, rt, ctx, job_id, name),
+                    media_type=NDJSON)
+
+
+def _read_file(rt: Runtime, ctx: RequestContext, job_id: str, name: str) -> bytes:
+    job = _owned_job(rt, ctx, job_id)
+    entry = next((o for o in job.output or [] if o["file"] == name), None)
+    if job.status != "completed" or entry is None or not FILE_NAME.fullmatch(name):
+        raise NotFound("No export file with that name is available.")
+    key = rt.key_provider.unwrap(job.kek_id, job.wrapped_key)
+    path = job_folder(rt.settings.data_dir, job.id) / name
+    kept: list[bytes] = []
+    patients: set[str] = set()
+    with rt.unit(ctx) as repo:
+        repo.begin("operation", entry["type"], "r")  # the token of today, not of the kick-off
+        for chunk in read_sealed(path, key, job.id):
+            lines = chunk.splitlines()
+            metas = current_meta(repo, entry["type"], [json.loads(x)["id"] for x in lines])
+            for line, meta in zip(lines, metas, strict=True):
+                if meta is not None and repo.policy.can_read(meta):
+                    kept.append(line)
+                    if meta.patient_id:
+                        patients.add(meta.patient_id)
+        repo.audit.record(repo.session, ctx, AuditNote(
+            "operation", entry["type"], None, patients, detail="export-download"))
+    return b"".join(line + b"\n" for line in kept)
+
+
+def current_meta(repo: Repository, resource_type: str,
+                 resource_ids: list[str]) -> list[RowMeta | None]:
+    """What the policy decides on now — patient and categories of the current version —
+    for each id (None when deleted or gone). Metadata only, no content; the decision is
+    the policy's. One query per 500 ids."""
+    found: dict[str, RowMeta] = {}
+    for start in range(0, len(resource_ids), 500):
+        chunk = resource_ids[start:start + 500]
+        for row in repo.session.execute(select(
+                R.res_type, R.res_id, R.patient_id, R.categories, R.deleted).where(
+                R.res_type == resource_type, R.res_id.in_(chunk), R.deleted == false())):
+            found[row.res_id] = RowMeta(row.res_type, row.res_id, row.patient_id, frozenset(
+                c for c in (row.categories or "").split(",") if c))
+    return [found.get(i) for i in resource_ids]
+
+
+for _level, _type in (("system", None), ("type", "Patient"), ("instance", "Group")):
+    operations.register(operations.Operation(
+        "export", _level, _type, frozenset({"GET", "POST"}), kick_off,
+        "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export"))
