@@ -2,7 +2,8 @@
 
 Builds N synthetic audit records (~330-byte RFC 8785 canonical JSON, in memory),
 then times leaf hashing, the hash chain, the Merkle root, the sequencer's
-batched appends and proof generation. Prints a markdown table.
+batched appends and proof generation, once each (no database; bench_verify_db.py
+times the real log). Prints a markdown table.
 
     /work/venv/bin/python bench/bench_audit_verify.py [--records 1000000]
 """
@@ -15,6 +16,8 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
+
+from harness import Section, Table
 
 from audit.canonical import canonical_bytes
 from audit.chain import GENESIS, chain_hash_from_leaf_hash, verify_chain
@@ -65,12 +68,10 @@ def timed(label: str, n: int, rows: Rows, fn: Callable[[], T]) -> T:
     return result
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--records", type=int, default=1_000_000)
-    parser.add_argument("--proofs", type=int, default=10_000)
-    args = parser.parse_args()
-    n: int = args.records
+TITLE = "Audit (issue 6)"
+
+
+def measure(n: int, proofs: int) -> Section:
     rng = random.Random(6962)
 
     records = [record(i, rng) for i in range(n)]
@@ -136,18 +137,29 @@ def main() -> None:
     appended = timed("sequencer append, batches of 1000 (in-memory store)", n, rows, sequencer)
     assert appended == tree_root
 
-    picks = [(rng.randrange(n), n) for _ in range(args.proofs)]
-    timed(f"inclusion proofs at size {n:,}", args.proofs, rows,
+    picks = [(rng.randrange(n), n) for _ in range(proofs)]
+    timed(f"inclusion proofs at size {n:,}", proofs, rows,
           lambda: [inclusion_proof(store, i, size) for i, size in picks])
-    pairs = [(rng.randrange(1, n), n) for _ in range(args.proofs)]
-    timed(f"consistency proofs to size {n:,}", args.proofs, rows,
+    pairs = [(rng.randrange(1, n), n) for _ in range(proofs)]
+    timed(f"consistency proofs to size {n:,}", proofs, rows,
           lambda: [consistency_proof(store, m, size) for m, size in pairs])
 
-    print(f"{n:,} records, mean leaf {mean_size:.0f} bytes, {len(store):,} stored nodes\n")
-    print("| step | items | seconds | items/s |")
-    print("|---|---:|---:|---:|")
+    table = Table(["step (in memory, one run each)", "items", "seconds", "items/s"],
+                  left=1, title=f"Log core without a database: {n:,} records, mean leaf "
+                        f"{mean_size:.0f} bytes, {len(store):,} stored nodes")
     for label, count, seconds in rows:
-        print(f"| {label} | {count:,} | {seconds:.2f} | {count / seconds:,.0f} |")
+        table.add(label, count, seconds, count / seconds)
+    return Section(TITLE, "", [table])
+
+
+def main(argv: list[str] | None = None) -> Section:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--records", type=int, default=1_000_000)
+    parser.add_argument("--proofs", type=int, default=10_000)
+    args = parser.parse_args(argv)
+    section = measure(args.records, args.proofs)
+    print(section.markdown())
+    return section
 
 
 if __name__ == "__main__":

@@ -1,10 +1,11 @@
-"""Micro-benchmark of the consent decision point: a benchmark, not a test.
+"""Micro-benchmark of the consent decision point (issue 4): a benchmark, not a test.
 
 Each synthetic patient has 50 provisions (grants to practitioners,
 organisations and professions, exclusions, periods, purposes, a break-the-glass
 refusal now and then). Times `decide`, `granted_categories`, and the per-request
 cost of reading the patient's 50 Consent resources (no decision is cached, so a
-request parses them every time). Prints a markdown table (best of 5 runs).
+request parses them every time). Baseline: the same calls with one provision per
+patient (a single grant). Median of `--repeat` runs.
 
     /work/venv/bin/python bench/bench_consent.py [--patients 200] [--provisions 50]
 """
@@ -12,12 +13,11 @@ request parses them every time). Prints a markdown table (best of 5 runs).
 from __future__ import annotations
 
 import argparse
-import platform
 import random
-import time
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+from harness import Ratio, Section, Table, median_rate, ratio_cell
 
 from consent import (
     ACTIONS,
@@ -75,43 +75,38 @@ def actor(rng: random.Random) -> Actor:
     )
 
 
-def best_rate(calls: int, run: Callable[[], object], repeat: int = 5) -> float:
-    """Calls per second of the fastest of `repeat` runs."""
-    best = float("inf")
-    for _ in range(repeat):
-        began = time.perf_counter()
-        run()
-        best = min(best, time.perf_counter() - began)
-    return calls / best
+TITLE = "Consent (issue 4)"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--patients", type=int, default=200)
-    parser.add_argument("--provisions", type=int, default=50)
-    args = parser.parse_args()
+def measure(patients: int, provisions: int, repeat: int) -> Section:
     rng = random.Random(20270301)
+    many = [[provision(rng, i) for i in range(provisions)] for _ in range(patients)]
+    many[0].append(break_glass_provision("Practitioner/p1", NOW, grant_id="bg"))
+    who = [(actor(rng), sample(rng, CATS, 1, 3), rng.choice(sorted(ACTIONS)))
+           for _ in range(patients * 5)]
 
-    patients = [
-        [provision(rng, i) for i in range(args.provisions)] for _ in range(args.patients)
-    ]
-    patients[0].append(break_glass_provision("Practitioner/p1", NOW, grant_id="bg"))
-    requests: list[tuple[list[Provision], Actor, frozenset[str], str]] = [
-        (provs, actor(rng), sample(rng, CATS, 1, 3), rng.choice(sorted(ACTIONS)))
-        for provs in patients for _ in range(5)
-    ]
+    def requests(sets: list[list[Provision]]) -> list[tuple[list[Provision], Actor,
+                                                            frozenset[str], str]]:
+        return [(sets[i // 5], a, c, act) for i, (a, c, act) in enumerate(who)]
+
+    req_many = requests(many)
+    # baseline: one grant per patient, naming the requester (a permit, the full check)
+    req_one = [([Provision(consent_id="c0", type="permit",
+                           actors=frozenset({a.practitioner or ""}),
+                           actions=frozenset(ACTIONS), categories=frozenset(CATS),
+                           patient="Patient/bench")], a, c, act) for a, c, act in who]
     documents: list[list[dict[str, Any]]] = [
-        [render_consent(p, "Patient/bench") for p in provs] for provs in patients
+        [render_consent(p, "Patient/bench") for p in provs] for provs in many
     ]
-    permitted = sum(bool(decide(a, p, c, act, NOW)) for p, a, c, act in requests)
+    permitted = sum(bool(decide(a, p, c, act, NOW)) for p, a, c, act in req_many)
 
-    def decide_all() -> None:
-        for provs, who, cats, act in requests:
-            decide(who, provs, cats, act, NOW)
+    def decide_all(reqs: list[tuple[list[Provision], Actor, frozenset[str], str]]) -> None:
+        for provs, actor_, cats, act in reqs:
+            decide(actor_, provs, cats, act, NOW)
 
     def granted_all() -> None:
-        for provs, who, _, act in requests:
-            granted_categories(who, provs, act, NOW)
+        for provs, actor_, _, act in req_many:
+            granted_categories(actor_, provs, act, NOW)
 
     def parse_all() -> None:
         for docs in documents:
@@ -124,25 +119,49 @@ def main() -> None:
                 validate_consent(doc)
 
     def request_all() -> None:  # what one request costs: read 50 Consents, then decide
-        for docs, (_, who, cats, act) in zip(documents, requests[::5], strict=True):
+        for docs, (_, actor_, cats, act) in zip(documents, req_many[::5], strict=True):
             provs = [p for p in map(parse_consent, docs) if p is not None]
-            decide(who, provs, cats, act, NOW)
+            decide(actor_, provs, cats, act, NOW)
 
     n_docs = sum(map(len, documents))
+    one_rate = median_rate(len(req_one), lambda: decide_all(req_one), repeat)
+    many_rate = median_rate(len(req_many), lambda: decide_all(req_many), repeat)
+    request_rate = median_rate(len(documents), request_all, repeat)
     rows = [
-        ("`decide` (50 provisions)", best_rate(len(requests), decide_all)),
-        ("`granted_categories` (50 provisions)", best_rate(len(requests), granted_all)),
-        ("`validate_consent` (1 Consent)", best_rate(n_docs, validate_all)),
-        ("`parse_consent` (1 Consent)", best_rate(n_docs, parse_all)),
-        ("parse 50 Consents + `decide` (1 request)", best_rate(len(documents), request_all)),
+        ("`decide`, 1 provision (baseline)", one_rate, ""),
+        (f"`decide`, {provisions} provisions", many_rate, ratio_cell(one_rate / many_rate)),
+        (f"`granted_categories`, {provisions} provisions",
+         median_rate(len(req_many), granted_all, repeat), ""),
+        ("`validate_consent` (1 Consent)", median_rate(n_docs, validate_all, repeat), ""),
+        ("`parse_consent` (1 Consent)", median_rate(n_docs, parse_all, repeat), ""),
+        (f"parse {provisions} Consents + `decide` (1 request)", request_rate,
+         ratio_cell(many_rate / request_rate) + f" of `decide`, {provisions} provisions"),
     ]
-    print(f"Python {platform.python_version()} on {platform.machine()}, "
-          f"{args.patients} patients x {args.provisions} provisions, "
-          f"{len(requests)} requests ({permitted} permitted)\n")
-    print("| operation | per second | µs per call |")
-    print("|---|---:|---:|")
-    for name, rate in rows:
-        print(f"| {name} | {rate:,.0f} | {1e6 / rate:,.1f} |")
+    table = Table(["operation", "per second", "µs per call", "time / baseline"],
+                  left=1, title=f"Decision point, pure Python: {patients} patients × {provisions} "
+                        f"provisions, {len(req_many)} requests ({permitted} permitted)")
+    for name, rate, ratio in rows:
+        table.add(name, rate, 1e6 / rate, ratio)
+    section = Section(TITLE, "", [table])
+    section.ratios += [
+        Ratio(TITLE, f"`decide` with {provisions} provisions", f"{provisions} provisions",
+              "1 provision", one_rate / many_rate),
+        Ratio(TITLE, f"parse {provisions} Consents + `decide` (what a request does per "
+              "dossier)", "parse + decide", "`decide` on parsed provisions",
+              many_rate / request_rate),
+    ]
+    return section
+
+
+def main(argv: list[str] | None = None) -> Section:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--patients", type=int, default=200)
+    parser.add_argument("--provisions", type=int, default=50)
+    parser.add_argument("--repeat", type=int, default=7)
+    args = parser.parse_args(argv)
+    section = measure(args.patients, args.provisions, args.repeat)
+    print(section.markdown())
+    return section
 
 
 if __name__ == "__main__":

@@ -1,21 +1,23 @@
-"""Field-encryption cost per Patient: a benchmark, not a test.
+"""Field-encryption cost per Patient (issue 5): a benchmark, not a test.
 
-Run: /work/venv/bin/python bench/bench_crypto.py
-Prints a markdown table (best of 7 timed runs) for docs/encryption.md.
-If SoftHSM2 is installed, the PKCS#11 unwrap is measured on a throwaway token.
+Run: /work/venv/bin/python bench/bench_crypto.py [--repeat 7]
+Prints a markdown table (median of the timed runs). Baseline: json.loads of the same
+Patient stored plain. If SoftHSM2 is installed, the PKCS#11 unwrap is measured on a
+throwaway token.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
 import subprocess
 import tempfile
-import timeit
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from harness import Ratio, Section, Table, median_us, ratio_cell
 
 from dossier.crypto import FieldCipher, LocalFileKeyProvider, Pkcs11KeyProvider, blind_index
 from schemas import encrypted_elements
@@ -42,10 +44,7 @@ PATIENT: dict[str, Any] = {
 }
 
 
-def per_call_us(fn: Callable[[], object], number: int) -> float:
-    """Best of 7 runs of the time per call, in microseconds (the least disturbed run)."""
-    runs = timeit.repeat(fn, number=number, repeat=7)
-    return min(runs) / number * 1e6
+TITLE = "Encryption (issue 5)"
 
 
 def softhsm_provider(workdir: Path) -> Pkcs11KeyProvider | None:
@@ -63,7 +62,7 @@ def softhsm_provider(workdir: Path) -> Pkcs11KeyProvider | None:
     return Pkcs11KeyProvider(lib, "bench", "1234")
 
 
-def main() -> None:
+def measure(repeat: int) -> Section:
     with tempfile.TemporaryDirectory() as tmp:
         local = LocalFileKeyProvider(Path(tmp) / "data")
         cipher = FieldCipher(local)
@@ -84,37 +83,58 @@ def main() -> None:
         def local_unwrap() -> object:
             return local.unwrap(stored.kek_id, stored.wrapped)
 
-        n = 5000
+        n = 2000
+
+        def us(fn: Any, number: int) -> float:
+            return median_us(fn, number, repeat)
+
         rows: list[tuple[str, float]] = [
             (f"seal ({len(PATHS)} elements)",
-             per_call_us(lambda: cipher.seal(PATIENT, PATHS, dek, **CTX), n)),
+             us(lambda: cipher.seal(PATIENT, PATHS, dek, **CTX), n)),
             (f"open ({len(PATHS)} elements)",
-             per_call_us(lambda: cipher.open(clear, sealed, dek, **CTX), n)),
-            ("seal + open per Patient", per_call_us(seal_open, n)),
-            ("json.loads (plain stored Patient)", per_call_us(lambda: json.loads(plain_json), n)),
-            ("json.loads + open (sealed stored Patient)", per_call_us(loads_open, n)),
+             us(lambda: cipher.open(clear, sealed, dek, **CTX), n)),
+            ("seal + open per Patient", us(seal_open, n)),
+            ("json.dumps + json.loads (plain Patient)",
+             us(lambda: json.loads(json.dumps(PATIENT)), n)),
+            ("json.loads (plain stored Patient)", us(lambda: json.loads(plain_json), n)),
+            ("json.loads + open (sealed stored Patient)", us(loads_open, n)),
             ("blind_index (one identifier)",
-             per_call_us(lambda: blind_index(index_key, "urn:x", "85073003328"), n)),
+             us(lambda: blind_index(index_key, "urn:x", "85073003328"), n)),
             ("unwrap DEK, local key file (once per patient per request)",
-             per_call_us(local_unwrap, 2000)),
+             us(local_unwrap, 2000)),
         ]
         hsm = softhsm_provider(Path(tmp))
         if hsm is not None:
             with hsm:
                 kek_id, wrapped = hsm.wrap(dek)
                 rows.append(("unwrap DEK, PKCS#11 SoftHSM2 (once per patient per request)",
-                             per_call_us(lambda: hsm.unwrap(kek_id, wrapped), 500)))
+                             us(lambda: hsm.unwrap(kek_id, wrapped), 500)))
 
-    timings = dict(rows)
-    ratio = timings["json.loads + open (sealed stored Patient)"] / timings[
-        "json.loads (plain stored Patient)"]
-    print(f"Patient: {len(plain_json)} bytes of JSON, {len(PATHS)} sealed elements, "
-          f"{len(stored_json)} bytes stored sealed\n")
-    print("| operation | µs per call |")
-    print("|---|---:|")
-    for name, us in rows:
-        print(f"| {name} | {us:.1f} |")
-    print(f"| **ratio (json.loads + open) / json.loads** | **{ratio:.1f} x** |")
+    t = dict(rows)
+    # (subject, its baseline) pairs for the last column
+    pairs = {"seal + open per Patient": "json.dumps + json.loads (plain Patient)",
+             "json.loads + open (sealed stored Patient)": "json.loads (plain stored Patient)"}
+    baselines = set(pairs.values())
+    table = Table(["operation", "µs per call", "time / baseline"],
+                  left=1, title=f"Per Patient, no database: {len(plain_json)} bytes of JSON, "
+                        f"{len(PATHS)} sealed elements, {len(stored_json)} bytes stored sealed")
+    section = Section(TITLE, "", [table])
+    for name, value in rows:
+        mark = "(baseline)" if name in baselines else ""
+        if name in pairs:
+            mark = ratio_cell(value / t[pairs[name]])
+            section.ratios.append(Ratio(TITLE, f"{name}, no database", name, pairs[name],
+                                        value / t[pairs[name]]))
+        table.add(name, value, mark)
+    return section
+
+
+def main(argv: list[str] | None = None) -> Section:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=7)
+    section = measure(parser.parse_args(argv).repeat)
+    print(section.markdown())
+    return section
 
 
 if __name__ == "__main__":
