@@ -24,7 +24,16 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
-from harness import Ratio, Sample, Section, Size, Table, interleave, ratio_cell
+from harness import (
+    Ratio,
+    Sample,
+    Section,
+    Size,
+    Table,
+    interleave,
+    paired_ratio,
+    ratio_cell,
+)
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 from world import Site, World, standalone
@@ -141,8 +150,8 @@ def measure(w: World, size: Size) -> Section:
         check_baseline(site, headers, path(0))
         samples, background = compare(site, headers, path, size)
         base, subject = samples["off (baseline)"], samples["audit + notification"]
-        value = base.rate / subject.rate
-        total = base.rate / subject.rate_with_after
+        value = paired_ratio(base, subject)
+        total = paired_ratio(base, subject, with_after=True)
         for name, s in samples.items():
             table.add(label, name, s.rate, s.p(50), s.p(95),
                       ratio_cell(value) if s is subject else "")

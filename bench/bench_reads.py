@@ -5,7 +5,8 @@ Baseline: a second app on the same database whose `runtime.sealer` returns
 bench/clear_sealer.ClearSealer (no data key, no cipher, no blind index). Each app wrote
 its own Patients (same shape: the six sealed elements filled in), each set granted to its
 own reader, so each app reads only rows it wrote (checked: sealed rows have ciphertexts,
-clear rows none).
+clear rows none). Control: the shipped app reading the clear rows (no ciphertext, so
+FieldSealer has nothing to open) shows how far two app instances differ by themselves.
 
     /work/venv/bin/python bench/bench_reads.py [--quick] [--database sqlite|postgres|both]
 """
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from harness import Ratio, Section, Size, Table, interleave, ratio_cell
+from harness import Ratio, Section, Size, Table, interleave, paired_ratio, ratio_cell
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from world import Dossier, Site, World, standalone
@@ -22,6 +23,9 @@ from world import Dossier, Site, World, standalone
 from dossier.db.models import resources
 
 TITLE = "Encryption (issue 5)"
+# the shipped app reading the clear rows: shows how much two app instances differ by
+# themselves (FieldSealer.open returns a row without ciphertexts as it is)
+CONTROL = "clear, read by the shipped app (control)"
 
 
 def sealed_count(site: Site, dossiers: list[Dossier]) -> int:
@@ -40,6 +44,7 @@ def measure(w: World, size: Size) -> Section:
     sides: dict[str, tuple[Site, dict[str, str], list[Dossier]]] = {
         "clear (baseline)": (w.clear, w.clear.auth("practitioner", w.clear_reader),
                              w.clear_dossiers),
+        CONTROL: (w.main, w.main.auth("practitioner", w.clear_reader), w.clear_dossiers),
         "sealed": (w.main, w.main.auth("practitioner", w.sealed_reader), w.sealed_dossiers),
     }
     page = min(50, size.readers)
@@ -65,10 +70,12 @@ def measure(w: World, size: Size) -> Section:
         samples = interleave({name: request(*side) for name, side in sides.items()},
                              rounds=size.rounds, per_round=size.per_round)
         base, subject = samples["clear (baseline)"], samples["sealed"]
-        value = base.rate / subject.rate
+        value = paired_ratio(base, subject)
+        control = paired_ratio(base, samples[CONTROL])
         for name, s in samples.items():
-            table.add(label, name, s.rate, s.p(50), s.p(95),
-                      ratio_cell(value) if s is subject else "")
+            mark = ratio_cell(value) if s is subject else \
+                f"{control:.2f} ×" if name == CONTROL else ""
+            table.add(label, name, s.rate, s.p(50), s.p(95), mark)
         section.ratios.append(Ratio(TITLE, f"{label}, {w.kind}", "sealed", "clear", value))
     section.tables.append(table)
     return section

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from harness import Ratio, Section, Size, Table, interleave, ratio_cell
+from harness import Ratio, Section, Size, Table, interleave, paired_ratio, ratio_cell
 from world import Site, World, standalone
 
 from dossier.repository import OpenPolicy
@@ -54,7 +54,7 @@ def measure(w: World, size: Size) -> Section:
         samples = interleave({name: request(*sh) for name, sh in sites.items()},
                              rounds=size.rounds, per_round=size.per_round)
         base, subject = samples["open policy (baseline)"], samples["consent policy"]
-        value = base.rate / subject.rate
+        value = paired_ratio(base, subject)
         for name, s in samples.items():
             table.add(label, name, s.rate, s.p(50), s.p(95),
                       ratio_cell(value) if s is subject else "")

@@ -144,6 +144,18 @@ class Sample:
         return 1e3 / self.rate
 
 
+def paired_ratio(base: Sample, subject: Sample, *, with_after: bool = False) -> float:
+    """Subject time per request / baseline time per request: the median over rounds of the
+    ratio within each round, whose two batches ran back to back (robust to load drift)."""
+    ratios = []
+    for b_lat, b_wall, s_lat, s_wall, s_after in zip(
+            base.latencies, base.walls, subject.latencies, subject.walls, subject.after,
+            strict=True):
+        spent = s_wall + (s_after if with_after else 0.0)
+        ratios.append((spent / len(s_lat)) / (b_wall / len(b_lat)))
+    return statistics.median(ratios)
+
+
 def interleave(variants: Mapping[str, Callable[[int], None]], *, rounds: int, per_round: int,
                warmup: int = 1,
                after: Mapping[str, Callable[[], None]] | None = None) -> dict[str, Sample]:

@@ -43,8 +43,12 @@ METHOD = """\
   p50 and p95 latency.
 - **Baselines in the same run.** Each subject is measured next to a baseline that differs in
   one thing only (the section says how it was made). HTTP variants alternate round by round
-  (A B, B A, …) so a change in the machine's load hits both. A ratio is subject time /
-  baseline time (1.50 × = the subject takes 50 % longer per request).
+  (A B, B A, …) so a change in the machine's load hits both. An HTTP ratio is the median
+  over rounds of (subject time per request / baseline time per request) within a round,
+  whose two batches ran back to back; 1.50 × = the subject takes 50 % longer. Requests/s
+  and latencies are medians over rounds, so they need not divide to the ratio exactly.
+- **Shared PostgreSQL.** The PostgreSQL server also serves other work on this machine (test
+  suites), which shows as long p95 tails on PostgreSQL; compare p50s and ratios.
 - **The real service.** HTTP requests go to the FastAPI app built by
   `dossier.app.create_app` (token check, consent, sealing, audit in one transaction),
   in-process through Starlette's TestClient (httpx over ASGI, no sockets), one at a time,
@@ -75,7 +79,10 @@ the reads: a second app on the same database whose `runtime.sealer` returns
 `bench/clear_sealer.ClearSealer` (same interface as `dossier.sealing.FieldSealer`, stores
 every element in clear, no data key, identifiers unblinded). Each app wrote its own
 Patients (same shape, all six sealed elements present), each set granted to its own
-reader; the run checks the sealed set has ciphertexts and the clear set none.
+reader; the run checks the sealed set has ciphertexts and the clear set none. The control
+row is the shipped app reading the clear rows (without ciphertexts `FieldSealer` has
+nothing to open): its ratio to the baseline is how far two app instances differ by
+themselves, the noise floor of this comparison.
 """
 
 AUDIT = """\
