@@ -117,6 +117,15 @@ def webhook_body(payload: dict[str, Any]) -> bytes:
 def post_webhook(url: str, body: bytes, secret: str, *, key: str, now: int,
                  timeout: float = 10.0, allow_local: bool = False) -> None:
     """POST the signed body; any 2xx is delivered. Redirects are not followed."""
+    post(url, body, {"Content-Type": "application/json",
+                     SIGNATURE_HEADER: webhook_signature(secret, body, now),
+                     "Idempotency-Key": key}, timeout=timeout, allow_local=allow_local)
+
+
+def post(url: str, body: bytes, headers: dict[str, str], *, timeout: float = 10.0,
+         allow_local: bool = False) -> None:
+    """POST `body` with `headers`; any 2xx is delivered, anything else a DeliveryError
+    (permanent for a refused address or a 410). Redirects are not followed."""
     try:
         check_webhook_url(url, allow_local=allow_local)
     except ValueError:
@@ -132,12 +141,9 @@ def post_webhook(url: str, body: bytes, secret: str, *, key: str, now: int,
                                            context=ssl.create_default_context())
     else:
         conn = http.client.HTTPConnection(host, port, timeout=timeout)
-    headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT,
-               SIGNATURE_HEADER: webhook_signature(secret, body, now),
-               "Idempotency-Key": key}
     try:
         conn.request("POST", (parts.path or "/") + (f"?{parts.query}" if parts.query else ""),
-                     body=body, headers=headers)
+                     body=body, headers={"User-Agent": USER_AGENT, **headers})
         response = conn.getresponse()
         response.read(65536)
         status = response.status

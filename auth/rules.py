@@ -45,8 +45,10 @@ RULES: dict[Role, dict[str, str]] = {
         **dict.fromkeys(COMPARTMENT_TYPES, "rs"),
         "Consent": "cruds",  # only the citizen writes Consent; DELETE revokes
     },
-    "practitioner": {**_DIRECTORY_READ, **_PROFESSIONAL},
-    "hub": {**_DIRECTORY_READ, **_PROFESSIONAL, "Patient": "rus"},  # a hub does not open dossiers
+    # Subscription: one's own topic subscriptions (never dossier data, see subscriptions)
+    "practitioner": {**_DIRECTORY_READ, **_PROFESSIONAL, "Subscription": "crds"},
+    "hub": {**_DIRECTORY_READ, **_PROFESSIONAL, "Patient": "rus",  # a hub opens no dossier
+            "Subscription": "crds"},
     "auditor": {**_DIRECTORY_READ, "AuditEvent": "rs"},
     "admin": {
         **dict.fromkeys(DIRECTORY_TYPES, "cruds"),

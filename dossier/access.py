@@ -56,6 +56,8 @@ class ConsentPolicy:
         self._provisions: dict[str, list[consent.Provision]] = {}
         self.last_decision: consent.Decision | None = None
         self.break_glass_used: set[str] = set()
+        # off for standing access (subscriptions): break-the-glass is for one urgent read
+        self.break_glass_allowed = True
 
     # ---------------------------------------------------------------- gate
     def gate(self, resource_type: str, interaction: str) -> None:
@@ -88,7 +90,7 @@ class ConsentPolicy:
                     R.res_type == "Consent", R.patient_id.in_(chunk), R.deleted == false())):
                 contents[pid].append(content)
         grants: dict[str, list[Any]] = {pid: [] for pid in patient_ids}
-        if self.principal.practitioner:
+        if self.principal.practitioner and self.break_glass_allowed:
             for start in range(0, len(patient_ids), 500):
                 chunk = patient_ids[start:start + 500]
                 for g in self.session.execute(select(break_glass).where(

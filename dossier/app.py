@@ -33,11 +33,13 @@ from dossier.directory import StoreDirectory
 from dossier.errors import DossierError
 from dossier.fhir import citizen_ops, content_ops, erase, export, hub_ops, patient_ops  # noqa: F401 - register operations
 from dossier.fhir.routes import router as fhir_router
+from dossier.fhir.subscription_routes import router as subscription_router
 from dossier.fhir.wire import fhir_response
 from dossier.portal import install_portal
 from dossier.runtime import Runtime
 from dossier.seed import ensure_profession_groups
 from dossier.settings import Settings, ensure_data_dir
+from dossier.subscriptions import capture, run_deliveries
 from dossier.telemetry import RequestMetrics, make_meter, make_tracer, request_span
 
 log = logging.getLogger("dossier")
@@ -90,6 +92,7 @@ def build_runtime(settings: Settings, exporter: SpanExporter | None = None) -> R
                       audit_store=AuditStore(audit_tables, audit_origin(settings)),
                       policy_factory=lambda session, ctx: ConsentPolicy(
                           session, ctx.principal, ctx.now))
+    runtime.on_change = lambda repo, stored: capture(engine, repo, stored)
     with Session(engine) as session:
         runtime.audit_store.adopt_origin(session)
     ensure_profession_groups(runtime)
@@ -123,7 +126,8 @@ def periodic(name: str, seconds: float, job: Any) -> Any:
 
 
 def start_workers(runtime: Runtime) -> list[Any]:
-    """The audit sequencer and the notification worker (each off when its period is 0)."""
+    """The audit sequencer, the notification and the subscription workers (each off when
+    its period is 0)."""
     from dossier.notifications import run_pending
 
     s = runtime.settings
@@ -134,6 +138,8 @@ def start_workers(runtime: Runtime) -> list[Any]:
     if s.notify_worker_seconds > 0:
         workers.append(periodic("notifier", s.notify_worker_seconds,
                                 lambda: run_pending(runtime)))
+        workers.append(periodic("subscriptions", s.notify_worker_seconds,
+                                lambda: run_deliveries(runtime)))
     return workers
 
 
@@ -203,6 +209,7 @@ def create_app(settings: Settings, *, exporter: SpanExporter | None = None,
             response.headers.setdefault(key, value)
         return response
 
+    app.include_router(subscription_router)  # before the generic /fhir/{type} routes
     app.include_router(fhir_router)
     app.include_router(audit_router)
     app.include_router(export.router)  # bulk export status and files

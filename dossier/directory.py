@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
@@ -35,21 +37,30 @@ def _in_period(period: Any, at: datetime) -> bool:
 class StoreDirectory:
     """Reads Practitioner and PractitionerRole from the FHIR store (current versions)."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, session: Session | None = None) -> None:
         self.engine = engine
+        self.session = session  # read inside this transaction when given
+
+    @contextmanager
+    def _session(self) -> Iterator[Session]:
+        if self.session is not None:
+            yield self.session
+            return
+        with Session(self.engine) as session:
+            yield session
 
     def practitioner_active(self, reference: str) -> bool:
         rtype, _, rid = reference.partition("/")
         if rtype != "Practitioner":
             return False
-        with Session(self.engine) as session:
+        with self._session() as session:
             row = session.execute(select(R.content).where(
                 R.res_type == "Practitioner", R.res_id == rid, R.deleted == false())).first()
         return row is not None and _active(row.content)
 
     def active_roles(self, practitioner_ref: str,
                      at: datetime) -> list[tuple[str | None, str | None]]:
-        with Session(self.engine) as session:
+        with self._session() as session:
             rows = session.execute(select(R.content).where(
                 R.res_type == "PractitionerRole", R.deleted == false(),
                 R.res_id.in_(select(S.res_id).where(

@@ -161,7 +161,8 @@ class Repository:
     def __init__(self, session: Session, ctx: RequestContext, *, policy: AccessPolicy,
                  sealer: Sealer, audit: AuditSink, page_size: int = 20,
                  max_page_size: int = 200,
-                 tracer: Callable[[str], Any] | None = None) -> None:
+                 tracer: Callable[[str], Any] | None = None,
+                 on_change: Callable[[Repository, Stored], None] | None = None) -> None:
         self.session = session
         self.ctx = ctx
         self.policy = policy
@@ -170,6 +171,7 @@ class Repository:
         self.page_size = page_size
         self.max_page_size = max_page_size
         self._span = tracer
+        self.on_change = on_change  # subscriptions: told of every write, in its transaction
         self.intent = "read"
         # set inside transactions: reference checks wait until every entry is written
         self.deferred_refs: list[tuple[str, str, str | None]] | None = None
@@ -588,6 +590,8 @@ class Repository:
             self.create_server_resource(provenance(self.ctx, stored, existing is None),
                                         patient_id=patient_id, categories=cats)
             content.after_write(self, stored)
+        if self.on_change is not None:
+            self.on_change(self, stored)
         return stored
 
     def _label_history_psy(self, resource_type: str, resource_id: str) -> None:

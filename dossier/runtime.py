@@ -41,6 +41,7 @@ class Runtime:
     query_key: bytes
     policy_factory: Any
     extras: dict[str, Any] = field(default_factory=dict)
+    on_change: Any = None  # (Repository, Stored) -> None, for every write (subscriptions)
 
     def sealer(self) -> Sealer:
         """A fresh sealer per request: data keys never outlive the request."""
@@ -65,6 +66,7 @@ class Runtime:
                     page_size=self.settings.page_size_default,
                     max_page_size=self.settings.page_size_max,
                     tracer=span_factory(self.tracer),
+                    on_change=self.on_change,
                 )
                 # reads made under a break-the-glass grant: purpose BTG, urgent notice
                 for patient_id in getattr(policy, "break_glass_used", ()):

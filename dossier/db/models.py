@@ -145,3 +145,47 @@ export_jobs = Table(
     Column("wrapped_key", Bytes, nullable=False),
     Index("ix_export_jobs_expires", "expires_at"),
 )
+
+# Topic-based subscriptions (R5 Backport IG, issue 9). `subscriber` holds the claims the
+# subscriber's consent is decided on at every event (role, client, user, scopes); the
+# channel headers (often a secret) are sealed with a per-row key wrapped by the KEK.
+subscriptions = Table(
+    "subscriptions",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("owner", String(255), nullable=False),  # who created it; only they read it
+    Column("subscriber", JSONType, nullable=False),
+    Column("status", String(16), nullable=False),  # active | error | off
+    Column("topic", String(255), nullable=False),
+    Column("filters", JSONType, nullable=False),  # {"types": [...], "patient": id | None}
+    Column("endpoint", String(2000), nullable=False),
+    Column("content", String(16), nullable=False),  # empty | id-only
+    Column("resource", JSONType, nullable=False),  # the Subscription, headers removed
+    Column("kek_id", String(128), nullable=True),
+    Column("wrapped_key", Bytes, nullable=True),
+    Column("sealed_headers", Bytes, nullable=True),
+    Column("events_sent", Integer, nullable=False),  # events-since-subscription-start
+    Column("failures", Integer, nullable=False),  # consecutive failed deliveries
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("end_at", UTCDateTime(), nullable=False),
+    Index("ix_subscriptions_status", "status", "topic"),
+)
+
+# Events waiting for delivery: written in the transaction of the change, only for
+# subscribers whose consent covered the entry at that moment; checked again at delivery.
+subscription_events = Table(
+    "subscription_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("subscription_id", String(64), nullable=False),
+    Column("patient_id", String(64), nullable=False),
+    Column("res_type", String(64), nullable=False),
+    Column("res_id", String(64), nullable=False),
+    Column("version_id", Integer, nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("next_attempt_at", UTCDateTime(), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("event_number", Integer, nullable=True),  # given at the first attempt
+    ForeignKeyConstraint(["subscription_id"], ["subscriptions.id"], ondelete="CASCADE"),
+    Index("ix_subscription_events_due", "subscription_id", "next_attempt_at"),
+)

@@ -700,9 +700,9 @@ class InstanceAsHub:
                                      "iat": now, "exp": now + 120,
                                      "jti": secrets.token_hex(12)}, typ="JWT"))
 
-    def token_for(self, practitioner_in_b: str) -> Any:
+    def token_for(self, practitioner_in_b: str, scope: str = "system/*.rs") -> Any:
         return self.http.post("/auth/token", data={
-            "grant_type": TOKEN_EXCHANGE, "scope": "system/*.rs",
+            "grant_type": TOKEN_EXCHANGE, "scope": scope,
             "client_assertion_type": ASSERTION_TYPE,
             "client_assertion": self._jwt(self.client_id),
             "subject_token_type": JWT_TYPE, "subject_token": self._jwt(practitioner_in_b)})
@@ -728,13 +728,20 @@ class InstanceAsHub:
         return rows
 
 
-def test_two_instances_a_reads_and_exports_from_b_until_revoked(
+def test_two_instances_a_reads_exports_and_subscribes_at_b_until_revoked(
         tmp_path: Path, database_url: str | None) -> None:
+    from dossier.subscriptions import run_deliveries
+    from tests.integration.test_notifications import Hook
+    from tests.integration.test_subscriptions import SCOPE, focuses, subscription
+
     port_a, port_b = free_port(), free_port()
     app_a = create_app(make_settings(tmp_path / "a", None,
                                      base_url=f"http://127.0.0.1:{port_a}"))
     app_b = create_app(make_settings(tmp_path / "b", database_url,
-                                     base_url=f"http://127.0.0.1:{port_b}"))
+                                     base_url=f"http://127.0.0.1:{port_b}",
+                                     notify_allow_local_webhooks=True))
+    receiver = Hook()  # A's notification endpoint
+    receiver.up()
     try:
         with serve(app_a, port_a) as base_a, serve(app_b, port_b) as base_b, \
                 TestClient(app_b) as client_b:
@@ -742,16 +749,26 @@ def test_two_instances_a_reads_and_exports_from_b_until_revoked(
             # at B: A's organisation, the practitioner working there, A's public keys by URL
             org_a = f"Organization/{b.admin.create(f.organization('Instance A', 'health'))['id']}"
             claes = b.add_practitioner("Claes", "persphysician", org_a)
-            registered = Hub(b, "instance-a", org_a).register(jwks_uri=f"{base_a}/auth/jwks")
+            registered = Hub(b, "instance-a", org_a).register(jwks_uri=f"{base_a}/auth/jwks",
+                                                              scope=SCOPE)
             assert registered.status_code == 200, registered.text
             token_aud = next(p["valueUrl"] for p in registered.json()["parameter"]
                              if p["name"] == "token-endpoint")
             pid, made = dossier_with_everything(b)
             grant = b.grant(pid, claes, ("demarches", "fragility"), ("access",))
             a = InstanceAsHub(app_a.state.dev_issuer, "instance-a", base_b, token_aud)
-            got = a.token_for(claes)
+            got = a.token_for(claes, SCOPE)
             assert got.status_code == 200, got.text
             token = got.json()["access_token"]
+            subscribed = a.http.post("/fhir/Subscription", json=subscription(receiver.url),
+                                     headers={"Authorization": f"Bearer {token}",
+                                              "Content-Type": "application/fhir+json"})
+            assert subscribed.status_code == 201, subscribed.text
+            entry = b.gp.create(f.task(f"Patient/{pid}", code="debt-mediation"))
+            assert run_deliveries(app_b.state.runtime) == 1
+            (focus,) = focuses(receiver)
+            assert f"/Task/{entry['id']}/" in focus
+            assert a.get(token, focus.removeprefix(base_b)).status_code == 200
             everything = a.get(token, f"/fhir/Patient/{pid}/$everything")
             assert everything.status_code == 200, everything.text
             seen = ids(everything.json())
@@ -767,7 +784,18 @@ def test_two_instances_a_reads_and_exports_from_b_until_revoked(
             assert a.get(token, f"/fhir/Task/{made['task']}").status_code == 404
             assert a.get(token, f"/fhir/Patient/{pid}/$everything").status_code == 404
             assert a.export(token) == []
+            b.gp.create(f.task(f"Patient/{pid}"))
+            assert run_deliveries(app_b.state.runtime) == 0
+            assert len(receiver.received) == 2  # the handshake and the one event
+            # B's audit names A's client and the practitioner for every access by A
+            by_a = [r for r in records(b) if r["agent"].get("client") == "instance-a"]
+            assert by_a and all(r["agent"]["who"] == claes and
+                                r["agent"]["on_behalf_of"] == claes for r in by_a)
+            notified = {r.record_id for r in outbox(b, pid)}
+            assert {r["id"] for r in by_a if r.get("patient") == f"Patient/{pid}"
+                    and r["outcome"] == "success"} <= notified
             a.http.close()
     finally:
+        receiver.down()
         for app in (app_a, app_b):
             app.state.runtime.engine.dispose()
