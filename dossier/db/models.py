@@ -189,3 +189,17 @@ subscription_events = Table(
     ForeignKeyConstraint(["subscription_id"], ["subscriptions.id"], ondelete="CASCADE"),
     Index("ix_subscription_events_due", "subscription_id", "next_attempt_at"),
 )
+
+# Rosters (issue 9): a hub's or practitioner's own Group of people it follows, the input of
+# a Group-level export. Private to its owner; members are pseudonymous patient ids.
+rosters = Table(
+    "rosters",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("owner", String(255), nullable=False),
+    Column("name", String(200), nullable=True),
+    Column("members", JSONType, nullable=False),  # ["patient id", ...]
+    Column("version_id", Integer, nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    Index("ix_rosters_owner", "owner"),
+)

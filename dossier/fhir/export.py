@@ -1,7 +1,8 @@
 """FHIR Bulk Data `$export` (async pattern), consent-bound like every other read.
 
 Kick-off (operations): `GET|POST /fhir/$export` and `/fhir/Patient/$export` → 202 +
-Content-Location `/bulk/{job}`; `/fhir/Group/{id}/$export` → 422 (no Group of Patients).
+Content-Location `/bulk/{job}`; `/fhir/Group/{id}/$export` for the requester's own roster
+Group (dossier/rosters.py; a profession Group lists no patients → 422).
 Status and files (this module's router): `GET /bulk/{job}` → 202 (X-Progress) or 200 with
 the manifest; `DELETE /bulk/{job}` cancels; `GET /bulk/{job}/{Type}.ndjson` → NDJSON.
 
@@ -31,7 +32,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse, Response
 
 from auth import Principal
-from dossier.context import RequestContext
+from dossier import rosters
+from dossier.context import RequestContext, owner_of
 from dossier.db.models import export_jobs, resources
 from dossier.errors import BadRequest, DossierError, Forbidden, NotFound, Unprocessable
 from dossier.exports import (
@@ -66,6 +68,7 @@ PATIENTS_PER_UNIT = 25
 RETRY_AFTER = "2"
 NDJSON = "application/fhir+ndjson"
 FILE_NAME = re.compile(r"([A-Z][A-Za-z]{1,63})\.ndjson")
+PATIENT_REF = re.compile(r"Patient/([A-Za-z0-9\-.]{1,64})")
 DB = "https://dossier.brussels/fhir"
 
 router = APIRouter(prefix="/bulk", tags=["bulk export"])
@@ -79,11 +82,6 @@ class TooManyRequests(DossierError):
 class ExportFailed(DossierError):
     status = 500
     code = "exception"
-
-
-def owner_of(p: Principal) -> str:
-    """Who may poll and download: the same role, client and user (or the one relayed)."""
-    return "|".join([p.role, p.client_id or "", p.fhir_user or "", p.on_behalf_of or ""])[:255]
 
 
 # ---------------------------------------------------------------- kick-off
@@ -100,6 +98,10 @@ def _parameters(params: list[tuple[str, str]],
         if isinstance(p, dict):
             value = next((p[k] for k in ("valueString", "valueInstant", "valueDateTime",
                                           "valueCode") if isinstance(p.get(k), str)), None)
+            ref = p.get("valueReference")
+            if value is None and isinstance(ref, dict) and isinstance(ref.get("reference"),
+                                                                      str):
+                value = ref["reference"]
         if not isinstance(p, dict) or not isinstance(p.get("name"), str) or value is None:
             raise BadRequest("Each $export parameter needs a name and a string value.")
         pairs.append((p["name"], value))
@@ -110,14 +112,22 @@ def _safe_type(name: str) -> str:
     return name if re.fullmatch(r"[A-Za-z]{1,64}", name) else "that type"
 
 
-def parse_request(level: str, pairs: list[tuple[str, str]]) -> tuple[list[str], datetime | None]:
-    """(types, since) of a kick-off; 400 for anything not supported."""
+def parse_request(level: str, pairs: list[tuple[str, str]]
+                  ) -> tuple[list[str], datetime | None, list[str] | None]:
+    """(types, since, patients) of a kick-off; 400 for anything not supported.
+    `patient` (Bulk Data v2: Patient and Group level) narrows to those people; it may be
+    given several times, each a comma list of Patient/id."""
     allowed = COMPARTMENT_TYPES + (DIRECTORY_TYPES if level == "system" else ())
+    keys = ("_type", "_since", "_outputFormat") + (("patient",) if level != "system" else ())
     types: list[str] = []
     since = None
+    patients: list[str] | None = None
     seen: set[str] = set()
     for key, value in pairs:
-        if key in seen or key not in ("_type", "_since", "_outputFormat"):
+        if key == "patient" and key in keys:
+            patients = (patients or []) + _patient_ids(value)
+            continue
+        if key in seen or key not in keys:
             raise BadRequest(f"The $export parameter '{key[:64]}' is not supported here "
                              "(or was given twice).")
         seen.add(key)
@@ -134,17 +144,31 @@ def parse_request(level: str, pairs: list[tuple[str, str]]) -> tuple[list[str], 
             since = parse_date(value).low
         elif value not in OUTPUT_FORMATS:
             raise BadRequest("_outputFormat must be application/fhir+ndjson.")
-    return types or list(allowed), since
+    return types or list(allowed), since, patients
 
 
-def _refuse_group(repo: Repository, group_id: str) -> None:
-    """Group-level export needs a Group of Patients. The dossier has none, on purpose: its
-    Groups are the profession Groups of the directory, which every user may read, so a
-    Group listing people would tell everyone who has a dossier (schemas: group-type)."""
+def _patient_ids(value: str) -> list[str]:
+    out = []
+    for ref in (v.strip() for v in value.split(",")):
+        match = PATIENT_REF.fullmatch(ref)
+        if match is None:
+            raise BadRequest("patient takes references such as Patient/123.")
+        out.append(match[1])
+    return out
+
+
+def _group_members(repo: Repository, group_id: str) -> list[str]:
+    """Group-level export needs a Group of Patients: the requester's own roster
+    (dossier/rosters.py). The directory's Groups are profession Groups, which list no
+    patients (a Group of people readable by every user would tell everyone who has a
+    dossier): 422 for those, the 404 of a missing Group for anything else."""
+    members = rosters.members_of(repo, group_id)
+    if members is not None:
+        return members
     repo.read("Group", group_id)  # 404 when it does not exist
-    raise Unprocessable("Only a Group of Patients can be exported, and this server's Groups "
-                        "are profession Groups that list no patients: export at system or "
-                        "Patient level instead.")
+    raise Unprocessable("Only a Group of Patients can be exported: this is a profession "
+                        "Group, which lists no patients. Export your own roster Group, or "
+                        "at Patient level.")
 
 
 def kick_off(rt: Runtime, ctx: RequestContext, rtype: str | None, rid: str | None,
@@ -159,12 +183,14 @@ def kick_off(rt: Runtime, ctx: RequestContext, rtype: str | None, rid: str | Non
         if ctx.principal.role not in EXPORT_ROLES:
             raise Forbidden("Bulk export is for hubs and practitioners.")
         pairs = _parameters(params, body)
-        types, since = parse_request(level, pairs)
+        types, since, patients = parse_request(level, pairs)
         for name in types:
             repo.begin("operation", name, "s")  # role and scopes, per type
         repo.begin("operation", "Patient", None)
         if rid:
-            _refuse_group(repo, rid)
+            members = _group_members(repo, rid)
+            patients = members if patients is None else [p for p in patients
+                                                         if p in set(members)]
         owner = owner_of(ctx.principal)
         if repo.session.execute(select(J.id).where(
                 J.owner == owner, J.status == "in-progress")).first() is not None:
@@ -172,11 +198,12 @@ def kick_off(rt: Runtime, ctx: RequestContext, rtype: str | None, rid: str | Non
                                   "cancel it first.", headers={"Retry-After": "30"})
         key = os.urandom(32)
         kek_id, wrapped = rt.key_provider.wrap(key)
-        path = "$export" if level == "system" else "Patient/$export"
+        path = {"system": "$export", "patient": "Patient/$export"}.get(
+            level, f"Group/{rid}/$export")
         query = f"?{urlencode(pairs)}" if pairs else ""
         repo.session.execute(insert(export_jobs).values(
             id=job_id, owner=owner, status="in-progress", progress="starting",
-            request={"level": level, "types": types,
+            request={"level": level, "types": types, "patients": patients,
                      "since": since.isoformat() if since else None,
                      "url": f"{ctx.base_url}/{path}{query}"},
             created_at=ctx.now, updated_at=ctx.now, expires_at=ctx.now + MAX_RUN,
@@ -297,6 +324,9 @@ def _export(rt: Runtime, job: Any, principal: Principal, files: _Files) -> bool:
     if wanted:
         with rt.unit(context()) as repo:
             patients = visible_patients(repo)
+        if request.get("patients") is not None:  # a roster, or the `patient` parameter
+            asked = set(request["patients"])
+            patients = [p for p in patients if p in asked]
     for start in range(0, len(patients), PATIENTS_PER_UNIT):
         with rt.unit(context()) as repo:
             for pid in patients[start:start + PATIENTS_PER_UNIT]:

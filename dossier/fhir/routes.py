@@ -10,6 +10,7 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
+from dossier import rosters
 from dossier.context import RequestContext
 from dossier.errors import BadRequest, MethodNotAllowed, NotFound
 from dossier.fhir import auditevents, bundles, operations
@@ -157,9 +158,22 @@ async def create(request: Request, rtype: str) -> Response:
     if body.get("resourceType") != rtype:
         raise BadRequest(f"The body is not a {rtype[:64]} resource.")
     if_none_exist = request.headers.get("if-none-exist")
-    stored, created = await in_unit(
-        request, lambda repo, ctx: repo.create(body, if_none_exist=if_none_exist))
+
+    def work(repo: Any, ctx: RequestContext) -> tuple[Stored, bool]:
+        if rtype == "Group" and rosters.handles(ctx.principal):
+            return rosters.create(repo, body), True  # a professional's Group is a roster
+        return repo.create(body, if_none_exist=if_none_exist)  # type: ignore[no-any-return]
+
+    stored, created = await in_unit(request, work)
     return resource_response(request, stored, 201 if created else 200, location=created)
+
+
+@router.post("/{rtype}/{op}")
+async def type_operation(request: Request, rtype: str, op: str) -> Response:
+    """POST at type level is for operations ($locate, $export); nothing else is posted here."""
+    if not op.startswith("$"):
+        raise MethodNotAllowed("This method is not allowed on this URL.")
+    return await _operation(request, rtype, None, op=op)
 
 
 @router.get("/{rtype}/_history")
@@ -176,8 +190,21 @@ async def read(request: Request, rtype: str, rid: str) -> Response:
         store = runtime_of(request).audit_store
         return fhir_response(await in_unit(
             request, lambda repo, ctx: auditevents.read_event(repo, store, rid)))
-    stored = await in_unit(request, lambda repo, ctx: repo.read(rtype, rid))
+    stored = await in_unit(request, lambda repo, ctx: _roster(
+        rtype, rid, ctx, lambda: rosters.read(repo, rid)) or repo.read(rtype, rid))
     return resource_response(request, stored)
+
+
+def _roster(rtype: str, rid: str, ctx: RequestContext, work: Callable[[], Any]) -> Any:
+    """A roster interaction when the URL names a roster and the caller may keep one (a
+    roster that is not theirs: the 404 of a missing Group); None otherwise, and then the
+    directory answers."""
+    if rtype == "Group" and rosters.is_roster_id(rid) and rosters.handles(ctx.principal):
+        done = work()
+        if not done:
+            raise NotFound("No Group resource with that id is available.")
+        return done
+    return None
 
 
 @router.put("/{rtype}/{rid}")
@@ -187,15 +214,22 @@ async def update(request: Request, rtype: str, rid: str) -> Response:
     body = parse_resource(await read_body(request, runtime_of(request).settings.max_body_bytes))
     header = request.headers.get("if-match")
     if_match = parse_if_match(header) if header else None
-    stored, created = await in_unit(
-        request, lambda repo, ctx: repo.update(rtype, rid, body, if_match=if_match))
+
+    def work(repo: Any, ctx: RequestContext) -> tuple[Stored, bool]:
+        stored = _roster(rtype, rid, ctx, lambda: rosters.replace(repo, rid, body))
+        if stored is not None:
+            return stored, False
+        return repo.update(rtype, rid, body, if_match=if_match)  # type: ignore[no-any-return]
+
+    stored, created = await in_unit(request, work)
     return resource_response(request, stored, 201 if created else 200, location=created)
 
 
 @router.delete("/{rtype}/{rid}")
 async def delete(request: Request, rtype: str, rid: str) -> Response:
     check_id(rid)
-    await in_unit(request, lambda repo, ctx: repo.delete(rtype, rid))
+    await in_unit(request, lambda repo, ctx: _roster(
+        rtype, rid, ctx, lambda: rosters.remove(repo, rid)) or repo.delete(rtype, rid))
     return Response(status_code=204)
 
 

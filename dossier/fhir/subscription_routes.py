@@ -18,11 +18,10 @@ from starlette.responses import Response
 
 from audit.transport import DeliveryError
 from dossier import subscriptions as subs
-from dossier.context import RequestContext
+from dossier.context import RequestContext, owner_of
 from dossier.db.models import subscription_events, subscriptions
 from dossier.errors import BadRequest, Forbidden, MethodNotAllowed, NotFound, Unprocessable
 from dossier.fhir.bundles import instant, simple_searchset
-from dossier.fhir.export import owner_of
 from dossier.fhir.routes import base_of, context, runtime_of
 from dossier.fhir.wire import check_content_type, fhir_response, parse_resource, read_body
 from dossier.notifications import config_from_settings
