@@ -11,7 +11,7 @@ import os
 import secrets
 import tempfile
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,6 +26,7 @@ from auth.actor import Directory
 from auth.clientauth import JtiCache
 from auth.rules import ROLES, Role
 from auth.scopes import parse_scopes
+from auth.tokenevents import TokenEvent
 from auth.tokens import StaticKeys, check_issuer_url
 
 if TYPE_CHECKING:
@@ -114,6 +115,9 @@ class DevIssuer:
         # the service's directory: which practitioners a hub may act for (token exchange);
         # without one, no hub may act for anybody
         self.directory = directory
+        # told of every token-endpoint refusal and of every backend token issued (the
+        # service writes them to its audit log); raising refuses the request (fail closed)
+        self.on_token: Callable[[TokenEvent], None] | None = None
         self._lock = threading.Lock()
         self.replay = JtiCache()
         self.codes: dict[str, dict[str, Any]] = {}  # authorization codes, single use

@@ -20,6 +20,7 @@ from auth.devflows import (
 )
 from auth.devissuer import DEMO_USERS, TOKEN_EXCHANGE, DevIssuer, demo_user
 from auth.errors import OAuthError
+from auth.tokenevents import TokenEvent, token_event
 
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 _PAGE_HEADERS = {
@@ -115,11 +116,34 @@ def build_router(issuer: DevIssuer) -> APIRouter:
             else:
                 raise OAuthError("unsupported_grant_type", "This grant type is not supported.")
         except OAuthError as error:
+            if not _told(issuer, token_event(grant_type, clean, error.error, None)):
+                return _unavailable()
             return JSONResponse(error.body(), status_code=error.status,
                                 headers={**_NO_STORE, **_challenge(error)})
+        if grant_type != "authorization_code" and not _told(
+                issuer, token_event(grant_type, clean, "success", body["access_token"])):
+            return _unavailable()  # a hub's token that cannot be logged is not issued
         return JSONResponse(body, headers=_NO_STORE)
 
     return router
+
+
+def _told(issuer: DevIssuer, event: TokenEvent) -> bool:
+    """Tell the service (its audit log) of a token decision; False when it could not."""
+    if issuer.on_token is None:
+        return True
+    try:
+        issuer.on_token(event)
+    except Exception:  # noqa: BLE001 - fail closed, whatever the cause
+        return False
+    return True
+
+
+def _unavailable() -> JSONResponse:
+    return JSONResponse({"error": "temporarily_unavailable",
+                         "error_description": "The access log cannot be written; no token "
+                                              "was issued."},
+                        status_code=503, headers=_NO_STORE)
 
 
 def _challenge(error: OAuthError) -> dict[str, str]:

@@ -25,6 +25,7 @@ from audit.store import AuditStore
 from auth import AuthError, JWKSCache, TokenValidator, bearer_token, resolve_principal
 from dossier.access import ConsentPolicy
 from dossier.audit_api import router as audit_router
+from dossier.auditing import record_token_event
 from dossier.context import RequestContext
 from dossier.crypto import KeyProvider, provider_from_settings
 from dossier.db.engine import make_engine, upgrade
@@ -152,6 +153,8 @@ def install_auth(app: FastAPI, runtime: Runtime) -> None:
         base = settings.public_base
         issuer = DevIssuer(settings.data_dir, f"{base}/auth", f"{base}/fhir",
                            directory=StoreDirectory(runtime.engine))  # whom hubs act for
+        issuer.on_token = lambda event: record_token_event(
+            runtime.audit_store, runtime.engine, runtime.query_key, event)
         app.include_router(issuer.router(), prefix="/auth")
         app.state.dev_issuer = issuer
         runtime.extras["dev_issuer"] = issuer  # $register-hub

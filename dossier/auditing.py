@@ -6,7 +6,7 @@ in a fresh transaction; if they cannot be written, the request fails (fail close
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import insert, select
@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from audit.record import Agent, Event, build_record, is_consultation
 from audit.store import AuditStore
+from auth.tokenevents import TokenEvent
 from dossier.context import RequestContext
 from dossier.db.models import notification_outbox, notification_settings
 from dossier.repository import AuditNote
@@ -104,3 +105,31 @@ def enqueue(session: Session, record: dict[str, Any], patient_id: str, agent: st
         "id": str(uuid.uuid4()), "patient_id": patient_id, "record_id": record["id"],
         "agent": agent, "urgent": urgent, "created_at": now, "channel": channel,
         "status": "pending", "attempts": 0, "next_attempt_at": now} for channel in channels])
+
+
+REFUSED_CLIENT = frozenset({"invalid_client", "unauthorized_client", "invalid_grant"})
+
+
+def record_token_event(store: AuditStore, engine: Any, query_key: bytes,
+                       event: TokenEvent) -> None:
+    """One record for a token-endpoint decision: every refusal, every backend token issued
+    (a hub as an organisation, or acting for a practitioner). A refusal names the client
+    it claimed in the detail, never as the agent: it is not authenticated."""
+    now = datetime.now(UTC)
+    if event.outcome == "success":
+        agent = Agent(who=event.fhir_user or (f"Client/{event.client}" if event.client
+                                              else None),
+                      role=event.role or "hub", client=event.client,
+                      on_behalf_of=event.on_behalf_of)
+        outcome, detail = "success", f"token {event.grant}"
+    else:
+        agent = Agent(who=None, role="unauthenticated")
+        outcome = "denied" if event.outcome in REFUSED_CLIENT else "invalid"
+        detail = f"token {event.grant} refused: {event.outcome}" + (
+            f" (claimed client {event.client})" if event.client else "")
+    record = build_record(
+        record_id=str(uuid.uuid4()), recorded=now, request_id=uuid.uuid4().hex, agent=agent,
+        patient=None, events=[Event("token", "OAuth", outcome=outcome, detail=detail)],
+        purpose=None, query_key=query_key)
+    with Session(engine) as session, session.begin():
+        store.append(session, record, recorded_at=now, patient_id=None, agent=agent.who)

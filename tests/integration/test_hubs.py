@@ -345,7 +345,13 @@ def test_hub_cannot_assert_a_practitioner_outside_its_organisation(world: World,
     oauth_error(hub.exchange(hub.org_ref), 400, "invalid_request")
 
 
+def token_records(world: World) -> list[dict[str, Any]]:
+    return [r for r in records(world) if r["events"][0]["action"] == "token"]
+
+
 def test_bad_token_requests(world: World, hub: Hub) -> None:
+    """Each refusal is the right OAuth error and an audit record naming the grant, the
+    error and the client it claimed (never as the authenticated agent)."""
     stranger = Hub(world, "hub-unknown", hub.org_ref)
     oauth_error(stranger.credentials(), 401, "invalid_client")
     impostor = ECKey.generate_key("P-256", parameters={"kid": hub.key.kid, "alg": "ES256"})
@@ -358,7 +364,46 @@ def test_bad_token_requests(world: World, hub: Hub) -> None:
     member = world.add_practitioner("Claes", "persphysician", hub.org_ref)
     expired = hub.signed(sub=member, exp=int(time.time()) - 600)
     oauth_error(hub.exchange(member, expired), 400, "invalid_request")
+    oauth_error(hub.exchange(world.gp_ref), 400, "invalid_request")  # not the hub's to relay
     oauth_error(hub.credentials(scope="system/*.cruds"), 400, "invalid_scope")
+    logged = token_records(world)
+    refused = [r for r in logged if r["outcome"] != "success"]
+    assert [r["events"][0]["detail"] for r in refused] == [
+        "token client_credentials refused: invalid_client (claimed client hub-unknown)",
+        *["token client_credentials refused: invalid_client (claimed client hub-abrumet)"] * 3,
+        *["token urn:ietf:params:oauth:grant-type:token-exchange refused: invalid_request "
+          "(claimed client hub-abrumet)"] * 2,
+        "token client_credentials refused: invalid_scope (claimed client hub-abrumet)",
+    ]
+    assert all(r["agent"] == {"role": "unauthenticated"} and r["patient"] is None
+               and r["outcome"] in ("denied", "invalid") for r in refused)
+    issued = [r for r in logged if r["outcome"] == "success"]
+    assert len(issued) == 1 and issued[0]["agent"]["client"] == "hub-abrumet"
+    assert issued[0]["agent"]["who"] == hub.org_ref
+
+
+def test_tokens_for_a_practitioner_are_logged_and_fail_closed(world: World, hub: Hub) -> None:
+    member = world.add_practitioner("Claes", "persphysician", hub.org_ref)
+    hub.acting_for(member)
+    (issued,) = [r for r in token_records(world) if r["outcome"] == "success"]
+    assert issued["agent"]["who"] == member and issued["agent"]["on_behalf_of"] == member
+    assert issued["agent"]["client"] == "hub-abrumet"
+    # the access log cannot be written: no token is issued
+    store = world.app.state.runtime.audit_store
+    original = store.append
+
+    def broken(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("disk full")
+
+    store.append = broken
+    try:
+        r = hub.exchange(member)
+        oauth_error(r, 503, "temporarily_unavailable")
+        assert "access_token" not in r.text
+        oauth_error(Hub(world, "hub-unknown", hub.org_ref).credentials(), 503,
+                    "temporarily_unavailable")
+    finally:
+        store.append = original
 
 
 def test_hub_as_organisation_reads_exactly_the_grant(world: World, hub: Hub) -> None:
