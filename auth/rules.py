@@ -14,7 +14,8 @@ Role = Literal["citizen", "practitioner", "auditor", "admin", "hub"]
 ROLES: tuple[Role, ...] = ("citizen", "practitioner", "auditor", "admin", "hub")
 
 # The directory, kept by admin and readable by every authenticated user.
-DIRECTORY_TYPES = frozenset({"Organization", "Practitioner", "PractitionerRole", "Group"})
+DIRECTORY_TYPES = frozenset({"Organization", "Practitioner", "PractitionerRole", "Group",
+                             "Endpoint"})
 
 # Resource types that live in a patient's compartment.
 COMPARTMENT_TYPES = frozenset({

@@ -32,7 +32,15 @@ from dossier.db.engine import make_engine, upgrade
 from dossier.db.models import audit_tables
 from dossier.directory import StoreDirectory
 from dossier.errors import DossierError
-from dossier.fhir import citizen_ops, content_ops, erase, export, hub_ops, patient_ops  # noqa: F401 - register operations
+from dossier.fhir import (  # noqa: F401 - register operations
+    citizen_ops,
+    content_ops,
+    erase,
+    export,
+    hub_ops,
+    locator_ops,
+    patient_ops,
+)
 from dossier.fhir.routes import router as fhir_router
 from dossier.fhir.subscription_routes import router as subscription_router
 from dossier.fhir.wire import fhir_response

@@ -56,7 +56,7 @@ class Profile:
 
 PRIMITIVES: Mapping[str, type] = {
     "boolean": bool, "integer": int, "positiveInt": int, "unsignedInt": int,
-    "string": str, "code": str, "id": str, "uri": str, "canonical": str,
+    "string": str, "code": str, "id": str, "uri": str, "url": str, "canonical": str,
     "date": str, "dateTime": str, "instant": str,
 }
 
@@ -215,6 +215,19 @@ _GROUP = resource({
     }, many=True),
 })
 
+# A FHIR REST server known to this one (a hub, another Dossier instance, this one):
+# the locator's directory. Connection details only; `header` (secrets) is refused.
+_ENDPOINT = resource({
+    "identifier": el("Identifier", many=True),
+    "status": el("code", required=True, binding=vs("endpoint-status")),
+    "connectionType": el("Coding", required=True, binding=vs("endpoint-connection-type")),
+    "name": el("string"),
+    "managingOrganization": ref("Organization"),
+    "payloadType": el("CodeableConcept", many=True, required=True,
+                      binding=vs("endpoint-payload-type")),
+    "address": el("url", required=True),  # https (http on loopback): schemas.rules
+})
+
 _CARE_TEAM = resource({
     "status": el("code", binding=vs("care-team-status")),
     "subject": ref("Patient", required=True),
@@ -297,6 +310,7 @@ PROFILES: Mapping[str, Profile] = {
         Profile("PractitionerRole", _PRACTITIONER_ROLE),
         Profile("Organization", _ORGANIZATION),
         Profile("Group", _GROUP),
+        Profile("Endpoint", _ENDPOINT),
         Profile("RelatedPerson", _RELATED_PERSON, patient=("patient",), encrypted=PERSONAL,
                 category="network"),
         Profile("CareTeam", _CARE_TEAM, patient=("subject",), category="network",
@@ -314,7 +328,7 @@ PROFILES: Mapping[str, Profile] = {
 SUPPORTED_TYPES: tuple[str, ...] = tuple(t for t, p in PROFILES.items() if p.root is not None)
 SERVER_WRITTEN_TYPES: tuple[str, ...] = tuple(t for t, p in PROFILES.items() if p.root is None)
 DIRECTORY_TYPES: frozenset[str] = frozenset(
-    {"Organization", "Practitioner", "PractitionerRole", "Group"})
+    {"Organization", "Practitioner", "PractitionerRole", "Group", "Endpoint"})
 
 
 def element_at(resource_type: str, path: str) -> Element | None:

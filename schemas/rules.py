@@ -6,12 +6,16 @@
 - Consent provisions (§12): a permit names an actor, actions and categories; a
   deny names an actor, or refuses break-the-glass (purpose BTG, no actor).
 - NISS/INSZ identifiers carry a valid check number.
+- An Endpoint's address is an absolute https URL (http only on a loopback host) of at most
+  255 characters (the search index keeps 255), with no user, query or fragment.
 """
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from schemas import terminology
 from schemas.paths import codings
@@ -97,10 +101,43 @@ def ssin_identifiers(resource: Mapping[str, Any], walker: Walker) -> None:
                                  "11 digits ending in their check number.", "value")
 
 
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def server_url(text: str) -> bool:
+    """An absolute https URL of a server (http on a loopback host, for tests and dev);
+    no user or password, query or fragment."""
+    try:
+        parts = urlsplit(text)
+        port_ok = parts.port is None or parts.port > 0
+    except ValueError:
+        return False
+    if not parts.hostname or not port_ok or parts.username is not None or \
+            parts.password is not None or any(c in text for c in "?# \t\r\n"):
+        return False
+    return parts.scheme == "https" or (parts.scheme == "http" and _loopback(parts.hostname))
+
+
+def endpoint_address(resource: Mapping[str, Any], walker: Walker) -> None:
+    address = resource.get("address")
+    if isinstance(address, str) and address.strip() and (
+            len(address) > 255 or not server_url(address)):
+        walker.add("Endpoint.address", "Endpoint.address must be an absolute https URL (http "
+                   "only on a loopback host) of at most 255 characters, without user, query "
+                   "or fragment.", "value")
+
+
 RULES: Mapping[str, tuple[Rule, ...]] = {
     "Observation": (fragility_components,),
     "Consent": (consent_provision,),
     "Patient": (ssin_identifiers,),
     "RelatedPerson": (ssin_identifiers,),
     "Practitioner": (ssin_identifiers,),
+    "Endpoint": (endpoint_address,),
 }

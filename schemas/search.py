@@ -66,6 +66,13 @@ _PARAMS: Mapping[str, tuple[SearchParam, ...]] = {
         _ref("member", "member.entity", "Practitioner", "PractitionerRole"),
         _token("code", "code"), _token("type", "type"), _token("actual", "actual"),
     ),
+    "Endpoint": (
+        _token("identifier", "identifier"), _token("status", "status"),
+        SearchParam("name", "string", ("name",)),
+        _ref("organization", "managingOrganization", "Organization"),
+        _token("connection-type", "connectionType"), _token("payload-type", "payloadType"),
+        _token("address", "address"),  # exact match on the whole URL
+    ),
     "RelatedPerson": (
         _ref("patient", "patient", "Patient"), _token("identifier", "identifier"),
         _token("relationship", "relationship"), _token("active", "active"),

@@ -22,6 +22,22 @@ def organization(name: str = "CPAS de Saint-Gilles", sector: str = "social") -> 
                                   "code": sector}]}]}
 
 
+def endpoint(address: str = "https://hub.abrumet.example/fhir",
+             organization_ref: str | None = None, status: str = "active",
+             name: str = "Abrumet FHIR") -> dict[str, Any]:
+    """A FHIR REST server in the locator's directory."""
+    res: dict[str, Any] = {
+        "resourceType": "Endpoint", "status": status, "name": name,
+        "connectionType": {"system": "http://terminology.hl7.org/CodeSystem/"
+                                     "endpoint-connection-type", "code": "hl7-fhir-rest"},
+        "payloadType": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/"
+                                               "endpoint-payload-type", "code": "any"}]}],
+        "address": address}
+    if organization_ref:
+        res["managingOrganization"] = {"reference": organization_ref}
+    return res
+
+
 def practitioner(family: str = "Dupont", given: str = "Anne") -> dict[str, Any]:
     return {"resourceType": "Practitioner", "active": True,
             "name": [{"family": family, "given": [given]}]}

@@ -58,7 +58,7 @@ R = resources.c
 COMPARTMENT_TYPES = ("Patient", "Task", "CareTeam", "RelatedPerson", "Observation", "Flag",
                      "Provenance")
 # ... and, at system level only, the directory that those entries refer to.
-DIRECTORY_TYPES = ("Organization", "Practitioner", "PractitionerRole")
+DIRECTORY_TYPES = ("Organization", "Practitioner", "PractitionerRole", "Endpoint")
 OUTPUT_FORMATS = frozenset({"application/fhir+ndjson", "application/ndjson", "ndjson"})
 EXPORT_ROLES = frozenset({"hub", "practitioner"})
 KEEP_FILES = timedelta(hours=1)  # a completed export is downloadable this long

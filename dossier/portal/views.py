@@ -38,7 +38,7 @@ TYPE_LABELS = {
     "Consent": N_("access choices"), "AuditEvent": N_("access log"),
     "Communication": N_("notifications"), "Practitioner": N_("directory"),
     "PractitionerRole": N_("directory"), "Organization": N_("directory"),
-    "Group": N_("directory"),
+    "Group": N_("directory"), "Endpoint": N_("directory"),
 }
 
 

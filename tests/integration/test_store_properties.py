@@ -15,7 +15,7 @@ from tests import factories as f
 from tests.integration.conftest import World
 from tests.unit.schemas.strategies import invalid_resource, mutations, valid_resource
 
-DIRECTORY = ("Organization", "Practitioner", "PractitionerRole", "Group")
+DIRECTORY = ("Organization", "Practitioner", "PractitionerRole", "Group", "Endpoint")
 DOSSIER = ("Patient", "RelatedPerson", "CareTeam", "Task", "Observation")
 SETTINGS = settings(max_examples=15, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.function_scoped_fixture,

@@ -86,7 +86,7 @@ JSONISH = st.recursive(
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.dictionaries(st.sampled_from(sorted(subs.FIELDS) + ["extension", "contact"]),
+@given(st.dictionaries(st.sampled_from([*sorted(subs.FIELDS), "extension", "contact"]),
                        JSONISH, max_size=6))
 def test_any_other_input_is_a_clean_422(raw: dict[str, Any]) -> None:
     """Whatever arrives, the answer is a parsed request or a 422 naming an element —
@@ -94,8 +94,7 @@ def test_any_other_input_is_a_clean_422(raw: dict[str, Any]) -> None:
     candidate = {**raw, "resourceType": "Subscription"}
     try:
         req = subs.parse_request(candidate, NOW, allow_local=False)
-    except Unprocessable as exc:
-        assert exc.status == 422
+    except Unprocessable:  # a 422 (Unprocessable.status)
         return
     assert candidate["criteria"] == subs.TOPIC
     assert req.endpoint.startswith("https://")

@@ -70,3 +70,15 @@ def consent() -> dict[str, Any]:
             "securityLabel": [{"system": schemas.CATEGORY_SYSTEM, "code": "fragility"}],
         },
     }
+
+
+def endpoint() -> dict[str, Any]:
+    return {
+        "resourceType": "Endpoint", "id": "e1", "status": "active", "name": "Abrumet",
+        "connectionType": {"system": "http://terminology.hl7.org/CodeSystem/"
+                                     "endpoint-connection-type", "code": "hl7-fhir-rest"},
+        "payloadType": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/"
+                                               "endpoint-payload-type", "code": "any"}]}],
+        "managingOrganization": {"reference": "Organization/o1"},
+        "address": "https://hub.abrumet.example/fhir",
+    }

@@ -165,6 +165,15 @@ groups = _resource("Group", {"type": st.just("practitioner"), "actual": st.boole
     "member": _many(st.fixed_dictionaries(
         {"entity": ref("Practitioner", "PractitionerRole")},
         optional={"period": periods(), "inactive": st.booleans()}), 3)})
+_hosts = st.from_regex(r"[a-z][a-z0-9\-]{0,20}\.(be|brussels|example)", fullmatch=True)
+endpoint_addresses = st.one_of(
+    st.builds(lambda h, p: f"https://{h}{p}", _hosts, st.sampled_from(["", "/fhir", "/r4/"])),
+    st.builds(lambda port: f"http://127.0.0.1:{port}/fhir", st.integers(1024, 65535)))
+endpoints = _resource("Endpoint", {
+    "status": code("endpoint-status"), "connectionType": coding("endpoint-connection-type"),
+    "payloadType": _many(concept("endpoint-payload-type"), 1), "address": endpoint_addresses,
+}, {"identifier": _many(identifier_any, 1), "name": words,
+    "managingOrganization": ref("Organization")})
 
 _discharge = st.builds(lambda v: [{"url": schemas.AVAILABLE_AT_DISCHARGE_URL,
                                    "valueBoolean": v}], st.booleans())
@@ -239,7 +248,8 @@ consents = _resource("Consent", {
 
 VALID: dict[str, st.SearchStrategy[Resource]] = {
     "Patient": patients, "Practitioner": practitioners, "PractitionerRole": practitioner_roles,
-    "Organization": organizations, "Group": groups, "RelatedPerson": related_persons,
+    "Organization": organizations, "Group": groups, "Endpoint": endpoints,
+    "RelatedPerson": related_persons,
     "CareTeam": care_teams, "Task": tasks, "Observation": observations, "Flag": flags,
     "Consent": consents,
 }
@@ -262,7 +272,8 @@ secrets = st.from_regex(r"QX[A-Z0-9]{10}", fullmatch=True)  # never occurs by ch
 _BOUND: dict[str, tuple[str, str]] = {
     "Patient": ("gender", "code"), "Practitioner": ("telecom", "contact"),
     "PractitionerRole": ("code", "concepts"), "Organization": ("type", "concepts"),
-    "Group": ("type", "code"), "RelatedPerson": ("relationship", "concepts"),
+    "Group": ("type", "code"), "Endpoint": ("status", "code"),
+    "RelatedPerson": ("relationship", "concepts"),
     "CareTeam": ("status", "code"), "Task": ("code", "concept"),
     "Observation": ("code", "concept"), "Flag": ("code", "concept"),
     "Consent": ("scope", "concept"),

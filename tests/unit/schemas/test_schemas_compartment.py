@@ -14,11 +14,11 @@ ROLE = schemas.NETWORK_ROLE_SYSTEM
 
 def test_supported_and_server_written_types() -> None:
     assert schemas.SUPPORTED_TYPES == (
-        "Patient", "Practitioner", "PractitionerRole", "Organization", "Group",
+        "Patient", "Practitioner", "PractitionerRole", "Organization", "Group", "Endpoint",
         "RelatedPerson", "CareTeam", "Task", "Observation", "Flag", "Consent")
     assert schemas.SERVER_WRITTEN_TYPES == ("AuditEvent", "Provenance", "Communication")
-    assert {"Organization", "Practitioner", "PractitionerRole",
-                                       "Group"} == schemas.DIRECTORY_TYPES
+    assert {"Organization", "Practitioner", "PractitionerRole", "Group",
+            "Endpoint"} == schemas.DIRECTORY_TYPES
 
 
 @pytest.mark.parametrize(("resource", "expected"), [
