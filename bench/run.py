@@ -26,6 +26,7 @@ import bench_consent
 import bench_crypto
 import bench_reads
 import bench_search
+import bench_subscriptions
 import bench_verify_db
 from harness import SIZES, Ratio, Section, Size, Table, load_average, machine, ratio_cell
 from world import PG_ADMIN_URL, postgres_reachable, seeded
@@ -113,6 +114,30 @@ with the log, so does the per-record cost of `integrate` and `verify`. Last, the
 pure core in memory (bench/bench_audit_verify.py, one run each) for reference.
 """
 
+SUBSCRIPTIONS = """\
+What topic-based Subscriptions cost a write of a dossier entry (bench/bench_subscriptions.py):
+on every write, `dossier.subscriptions.capture` runs in the writer's transaction and, for
+each active subscription whose filters match, resolves the subscriber in the directory,
+asks the consent engine whether the subscriber may read the entry and, if so, queues an
+event. Measured: `POST /fhir/Task` by the GP into the first 10 seeded dossiers, on the
+shipped app. 100 more practitioners are in the directory; 50 of them hold a grant (all
+categories, access and collect) from each of those 10 citizens, the other 50 none; each
+of the 100 made one Subscription (no filter, rest-hook, id-only) through
+`POST /fhir/Subscription`, its handshake answered by a small HTTP server on loopback.
+Baseline: the same writes with all 100 subscriptions `off`. Subjects: 10 or 50 active
+subscriptions of granted subscribers (every write queues one event per subscription: the
+worst case) and 50 of subscribers without a grant (the same questions, answered no,
+nothing queued). The variant's subscriptions are set `active` and the others `off`
+directly in the database between rounds, outside the timed batches (`capture` skips `off`
+subscriptions, as it does expired ones); the run checks after every round that exactly
+(writes × granted active subscriptions) events were queued. The delivery worker does not
+run: events accumulate and are never sent. "ms per subscription" is (ratio − 1) ×
+baseline time per write / active subscriptions. Each subscription's check builds its own
+`ConsentPolicy`, which reads and parses every Consent of the written dossier (51 here:
+the GP's and the 50 granted subscribers'), and resolves its subscriber in the directory
+(two queries), so the cost per subscription grows with the Consents in the dossier.
+"""
+
 
 def timed(section: Callable[[], Section]) -> Section:
     began = time.perf_counter()
@@ -141,6 +166,7 @@ def run(size: Size, kinds: list[str], skipped: str) -> str:
     consent = [timed(lambda: bench_consent.measure(size.consent_patients, 50, size.repeat))]
     encryption = [timed(lambda: bench_crypto.measure(size.repeat))]
     audit: list[Section] = []
+    subscriptions: list[Section] = []
     for kind in kinds:
         print(f"[bench] seeding {kind} …", file=sys.stderr)
         seed_began = time.perf_counter()
@@ -152,13 +178,17 @@ def run(size: Size, kinds: list[str], skipped: str) -> str:
             encryption.append(timed(partial(bench_reads.measure, w, size)))
             print(f"[bench] {kind}: audited reads …", file=sys.stderr)
             audit.append(timed(partial(bench_audit_reads.measure, w, size)))
+            # last: it adds practitioners, Consents and Tasks to the seeded dossiers
+            print(f"[bench] {kind}: writes with subscriptions …", file=sys.stderr)
+            subscriptions.append(timed(partial(bench_subscriptions.measure, w, size)))
         audit[-1].seconds += seeding
     print(f"[bench] audit verify on {size.verify_records:,} records …", file=sys.stderr)
     audit.append(timed(lambda: bench_verify_db.measure(size.verify_records, size.repeat)))
     audit.append(timed(lambda: bench_audit_verify.measure(size.core_records, 2000)))
     sections = [merge(bench_search.TITLE, CONSENT, consent),
                 merge(bench_reads.TITLE, ENCRYPTION, encryption),
-                merge(bench_audit_reads.TITLE, AUDIT, audit)]
+                merge(bench_audit_reads.TITLE, AUDIT, audit),
+                merge(bench_subscriptions.TITLE, SUBSCRIPTIONS, subscriptions)]
     ratios = [r for s in sections for r in s.ratios]
     pg_url = PG_ADMIN_URL if "postgres" in kinds else None
     head = [
