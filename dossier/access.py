@@ -8,6 +8,8 @@ and keeps nothing beyond the request (revocation is immediate).
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable
 from datetime import datetime
 from itertools import combinations
@@ -47,6 +49,58 @@ def subsets(granted: frozenset[str]) -> list[str]:
     return [",".join(c) for n in range(1, len(items) + 1) for c in combinations(items, n)]
 
 
+_PARSED: OrderedDict[tuple[str, int, datetime], Any] = OrderedDict()
+_PARSED_MAX = 50_000
+_PARSED_LOCK = threading.Lock()
+_UNREADABLE = object()
+
+
+def _parsed(key: tuple[str, int, datetime], content: Any) -> consent.Provision | None:
+    """A stored Consent version, parsed. A version never changes, so its parse is kept
+    (by id, version and time written) across requests; which Consents are active is still
+    read from the database at every request, and every decision is made afresh. Raises
+    ConsentFormatError for a Consent that cannot be read."""
+    with _PARSED_LOCK:
+        if key in _PARSED:
+            _PARSED.move_to_end(key)
+            found = _PARSED[key]
+            if found is _UNREADABLE:
+                raise consent.ConsentFormatError("unreadable stored Consent")
+            return found
+    try:
+        provision: Any = consent.parse_consent(content)
+    except consent.ConsentFormatError:
+        provision = _UNREADABLE
+    with _PARSED_LOCK:
+        _PARSED[key] = provision
+        while len(_PARSED) > _PARSED_MAX:
+            _PARSED.popitem(last=False)
+    if provision is _UNREADABLE:
+        raise consent.ConsentFormatError("unreadable stored Consent")
+    return provision  # type: ignore[no-any-return]
+
+
+def load_consents(session: Session, patient_ids: list[str]) -> dict[str, list[consent.Provision]]:
+    """The provisions of the patients' current Consents, one query per 500 patients."""
+    out: dict[str, list[consent.Provision]] = {pid: [] for pid in patient_ids}
+    unreadable: set[str] = set()
+    for start in range(0, len(patient_ids), 500):
+        chunk = patient_ids[start:start + 500]
+        for pid, rid, version, written, content in session.execute(select(
+                R.patient_id, R.res_id, R.version_id, R.last_updated, R.content).where(
+                R.res_type == "Consent", R.patient_id.in_(chunk), R.deleted == false())):
+            try:
+                provision = _parsed((rid, version, written), content)
+            except consent.ConsentFormatError:
+                unreadable.add(pid)  # could be an exclusion: fail closed
+                continue
+            if provision is not None:
+                out[pid].append(provision)
+    for pid in unreadable:
+        out[pid] = [DENY_ALL]
+    return out
+
+
 class ConsentPolicy:
     def __init__(self, session: Session, principal: Principal, now: datetime) -> None:
         self.session = session
@@ -81,14 +135,15 @@ class ConsentPolicy:
             self._load([patient_id])
         return self._provisions[patient_id]
 
+    def preload(self, patient_id: str, provisions: list[consent.Provision]) -> None:
+        """Use Consents already read in this transaction (`load_consents`); only without
+        break-the-glass, whose grants are the actor's own."""
+        assert not self.break_glass_allowed
+        self._provisions[patient_id] = provisions
+
     def _load(self, patient_ids: list[str]) -> None:
         """Read the Consents and break-the-glass grants of several patients in two queries."""
-        contents: dict[str, list[Any]] = {pid: [] for pid in patient_ids}
-        for start in range(0, len(patient_ids), 500):
-            chunk = patient_ids[start:start + 500]
-            for pid, content in self.session.execute(select(R.patient_id, R.content).where(
-                    R.res_type == "Consent", R.patient_id.in_(chunk), R.deleted == false())):
-                contents[pid].append(content)
+        consents = load_consents(self.session, patient_ids)
         grants: dict[str, list[Any]] = {pid: [] for pid in patient_ids}
         if self.principal.practitioner and self.break_glass_allowed:
             for start in range(0, len(patient_ids), 500):
@@ -99,23 +154,12 @@ class ConsentPolicy:
                         break_glass.c.expires_at > self.now)):
                     grants[g.patient_id].append(g)
         for pid in patient_ids:
-            self._provisions[pid] = self._parse(contents[pid], grants[pid])
-
-    @staticmethod
-    def _parse(contents: list[Any], grants: list[Any]) -> list[consent.Provision]:
-        out: list[consent.Provision] = []
-        for content in contents:
-            try:
-                provision = consent.parse_consent(content)
-            except consent.ConsentFormatError:
-                # a stored Consent we cannot read could be an exclusion: fail closed
-                return [DENY_ALL]
-            if provision is not None:
-                out.append(provision)
-        for g in grants:
-            out.append(consent.break_glass_provision(g.practitioner, g.granted_at,
-                                                     g.minutes, f"break-glass/{g.id}"))
-        return out
+            if consents[pid][:1] == [DENY_ALL]:  # an unreadable Consent: nothing else counts
+                self._provisions[pid] = [DENY_ALL]
+                continue
+            self._provisions[pid] = consents[pid] + [
+                consent.break_glass_provision(g.practitioner, g.granted_at, g.minutes,
+                                              f"break-glass/{g.id}") for g in grants[pid]]
 
     def granted(self, patient_id: str, action: str = "access") -> frozenset[str]:
         provisions = self.provisions(patient_id)

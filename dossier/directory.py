@@ -66,16 +66,55 @@ class StoreDirectory:
                 R.res_id.in_(select(S.res_id).where(
                     S.res_type == "PractitionerRole", S.param == "practitioner",
                     S.value == practitioner_ref)))).all()
-        out: list[tuple[str | None, str | None]] = []
-        for (content,) in rows:
-            if not _active(content) or not _in_period(content.get("period"), at):
-                continue
-            org = (content.get("organization") or {}).get("reference")
-            codes = [c.get("code") for cc in content.get("code") or []
-                     for c in cc.get("coding") or [] if c.get("system") == PROFESSION_SYSTEM]
-            for code in codes or [None]:
-                out.append((org, code))
-        return out
+        return _memberships([content for (content,) in rows], at)
+
+
+class PreloadedDirectory:
+    """The same answers as StoreDirectory for a known set of practitioners, read in two
+    queries inside one transaction (subscriptions ask for many at every write). Lives
+    no longer than that transaction."""
+
+    def __init__(self, session: Session, references: list[str]) -> None:
+        ids = sorted({r.partition("/")[2] for r in references
+                      if r.startswith("Practitioner/")})
+        self.active: set[str] = set()
+        self.roles: dict[str, list[dict[str, Any]]] = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            refs = [f"Practitioner/{i}" for i in chunk]
+            for rid, content in session.execute(select(R.res_id, R.content).where(
+                    R.res_type == "Practitioner", R.res_id.in_(chunk),
+                    R.deleted == false())):
+                if _active(content):
+                    self.active.add(f"Practitioner/{rid}")
+            for ref, content in session.execute(
+                    select(S.value, R.content).select_from(resources).join(
+                        search_index, (S.res_type == R.res_type) & (S.res_id == R.res_id)
+                    ).where(R.res_type == "PractitionerRole", R.deleted == false(),
+                            S.param == "practitioner", S.value.in_(refs))):
+                self.roles.setdefault(ref, []).append(content)
+
+    def practitioner_active(self, reference: str) -> bool:
+        return reference in self.active
+
+    def active_roles(self, practitioner_ref: str,
+                     at: datetime) -> list[tuple[str | None, str | None]]:
+        return _memberships(self.roles.get(practitioner_ref, []), at)
+
+
+def _memberships(contents: list[dict[str, Any]],
+                 at: datetime) -> list[tuple[str | None, str | None]]:
+    """(organization, profession code) of each PractitionerRole active at `at`."""
+    out: list[tuple[str | None, str | None]] = []
+    for content in contents:
+        if not _active(content) or not _in_period(content.get("period"), at):
+            continue
+        org = (content.get("organization") or {}).get("reference")
+        codes = [c.get("code") for cc in content.get("code") or []
+                 for c in cc.get("coding") or [] if c.get("system") == PROFESSION_SYSTEM]
+        for code in codes or [None]:
+            out.append((org, code))
+    return out
 
 
 PROFESSION_SYSTEM = "https://www.ehealth.fgov.be/standards/fhir/core/CodeSystem/cd-hcparty"

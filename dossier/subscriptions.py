@@ -28,11 +28,12 @@ from sqlalchemy.orm import Session
 
 from audit.transport import DeliveryError, check_webhook_url, post
 from auth import InvalidToken, Principal, parse_scopes, resolve_principal
+from auth.actor import Directory
 from auth.tokens import TokenClaims
-from dossier.access import ConsentPolicy
+from dossier.access import ConsentPolicy, load_consents
 from dossier.context import RequestContext
 from dossier.db.models import subscription_events, subscriptions
-from dossier.directory import StoreDirectory
+from dossier.directory import PreloadedDirectory, StoreDirectory
 from dossier.errors import DossierError, Unprocessable
 from dossier.fhir.bundles import instant
 from dossier.fhir.search import parse_date
@@ -219,25 +220,42 @@ def resource_of(sub_id: str, req: Request, status: str, created: datetime) -> di
 
 # ---------------------------------------------------------------- the subscriber
 
-def subscriber_claims(principal: Principal) -> dict[str, Any]:
-    """What the subscriber's later decisions are made on (their token expires long before)."""
+def subscriber_claims(principal: Principal, relay_org: str | None = None) -> dict[str, Any]:
+    """What the subscriber's later decisions are made on (their token expires long before).
+    `relay_org`: for a hub acting for a practitioner, the Organization the hub is
+    registered for — the practitioner must still work there at every event."""
     return {"role": principal.role, "client_id": principal.client_id,
             "fhir_user": principal.fhir_user, "subject": principal.subject,
-            "scope": " ".join(str(s) for s in principal.scopes)}
+            "scope": " ".join(str(s) for s in principal.scopes), "relay_org": relay_org}
 
 
-def subscriber_principal(claims: dict[str, Any], directory: StoreDirectory,
+def subscriber_principal(claims: dict[str, Any], directory: Directory,
                          now: datetime) -> Principal | None:
     """The subscriber as of `now`, from the directory (None when no longer valid, e.g. a
     practitioner who left the hub's organisation)."""
     try:
-        return resolve_principal(TokenClaims(
+        principal = resolve_principal(TokenClaims(
             subject=claims["subject"], issuer="", client_id=claims["client_id"],
             fhir_user=claims["fhir_user"], roles=frozenset({claims["role"]}),
             scopes=parse_scopes(claims["scope"]), expires_at=now,
             raw_scope=claims["scope"]), directory, now)
     except (InvalidToken, KeyError):
         return None
+    relay_org = claims.get("relay_org")
+    if relay_org and relay_org not in principal.organizations:
+        return None  # the hub may no longer act for this practitioner
+    return principal
+
+
+def relay_org_of(rt: Any, principal: Principal) -> str | None:
+    """The Organization a hub acting for a practitioner is registered for (embedded issuer;
+    with an external provider, the provider checks the relay when it issues tokens)."""
+    issuer = rt.extras.get("dev_issuer")
+    if principal.role != "hub" or not principal.on_behalf_of or issuer is None \
+            or not principal.client_id:
+        return None
+    client = issuer.client(principal.client_id)
+    return client.fhir_user if client is not None else None
 
 
 def may_see(policy: Any, meta: RowMeta) -> bool:
@@ -265,14 +283,26 @@ def capture(engine: Any, repo: Repository, stored: Stored) -> None:
         return
     now = repo.ctx.now
     session = repo.session
-    subs = session.execute(select(SUB.id, SUB.subscriber, SUB.filters).where(
+    subs = [sub for sub in session.execute(select(SUB.id, SUB.subscriber, SUB.filters).where(
         SUB.status == "active", SUB.topic == TOPIC, SUB.end_at > now)).all()
+        if _matches(sub.filters, stored.resource_type, meta.patient_id)]
+    if not subs:
+        return
+    # read once per write, in this transaction: the person's Consents (break-the-glass is
+    # off for subscriptions, so they are the same for every subscriber) and the directory
+    # entries of every subscriber; each decision is still the subscriber's own
+    provisions = load_consents(session, [meta.patient_id])[meta.patient_id]
+    directory = PreloadedDirectory(session, [sub.subscriber.get("fhir_user") or ""
+                                             for sub in subs])
     rows = []
     for sub in subs:
-        if not _matches(sub.filters, stored.resource_type, meta.patient_id):
+        principal = subscriber_principal(sub.subscriber, directory, now)
+        if principal is None:
             continue
-        principal = subscriber_principal(sub.subscriber, StoreDirectory(engine, session), now)
-        if principal is None or not may_see(ConsentPolicy(session, principal, now), meta):
+        policy = ConsentPolicy(session, principal, now)
+        policy.break_glass_allowed = False
+        policy.preload(meta.patient_id, provisions)
+        if not may_see(policy, meta):
             continue
         rows.append({"subscription_id": sub.id, "patient_id": meta.patient_id,
                      "res_type": stored.resource_type, "res_id": stored.id,

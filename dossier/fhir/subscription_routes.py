@@ -101,7 +101,9 @@ async def create(request: Request) -> Response:
         resource = subs.resource_of(sub_id, req, "active", ctx.now)
         repo.session.execute(insert(subscriptions).values(
             id=sub_id, owner=owner_of(ctx.principal),
-            subscriber=subs.subscriber_claims(ctx.principal), status="active",
+            subscriber=subs.subscriber_claims(ctx.principal,
+                                              subs.relay_org_of(rt, ctx.principal)),
+            status="active",
             topic=subs.TOPIC, filters=[list(f) for f in req.filters],
             endpoint=req.endpoint, content=req.content, resource=resource,
             events_sent=0, failures=0, created_at=ctx.now, end_at=req.end,

@@ -403,3 +403,54 @@ def test_queued_events_survive_a_restart(tmp_path: Path, database_url: str | Non
         again.state.runtime.engine.dispose()
     with Session(again.state.runtime.engine) as session:
         assert session.execute(select(subscriptions_table.c.events_sent)).scalar_one() == 1
+
+
+# ---------------------------------------------------------------- the subscriber changes
+
+def test_a_practitioner_who_leaves_the_hub_is_no_longer_told(world: World, hub: Hub,
+                                                             claes: str, hook: Hook) -> None:
+    """The subscriber is resolved from the directory at every event: Claes's role at the
+    hub's organisation ends, so the hub may no longer act for him, and nothing is queued
+    although his own grant still stands."""
+    pid = world.consented()
+    world.grant(pid, claes, ("demarches",), ("access",))
+    subscribe(acting_for(hub, claes), hook.url)
+    world.gp.create(f.task(f"Patient/{pid}"))
+    assert queued(world) == 1
+    role = world.admin.get("/fhir/PractitionerRole", params={"practitioner": claes}).json()
+    entry = role["entry"][0]["resource"]
+    ended = {**entry, "active": False}
+    ended.pop("meta")
+    assert world.admin.put(f"/fhir/PractitionerRole/{entry['id']}", ended).status_code == 200
+    world.gp.create(f.task(f"Patient/{pid}"))
+    assert queued(world) == 1  # only the event from before ...
+    assert deliver(world) == 0  # ... and it is dropped at delivery
+    assert queued(world) == 0 and len(hook.received) == 1  # the handshake only
+
+
+def test_the_preloaded_directory_answers_like_the_store(world: World) -> None:
+    """What a write's subscription check reads in two queries equals what the token path
+    reads per practitioner: active or not, and each active role (period respected)."""
+    from dossier.directory import PreloadedDirectory, StoreDirectory
+
+    org2 = f"Organization/{world.admin.create(f.organization('CPAS Ixelles', 'social'))['id']}"
+    both = world.add_practitioner("Peeters", "persnurse", org2)
+    world.admin.create(f.practitioner_role(both, world.org_ref, "perssocialworker"))
+    world.admin.create({**f.practitioner_role(both, org2, "persphysician"),
+                        "period": {"start": "2020-01-01", "end": "2021-01-01"}})
+    gone = world.add_practitioner("Gone", "persphysician")
+    body = world.admin.get(f"/fhir/{gone}").json()
+    body.pop("meta")
+    assert world.admin.put(f"/fhir/{gone}", {**body, "active": False}).status_code == 200
+    refs = [both, gone, world.gp_ref, world.sw_ref, "Practitioner/nobody", "Organization/x"]
+    engine = world.app.state.runtime.engine
+    now = datetime.now(UTC)
+    with Session(engine) as session:
+        preloaded = PreloadedDirectory(session, refs)
+        store = StoreDirectory(engine, session)
+        for ref in refs:
+            assert preloaded.practitioner_active(ref) == store.practitioner_active(ref), ref
+            assert sorted(preloaded.active_roles(ref, now), key=str) == \
+                sorted(store.active_roles(ref, now), key=str), ref
+    assert sorted(store_roles := StoreDirectory(engine).active_roles(both, now), key=str) == \
+        sorted([(world.org_ref, "perssocialworker"), (org2, "persnurse")], key=str), store_roles
