@@ -8,8 +8,6 @@ and keeps nothing beyond the request (revocation is immediate).
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from collections.abc import Iterable
 from datetime import datetime
 from itertools import combinations
@@ -49,48 +47,17 @@ def subsets(granted: frozenset[str]) -> list[str]:
     return [",".join(c) for n in range(1, len(items) + 1) for c in combinations(items, n)]
 
 
-_PARSED: OrderedDict[tuple[str, int, datetime], Any] = OrderedDict()
-_PARSED_MAX = 50_000
-_PARSED_LOCK = threading.Lock()
-_UNREADABLE = object()
-
-
-def _parsed(key: tuple[str, int, datetime], content: Any) -> consent.Provision | None:
-    """A stored Consent version, parsed. A version never changes, so its parse is kept
-    (by id, version and time written) across requests; which Consents are active is still
-    read from the database at every request, and every decision is made afresh. Raises
-    ConsentFormatError for a Consent that cannot be read."""
-    with _PARSED_LOCK:
-        if key in _PARSED:
-            _PARSED.move_to_end(key)
-            found = _PARSED[key]
-            if found is _UNREADABLE:
-                raise consent.ConsentFormatError("unreadable stored Consent")
-            return found
-    try:
-        provision: Any = consent.parse_consent(content)
-    except consent.ConsentFormatError:
-        provision = _UNREADABLE
-    with _PARSED_LOCK:
-        _PARSED[key] = provision
-        while len(_PARSED) > _PARSED_MAX:
-            _PARSED.popitem(last=False)
-    if provision is _UNREADABLE:
-        raise consent.ConsentFormatError("unreadable stored Consent")
-    return provision  # type: ignore[no-any-return]
-
-
 def load_consents(session: Session, patient_ids: list[str]) -> dict[str, list[consent.Provision]]:
-    """The provisions of the patients' current Consents, one query per 500 patients."""
+    """The provisions of the patients' current Consents, read and parsed now (one query
+    per 500 patients). A Consent that cannot be parsed gives [DENY_ALL]."""
     out: dict[str, list[consent.Provision]] = {pid: [] for pid in patient_ids}
     unreadable: set[str] = set()
     for start in range(0, len(patient_ids), 500):
         chunk = patient_ids[start:start + 500]
-        for pid, rid, version, written, content in session.execute(select(
-                R.patient_id, R.res_id, R.version_id, R.last_updated, R.content).where(
+        for pid, content in session.execute(select(R.patient_id, R.content).where(
                 R.res_type == "Consent", R.patient_id.in_(chunk), R.deleted == false())):
             try:
-                provision = _parsed((rid, version, written), content)
+                provision = consent.parse_consent(content)
             except consent.ConsentFormatError:
                 unreadable.add(pid)  # could be an exclusion: fail closed
                 continue

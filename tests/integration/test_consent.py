@@ -253,3 +253,30 @@ def test_put_is_no_existence_oracle(world: World) -> None:
         assert a.status_code == b.status_code, (a.text, b.text)
         assert a.status_code in (403, 404)
     assert world.admin.get(f"/fhir/Patient/{missing['id']}").status_code in (403, 404)
+
+
+def test_a_consent_damaged_in_the_store_closes_the_dossier(world: World) -> None:
+    """Fail closed: a stored Consent that can no longer be read (changed in place, same
+    version) could have been an exclusion, so nothing of the dossier is shown to
+    professionals from the next request on — although the same Consent was read fine a
+    moment before."""
+    from sqlalchemy import update
+    from sqlalchemy.orm import Session
+
+    from dossier.db.models import resources
+
+    pid = world.consented()
+    task = world.gp.create(f.task(f"Patient/{pid}"))
+    assert world.gp.get(f"/fhir/Task/{task['id']}").status_code == 200
+    grant = world.citizen(pid).get("/fhir/Consent", params={"patient": pid}).json()
+    consent_id = grant["entry"][0]["resource"]["id"]
+    engine = world.app.state.runtime.engine
+    with Session(engine) as session, session.begin():
+        content = session.execute(resources.select().where(
+            resources.c.res_type == "Consent", resources.c.res_id == consent_id)).one().content
+        damaged = {**content, "provision": {**content["provision"], "type": "maybe"}}
+        session.execute(update(resources).where(
+            resources.c.res_type == "Consent", resources.c.res_id == consent_id).values(
+            content=damaged))
+    assert world.gp.get(f"/fhir/Task/{task['id']}").status_code == 404
+    assert world.gp.total("/fhir/Task", patient=f"Patient/{pid}") == 0
