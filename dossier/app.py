@@ -101,7 +101,7 @@ def build_runtime(settings: Settings, exporter: SpanExporter | None = None) -> R
                       audit_store=AuditStore(audit_tables, audit_origin(settings)),
                       policy_factory=lambda session, ctx: ConsentPolicy(
                           session, ctx.principal, ctx.now))
-    runtime.on_change = lambda repo, stored: capture(engine, repo, stored)
+    runtime.on_change = capture  # subscriptions: told of every write, in its transaction
     with Session(engine) as session:
         runtime.audit_store.adopt_origin(session)
     ensure_profession_groups(runtime)

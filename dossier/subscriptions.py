@@ -275,7 +275,7 @@ def _matches(filters: list[list[Any]], resource_type: str, patient_id: str) -> b
 
 # ---------------------------------------------------------------- events
 
-def capture(engine: Any, repo: Repository, stored: Stored) -> None:
+def capture(repo: Repository, stored: Stored) -> None:
     """Called by the Repository for every write: queue an event for each active
     subscription whose filters match and whose subscriber may see the entry now."""
     meta = stored.meta
