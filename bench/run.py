@@ -132,10 +132,10 @@ directly in the database between rounds, outside the timed batches (`capture` sk
 subscriptions, as it does expired ones); the run checks after every round that exactly
 (writes × granted active subscriptions) events were queued. The delivery worker does not
 run: events accumulate and are never sent. "ms per subscription" is (ratio − 1) ×
-baseline time per write / active subscriptions. Each subscription's check builds its own
-`ConsentPolicy`, which reads and parses every Consent of the written dossier (51 here:
-the GP's and the 50 granted subscribers'), and resolves its subscriber in the directory
-(two queries), so the cost per subscription grows with the Consents in the dossier.
+baseline time per write / active subscriptions. Per write, the written dossier's
+Consents (51 here: the GP's and the 50 granted subscribers') are read and parsed once
+and every subscriber's directory entries are read in two queries; each subscriber then
+gets its own `ConsentPolicy` and decision.
 """
 
 
