@@ -170,8 +170,9 @@ def install_auth(app: FastAPI, runtime: Runtime) -> None:
         app.state.smart_configuration = issuer.smart_configuration()
     else:
         assert settings.oidc_issuer and settings.oidc_audience
-        validator = TokenValidator(settings.oidc_issuer, settings.oidc_audience,
-                                   JWKSCache(settings.oidc_issuer))
+        keys = JWKSCache(settings.oidc_issuer)
+        runtime.extras["jwks_cache"] = keys  # closed with the app (lifespan)
+        validator = TokenValidator(settings.oidc_issuer, settings.oidc_audience, keys)
         app.state.smart_configuration = None
     directory = StoreDirectory(runtime.engine)
 
@@ -200,6 +201,8 @@ def create_app(settings: Settings, *, exporter: SpanExporter | None = None,
         finally:
             for stop in workers:
                 stop()
+            if "jwks_cache" in runtime.extras:
+                runtime.extras["jwks_cache"].close()
 
     app = FastAPI(title="Dossier", version="0.1.0", docs_url=None, redoc_url=None,
                   openapi_url=None, lifespan=lifespan)

@@ -24,11 +24,6 @@ NOW = datetime(2027, 3, 5, 10, 0, tzinfo=UTC)
 Key = RSAKey | ECKey | OKPKey
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers", "oidc_peer: runs a real external OpenID provider (npm oidc-provider on Node)")
-
-
 @pytest.fixture(scope="session")
 def keys() -> dict[str, Key]:
     """One signing key per allowed algorithm, with kids rsa-1, ec-1, ed-1."""
