@@ -34,7 +34,8 @@ ROLES = frozenset({"hub", "practitioner"})
 MAX_MEMBERS = 10_000
 ID = re.compile(r"roster-[0-9a-f]{32}")
 MEMBER = re.compile(r"Patient/([A-Za-z0-9\-.]{1,64})")
-FIELDS = frozenset({"resourceType", "id", "meta", "type", "actual", "name", "member"})
+# no `name`: free text could name a person, and a roster holds pseudonymous ids only
+FIELDS = frozenset({"resourceType", "id", "meta", "type", "actual", "member"})
 T = rosters.c
 
 
@@ -60,16 +61,13 @@ def _bad(message: str, where: str) -> Unprocessable:
     return Unprocessable(message, expression=[f"Group.{where}"])
 
 
-def parse(body: dict[str, Any]) -> tuple[str | None, list[str]]:
-    """(name, member patient ids) of a roster; 422 naming the element otherwise."""
+def parse(body: dict[str, Any]) -> list[str]:
+    """The member patient ids of a roster; 422 naming the element otherwise."""
     for key in body:
         if key not in FIELDS:
             raise _bad(f"A roster Group does not take the element {key[:64]}.", key[:64])
     if body.get("type") != "person" or body.get("actual") is not True:
         raise _bad("A roster is a Group with type 'person' and actual true.", "type")
-    name = body.get("name")
-    if name is not None and (not isinstance(name, str) or len(name) > 200):
-        raise _bad("name is a short text (200 characters at most).", "name")
     raw = body.get("member", [])
     if not isinstance(raw, list) or len(raw) > MAX_MEMBERS:
         raise _bad(f"member is a list of at most {MAX_MEMBERS} people.", "member")
@@ -84,17 +82,15 @@ def parse(body: dict[str, Any]) -> tuple[str | None, list[str]]:
                        "member.entity")
         if match[1] not in members:
             members.append(match[1])
-    return name, members
+    return members
 
 
-def _resource(group_id: str, name: str | None, members: list[str], version: int,
+def _resource(group_id: str, members: list[str], version: int,
               at: datetime) -> dict[str, Any]:
     out: dict[str, Any] = {
         "resourceType": "Group", "id": group_id,
         "meta": {"versionId": str(version), "lastUpdated": instant(at)},
         "type": "person", "actual": True, "quantity": len(members)}
-    if name:
-        out["name"] = name
     if members:
         out["member"] = [{"entity": {"reference": f"Patient/{m}"}} for m in members]
     try:
@@ -111,12 +107,12 @@ def _stored(resource: dict[str, Any], version: int, at: datetime, method: str) -
 
 def create(repo: Repository, body: dict[str, Any]) -> Stored:
     _gate(repo, "create", "c")
-    name, members = parse(body)
+    members = parse(body)
     group_id = f"roster-{uuid.uuid4().hex}"
     now = repo.ctx.now
-    resource = _resource(group_id, name, members, 1, now)
+    resource = _resource(group_id, members, 1, now)
     repo.session.execute(insert(rosters).values(
-        id=group_id, owner=owner_of(repo.ctx.principal), name=name, members=members,
+        id=group_id, owner=owner_of(repo.ctx.principal), members=members,
         version_id=1, updated_at=now))
     repo.note_access("create", "Group", group_id, None)
     return _stored(resource, 1, now, "POST")
@@ -136,7 +132,7 @@ def read(repo: Repository, group_id: str) -> Stored | None:
     if row is None:
         return None
     repo.note_access("read", "Group", group_id, None)
-    return _stored(_resource(row.id, row.name, list(row.members), row.version_id,
+    return _stored(_resource(row.id, list(row.members), row.version_id,
                              row.updated_at), row.version_id, row.updated_at, "GET")
 
 
@@ -147,11 +143,11 @@ def replace(repo: Repository, group_id: str, body: dict[str, Any]) -> Stored | N
         return None
     if body.get("id") != group_id:
         raise _bad("The id in the body must be the id in the URL.", "id")
-    name, members = parse(body)
+    members = parse(body)
     version, now = row.version_id + 1, repo.ctx.now
-    resource = _resource(group_id, name, members, version, now)
+    resource = _resource(group_id, members, version, now)
     repo.session.execute(update(rosters).where(T.id == group_id).values(
-        name=name, members=members, version_id=version, updated_at=now))
+        members=members, version_id=version, updated_at=now))
     repo.note_access("update", "Group", group_id, None)
     return _stored(resource, version, now, "PUT")
 

@@ -201,7 +201,8 @@ def parse_request(body: Any, now: datetime, *, allow_local: bool) -> Request:
 
 
 def resource_of(sub_id: str, req: Request, status: str, created: datetime) -> dict[str, Any]:
-    """The Subscription as stored and shown; the channel headers are never shown again."""
+    """The Subscription as shown; the channel headers are never shown again. Stored without
+    its reason (sealed apart, see `seal`)."""
     out: dict[str, Any] = {
         "resourceType": "Subscription", "id": sub_id,
         "meta": {"versionId": "1", "lastUpdated": instant(created), "profile": [PROFILE]},
@@ -355,39 +356,42 @@ def notification(base: str, sub_id: str, status: str, kind: str, events_sent: in
             "timestamp": instant(now), "entry": entries}
 
 
-def seal_headers(rt: Any, sub_id: str, headers: tuple[str, ...]) -> dict[str, Any]:
-    """Column values keeping the channel headers (often a secret) encrypted."""
-    if not headers:
-        return {"kek_id": None, "wrapped_key": None, "sealed_headers": None}
+def seal(rt: Any, sub_id: str, req: Request) -> dict[str, Any]:
+    """Column values keeping the channel headers (often a secret) and the reason (free
+    text, which may describe a person) encrypted with a per-subscription key."""
     key = os.urandom(32)
     kek_id, wrapped = rt.key_provider.wrap(key)
     nonce = os.urandom(12)
-    sealed = nonce + AESGCM(key).encrypt(nonce, json.dumps(list(headers)).encode(),
-                                         f"subscription/{sub_id}".encode())
-    return {"kek_id": kek_id, "wrapped_key": wrapped, "sealed_headers": sealed}
+    plain = json.dumps({"headers": list(req.headers), "reason": req.reason}).encode()
+    sealed = nonce + AESGCM(key).encrypt(nonce, plain, f"subscription/{sub_id}".encode())
+    return {"kek_id": kek_id, "wrapped_key": wrapped, "sealed": sealed}
 
 
-def open_headers(rt: Any, sub: Any) -> dict[str, str]:
-    if sub.sealed_headers is None:
-        return {}
+def unseal(rt: Any, sub: Any) -> dict[str, Any]:
+    """{"headers": [...], "reason": ...} of a stored subscription."""
     key = rt.key_provider.unwrap(sub.kek_id, sub.wrapped_key)
-    raw = AESGCM(key).decrypt(sub.sealed_headers[:12], sub.sealed_headers[12:],
+    raw = AESGCM(key).decrypt(sub.sealed[:12], sub.sealed[12:],
                               f"subscription/{sub.id}".encode())
-    return dict(h.split(":", 1) for h in json.loads(raw))
+    value: dict[str, Any] = json.loads(raw)
+    return value
+
+
+def header_fields(headers: list[str] | tuple[str, ...]) -> dict[str, str]:
+    """'Name: value' lines (checked by parse_request) as a header mapping."""
+    return {name.strip(): value.strip() for name, _, value in
+            (h.partition(":") for h in headers)}
 
 
 def send(rt: Any, endpoint: str, headers: dict[str, str], bundle: dict[str, Any], *,
          config: DeliveryConfig, timeout: float | None = None) -> None:
     body = json.dumps(bundle, separators=(",", ":")).encode()
-    post(endpoint, body, {**{k.strip(): v.strip() for k, v in headers.items()},
-                          "Content-Type": "application/fhir+json"},
+    post(endpoint, body, {**headers, "Content-Type": "application/fhir+json"},
          timeout=timeout or config.timeout, allow_local=config.allow_local_webhooks)
 
 
 def handshake(rt: Any, base: str, sub_id: str, req: Request) -> None:
     """The handshake the Backport IG sends on creation; DeliveryError when refused."""
-    headers = dict(h.split(":", 1) for h in req.headers)
-    send(rt, req.endpoint, headers,
+    send(rt, req.endpoint, header_fields(req.headers),
          notification(base, sub_id, "requested", "handshake", 0, [], datetime.now(UTC)),
          config=config_from_settings(rt.settings), timeout=HANDSHAKE_TIMEOUT)
 
@@ -472,7 +476,8 @@ def _deliver(rt: Any, sub_id: str, event: Any, now: datetime,
     bundle = notification(base, sub_id, "active", "event-notification", number,
                           [(number, event.created_at, focus, event.version_id)], now)
     try:
-        send(rt, sub.endpoint, open_headers(rt, sub), bundle, config=config)
+        send(rt, sub.endpoint, header_fields(unseal(rt, sub)["headers"]), bundle,
+             config=config)
     except DeliveryError as exc:
         _failed(rt, sub_id, event, now, config, exc)
         return "failed"

@@ -148,7 +148,8 @@ export_jobs = Table(
 
 # Topic-based subscriptions (R5 Backport IG, issue 9). `subscriber` holds the claims the
 # subscriber's consent is decided on at every event (role, client, user, scopes); the
-# channel headers (often a secret) are sealed with a per-row key wrapped by the KEK.
+# channel headers (often a secret) and the free-text reason are sealed with a per-row
+# key wrapped by the KEK.
 subscriptions = Table(
     "subscriptions",
     metadata,
@@ -160,10 +161,10 @@ subscriptions = Table(
     Column("filters", JSONType, nullable=False),  # {"types": [...], "patient": id | None}
     Column("endpoint", String(2000), nullable=False),
     Column("content", String(16), nullable=False),  # empty | id-only
-    Column("resource", JSONType, nullable=False),  # the Subscription, headers removed
-    Column("kek_id", String(128), nullable=True),
-    Column("wrapped_key", Bytes, nullable=True),
-    Column("sealed_headers", Bytes, nullable=True),
+    Column("resource", JSONType, nullable=False),  # the Subscription, no headers, no reason
+    Column("kek_id", String(128), nullable=False),
+    Column("wrapped_key", Bytes, nullable=False),
+    Column("sealed", Bytes, nullable=False),  # {"headers", "reason"}, AES-256-GCM
     Column("events_sent", Integer, nullable=False),  # events-since-subscription-start
     Column("failures", Integer, nullable=False),  # consecutive failed deliveries
     Column("created_at", UTCDateTime(), nullable=False),
@@ -197,7 +198,6 @@ rosters = Table(
     metadata,
     Column("id", String(64), primary_key=True),
     Column("owner", String(255), nullable=False),
-    Column("name", String(200), nullable=True),
     Column("members", JSONType, nullable=False),  # ["patient id", ...]
     Column("version_id", Integer, nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),

@@ -65,9 +65,10 @@ def _owned(repo: Repository, sub_id: str) -> Any:
     return row
 
 
-def _shown(row: Any) -> dict[str, Any]:
+def _shown(rt: Runtime, row: Any) -> dict[str, Any]:
     resource = dict(row.resource)
     resource["status"] = row.status
+    resource["reason"] = subs.unseal(rt, row)["reason"]
     return resource
 
 
@@ -105,9 +106,10 @@ async def create(request: Request) -> Response:
                                               subs.relay_org_of(rt, ctx.principal)),
             status="active",
             topic=subs.TOPIC, filters=[list(f) for f in req.filters],
-            endpoint=req.endpoint, content=req.content, resource=resource,
+            endpoint=req.endpoint, content=req.content,
+            resource={k: v for k, v in resource.items() if k != "reason"},
             events_sent=0, failures=0, created_at=ctx.now, end_at=req.end,
-            **subs.seal_headers(rt, sub_id, req.headers)))
+            **subs.seal(rt, sub_id, req)))
         repo.note_access("create", "Subscription", sub_id, None)
         return resource
 
@@ -133,7 +135,7 @@ async def search(request: Request) -> Response:
             stmt = stmt.where(SUB.status.in_(",".join(wanted).split(",")))
         rows = repo.session.execute(stmt.order_by(SUB.created_at)).all()
         repo.note_access("search", "Subscription", None, None)
-        found = [_shown(r) for r in rows]
+        found = [_shown(rt, r) for r in rows]
         return simple_searchset(ctx.base_url, "Subscription", found, len(found), params,
                                 max(len(found), 1), 0, ctx.now)
 
@@ -148,7 +150,7 @@ async def read(request: Request, sub_id: str) -> Response:
         _begin(repo, "read", "r")
         row = _owned(repo, sub_id)
         repo.note_access("read", "Subscription", row.id, None)
-        return _shown(row)
+        return _shown(rt, row)
 
     return fhir_response(await _unit(rt, ctx, work), headers={"ETag": 'W/"1"'})
 

@@ -135,6 +135,12 @@ def test_handshake_then_id_only_notification_then_read(world: World, hub: Hub, c
     api = acting_for(hub, claes)
     made = subscribe(api, hook.url)
     assert made["status"] == "active" and "header" not in made["channel"]
+    assert api.get(f"/fhir/Subscription/{made['id']}").json()["reason"] == \
+        "continuity of care"
+    with Session(world.app.state.runtime.engine) as session:  # neither in clear at rest
+        row = session.execute(select(subscriptions_table)).one()
+    assert "continuity" not in json.dumps(row.resource) and b"continuity" not in row.sealed
+    assert b"hub-secret" not in row.sealed
     handshake = bundles(hook)[0]
     assert handshake["type"] == "history"
     assert status_of(handshake)["type"]["valueCode"] == "handshake"

@@ -22,7 +22,6 @@ def upgrade() -> None:
         "rosters",
         sa.Column("id", sa.String(64), nullable=False),
         sa.Column("owner", sa.String(255), nullable=False),
-        sa.Column("name", sa.String(200), nullable=True),
         sa.Column("members", JSONType, nullable=False),
         sa.Column("version_id", sa.Integer, nullable=False),
         sa.Column("updated_at", UTCDateTime(), nullable=False),
