@@ -77,6 +77,17 @@ class AuditStore:
             id=record["id"], recorded_at=recorded_at, patient_id=patient_id, agent=agent,
             action=record["action"], outcome=record["outcome"], record=record))
 
+    def append_many(self, session: Session,
+                    records: Sequence[tuple[dict[str, Any], str | None, str | None]], *,
+                    recorded_at: datetime) -> None:
+        """Insert (record, patient_id, agent) rows in one multi-row INSERT."""
+        if not records:
+            return
+        session.execute(insert(self.t.records), [{
+            "id": record["id"], "recorded_at": recorded_at, "patient_id": patient_id,
+            "agent": agent, "action": record["action"], "outcome": record["outcome"],
+            "record": record} for record, patient_id, agent in records])
+
     # ------------------------------------------------------------------ sequencer
     def state(self, session: Session) -> LogState:
         size = session.execute(select(func.count()).select_from(self.t.leaves)).scalar_one()
@@ -148,6 +159,13 @@ class AuditStore:
         rows = session.execute(select(self.t.leaves.c.record_id, self.t.leaves.c.leaf_index)
                                .where(self.t.leaves.c.record_id.in_(list(record_ids)))).all()
         return {r.record_id: int(r.leaf_index) for r in rows}
+
+    def record_at(self, session: Session, index: int) -> Any:
+        """(id, patient_id) of the record at leaf `index`, or None."""
+        return session.execute(
+            select(self.t.records.c.id, self.t.records.c.patient_id)
+            .join(self.t.leaves, self.t.leaves.c.record_id == self.t.records.c.id)
+            .where(self.t.leaves.c.leaf_index == index)).first()
 
     def leaf_bytes(self, session: Session, index: int) -> bytes | None:
         row = session.execute(select(self.t.records.c.record).join(

@@ -6,7 +6,7 @@ because only the embedded default needs it.
 
 from __future__ import annotations
 
-from auth.actor import Directory, Principal, check_interaction, resolve_principal
+from auth.actor import Directory, Principal, check_interaction, resolve_principal, role_of
 from auth.errors import AuthError, Forbidden, InvalidToken, IssuerUnavailable, OAuthError
 from auth.rules import COMPARTMENT_TYPES, DIRECTORY_TYPES, ROLES, Role
 from auth.scopes import Scope, allows, format_scopes, parse_scopes
@@ -43,4 +43,5 @@ __all__ = [
     "format_scopes",
     "parse_scopes",
     "resolve_principal",
+    "role_of",
 ]

@@ -56,7 +56,8 @@ def _is(kind: str, reference: str | None) -> bool:
     return reference is not None and _REFERENCE[kind].fullmatch(reference) is not None
 
 
-def _role(claims: TokenClaims) -> Role:
+def role_of(claims: TokenClaims) -> Role:
+    """The one actor role a token carries (``InvalidToken`` for none or several)."""
     found = [role for role in ROLES if role in claims.roles]
     if len(found) != 1:
         # One token acts in one role: admin and auditor stay separate duties.
@@ -79,7 +80,7 @@ def _principal(claims: TokenClaims, role: Role, *, patient: str | None = None,
 
 def resolve_principal(claims: TokenClaims, directory: Directory, now: datetime) -> Principal:
     """The principal of ``claims``; ``InvalidToken`` when the token names no valid actor."""
-    role = _role(claims)
+    role = role_of(claims)
     fhir_user = claims.fhir_user
     if role == "citizen":
         if fhir_user is None or not _is("Patient", fhir_user):

@@ -2,14 +2,14 @@
 citizen's notification against the same reads with both off.
 
 Baseline: the same app, each baseline request made inside `audit_off()`, which swaps
-`dossier.runtime.RequestAudit` (the audit sink Runtime.unit builds per request) for
-SilentAudit: dossier.repository.NullAudit plus no-op `urgent`, `fail` and `flush`. So the
+`dossier.core.runtime.RequestAudit` (the audit sink Runtime.unit builds per request) for
+SilentAudit: dossier.core.repository.NullAudit plus no-op `urgent`, `fail` and `flush`. So the
 baseline writes no audit record and no notification outbox row; everything else in
 Runtime.unit (transaction, consent, sealing) is the same code.
 
 The audited side also pays, after each round and timed apart, the background work its
 reads caused: the sequencer (`runtime.integrate_audit()` until every record is in the
-tree, signed) and the notifier (`dossier.notifications.run_pending`, inbox delivery).
+tree, signed) and the notifier (`dossier.notify.worker.run_pending`, inbox delivery).
 Outbox rows left by earlier benchmarks are first marked sent without delivery, so the
 notifier timed here works only for this benchmark's reads.
 
@@ -38,10 +38,10 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 from world import Site, World, standalone
 
-import dossier.runtime
+import dossier.core.runtime
+from dossier.core.repository import NullAudit
 from dossier.db.models import audit_records, notification_outbox
-from dossier.notifications import run_pending
-from dossier.repository import NullAudit
+from dossier.notify.worker import run_pending
 
 TITLE = "Audit (issue 6)"
 
@@ -65,7 +65,7 @@ class SilentAudit(NullAudit):
 @contextmanager
 def audit_off() -> Iterator[None]:
     """Requests made inside build SilentAudit where Runtime.unit builds RequestAudit."""
-    names = vars(dossier.runtime)
+    names = vars(dossier.core.runtime)
     saved = names["RequestAudit"]
     names["RequestAudit"] = SilentAudit
     try:

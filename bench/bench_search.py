@@ -2,7 +2,7 @@
 the same searches with enforcement off, on the same database and the same rows.
 
 Baseline: a second app on the same database whose Runtime builds
-`dossier.repository.OpenPolicy()` for every request (`runtime.policy_factory = lambda
+`dossier.core.repository.OpenPolicy()` for every request (`runtime.policy_factory = lambda
 session, ctx: OpenPolicy()`); everything else (token check, audit, sealing) is the same.
 Every dossier grants the GP, so both answer the same Bundles (checked before timing).
 
@@ -16,7 +16,7 @@ from collections.abc import Callable
 from harness import Ratio, Section, Size, Table, interleave, paired_ratio, ratio_cell
 from world import Site, World, standalone
 
-from dossier.repository import OpenPolicy
+from dossier.core.repository import OpenPolicy
 
 TITLE = "Consent (issue 4)"
 

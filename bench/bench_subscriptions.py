@@ -1,7 +1,7 @@
 """Subscriptions on writes (issue 9): what the topic-based Subscriptions cost a write of a
 dossier entry, `POST /fhir/Task` by the GP, against the same write with no subscription.
 
-On every write of a dossier entry, `dossier.subscriptions.capture` runs in the writer's
+On every write of a dossier entry, `dossier.subscriptions.service.capture` runs in the writer's
 transaction and, for each active subscription whose filters match, resolves the subscriber
 in the directory (`auth.resolve_principal`), asks the consent engine (`ConsentPolicy`)
 whether the subscriber may read the entry and, if so, queues a row in
@@ -50,9 +50,9 @@ from sqlalchemy import false, func, select, update
 from sqlalchemy.orm import Session
 from world import HCPARTY, Site, World, grant, standalone, task
 
-from dossier import subscriptions as subs
+from dossier.core.directory import StoreDirectory
 from dossier.db.models import resources, subscription_events, subscriptions
-from dossier.directory import StoreDirectory
+from dossier.subscriptions import service as subs
 
 TITLE = "Subscriptions (issue 9)"
 SCOPE = "user/*.rs user/Subscription.crds"

@@ -1,6 +1,6 @@
 """The baseline for field encryption: a Sealer that stores every element in clear.
 
-Same interface as dossier.sealing.FieldSealer (seal, open, blind, seal_fields,
+Same interface as dossier.core.sealing.FieldSealer (seal, open, blind, seal_fields,
 open_fields), no keys and no cipher. Only for benchmarks: its data must be written by
 an app that uses it, and it refuses to open sealed rows, so a baseline can never
 silently read the encrypted app's data.

@@ -67,7 +67,7 @@ What a decision costs in pure Python (bench/bench_consent.py: baseline one provi
 patient), then what consent enforcement costs a search through the service
 (bench/bench_search.py). Baseline for the searches: a second app on the same database with
 `app.state.runtime.policy_factory = lambda session, ctx: OpenPolicy()`
-(`dossier.repository.OpenPolicy`: no role gate, no read clause, every row readable).
+(`dossier.core.repository.OpenPolicy`: no role gate, no read clause, every row readable).
 Every dossier grants the GP, so both policies return the same Bundles (checked before
 timing). The consented search reads the Consents of every dossier that names the GP to
 build its SQL read clause, so its cost grows with that number.
@@ -77,7 +77,7 @@ ENCRYPTION = """\
 What sealing costs per Patient with no database (bench/bench_crypto.py: baseline plain
 `json`), then what it costs a read through the service (bench/bench_reads.py). Baseline for
 the reads: a second app on the same database whose `runtime.sealer` returns
-`bench/clear_sealer.ClearSealer` (same interface as `dossier.sealing.FieldSealer`, stores
+`bench/clear_sealer.ClearSealer` (same interface as `dossier.core.sealing.FieldSealer`, stores
 every element in clear, no data key, identifiers unblinded). Each app wrote its own
 Patients (same shape, all six sealed elements present), each set granted to its own
 reader; the run checks the sealed set has ciphertexts and the clear set none. The control
@@ -89,13 +89,13 @@ themselves, the noise floor of this comparison.
 AUDIT = """\
 What logging and notifying costs a consented read (bench/bench_audit_reads.py). Baseline:
 the same app, each baseline request made inside `audit_off()`, which replaces
-`dossier.runtime.RequestAudit` (the sink `Runtime.unit` builds per request) with
-`SilentAudit` (`dossier.repository.NullAudit` plus no-op `urgent`, `fail`, `flush`): no
+`dossier.core.runtime.RequestAudit` (the sink `Runtime.unit` builds per request) with
+`SilentAudit` (`dossier.core.repository.NullAudit` plus no-op `urgent`, `fail`, `flush`): no
 audit record, no notification outbox row; the rest of `Runtime.unit` is the same code
 (checked: the baseline leaves both tables unchanged, an audited read adds a record and an
 outbox row). The audited side then pays, timed apart after each round, the background
 work its reads caused: the sequencer (`runtime.integrate_audit()` until every record is in
-the signed tree) and the notifier (`dossier.notifications.run_pending`, inbox delivery);
+the signed tree) and the notifier (`dossier.notify.worker.run_pending`, inbox delivery);
 the "… + sequencer + notifier" row counts that work per read. Outbox rows left by the
 earlier benchmarks (a search that touches 50 dossiers notifies 50 people) are first marked
 sent without delivery, so the notifier timed here works only for these reads.
@@ -116,7 +116,7 @@ pure core in memory (bench/bench_audit_verify.py, one run each) for reference.
 
 SUBSCRIPTIONS = """\
 What topic-based Subscriptions cost a write of a dossier entry (bench/bench_subscriptions.py):
-on every write, `dossier.subscriptions.capture` runs in the writer's transaction and, for
+on every write, `dossier.subscriptions.service.capture` runs in the writer's transaction and, for
 each active subscription whose filters match, resolves the subscriber in the directory,
 asks the consent engine whether the subscriber may read the entry and, if so, queues an
 event. Measured: `POST /fhir/Task` by the GP into the first 10 seeded dossiers, on the

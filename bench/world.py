@@ -24,7 +24,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from dossier.app import create_app
-from dossier.notifications import run_pending
+from dossier.notify.worker import run_pending
 from dossier.settings import load_settings
 
 PG_ADMIN_URL = os.environ.get("DOSSIER_BENCH_PG_URL",

@@ -22,33 +22,32 @@ from starlette.responses import Response
 
 from audit.checkpoint import Ed25519FileSigner
 from audit.store import AuditStore
-from auth import AuthError, JWKSCache, TokenValidator, bearer_token, resolve_principal
-from dossier.access import ConsentPolicy
-from dossier.audit_api import router as audit_router
-from dossier.auditing import record_token_event
-from dossier.context import RequestContext
+from auth import AuthError, JWKSCache, TokenValidator, bearer_token, role_of
+from dossier.auditlog.routes import router as audit_router
+from dossier.auditlog.sink import record_token_event
+from dossier.core.access import ConsentPolicy
+from dossier.core.context import RequestContext
+from dossier.core.directory import StoreDirectory
+from dossier.core.runtime import Runtime
 from dossier.crypto import KeyProvider, provider_from_settings
 from dossier.db.engine import make_engine, upgrade
 from dossier.db.models import audit_tables
-from dossier.directory import StoreDirectory
 from dossier.errors import DossierError
-from dossier.fhir import (  # noqa: F401 - register operations
-    citizen_ops,
-    content_ops,
+from dossier.exports import bulk as export
+from dossier.fhir.ops import (  # noqa: F401 - register operations
+    citizen,
+    content,
     erase,
-    export,
-    hub_ops,
-    locator_ops,
-    patient_ops,
+    patient,
 )
 from dossier.fhir.routes import router as fhir_router
-from dossier.fhir.subscription_routes import router as subscription_router
 from dossier.fhir.wire import fhir_response
+from dossier.hubs import locator, registration  # noqa: F401 - register operations
 from dossier.portal import install_portal
-from dossier.runtime import Runtime
-from dossier.seed import ensure_profession_groups
+from dossier.seed.groups import ensure_profession_groups
 from dossier.settings import Settings, ensure_data_dir
-from dossier.subscriptions import capture, run_deliveries
+from dossier.subscriptions.routes import router as subscription_router
+from dossier.subscriptions.service import capture, run_deliveries
 from dossier.telemetry import RequestMetrics, make_meter, make_tracer, request_span
 
 log = logging.getLogger("dossier")
@@ -102,15 +101,27 @@ def build_runtime(settings: Settings, exporter: SpanExporter | None = None) -> R
                       policy_factory=lambda session, ctx: ConsentPolicy(
                           session, ctx.principal, ctx.now))
     runtime.on_change = capture  # subscriptions: told of every write, in its transaction
+    runtime.after_commit["exports"] = lambda: threading.Thread(
+        target=export.run_starting, args=(runtime,), name="export", daemon=True).start()
+    runtime.after_commit["checkpoint-wal"] = lambda: checkpoint_wal(runtime.engine)
     with Session(engine) as session:
         runtime.audit_store.adopt_origin(session)
     ensure_profession_groups(runtime)
     if settings.demo:
-        from dossier.demo import load_demo
+        from dossier.seed.demo import load_demo
 
         load_demo(runtime)
     runtime.integrate_audit()  # a signed head exists from the first start
     return runtime
+
+
+def checkpoint_wal(engine: Any) -> None:
+    """SQLite: copy the write-ahead log into the database and empty it (after an erasure,
+    so the erased pages are overwritten everywhere)."""
+    if engine.dialect.name != "sqlite":
+        return
+    with engine.connect() as conn:
+        conn.connection.driver_connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
 def periodic(name: str, seconds: float, job: Any) -> Any:
@@ -137,7 +148,7 @@ def periodic(name: str, seconds: float, job: Any) -> Any:
 def start_workers(runtime: Runtime) -> list[Any]:
     """The audit sequencer, the notification and the subscription workers (each off when
     its period is 0)."""
-    from dossier.notifications import run_pending
+    from dossier.notify.worker import run_pending
 
     s = runtime.settings
     workers = []
@@ -149,6 +160,9 @@ def start_workers(runtime: Runtime) -> list[Any]:
                                 lambda: run_pending(runtime)))
         workers.append(periodic("subscriptions", s.notify_worker_seconds,
                                 lambda: run_deliveries(runtime)))
+    if s.maintenance_seconds > 0:
+        workers.append(periodic("maintenance", s.maintenance_seconds, lambda: (
+            export.purge_expired(runtime), export.run_starting(runtime))))
     return workers
 
 
@@ -174,17 +188,18 @@ def install_auth(app: FastAPI, runtime: Runtime) -> None:
         runtime.extras["jwks_cache"] = keys  # closed with the app (lifespan)
         validator = TokenValidator(settings.oidc_issuer, settings.oidc_audience, keys)
         app.state.smart_configuration = None
-    directory = StoreDirectory(runtime.engine)
 
     def authenticate(header: str | None) -> RequestContext:
+        """The token alone (signature, claims, one role); the principal is resolved in the
+        unit's transaction (dossier/core/runtime.py)."""
         claims = validator.validate(bearer_token(header))
-        ctx = RequestContext(principal=None)  # type: ignore[arg-type]
-        ctx.principal = resolve_principal(claims, directory, ctx.now)
-        return ctx
+        role_of(claims)
+        return RequestContext(claims=claims)
 
     async def resolve(request: Request) -> RequestContext:
         return await run_in_threadpool(authenticate, request.headers.get("authorization"))
 
+    app.state.authenticate = authenticate  # sync: /fhir calls it in the unit's thread
     app.state.resolve_context = resolve
 
 

@@ -89,7 +89,7 @@ def cmd_dev_token(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_keys(args: argparse.Namespace, settings: Settings) -> int:
     from dossier.app import key_provider
-    from dossier.keyring import rotate
+    from dossier.crypto.rewrap import rotate
 
     provider = key_provider(settings)
     try:

@@ -51,6 +51,8 @@ class Settings(BaseSettings):
     portal_scope: str = "openid fhirUser launch/patient patient/*.cruds user/*.cruds"
     # notifications: the worker runs this often (0: off); e-mail only with an SMTP host
     notify_worker_seconds: float = Field(default=5.0, ge=0, le=3600)
+    # expired export jobs and files, export jobs nobody took (0 = off)
+    maintenance_seconds: float = Field(default=5.0, ge=0, le=3600)
     notify_smtp_host: str | None = None
     notify_smtp_port: int = Field(default=25, ge=1, le=65535)
     notify_smtp_from: str = "dossier@localhost"

@@ -29,9 +29,14 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn: Any) -> None:
-            # IMMEDIATE: take the write lock at BEGIN, so concurrent writers queue
-            # instead of failing half-way with SQLITE_BUSY on upgrade.
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # A write unit takes the write lock at BEGIN (IMMEDIATE), so concurrent
+            # writers queue instead of failing half-way with SQLITE_BUSY on upgrade. A
+            # read unit (execution option dossier_read) begins DEFERRED: in WAL mode it
+            # reads its snapshot without waiting for any writer.
+            if conn.get_execution_options().get("dossier_read"):
+                conn.exec_driver_sql("BEGIN")
+            else:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
     return create_engine(url, pool_pre_ping=True, **kwargs)

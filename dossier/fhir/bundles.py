@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
+from dossier.core.repository import SearchResult, Stored
 from dossier.fhir.wire import etag
-from dossier.repository import SearchResult, Stored
 
 
 def instant(moment: datetime) -> str:

@@ -36,7 +36,7 @@ def capability_statement(base: str, operations: list[dict[str, str]],
     for rtype in sorted(schemas.SERVER_WRITTEN_TYPES):
         types.append({"type": rtype, "interaction": [{"code": "read"},
                                                      {"code": "search-type"}]})
-    from dossier.subscriptions import capability_entry  # late: it needs the repository
+    from dossier.subscriptions.service import capability_entry  # late: it needs the repository
 
     types.append(capability_entry())
     rest: dict[str, Any] = {

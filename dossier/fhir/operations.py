@@ -1,16 +1,31 @@
-"""Registry of FHIR operations ($name) so routes stay generic; each issue adds its own."""
+"""Registry of FHIR operations ($name) so routes stay generic; each concern adds its own.
+
+A handler gets the Repository of the request's unit (already inside its transaction,
+principal resolved) and the Call; it never opens a transaction itself."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
-from dossier.context import RequestContext
+if TYPE_CHECKING:
+    from dossier.core.repository import Repository
 
-# handler(runtime, ctx, resource_type, resource_id, params: list[(k,v)], body: dict|None)
-Handler = Callable[[Any, RequestContext, str | None, str | None, list[tuple[str, str]],
-                    dict[str, Any] | None], Any]
+
+@dataclass(frozen=True)
+class Call:
+    """One invocation: where it was made, its parameters and body."""
+
+    resource_type: str | None
+    resource_id: str | None
+    params: list[tuple[str, str]]
+    body: dict[str, Any] | None
+    method: str = "GET"
+
+
+Handler = Callable[["Repository", Call], Any]
+READ_GET_WRITE_POST: Mapping[str, str] = {"GET": "read", "POST": "write"}
 
 
 @dataclass(frozen=True)
@@ -21,6 +36,14 @@ class Operation:
     methods: frozenset[str]
     handler: Handler
     definition: str
+    # per method, what the operation does to the dossier: "read" or "write" (the SMART
+    # interaction its scopes must allow; a "write" unit takes the write lock)
+    access: Mapping[str, str] = field(default_factory=lambda: dict(READ_GET_WRITE_POST))
+    stateful: bool = False  # keeps state of its own (a job, a grant) even when it reads
+
+    def writes(self, method: str) -> bool:
+        """Whether the unit changes the database (takes the write lock on SQLite)."""
+        return self.stateful or self.access.get(method, "write") == "write"
 
 
 REGISTRY: dict[tuple[str, str, str | None], Operation] = {}

@@ -10,12 +10,13 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from dossier import rosters
-from dossier.context import RequestContext
+from dossier.auditlog import events as auditevents
+from dossier.core.context import RequestContext
+from dossier.core.repository import Repository, Stored
+from dossier.core.runtime import Runtime
 from dossier.errors import BadRequest, MethodNotAllowed, NotFound
-from dossier.fhir import auditevents, bundles, operations
+from dossier.fhir import bundles, operations
 from dossier.fhir.capability import capability_statement
-from dossier.fhir.search import ID_RE, parse_date
 from dossier.fhir.transaction import process_bundle
 from dossier.fhir.wire import (
     check_content_type,
@@ -26,8 +27,8 @@ from dossier.fhir.wire import (
     parse_resource,
     read_body,
 )
-from dossier.repository import Stored
-from dossier.runtime import Runtime
+from dossier.hubs import rosters
+from dossier.search.params import ID_RE, parse_date
 
 router = APIRouter(prefix="/fhir")
 ContextResolver = Callable[[Request], Any]
@@ -75,13 +76,21 @@ def resource_response(request: Request, stored: Stored, status: int = 200,
     return fhir_response(stored.resource, status, headers)
 
 
-async def in_unit(request: Request, work: Callable[..., Any]) -> Any:
+async def in_unit(request: Request, work: Callable[[Repository, RequestContext], Any], *,
+                  writes: bool | None = None) -> Any:
+    """Authenticate, open the request's unit and run `work(repo, ctx)` in it — all in one
+    worker thread (one hop off the event loop). A GET, HEAD or search is a read unit."""
     rt = runtime_of(request)
-    ctx = await context(request)
-    ctx.base_url = base_of(request)
+    authenticate = request.app.state.authenticate
+    header = request.headers.get("authorization")
+    base = base_of(request)
+    if writes is None:
+        writes = request.method not in ("GET", "HEAD")
 
     def run() -> Any:
-        with rt.unit(ctx) as repo:
+        ctx: RequestContext = authenticate(header)
+        ctx.base_url = base
+        with rt.unit(ctx, writes=writes) as repo:
             return work(repo, ctx)
 
     return await run_in_threadpool(run)
@@ -145,7 +154,8 @@ async def _search(request: Request, rtype: str, raw: list[tuple[str, str]]) -> R
         return await _search_audit(request, raw)
     is_lenient = lenient(request)
     result = await in_unit(request, lambda repo, ctx: bundles.searchset(
-        ctx.base_url, repo.search(rtype, raw, lenient=is_lenient), raw, ctx.now))
+        ctx.base_url, repo.search(rtype, raw, lenient=is_lenient), raw, ctx.now),
+        writes=False)
     return fhir_response(result)
 
 
@@ -187,9 +197,9 @@ async def read(request: Request, rtype: str, rid: str) -> Response:
         return await _operation(request, rtype, None, op=rid)
     check_id(rid)
     if rtype == "AuditEvent":
-        store = runtime_of(request).audit_store
         return fhir_response(await in_unit(
-            request, lambda repo, ctx: auditevents.read_event(repo, store, rid)))
+            request, lambda repo, ctx: auditevents.read_event(
+                repo, repo.services.audit_store, rid)))
     stored = await in_unit(request, lambda repo, ctx: _roster(
         rtype, rid, ctx, lambda: rosters.read(repo, rid)) or repo.read(rtype, rid))
     return resource_response(request, stored)
@@ -272,26 +282,24 @@ async def _operation(request: Request, rtype: str, rid: str | None,
         if raw_body.strip():
             check_content_type(request)
             body = parse_resource(raw_body)
-    params = list(request.query_params.multi_items())
-    rt = runtime_of(request)
-    ctx = await context(request)
-    ctx.base_url = base_of(request)
-    result = await run_in_threadpool(found.handler, rt, ctx, resource_type, rid, params, body)
+    call = operations.Call(resource_type, rid, list(request.query_params.multi_items()),
+                           body, request.method)
+    result = await in_unit(request, lambda repo, ctx: found.handler(repo, call),
+                           writes=found.writes(request.method))
     if isinstance(result, Response):
         return result
     return fhir_response(result)
 
 
 async def _search_audit(request: Request, raw: list[tuple[str, str]]) -> Response:
-    store = runtime_of(request).audit_store
-
     def work(repo: Any, ctx: RequestContext) -> dict[str, Any]:
-        events, total, count, offset = auditevents.search_events(repo, store, raw)
+        events, total, count, offset = auditevents.search_events(
+            repo, repo.services.audit_store, raw)
         params = [(k, v) for k, v in raw if k not in ("_count", "_offset")]
         return bundles.simple_searchset(ctx.base_url, "AuditEvent", events, total, params,
                                         count, offset, ctx.now)
 
-    return fhir_response(await in_unit(request, work))
+    return fhir_response(await in_unit(request, work, writes=False))
 
 
 async def _history(request: Request, rtype: str | None, rid: str | None) -> Response:

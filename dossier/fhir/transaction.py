@@ -9,10 +9,10 @@ from urllib.parse import parse_qsl
 
 from sqlalchemy.orm import Session
 
+from dossier.core.repository import Repository, Stored, new_id
 from dossier.errors import BadRequest, DossierError, Unprocessable
 from dossier.fhir.bundles import instant, searchset
 from dossier.fhir.wire import etag, parse_if_match
-from dossier.repository import Repository, Stored, new_id
 
 MAX_ENTRIES = 500
 URN = re.compile(r"^urn:uuid:[0-9a-fA-F-]{36}$")

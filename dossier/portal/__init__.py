@@ -12,11 +12,11 @@ from pathlib import Path
 from fastapi import FastAPI
 from starlette.staticfiles import StaticFiles
 
+from dossier.core.runtime import Runtime
 from dossier.portal.gateway import Gateway
 from dossier.portal.oidc import OidcClient, embedded_client, external_client
 from dossier.portal.session import SessionCodec, load_or_create_key
 from dossier.portal.web import Portal, PortalHeaders, origin_of
-from dossier.runtime import Runtime
 
 STATIC = Path(__file__).parent / "static"
 

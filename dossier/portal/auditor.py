@@ -24,15 +24,16 @@ from sqlalchemy.orm import Session
 from starlette.requests import Request
 from starlette.responses import Response
 
-from dossier.fhir import auditevents
-from dossier.fhir.search import ID_RE
-from dossier.portal import directory, views
+from dossier.auditlog import events as auditevents
+from dossier.core.repository import AuditNote
+from dossier.portal import names as directory
+from dossier.portal import views
 from dossier.portal.citizen import proof_receipt
 from dossier.portal.consents import FormProblem
 from dossier.portal.gateway import ApiError, call
 from dossier.portal.i18n import N_
 from dossier.portal.web import PageError, User, form_of, portal_of, redirect, render, signed_in
-from dossier.repository import AuditNote
+from dossier.search.params import ID_RE
 
 router = APIRouter(prefix="/portal/audit", include_in_schema=False)
 PAGE = 50

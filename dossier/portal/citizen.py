@@ -11,8 +11,9 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from dossier.fhir import auditevents
-from dossier.portal import codes, consents, directory, dossier_data, views
+from dossier.auditlog import events as auditevents
+from dossier.portal import codes, consents, dossier_data, views
+from dossier.portal import names as directory
 from dossier.portal.consents import FormProblem
 from dossier.portal.gateway import ApiError, call
 from dossier.portal.i18n import LANGUAGES, N_

@@ -10,10 +10,10 @@ from typing import Any
 
 from starlette.datastructures import FormData
 
+from dossier.core.repository import Repository
 from dossier.portal import codes
 from dossier.portal.i18n import N_
 from dossier.portal.views import BTG
-from dossier.repository import Repository
 
 ACTOR_RE = re.compile(r"^(Practitioner|Organization|Group)/[A-Za-z0-9\-.]{1,64}$")
 CONSENT_ACTION = "http://terminology.hl7.org/CodeSystem/consentaction"

@@ -6,8 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from dossier.context import RequestContext
-from dossier.portal import directory, views
+from dossier.core.context import RequestContext
+from dossier.portal import names as directory
+from dossier.portal import views
 from dossier.portal.gateway import Gateway
 from dossier.portal.i18n import Translator
 from dossier.portal.netmap import Node, layout

@@ -18,11 +18,11 @@ from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
-from dossier.context import RequestContext
+from dossier.core.context import RequestContext
+from dossier.core.repository import Repository
+from dossier.core.runtime import Runtime
 from dossier.errors import DossierError
 from dossier.fhir import operations
-from dossier.repository import Repository
-from dossier.runtime import Runtime
 
 T = TypeVar("T")
 
@@ -66,8 +66,8 @@ class Gateway:
         return ctx
 
     @contextmanager
-    def unit(self, ctx: RequestContext) -> Iterator[Repository]:
-        with self.runtime.unit(ctx) as repo:
+    def unit(self, ctx: RequestContext, *, writes: bool = True) -> Iterator[Repository]:
+        with self.runtime.unit(ctx, writes=writes) as repo:
             yield repo
 
     def has_operation(self, name: str) -> bool:
@@ -80,11 +80,13 @@ class Gateway:
         found = operations.find(name, "instance", "Patient")
         if found is None or method not in found.methods:
             raise OperationUnavailable(name)
-        return found.handler(self.runtime, ctx, "Patient", patient_id, list(params), body)
+        call = operations.Call("Patient", patient_id, list(params), body, method)
+        with self.runtime.unit(ctx, writes=found.writes(method)) as repo:
+            return found.handler(repo, call)
 
     async def audit_json(self, route: str, token: str, query: str = "") -> Any:
         """The JSON of an /audit route (tree-head, public-key, inclusion) for this user."""
-        from dossier import audit_api
+        from dossier.auditlog import routes as audit_api
 
         handlers = {"tree-head": audit_api.tree_head, "public-key": audit_api.public_key,
                     "inclusion": audit_api.inclusion}

@@ -1,7 +1,8 @@
 """French, Dutch and English for the portal.
 
-English is the source text (the msgid); `locales/<lang>/LC_MESSAGES/portal.po` hold the
-French and Dutch translations, read with Babel when the portal starts (no build step).
+English is the source text (the msgid); `locales/<lang>/LC_MESSAGES/*.po` (portal.po, and
+one file per concern) hold the French and Dutch translations, read with Babel when the
+portal starts (no build step).
 The language comes from `?lang=`, then the `lang` cookie, then Accept-Language; French
 when nothing matches (Brussels' first language of services).
 """
@@ -34,13 +35,16 @@ def N_(message: str) -> str:
 @lru_cache(maxsize=len(LANGUAGES))
 def catalogue(lang: str) -> Mapping[str, str]:
     """msgid → translation for `lang` (empty for English, the source language)."""
-    path = LOCALE_DIR / lang / "LC_MESSAGES" / f"{DOMAIN}.po"
-    if lang == "en" or not path.exists():
+    folder = LOCALE_DIR / lang / "LC_MESSAGES"
+    if lang == "en" or not folder.is_dir():
         return {}
-    with path.open("rb") as handle:
-        catalog = read_po(handle, locale=BABEL_LOCALES[lang], domain=DOMAIN)
-    return {str(m.id): str(m.string) for m in catalog
-            if m.id and isinstance(m.id, str) and m.string and not m.fuzzy}
+    out: dict[str, str] = {}
+    for path in sorted(folder.glob("*.po")):  # portal.po, then one file per concern
+        with path.open("rb") as handle:
+            catalog = read_po(handle, locale=BABEL_LOCALES[lang], domain=DOMAIN)
+        out.update({str(m.id): str(m.string) for m in catalog
+                    if m.id and isinstance(m.id, str) and m.string and not m.fuzzy})
+    return out
 
 
 class Translator:

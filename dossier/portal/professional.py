@@ -11,13 +11,14 @@ from starlette.responses import Response
 
 from dossier.domain.fragility import latest_assessment
 from dossier.domain.readiness import REASON_TEXTS, discharge_readiness, readiness_parameters
-from dossier.fhir.search import ID_RE
-from dossier.portal import codes, directory, dossier_data, entries, views
+from dossier.portal import codes, dossier_data, entries, views
+from dossier.portal import names as directory
 from dossier.portal.consents import FormProblem
 from dossier.portal.dossier_data import Dossier
 from dossier.portal.gateway import ApiError, OperationUnavailable, call
 from dossier.portal.i18n import BRUSSELS, N_
 from dossier.portal.web import PageError, User, form_of, portal_of, redirect, render, signed_in
+from dossier.search.params import ID_RE
 
 router = APIRouter(prefix="/portal/pro", include_in_schema=False)
 NOT_AVAILABLE = N_("This dossier is not available to you.")

@@ -116,10 +116,10 @@ async def callback(request: Request) -> Response:
     except (SignInError, AuthError):
         raise PageError(400, N_("The sign-in could not be completed. Please try "
                                 "again.")) from None
-    role = ctx.principal.role
+    role = ctx.role
     if role not in HOME:
         raise PageError(403, N_("This portal is for citizens, professionals and auditors."))
-    session = PortalSession(token=token, role=role, user=str(ctx.principal.fhir_user),
+    session = PortalSession(token=token, role=role, user=str(ctx.fhir_user),
                             csrf=new_csrf(), expires=token_expiry(token))
     response = RedirectResponse(pending.get("next") or HOME[role], status_code=303)
     write_session(response, portal.codec, session)

@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from auth import AuthError
-from dossier.context import RequestContext
+from dossier.core.context import RequestContext
 from dossier.portal.csrf import checked_form
 from dossier.portal.gateway import Gateway
 from dossier.portal.i18n import LANGUAGE_NAMES, LANGUAGES, N_, Translator, negotiate
@@ -119,11 +119,11 @@ class User:
 
     @property
     def role(self) -> str:
-        return self.ctx.principal.role
+        return self.ctx.role
 
     @property
     def patient_id(self) -> str:
-        patient = self.ctx.principal.patient or ""
+        patient = self.ctx.fhir_user or "" if self.ctx.role == "citizen" else ""
         return patient.split("/", 1)[1] if "/" in patient else ""
 
 
@@ -159,7 +159,7 @@ async def signed_in(request: Request, *roles: str) -> User:
         ctx = await portal_of(request).gateway.context(session.token)
     except AuthError:
         raise LoginRequired from None
-    if roles and ctx.principal.role not in roles:
+    if roles and ctx.role not in roles:
         raise PageError(403, N_("This page is not for your role."))
     return User(session, ctx, translator(request))
 

@@ -56,7 +56,7 @@ class Live:
         self.runtime.integrate_audit()
 
     def deliver_notifications(self) -> None:
-        from dossier.notifications import run_pending
+        from dossier.notify.worker import run_pending
 
         run_pending(self.runtime)
 
@@ -72,7 +72,8 @@ def live() -> Iterator[Live]:
     base = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryDirectory() as tmp:
         settings = load_settings(data_dir=Path(tmp) / "data", base_url=base,
-                                 audit_sequencer_seconds=0, notify_worker_seconds=0)
+                                 audit_sequencer_seconds=0, notify_worker_seconds=0,
+                                 maintenance_seconds=0)
         app = create_app(settings)
         try:
             with serve(app, port) as url:

@@ -57,7 +57,7 @@ def open_dossier(runtime: Any, patient: dict[str, Any]) -> None:
     through the API a PUT never creates inside a dossier."""
     from sqlalchemy.orm import Session
 
-    from dossier.seed import server_repository
+    from dossier.seed.groups import server_repository
 
     with Session(runtime.engine) as session, session.begin():
         server_repository(runtime, session).update("Patient", patient["id"], patient)

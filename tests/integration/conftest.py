@@ -104,7 +104,8 @@ class World:
 
 def make_settings(data_dir: Path, database_url: str | None, **extra: Any) -> Any:
     kw: dict[str, Any] = {"data_dir": data_dir, "base_url": "http://testserver",
-                          "audit_sequencer_seconds": 0, "notify_worker_seconds": 0, **extra}
+                          "audit_sequencer_seconds": 0, "notify_worker_seconds": 0,
+                          "maintenance_seconds": 0, **extra}
     if database_url:
         kw["database_url"] = database_url
     return load_settings(**kw)

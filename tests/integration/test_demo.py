@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from auth.devissuer import DEMO_USERS
 from dossier.app import create_app
 from dossier.db.models import resource_versions, resources
-from dossier.demo import load_demo
+from dossier.seed.demo import load_demo
 from tests.integration.conftest import Api, make_settings
 
 DB = "https://dossier.brussels/fhir"

@@ -16,7 +16,7 @@ from joserfc.jwk import ECKey
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-import dossier.fhir.locator_ops  # noqa: F401 - registers $locate (as dossier/app.py does)
+import dossier.hubs.locator  # noqa: F401 - registers $locate (as dossier/app.py does)
 from dossier.db.models import audit_records, notification_outbox, resources
 from tests import factories as f
 from tests.integration.conftest import Api, World, make_settings

@@ -78,7 +78,7 @@ class Site:
 def site(data_dir: Path, database_url: str | None) -> Iterator[Site]:
     extra = {"database_url": database_url} if database_url else {}
     settings = load_settings(data_dir=data_dir, base_url=BASE, audit_sequencer_seconds=0,
-                             notify_worker_seconds=0, **extra)
+                             notify_worker_seconds=0, maintenance_seconds=0, **extra)
     app = create_app(settings)
     try:
         with TestClient(app, base_url=BASE) as client:
@@ -430,7 +430,7 @@ def test_citizen_settings_export_and_erasure_request(site: Site) -> None:
 
 
 def test_notifications_and_proof_receipts(site: Site) -> None:
-    from dossier.notifications import run_pending
+    from dossier.notify.worker import run_pending
 
     janssens = site.sign_in("sw-janssens")
     assert janssens.get("/portal/pro/patients/martin").status_code == 200

@@ -16,10 +16,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from dossier import subscriptions as subs
 from dossier.app import create_app
 from dossier.db.models import subscription_events
 from dossier.db.models import subscriptions as subscriptions_table
+from dossier.subscriptions import service as subs
 from tests import factories as f
 from tests.integration.conftest import Api, World, make_settings
 from tests.integration.test_hubs import (
@@ -437,7 +437,7 @@ def test_a_practitioner_who_leaves_the_hub_is_no_longer_told(world: World, hub: 
 def test_the_preloaded_directory_answers_like_the_store(world: World) -> None:
     """What a write's subscription check reads in two queries equals what the token path
     reads per practitioner: active or not, and each active role (period respected)."""
-    from dossier.directory import PreloadedDirectory, StoreDirectory
+    from dossier.core.directory import PreloadedDirectory, StoreDirectory
 
     org2 = f"Organization/{world.admin.create(f.organization('CPAS Ixelles', 'social'))['id']}"
     both = world.add_practitioner("Peeters", "persnurse", org2)

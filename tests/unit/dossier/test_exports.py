@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dossier import exports
 from dossier.crypto import DecryptionError
-from dossier.exports import SealedWriter, read_sealed
+from dossier.exports import files as exports
+from dossier.exports.files import SealedWriter, read_sealed
 
 KEY = bytes(range(32))
 JOB = "0" * 32

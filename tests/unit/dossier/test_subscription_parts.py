@@ -11,8 +11,8 @@ from fhir.resources.R4B import get_fhir_model_class
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dossier import subscriptions as subs
 from dossier.errors import Unprocessable
+from dossier.subscriptions import service as subs
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 BASE = "https://dossier.example.be/fhir"

@@ -1,0 +1,149 @@
+"""The audit sink of the choke point: collects what the Repository did during one request
+and appends the records (one per person touched) in the request's own transaction, with
+an outbox row for each notification. On failure, the records of the refusal are written
+in a fresh transaction; if they cannot be written, the request fails (fail closed)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import insert
+from sqlalchemy.orm import Session
+
+from audit.record import Agent, Event, build_record, is_consultation
+from audit.store import AuditStore
+from auth.tokenevents import TokenEvent
+from dossier.core.context import RequestContext
+from dossier.core.repository import AuditNote
+from dossier.db.models import notification_outbox
+
+OUTCOME_BY_STATUS = {401: "denied", 403: "denied", 404: "not-found", 410: "not-found"}
+
+
+def outcome_for(status: int) -> str:
+    if status in OUTCOME_BY_STATUS:
+        return OUTCOME_BY_STATUS[status]
+    return "invalid" if status < 500 else "error"
+
+
+def agent_of(ctx: RequestContext) -> Agent:
+    p = ctx.principal
+    return Agent(who=p.fhir_user or (f"Client/{p.client_id}" if p.client_id else None),
+                 role=p.role, client=p.client_id, on_behalf_of=p.on_behalf_of,
+                 organizations=tuple(sorted(p.organizations)))
+
+
+class RequestAudit:
+    """Implements the Repository's AuditSink for one request."""
+
+    def __init__(self, store: AuditStore, ctx: RequestContext, query_key: bytes) -> None:
+        self.store = store
+        self.ctx = ctx
+        self.query_key = query_key
+        self.events: list[Event] = []
+        self.intent: tuple[str, str] = ("request", "*")
+        self.urgent_patients: set[str] = set()
+        self.written: list[dict[str, Any]] = []
+
+    # called by the Repository
+    def record(self, session: Session, ctx: RequestContext, note: AuditNote) -> None:
+        self.events.append(Event(note.action, note.resource_type, note.resource_id,
+                                 note.outcome, None, note.query, note.detail,
+                                 set(note.patient_ids)))
+
+    def urgent(self, patient_id: str) -> None:
+        """Break-the-glass: the person is notified at once, with urgency."""
+        self.urgent_patients.add(patient_id)
+
+    def expect(self, action: str, resource_type: str) -> None:
+        self.intent = (action, resource_type)
+
+    def fail(self, status: int) -> None:
+        """The request failed: mark what it did (or meant to do) with the outcome."""
+        outcome = outcome_for(status)
+        if not self.events:
+            self.events.append(Event(self.intent[0], self.intent[1], outcome=outcome))
+        for event in self.events:
+            if event.outcome == "success":
+                event.outcome = outcome
+        # a refused request discloses nothing: it is not a consultation
+        self.urgent_patients.clear()
+
+    def flush(self, session: Session) -> None:
+        """Append the records (one per person touched) and their outbox rows, each table
+        in one multi-row INSERT."""
+        if not self.events:
+            return
+        by_patient: dict[str | None, list[Event]] = {}
+        for event in self.events:
+            for pid in sorted(event.patients) or [None]:
+                by_patient.setdefault(pid, []).append(event)
+        agent = agent_of(self.ctx)
+        now = self.ctx.now
+        records: list[tuple[str | None, dict[str, Any]]] = []
+        for pid, events in by_patient.items():
+            patient = f"Patient/{pid}" if pid else None
+            records.append((pid, build_record(
+                record_id=str(uuid.uuid4()), recorded=now, request_id=self.ctx.request_id,
+                agent=agent, patient=patient, events=events,
+                purpose="BTG" if pid in self.urgent_patients else self.ctx.purpose,
+                query_key=self.query_key)))
+        self.store.append_many(session, [(record, pid, agent.who) for pid, record in records],
+                               recorded_at=now)
+        notices = [(record, pid) for pid, record in records
+                   if pid and (is_consultation(record) or pid in self.urgent_patients)]
+        if notices:
+            enqueue_many(session, notices, agent.who, self.urgent_patients, now)
+        self.written.extend(record for _, record in records)
+        self.events = []
+        self._pending = False
+
+    def keep_pending(self) -> None:
+        """The records could not be appended in the request's transaction (SQLite write
+        lock taken): they are appended in the next one, before any answer."""
+        self._pending = True
+
+    def pending(self) -> bool:
+        return bool(getattr(self, "_pending", False)) and bool(self.events)
+
+
+def enqueue_many(session: Session, notices: list[tuple[dict[str, Any], str]],
+                 agent: str | None, urgent: set[str], now: datetime) -> None:
+    """One outbox row per notice, for the portal inbox (always), in one multi-row INSERT.
+    The delivery worker adds the e-mail and webhook rows the person chose when it puts the
+    notice in the inbox (dossier/notify/worker.py `fan_out`)."""
+    session.execute(insert(notification_outbox), [{
+        "id": str(uuid.uuid4()), "patient_id": pid, "record_id": record["id"],
+        "agent": agent, "urgent": pid in urgent, "created_at": now, "channel": "inbox",
+        "status": "pending", "attempts": 0, "next_attempt_at": now}
+        for record, pid in notices])
+
+
+REFUSED_CLIENT = frozenset({"invalid_client", "unauthorized_client", "invalid_grant"})
+
+
+def record_token_event(store: AuditStore, engine: Any, query_key: bytes,
+                       event: TokenEvent) -> None:
+    """One record for a token-endpoint decision: every refusal, every backend token issued
+    (a hub as an organisation, or acting for a practitioner). A refusal names the client
+    it claimed in the detail, never as the agent: it is not authenticated."""
+    now = datetime.now(UTC)
+    if event.outcome == "success":
+        agent = Agent(who=event.fhir_user or (f"Client/{event.client}" if event.client
+                                              else None),
+                      role=event.role or "hub", client=event.client,
+                      on_behalf_of=event.on_behalf_of)
+        outcome, detail = "success", f"token {event.grant}"
+    else:
+        agent = Agent(who=None, role="unauthenticated")
+        outcome = "denied" if event.outcome in REFUSED_CLIENT else "invalid"
+        detail = f"token {event.grant} refused: {event.outcome}" + (
+            f" (claimed client {event.client})" if event.client else "")
+    record = build_record(
+        record_id=str(uuid.uuid4()), recorded=now, request_id=uuid.uuid4().hex, agent=agent,
+        patient=None, events=[Event("token", "OAuth", outcome=outcome, detail=detail)],
+        purpose=None, query_key=query_key)
+    with Session(engine) as session, session.begin():
+        store.append(session, record, recorded_at=now, patient_id=None, agent=agent.who)

@@ -1,0 +1,239 @@
+"""The access policy at the choke point: role and SMART scope gate (auth/), then the
+citizen's consent (consent/) for every row of a patient's dossier.
+
+Built per request from the request's session and principal; it reads the patient's
+Consent resources and break-the-glass grants from the database each time it needs them
+and keeps nothing beyond the request (revocation is immediate).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from itertools import combinations
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, false, or_, select
+from sqlalchemy.orm import Session
+
+import consent
+from auth import Forbidden as AuthForbidden
+from auth import Principal, check_interaction
+from auth.rules import COMPARTMENT_TYPES, DIRECTORY_TYPES
+from dossier.core.repository import RowMeta
+from dossier.db.models import break_glass, resources, search_index
+from dossier.errors import Forbidden, not_found
+
+R = resources.c
+S = search_index.c
+PROFESSIONALS = ("practitioner", "hub")
+DENY_ALL = consent.Provision(consent_id=None, type="deny", actors=frozenset(),
+                             actions=frozenset(), categories=frozenset(), purposes=frozenset())
+
+
+def actor_of(principal: Principal) -> consent.Actor:
+    return consent.Actor(practitioner=principal.practitioner,
+                         organizations=principal.organizations,
+                         professions=principal.professions)
+
+
+def category_key(categories: Iterable[str]) -> str:
+    return ",".join(sorted(categories))
+
+
+def subsets(granted: frozenset[str]) -> list[str]:
+    """Every non-empty category set a row may carry and still be readable."""
+    items = sorted(granted)
+    return [",".join(c) for n in range(1, len(items) + 1) for c in combinations(items, n)]
+
+
+def load_consents(session: Session, patient_ids: list[str]) -> dict[str, list[consent.Provision]]:
+    """The provisions of the patients' current Consents, read and parsed now (one query
+    per 500 patients). A Consent that cannot be parsed gives [DENY_ALL]."""
+    out: dict[str, list[consent.Provision]] = {pid: [] for pid in patient_ids}
+    unreadable: set[str] = set()
+    for start in range(0, len(patient_ids), 500):
+        chunk = patient_ids[start:start + 500]
+        for pid, content in session.execute(select(R.patient_id, R.content).where(
+                R.res_type == "Consent", R.patient_id.in_(chunk), R.deleted == false())):
+            try:
+                provision = consent.parse_consent(content)
+            except consent.ConsentFormatError:
+                unreadable.add(pid)  # could be an exclusion: fail closed
+                continue
+            if provision is not None:
+                out[pid].append(provision)
+    for pid in unreadable:
+        out[pid] = [DENY_ALL]
+    return out
+
+
+class ConsentPolicy:
+    def __init__(self, session: Session, principal: Principal, now: datetime) -> None:
+        self.session = session
+        self.principal = principal
+        self.now = now
+        self.actor = actor_of(principal)
+        self._provisions: dict[str, list[consent.Provision]] = {}
+        self.last_decision: consent.Decision | None = None
+        self.break_glass_used: set[str] = set()
+        # off for standing access (subscriptions): break-the-glass is for one urgent read
+        self.break_glass_allowed = True
+
+    # ---------------------------------------------------------------- gate
+    def gate(self, resource_type: str, interaction: str) -> None:
+        """Role and SMART scopes, before any consent question (403 when refused)."""
+        try:
+            check_interaction(self.principal, resource_type, interaction,
+                              compartment_patient=self.principal.patient)
+        except AuthForbidden:
+            raise Forbidden("Your role or the scopes of your token do not allow this "
+                            "interaction on this resource type.") from None
+
+    def creates_on_update(self, resource_type: str) -> bool:
+        """PUT creates only in the directory; in a dossier it would tell a hidden id from a
+        missing one."""
+        return resource_type in DIRECTORY_TYPES
+
+    # ---------------------------------------------------------------- consent inputs
+    def provisions(self, patient_id: str) -> list[consent.Provision]:
+        """The patient's active Consents and live break-the-glass grants (this request only)."""
+        if patient_id not in self._provisions:
+            self._load([patient_id])
+        return self._provisions[patient_id]
+
+    def preload(self, patient_id: str, provisions: list[consent.Provision]) -> None:
+        """Use Consents already read in this transaction (`load_consents`); only without
+        break-the-glass, whose grants are the actor's own."""
+        assert not self.break_glass_allowed
+        self._provisions[patient_id] = provisions
+
+    def _load(self, patient_ids: list[str]) -> None:
+        """Read the Consents and break-the-glass grants of several patients in two queries."""
+        consents = load_consents(self.session, patient_ids)
+        grants: dict[str, list[Any]] = {pid: [] for pid in patient_ids}
+        if self.principal.practitioner and self.break_glass_allowed:
+            for start in range(0, len(patient_ids), 500):
+                chunk = patient_ids[start:start + 500]
+                for g in self.session.execute(select(break_glass).where(
+                        break_glass.c.patient_id.in_(chunk),
+                        break_glass.c.practitioner == self.principal.practitioner,
+                        break_glass.c.expires_at > self.now)):
+                    grants[g.patient_id].append(g)
+        for pid in patient_ids:
+            if consents[pid][:1] == [DENY_ALL]:  # an unreadable Consent: nothing else counts
+                self._provisions[pid] = [DENY_ALL]
+                continue
+            self._provisions[pid] = consents[pid] + [
+                consent.break_glass_provision(g.practitioner, g.granted_at, g.minutes,
+                                              f"break-glass/{g.id}") for g in grants[pid]]
+
+    def granted(self, patient_id: str, action: str = "access") -> frozenset[str]:
+        provisions = self.provisions(patient_id)
+        ordinary = consent.granted_categories(self.actor, provisions, action, self.now)
+        if action != "access" or self.principal.practitioner is None:
+            return ordinary
+        urgent = consent.granted_categories(self.actor, provisions, action, self.now,
+                                            consent.BREAK_GLASS_PURPOSE)
+        if urgent - ordinary:
+            self.break_glass_used.add(patient_id)
+        return ordinary | urgent
+
+    def decide(self, patient_id: str, categories: frozenset[str], action: str) -> bool:
+        provisions = self.provisions(patient_id)
+        decision = consent.decide(self.actor, provisions, categories, action, self.now)
+        if not decision.permit and action == "access" and self.principal.practitioner:
+            urgent = consent.decide(self.actor, provisions, categories, action, self.now,
+                                    consent.BREAK_GLASS_PURPOSE)
+            if urgent.permit:
+                self.break_glass_used.add(patient_id)
+                decision = urgent
+        self.last_decision = decision
+        return decision.permit
+
+    # ---------------------------------------------------------------- rows
+    def can_read(self, row: RowMeta) -> bool:
+        role = self.principal.role
+        if row.patient_id is None:
+            return row.resource_type in DIRECTORY_TYPES or self._own_server_row(row)
+        if role == "citizen":
+            return self.principal.patient == f"Patient/{row.patient_id}"
+        if role in PROFESSIONALS and row.resource_type != "Consent":
+            return self.decide(row.patient_id, row.categories, "access")
+        return False
+
+    def _own_server_row(self, row: RowMeta) -> bool:
+        return False
+
+    def read_clause(self, resource_type: str) -> ColumnElement[bool] | None:
+        directory = and_(R.patient_id.is_(None), R.res_type.in_(sorted(DIRECTORY_TYPES)))
+        role = self.principal.role
+        if role == "citizen":
+            assert self.principal.patient is not None
+            own = self.principal.patient.split("/", 1)[1]
+            return or_(directory, R.patient_id == own)
+        if role not in PROFESSIONALS:
+            return directory
+        parts: list[ColumnElement[bool]] = [directory]
+        candidates = self._candidate_patients()
+        self._load([p for p in candidates if p not in self._provisions])
+        by_grant: dict[frozenset[str], list[str]] = {}
+        for patient_id in candidates:
+            allowed = self.granted(patient_id)
+            if allowed:
+                by_grant.setdefault(allowed, []).append(patient_id)
+        for allowed, patient_ids in by_grant.items():  # one clause per distinct grant
+            parts.append(and_(R.patient_id.in_(patient_ids), R.res_type != "Consent",
+                              R.categories.in_(subsets(allowed))))
+        return or_(*parts)
+
+    def _candidate_patients(self) -> list[str]:
+        """Patients with a Consent naming one of the actor's references, or a live
+        break-the-glass grant for this practitioner."""
+        refs = sorted(self.actor.references())
+        named = select(R.patient_id).where(
+            R.res_type == "Consent", R.deleted == false(),
+            R.res_id.in_(select(S.res_id).where(S.res_type == "Consent", S.param == "actor",
+                                                S.value.in_(refs))))
+        ids = {p for (p,) in self.session.execute(named).all() if p}
+        if self.principal.practitioner:
+            ids |= {p for (p,) in self.session.execute(select(break_glass.c.patient_id).where(
+                break_glass.c.practitioner == self.principal.practitioner,
+                break_glass.c.expires_at > self.now)).all()}
+        return sorted(ids)
+
+    # ---------------------------------------------------------------- writes
+    def check_write(self, resource_type: str, patient_id: str | None,
+                    categories: frozenset[str], existing: RowMeta | None) -> None:
+        role = self.principal.role
+        if patient_id is None:
+            if resource_type in DIRECTORY_TYPES and role == "admin":
+                return
+            raise Forbidden("Only an administrator keeps the directory.")
+        patient_ref = f"Patient/{patient_id}"
+        if resource_type == "Patient" and existing is None and role in (
+                "admin", "practitioner"):
+            return  # opening a dossier: then no access until the citizen consents
+        if role == "citizen":
+            if self.principal.patient != patient_ref:
+                raise not_found(resource_type)
+            if resource_type == "Consent":
+                return
+            raise Forbidden("A citizen changes their dossier through their consents.")
+        if role in PROFESSIONALS and resource_type in COMPARTMENT_TYPES and \
+                resource_type != "Consent":
+            old = existing.categories if existing is not None else frozenset()
+            if existing is not None and not self.can_read(existing):
+                raise not_found(resource_type)
+            if self.decide(patient_id, categories | old, "collect"):
+                return
+            # without access the dossier does not exist for this actor
+            if not self.granted(patient_id):
+                raise not_found("Patient")
+            raise Forbidden("The person's consent does not let you record this kind of "
+                            "entry.")
+        raise not_found(resource_type)
+
+
+def describe(policy: Any) -> str:
+    return type(policy).__name__

@@ -1,0 +1,751 @@
+"""The choke point. Every read and write of dossier data goes through a Repository built
+for one request: it carries the actor and the transaction, asks the access policy,
+seals/opens encrypted elements, keeps versions and the search index, and records the audit
+event in the same transaction (see docs/architecture.md)."""
+
+from __future__ import annotations
+
+import copy
+import re
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol, TypeVar
+
+from sqlalchemy import ColumnElement, Row, delete, false, func, insert, or_, select, update
+from sqlalchemy.orm import Session
+
+import consent
+import schemas
+from dossier.core import content
+from dossier.core.context import RequestContext
+from dossier.db.models import resource_versions, resources, search_index
+from dossier.errors import (
+    BadRequest,
+    DossierError,
+    Gone,
+    MethodNotAllowed,
+    PreconditionFailed,
+    Unprocessable,
+    not_found,
+)
+from dossier.search import sql as search_sql
+from dossier.search.params import ID_RE, Include, SearchQuery, parse_search
+
+T = TypeVar("T")
+R = resources.c
+V = resource_versions.c
+S = search_index.c
+REF_RE = re.compile(r"^([A-Z][A-Za-z]{1,63})/([A-Za-z0-9\-.]{1,64})$")
+
+
+@dataclass(frozen=True)
+class RowMeta:
+    """What the policy needs to decide on a stored resource, without its content."""
+
+    resource_type: str
+    id: str
+    patient_id: str | None
+    categories: frozenset[str]
+    deleted: bool = False
+
+
+@dataclass
+class Stored:
+    resource_type: str
+    id: str
+    version_id: int
+    last_updated: datetime
+    deleted: bool
+    resource: dict[str, Any] | None  # None for a deletion entry
+    meta: RowMeta
+    method: str = "PUT"
+
+
+@dataclass
+class SearchResult:
+    matches: list[Stored]
+    included: list[Stored]
+    total: int
+    query: SearchQuery
+
+
+class AccessPolicy(Protocol):
+    """Plugged in by consent enforcement; the default is OpenPolicy (foundation only)."""
+
+    def gate(self, resource_type: str, interaction: str) -> None:
+        """Role and scopes (SMART letters c r u d s); raises Forbidden."""
+
+    def creates_on_update(self, resource_type: str) -> bool:
+        """Whether PUT to a missing id creates the resource (update-as-create)."""
+
+    def can_read(self, row: RowMeta) -> bool: ...
+
+    def read_clause(self, resource_type: str) -> ColumnElement[bool] | None: ...
+
+    def check_write(self, resource_type: str, patient_id: str | None,
+                    categories: frozenset[str], existing: RowMeta | None) -> None: ...
+
+
+class Sealer(Protocol):
+    """Field encryption: split a resource into clear part and sealed elements, and back."""
+
+    def seal(self, session: Session, resource: dict[str, Any], patient_id: str | None,
+             version_id: int) -> tuple[dict[str, Any], dict[str, str] | None]: ...
+
+    def open(self, session: Session, resource_type: str, resource_id: str,
+             content: dict[str, Any], sealed: dict[str, str] | None, patient_id: str | None,
+             version_id: int) -> dict[str, Any]: ...
+
+    def blind(self, system: str, value: str) -> str: ...
+
+
+class AuditSink(Protocol):
+    def expect(self, action: str, resource_type: str) -> None: ...
+
+    def record(self, session: Session, ctx: RequestContext, event: AuditNote) -> None: ...
+
+
+@dataclass
+class AuditNote:
+    """What happened, for the audit record (no personal data: ids, codes, outcome)."""
+
+    action: str  # create | read | vread | update | delete | search | history | operation
+    resource_type: str
+    resource_id: str | None = None
+    patient_ids: set[str] = field(default_factory=set)
+    outcome: str = "success"  # success | denied | not-found | error
+    detail: str | None = None
+    query: list[tuple[str, str]] | None = None
+
+
+@dataclass(frozen=True)
+class Services:
+    """What an operation may use besides the data: settings, envelope keys, the audit log's
+    own reads, the embedded issuer. Built by the Runtime for each unit."""
+
+    settings: Any = None
+    key_provider: Any = None
+    audit_store: Any = None
+    issuer: Any = None
+    is_sqlite: bool = False
+
+
+class OpenPolicy:
+    """Permits everything: for tools that run as the operator (never for a request)."""
+
+    def gate(self, resource_type: str, interaction: str) -> None:
+        return None
+
+    def creates_on_update(self, resource_type: str) -> bool:
+        return True
+
+    def can_read(self, row: RowMeta) -> bool:
+        return True
+
+    def read_clause(self, resource_type: str) -> ColumnElement[bool] | None:
+        return None
+
+    def check_write(self, resource_type: str, patient_id: str | None,
+                    categories: frozenset[str], existing: RowMeta | None) -> None:
+        return None
+
+
+class NullAudit:
+    def expect(self, action: str, resource_type: str) -> None:
+        return None
+
+    def record(self, session: Session, ctx: RequestContext, event: AuditNote) -> None:
+        return None
+
+
+def row_meta(row: Row[Any]) -> RowMeta:
+    cats = frozenset(c for c in (row.categories or "").split(",") if c)
+    return RowMeta(row.res_type, row.res_id, row.patient_id, cats, bool(row.deleted))
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+class Repository:
+    def __init__(self, session: Session, ctx: RequestContext, *, policy: AccessPolicy,
+                 sealer: Sealer, audit: AuditSink, page_size: int = 20,
+                 max_page_size: int = 200,
+                 tracer: Callable[[str], Any] | None = None,
+                 on_change: Callable[[Repository, Stored], None] | None = None,
+                 services: Services | None = None) -> None:
+        self.session = session
+        self.services = services or Services()
+        self.post_commit: list[str] = []  # named actions the Runtime runs after commit
+        self._stores: dict[type, Any] = {}
+        self.ctx = ctx
+        self.policy = policy
+        self.sealer = sealer
+        self.audit = audit
+        self.page_size = page_size
+        self.max_page_size = max_page_size
+        self._span = tracer
+        self.on_change = on_change  # subscriptions: told of every write, in its transaction
+        self.intent = "read"
+        # set inside transactions: reference checks wait until every entry is written
+        self.deferred_refs: list[tuple[str, str, str | None]] | None = None
+
+    def store(self, kind: type[T]) -> T:
+        """The unit's store for a side table (dossier/stores/), on this transaction."""
+        found = self._stores.get(kind)
+        if found is None:
+            found = self._stores[kind] = kind(self.session)  # type: ignore[call-arg]
+        return found  # type: ignore[no-any-return]
+
+    def after_commit(self, action: str) -> None:
+        """Ask the Runtime to run a named action once this unit has committed."""
+        if action not in self.post_commit:
+            self.post_commit.append(action)
+
+    # ------------------------------------------------------------------ plumbing
+    @contextmanager
+    def _op(self, name: str, resource_type: str) -> Iterator[None]:
+        if self._span is None:
+            yield
+            return
+        with self._span(f"repository.{name}") as span:
+            span.set_attribute("fhir.resource_type", resource_type)
+            span.set_attribute("fhir.interaction", name)
+            yield
+
+    def current_row(self, resource_type: str, resource_id: str) -> Row[Any] | None:
+        return self.session.execute(
+            select(resources).where(R.res_type == resource_type, R.res_id == resource_id)
+        ).first()
+
+    def _to_stored(self, row: Row[Any], method: str = "PUT") -> Stored:
+        meta = row_meta(row)
+        resource = None
+        if not row.deleted:
+            resource = self.sealer.open(self.session, row.res_type, row.res_id,
+                                        copy.deepcopy(row.content), row.sealed, row.patient_id,
+                                        row.version_id)
+        return Stored(row.res_type, row.res_id, row.version_id, row.last_updated,
+                      bool(row.deleted), resource, meta, method)
+
+    def _visible(self, row: Row[Any] | None, resource_type: str) -> Row[Any]:
+        """The row if it exists and the actor may see it; else the one 'not found'.
+        A refused attempt on an existing dossier is logged against that person."""
+        if row is None:
+            self._note(self.intent, resource_type, None, None, "not-found")
+            raise not_found(resource_type)
+        if not self.policy.can_read(row_meta(row)):
+            self._note(self.intent, resource_type, row.res_id, row.patient_id, "denied")
+            raise not_found(resource_type)
+        return row
+
+    def _note(self, action: str, resource_type: str, resource_id: str | None,
+              patient_id: str | None, outcome: str = "success",
+              query: list[tuple[str, str]] | None = None, patients: set[str] | None = None,
+              detail: str | None = None) -> None:
+        ids = set(patients or ())
+        if patient_id:
+            ids.add(patient_id)
+        self.audit.record(self.session, self.ctx, AuditNote(
+            action, resource_type, resource_id, ids, outcome, detail, query))
+
+    # ------------------------------------------------------------------ reads
+    def begin(self, action: str, resource_type: str, interaction: str | None) -> None:
+        """Tell the audit what is being attempted, then ask the role/scope gate."""
+        self.intent = action
+        self.audit.expect(action, resource_type)
+        if interaction is not None:
+            self.policy.gate(resource_type, interaction)
+
+    def note_access(self, action: str, resource_type: str, resource_id: str | None,
+                    patient_ref: str | None, detail: str | None = None) -> None:
+        """Record an access made outside the resource tables (AuditEvent view, operations);
+        `detail` names the operation."""
+        pid = patient_ref.split("/", 1)[1] if patient_ref else None
+        self._note(action, resource_type, resource_id, pid, detail=detail)
+
+    def read(self, resource_type: str, resource_id: str) -> Stored:
+        check_type(resource_type)
+        self.begin("read", resource_type, "r")
+        with self._op("read", resource_type):
+            row = self._visible(self.current_row(resource_type, resource_id), resource_type)
+            self._note("read", resource_type, resource_id, row.patient_id)
+            if row.deleted:
+                raise Gone(f"This {resource_type} was deleted.")
+            return self._to_stored(row)
+
+    def vread(self, resource_type: str, resource_id: str, version_id: int) -> Stored:
+        check_type(resource_type)
+        self.begin("vread", resource_type, "r")
+        with self._op("vread", resource_type):
+            current = self._visible(self.current_row(resource_type, resource_id), resource_type)
+            row = self.session.execute(select(resource_versions).where(
+                V.res_type == resource_type, V.res_id == resource_id, V.version_id == version_id
+            )).first()
+            if row is None or not self.policy.can_read(row_meta(row)):
+                self._note("vread", resource_type, resource_id, current.patient_id, "not-found")
+                raise not_found(resource_type)
+            self._note("vread", resource_type, resource_id, row.patient_id)
+            if row.deleted:
+                raise Gone(f"This version of the {resource_type} is a deletion.")
+            return self._to_stored(row, row.method)
+
+    def history(self, resource_type: str | None, resource_id: str | None, *,
+                since: datetime | None, count: int | None, offset: int) -> tuple[list[Stored], int]:
+        if resource_type:
+            check_type(resource_type)
+            self.begin("history", resource_type, "r")
+        with self._op("history", resource_type or "*"):
+            stmt = select(resource_versions)
+            if resource_type:
+                stmt = stmt.where(V.res_type == resource_type)
+            if resource_id:
+                assert resource_type
+                current = self._visible(self.current_row(resource_type, resource_id), resource_type)
+                stmt = stmt.where(V.res_id == resource_id)
+                del current
+            if since is not None:
+                stmt = stmt.where(V.last_updated >= since)
+            clause = self.policy.read_clause(resource_type or "*")
+            if clause is not None:
+                stmt = stmt.where(_rebind(clause))
+            total = self.session.execute(
+                select(func.count()).select_from(stmt.subquery())).scalar_one()
+            size = min(count or self.page_size, self.max_page_size)
+            rows = self.session.execute(
+                stmt.order_by(V.last_updated.desc(), V.version_id.desc(), V.res_id)
+                .limit(size).offset(offset)).all()
+            out = [self._to_stored(r, r.method) for r in rows
+                   if self.policy.can_read(row_meta(r))]
+            self._note("history", resource_type or "*", resource_id, None,
+                       patients={s.meta.patient_id for s in out if s.meta.patient_id})
+            return out, total
+
+    def search(self, resource_type: str, raw: list[tuple[str, str]], *,
+               lenient: bool = False) -> SearchResult:
+        check_type(resource_type)
+        self.begin("search", resource_type, "s")
+        with self._op("search", resource_type):
+            q = parse_search(resource_type, raw, lenient=lenient, default_count=self.page_size,
+                             max_count=self.max_page_size)
+            return self.run_search(q, raw)
+
+    def run_search(self, q: SearchQuery, raw: list[tuple[str, str]]) -> SearchResult:
+        stmt = search_sql.build_search(q, self.sealer.blind,
+                                       self.policy.read_clause(q.resource_type))
+        total = self.session.execute(
+            select(func.count()).select_from(stmt.subquery())).scalar_one()
+        rows = self.session.execute(
+            search_sql.ordered(stmt, q).limit(q.count).offset(q.offset)).all()
+        matches = [self._to_stored(r) for r in rows if self.policy.can_read(row_meta(r))]
+        included = self._includes(q.includes, matches)
+        patients = {s.meta.patient_id for s in matches + included if s.meta.patient_id}
+        self._note("search", q.resource_type, None, None, query=q.canonical_params(raw),
+                   patients=patients)
+        return SearchResult(matches, included, total, q)
+
+    def _includes(self, includes: list[Include], matches: list[Stored]) -> list[Stored]:
+        if not includes or not matches:
+            return []
+        seen = {(m.resource_type, m.id) for m in matches}
+        out: list[Stored] = []
+        for inc in includes:
+            if not self._may("r", inc.source_type if inc.reverse else inc.target_type):
+                continue
+            if inc.reverse:
+                refs = [f"{m.resource_type}/{m.id}" for m in matches]
+                stmt = select(resources).where(
+                    R.res_type == inc.source_type, R.deleted == false(),
+                    R.res_id.in_(select(S.res_id).where(
+                        S.res_type == inc.source_type, S.param == inc.param, S.value.in_(refs))))
+            else:
+                ids = [m.id for m in matches if m.resource_type == inc.source_type]
+                targets = self.session.execute(select(S.value).where(
+                    S.res_type == inc.source_type, S.param == inc.param,
+                    S.res_id.in_(ids))).scalars().all()
+                pairs = [t.split("/", 1) for t in set(targets)]
+                pairs = [p for p in pairs if inc.target_type in (None, p[0])]
+                if not pairs:
+                    continue
+                stmt = select(resources).where(R.deleted == false(), or_(*[
+                    (R.res_type == t) & (R.res_id == i) for t, i in pairs]))
+            clause = self.policy.read_clause("*")
+            if clause is not None:
+                stmt = stmt.where(clause)
+            for row in self.session.execute(stmt.limit(1000)).all():
+                key = (row.res_type, row.res_id)
+                if key in seen or not self.policy.can_read(row_meta(row)):
+                    continue
+                seen.add(key)
+                out.append(self._to_stored(row))
+        return out
+
+    def _may(self, interaction: str, resource_type: str | None) -> bool:
+        if resource_type is None:
+            return True
+        try:
+            self.policy.gate(resource_type, interaction)
+        except DossierError:
+            return False
+        return True
+
+    def compartment(self, patient_id: str, *, action: str = "operation",
+                    policy: AccessPolicy | None = None, operation: str | None = None,
+                    types: frozenset[str] | None = None) -> list[Stored]:
+        """Every live resource of one person's dossier that the actor (or, for a preview,
+        `policy`) may read. The Patient first, then by type and date."""
+        judge = policy or self.policy
+        stmt = select(resources).where(R.patient_id == patient_id, R.deleted == false())
+        if types is not None:
+            stmt = stmt.where(R.res_type.in_(sorted(types)))
+        clause = judge.read_clause("*")
+        if clause is not None:
+            stmt = stmt.where(clause)
+        rows = self.session.execute(stmt.order_by(
+            (R.res_type != "Patient"), R.res_type, R.last_updated, R.res_id)).all()
+        out = [self._to_stored(r) for r in rows if judge.can_read(row_meta(r))]
+        if out:
+            self._note(action, "Patient", patient_id, patient_id, detail=operation)
+        else:
+            person = self.current_row("Patient", patient_id)
+            if person is not None and not person.deleted:  # refused: in the person's log
+                self._note(action, "Patient", None, patient_id, "denied", detail=operation)
+            else:
+                self._note(action, "Patient", None, None, "not-found", detail=operation)
+        return out
+
+    def exists_visible(self, reference: str, compartment: str | None = None) -> bool:
+        """The reference resolves to a live resource the actor may see. The resource's own
+        patient counts as seen: check_write has already tied the writer to that dossier."""
+        m = REF_RE.match(reference)
+        if not m:
+            return False
+        row = self.current_row(m.group(1), m.group(2))
+        if row is None or row.deleted:
+            return False
+        return reference == compartment or self.policy.can_read(row_meta(row))
+
+    # ------------------------------------------------------------------ writes
+    def create(self, resource: dict[str, Any], *, if_none_exist: str | None = None,
+               resource_id: str | None = None) -> tuple[Stored, bool]:
+        resource_type = resource.get("resourceType", "")
+        self.begin("create", resource_type, None)
+        check_writable(resource_type)
+        self.policy.gate(resource_type, "c")
+        with self._op("create", resource_type):
+            if if_none_exist is not None:
+                found = self._conditional_match(resource_type, if_none_exist)
+                if found is not None:
+                    return found, False
+            rid = resource_id or new_id()
+            return self._write(resource_type, rid, resource, None, "POST"), True
+
+    def update(self, resource_type: str, resource_id: str, resource: dict[str, Any], *,
+               if_match: int | None = None) -> tuple[Stored, bool]:
+        self.audit.expect("update", resource_type)
+        check_writable(resource_type)
+        if resource.get("resourceType") != resource_type:
+            raise BadRequest(f"The body is not a {resource_type} resource.")
+        if resource.get("id") != resource_id:
+            raise BadRequest("The id in the body must equal the id in the URL.")
+        if not ID_RE.match(resource_id):
+            raise BadRequest("The id is not a valid FHIR id.")
+        with self._op("update", resource_type):
+            row = self.current_row(resource_type, resource_id)
+            creates = row is None and self.policy.creates_on_update(resource_type)
+            self.begin("update", resource_type, "c" if creates else "u")
+            if row is None and not creates:
+                # in a dossier, PUT never creates: a hidden and a missing id answer alike
+                self._note("update", resource_type, resource_id, None, "not-found")
+                raise not_found(resource_type)
+            if row is not None and not self.policy.can_read(row_meta(row)):
+                # hidden: behave exactly as for a resource that does not exist, but never
+                # create over it
+                self._note("update", resource_type, resource_id, row.patient_id, "denied")
+                raise not_found(resource_type)
+            if if_match is not None and (row is None or row.version_id != if_match):
+                raise PreconditionFailed(
+                    "The resource has changed since that version (If-Match failed).")
+            stored = self._write(resource_type, resource_id, resource, row, "PUT")
+            return stored, row is None
+
+    def delete(self, resource_type: str, resource_id: str) -> None:
+        self.begin("delete", resource_type, None)
+        check_writable(resource_type)
+        self.policy.gate(resource_type, "d")
+        with self._op("delete", resource_type):
+            row = self._visible(self.current_row(resource_type, resource_id), resource_type)
+            meta = row_meta(row)
+            self.policy.check_write(resource_type, row.patient_id, meta.categories, meta)
+            self._note("delete", resource_type, resource_id, row.patient_id)
+            if row.deleted:
+                return
+            version = row.version_id + 1
+            now = self.ctx.now
+            self.session.execute(update(resources).where(
+                R.res_type == resource_type, R.res_id == resource_id).values(
+                    version_id=version, last_updated=now, deleted=True,
+                    content={}, sealed=None))
+            self.session.execute(insert(resource_versions).values(
+                res_type=resource_type, res_id=resource_id, version_id=version, last_updated=now,
+                deleted=True, method="DELETE", patient_id=row.patient_id,
+                categories=row.categories, content={}, sealed=None))
+            self.session.execute(delete(search_index).where(
+                S.res_type == resource_type, S.res_id == resource_id))
+
+    def _conditional_match(self, resource_type: str, query: str) -> Stored | None:
+        from urllib.parse import parse_qsl
+
+        raw = parse_qsl(query.lstrip("?"), keep_blank_values=True)
+        if not raw:
+            raise BadRequest("If-None-Exist must hold search parameters.")
+        q = parse_search(resource_type, raw, lenient=False, default_count=2, max_count=2)
+        q.count, q.offset, q.includes = 2, 0, []
+        result = self.run_search(q, raw)
+        if result.total > 1:
+            raise PreconditionFailed("If-None-Exist matches more than one resource.")
+        return result.matches[0] if result.matches else None
+
+    def server_read(self, resource_type: str, resource_id: str) -> dict[str, Any] | None:
+        """A resource as the server itself reads it (derived data), unaudited."""
+        row = self.current_row(resource_type, resource_id)
+        return None if row is None or row.deleted else self._to_stored(row).resource
+
+    def server_write(self, resource: dict[str, Any]) -> Stored:
+        """Write a server-derived resource (a Flag, a Communication) in this transaction."""
+        rtype, rid = resource["resourceType"], resource.get("id") or new_id()
+        return self._write(rtype, rid, resource, self.current_row(rtype, rid),
+                           "PUT", trusted=True)
+
+    def create_server_resource(self, body: dict[str, Any], *, patient_id: str | None = None,
+                               categories: frozenset[str] = frozenset()) -> Stored:
+        """Store a resource only the server writes (Communication): version 1, its versions
+        row and search index, sealed. Checked against the FHIR R4 model; its references
+        may point into the audit log (`about → AuditEvent/x`), so they are not resolved."""
+        from fhir.resources.R4B import get_fhir_model_class
+
+        resource = copy.deepcopy(body)
+        resource_type = resource.get("resourceType", "")
+        if resource_type not in schemas.SERVER_WRITTEN_TYPES:
+            raise ValueError("only server-written resource types")
+        resource_id = resource.setdefault("id", new_id())
+        get_fhir_model_class(resource_type).model_validate(resource)
+        if patient_id is None:
+            patient_ref = schemas.patient_of(resource)
+            patient_id = patient_ref.split("/", 1)[1] if patient_ref else None
+        now = self.ctx.now
+        resource["meta"] = {"versionId": "1",
+                            "lastUpdated": now.isoformat().replace("+00:00", "Z")}
+        if categories:
+            resource["meta"]["security"] = schemas.security_labels(categories)
+        clear, sealed = self.sealer.seal(self.session, resource, patient_id, 1)
+        values = {"res_type": resource_type, "res_id": resource_id, "version_id": 1,
+                  "last_updated": now, "deleted": False, "patient_id": patient_id,
+                  "categories": ",".join(sorted(categories)), "content": clear,
+                  "sealed": sealed}
+        self.session.execute(insert(resources).values(**values))
+        self.session.execute(insert(resource_versions).values(method="POST", **values))
+        rows = self._index_rows(resource_type, resource_id, resource)
+        if rows:
+            self.session.execute(insert(search_index), rows)
+        meta = RowMeta(resource_type, resource_id, patient_id, frozenset())
+        return Stored(resource_type, resource_id, 1, now, False, resource, meta, "POST")
+
+    def _write(self, resource_type: str, resource_id: str, body: dict[str, Any],
+               existing: Row[Any] | None, method: str, *, trusted: bool = False) -> Stored:
+        resource = copy.deepcopy(body)
+        resource["id"] = resource_id
+        problems = schemas.validate(resource)  # meta too: a null or empty meta is refused
+        client_meta = resource.pop("meta", None)
+        if not problems and not trusted:
+            old = self._to_stored(existing).resource if existing is not None and \
+                not existing.deleted else None
+            resource = content.before_write(resource, old)
+        if not problems and resource_type == "Consent":
+            problems = [schemas.Problem(path, message, "invalid")
+                        for path, message in consent_problems(resource)]
+        if problems:
+            raise unprocessable(problems)
+        patient_ref = schemas.patient_of(resource)
+        patient_id = patient_ref.split("/", 1)[1] if patient_ref else None
+        if existing is not None and existing.patient_id and patient_id != existing.patient_id:
+            raise Unprocessable("A resource cannot be moved to another person's dossier.",
+                                expression=[f"{resource_type}.subject"])
+        categories = set(schemas.categories(resource))
+        if _asks_psy(client_meta) or (existing is not None and
+                                      "psy" in row_meta(existing).categories):
+            categories.add("psy")  # a writer may add psy, never remove it
+        cats = frozenset(categories)
+        if not trusted:
+            self.policy.check_write(resource_type, patient_id, cats,
+                                    row_meta(existing) if existing is not None else None)
+        self._check_references(resource, patient_ref)
+        version = (existing.version_id + 1) if existing is not None else 1
+        now = self.ctx.now
+        resource["meta"] = {
+            "versionId": str(version),
+            "lastUpdated": now.isoformat().replace("+00:00", "Z"),
+        }
+        labels = schemas.security_labels(cats)
+        if labels:
+            resource["meta"]["security"] = labels
+        clear, sealed = self.sealer.seal(self.session, resource, patient_id, version)
+        values = {"version_id": version, "last_updated": now, "deleted": False,
+                  "patient_id": patient_id, "categories": ",".join(sorted(cats)),
+                  "content": clear, "sealed": sealed}
+        if existing is None:
+            self.session.execute(insert(resources).values(
+                res_type=resource_type, res_id=resource_id, **values))
+        else:
+            self.session.execute(update(resources).where(
+                R.res_type == resource_type, R.res_id == resource_id).values(**values))
+            self.session.execute(delete(search_index).where(
+                S.res_type == resource_type, S.res_id == resource_id))
+            if "psy" in cats and "psy" not in row_meta(existing).categories:
+                self._label_history_psy(resource_type, resource_id)
+        self.session.execute(insert(resource_versions).values(
+            res_type=resource_type, res_id=resource_id, method=method, **values))
+        rows = self._index_rows(resource_type, resource_id, resource)
+        if rows:
+            self.session.execute(insert(search_index), rows)
+        self._note("create" if existing is None else "update", resource_type, resource_id,
+                   patient_id)
+        meta = RowMeta(resource_type, resource_id, patient_id, cats)
+        stored = Stored(resource_type, resource_id, version, now, False, resource, meta, method)
+        if not trusted:
+            self.create_server_resource(provenance(self.ctx, stored, existing is None),
+                                        patient_id=patient_id, categories=cats)
+            content.after_write(self, stored)
+        if self.on_change is not None:
+            self.on_change(self, stored)
+        return stored
+
+    def _label_history_psy(self, resource_type: str, resource_id: str) -> None:
+        """A resource newly labelled psy: its earlier versions and its Provenance become psy
+        too, so history and vread never show others what is now known to be mental-health
+        data."""
+        provenance = self.session.execute(select(S.res_id).where(
+            S.res_type == "Provenance", S.param == "target",
+            S.value == f"{resource_type}/{resource_id}")).scalars().all()
+        targets = [(resource_type, resource_id)] + [("Provenance", p) for p in provenance]
+        for rtype, rid in targets:
+            for table, c in ((resource_versions, V), (resources, R)):
+                for key, cats in self.session.execute(select(
+                        c.version_id, c.categories).where(c.res_type == rtype, c.res_id == rid)):
+                    labels = {x for x in (cats or "").split(",") if x} | {"psy"}
+                    self.session.execute(update(table).where(
+                        c.res_type == rtype, c.res_id == rid, c.version_id == key).values(
+                        categories=",".join(sorted(labels))))
+
+    def _index_rows(self, resource_type: str, resource_id: str,
+                    resource: dict[str, Any]) -> list[dict[str, Any]]:
+        rows = [{"res_type": resource_type, "res_id": resource_id, "param": p, "system": s,
+                 "value": v[:255]} for p, s, v in schemas.extract_index(resource)]
+        for system, value in schemas.identifiers(resource):
+            rows.append({"res_type": resource_type, "res_id": resource_id,
+                         "param": "identifier", "system": system[:255],
+                         "value": self.sealer.blind(system, value)})
+        return rows
+
+    def _check_references(self, resource: dict[str, Any], compartment: str | None) -> None:
+        for path, ref in schemas.references(resource):
+            if ref.startswith("#"):
+                continue
+            if not REF_RE.match(ref):
+                raise Unprocessable(
+                    "References must be relative, like Patient/123.", expression=[path])
+            if self.deferred_refs is not None:
+                self.deferred_refs.append((path, ref, compartment))
+            elif not self.exists_visible(ref, compartment):
+                raise Unprocessable("The referenced resource does not exist.",
+                                    expression=[path])
+
+    def check_deferred_references(self) -> None:
+        pending, self.deferred_refs = self.deferred_refs or [], None
+        for path, ref, compartment in pending:
+            if not self.exists_visible(ref, compartment):
+                raise Unprocessable("The referenced resource does not exist.",
+                                    expression=[path])
+
+
+def _rebind(clause: ColumnElement[bool]) -> ColumnElement[bool]:
+    """Policy clauses are written against `resources`; history reads `resource_versions`."""
+    from sqlalchemy.sql.util import ClauseAdapter
+
+    return ClauseAdapter(resource_versions, equivalents={
+        R.res_type: {V.res_type}, R.res_id: {V.res_id}, R.patient_id: {V.patient_id},
+        R.categories: {V.categories}}).traverse(clause)  # type: ignore[return-value]
+
+
+def provenance(ctx: RequestContext, stored: Stored, created: bool) -> dict[str, Any]:
+    """Who wrote this version (SPEC §4), server-written on every create and update."""
+    p = ctx.principal
+    who: dict[str, Any]
+    if p.fhir_user and REF_RE.match(p.fhir_user) and p.fhir_user.split("/")[0] in (
+            "Practitioner", "Patient", "Organization", "RelatedPerson"):
+        who = {"reference": p.on_behalf_of or p.fhir_user}
+    else:
+        who = {"identifier": {"system": f"{schemas.CANONICAL}/NamingSystem/operator",
+                              "value": p.subject or p.role}}
+    agent: dict[str, Any] = {"type": {"coding": [{
+        "system": "http://terminology.hl7.org/CodeSystem/provenance-participant-type",
+        "code": "author"}]}, "who": who}
+    if p.client_id:
+        agent["onBehalfOf"] = who if p.on_behalf_of else {"identifier": {
+            "system": f"{schemas.CANONICAL}/NamingSystem/client-id", "value": p.client_id}}
+    return {
+        "resourceType": "Provenance",
+        "target": [{"reference": f"{stored.resource_type}/{stored.id}"}],
+        "recorded": ctx.now.isoformat().replace("+00:00", "Z"),
+        "activity": {"coding": [{
+            "system": "http://terminology.hl7.org/CodeSystem/v3-DataOperation",
+            "code": "CREATE" if created else "UPDATE"}]},
+        "agent": [agent],
+    }
+
+
+def consent_problems(resource: dict[str, Any]) -> list[tuple[str, str]]:
+    """The §12 Consent encoding, checked by the consent engine's own reader."""
+    return consent.validate_consent(resource)
+
+
+def _asks_psy(meta: Any) -> bool:
+    if not isinstance(meta, dict):
+        return False
+    for coding in meta.get("security") or []:
+        if (isinstance(coding, dict) and coding.get("code") == "psy"
+                and coding.get("system") == schemas.CATEGORY_SYSTEM):
+            return True
+    return False
+
+
+def check_type(resource_type: str) -> None:
+    if resource_type not in schemas.SUPPORTED_TYPES and \
+            resource_type not in schemas.SERVER_WRITTEN_TYPES:
+        raise not_found_type(resource_type)
+
+
+def check_writable(resource_type: str) -> None:
+    check_type(resource_type)
+    if resource_type in schemas.SERVER_WRITTEN_TYPES:
+        raise MethodNotAllowed(f"{resource_type} resources are written by the server only.")
+
+
+def not_found_type(resource_type: str) -> DossierError:
+    from dossier.errors import NotFound
+
+    safe = resource_type if re.fullmatch(r"[A-Za-z]{1,64}", resource_type) else "that type"
+    return NotFound(f"This server does not support the resource type {safe}.")
+
+
+def unprocessable(problems: list[Any]) -> Unprocessable:
+    first = problems[0]
+    issues = [{"severity": "error", "code": p.code, "diagnostics": p.message,
+               "expression": [p.path]} for p in problems[1:20]]
+    err = Unprocessable(first.message, expression=[first.path], issues=issues)
+    err.code = first.code
+    return err
+

@@ -1,0 +1,156 @@
+"""The wiring of one running service: engine, keys, audit log, and the unit of work that
+builds the per-request Repository (the choke point).
+
+Only this module opens request transactions. Routes and operations get a Repository
+already inside its unit (`fhir/routes.py` `in_unit`); they never see the Runtime.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.trace import Tracer
+from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
+
+from audit.checkpoint import Signer
+from audit.store import AuditStore
+from auth import resolve_principal
+from dossier.auditlog.sink import RequestAudit
+from dossier.core.context import UNRESOLVED, RequestContext
+from dossier.core.directory import StoreDirectory
+from dossier.core.repository import Repository, Sealer, Services
+from dossier.core.sealing import FieldSealer
+from dossier.crypto import KeyProvider
+from dossier.errors import DossierError, ServiceUnavailable
+from dossier.settings import Settings
+from dossier.telemetry import span_factory
+
+log = logging.getLogger("dossier")
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    engine: Engine
+    tracer_provider: TracerProvider
+    tracer: Tracer
+    key_provider: KeyProvider
+    audit_store: AuditStore
+    signer: Signer
+    query_key: bytes
+    policy_factory: Any
+    extras: dict[str, Any] = field(default_factory=dict)
+    on_change: Any = None  # (Repository, Stored) -> None, for every write (subscriptions)
+    # post-commit actions a unit may ask for by name (wake a worker, checkpoint the WAL)
+    after_commit: dict[str, Callable[[], None]] = field(default_factory=dict)
+
+    def sealer(self) -> Sealer:
+        """A fresh sealer per request: data keys never outlive the request."""
+        return FieldSealer(self.key_provider)
+
+    def services(self) -> Services:
+        return Services(settings=self.settings, key_provider=self.key_provider,
+                        audit_store=self.audit_store, issuer=self.extras.get("dev_issuer"),
+                        is_sqlite=self.engine.dialect.name == "sqlite")
+
+    def _session(self, writes: bool) -> Session:
+        bind = self.engine if writes else self.engine.execution_options(dossier_read=True)
+        return Session(bind, expire_on_commit=False)
+
+    @contextmanager
+    def unit(self, ctx: RequestContext, *, writes: bool = True) -> Iterator[Repository]:
+        """One transaction, one Repository, its audit records in the same transaction.
+
+        The principal is resolved first, inside this transaction. On a refusal or an error
+        the work is rolled back and the audit records of the failure are written in a fresh
+        transaction. If no audit record can be written the request fails and returns
+        nothing (fail closed). A read unit (`writes=False`) on SQLite reads without the
+        write lock; its audit records are appended in the same transaction when the lock
+        is free, else in the next one before anything is returned."""
+        audit = RequestAudit(self.audit_store, ctx, self.query_key)
+        repo: Repository | None = None
+        try:
+            with self._session(writes) as session, session.begin():
+                if ctx.claims is not None:  # a token: who it names, from this snapshot
+                    ctx.principal = UNRESOLVED
+                    ctx.principal = resolve_principal(
+                        ctx.claims, StoreDirectory(None, session), ctx.now)
+                policy = self.policy_factory(session, ctx)
+                repo = Repository(
+                    session, ctx, policy=policy, sealer=self.sealer(), audit=audit,
+                    page_size=self.settings.page_size_default,
+                    max_page_size=self.settings.page_size_max,
+                    tracer=span_factory(self.tracer), on_change=self.on_change,
+                    services=self.services())
+                yield repo
+                # reads made under a break-the-glass grant: purpose BTG, urgent notice
+                for patient_id in getattr(policy, "break_glass_used", ()):
+                    audit.urgent(patient_id)
+                if writes or not self.services().is_sqlite:
+                    audit.flush(session)
+                else:
+                    self._flush_read(session, audit)
+        except DossierError as exc:
+            audit.fail(exc.status)
+            self._write_failure(audit)
+            raise
+        except Exception:
+            if ctx.principal is UNRESOLVED and ctx.claims is not None:
+                raise  # the token names nobody valid (401): nothing was touched
+            audit.fail(500)
+            self._write_failure(audit)
+            raise
+        if audit.pending():  # a SQLite read whose records wait for the write lock
+            self._write_pending(audit)
+        for name in repo.post_commit if repo is not None else ():
+            action = self.after_commit.get(name)
+            if action is not None:
+                action()
+
+    def _flush_read(self, session: Session, audit: RequestAudit) -> None:
+        """SQLite read unit: try to append in this transaction; if another writer holds or
+        has moved the write lock (SQLITE_BUSY), append right after, in a fresh one."""
+        try:
+            with session.begin_nested():
+                audit.flush(session)
+        except OperationalError:
+            audit.keep_pending()
+
+    def _write_pending(self, audit: RequestAudit) -> None:
+        try:
+            with Session(self.engine) as session, session.begin():
+                audit.flush(session)
+        except Exception as exc:  # noqa: BLE001 - any failure here must fail closed
+            log.error("audit record could not be written (%s): request refused",
+                      type(exc).__name__)
+            raise ServiceUnavailable("The access log cannot be written, so the request was "
+                                     "refused. Nothing was returned.") from None
+
+    def _write_failure(self, audit: RequestAudit) -> None:
+        try:
+            with Session(self.engine) as session, session.begin():
+                audit.flush(session)
+        except Exception as exc:  # noqa: BLE001 - any failure here must fail closed
+            log.error("audit record could not be written (%s): request refused",
+                      type(exc).__name__)
+            raise ServiceUnavailable("The access log cannot be written, so the request was "
+                                     "refused. Nothing was changed or returned.") from None
+
+    @contextmanager
+    def system_session(self) -> Iterator[Session]:
+        """A transaction for the service's own background work (never a request's)."""
+        with Session(self.engine, expire_on_commit=False) as session, session.begin():
+            yield session
+
+    def integrate_audit(self) -> int:
+        """Run the sequencer once: sequence pending records and sign a tree head."""
+        with Session(self.engine) as session, session.begin():
+            return self.audit_store.integrate(session, self.signer, datetime.now(UTC))

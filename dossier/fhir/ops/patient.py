@@ -1,0 +1,169 @@
+"""Patient-level operations: $everything, $access-preview, $break-glass (SPEC §5, §9).
+
+Each runs in one unit of work through the Repository, so consent, decryption and audit
+apply exactly as for any read."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import insert
+
+import consent
+from auth import Principal
+from dossier.core.access import ConsentPolicy
+from dossier.core.context import RequestContext
+from dossier.core.directory import StoreDirectory
+from dossier.core.repository import Repository, Stored
+from dossier.db.models import break_glass
+from dossier.errors import BadRequest, Forbidden, Unprocessable, not_found
+from dossier.fhir import operations
+from dossier.fhir.bundles import full_url, instant
+from dossier.fhir.operations import Call
+from dossier.search.params import ID_RE
+
+BREAK_GLASS_MINUTES = 60
+DB = "https://dossier.brussels/fhir"
+
+
+def _bundle(ctx: RequestContext, items: list[Stored], kind: str = "searchset") -> dict[str, Any]:
+    bundle: dict[str, Any] = {"resourceType": "Bundle", "type": kind,
+                              "timestamp": instant(ctx.now), "total": len(items)}
+    if kind != "searchset":
+        del bundle["total"]
+    if items:
+        bundle["entry"] = [{"fullUrl": full_url(ctx.base_url, s), "resource": s.resource}
+                           | ({"search": {"mode": "match"}} if kind == "searchset" else {})
+                           for s in items]
+    return bundle
+
+
+def _visible_patient(repo: Repository, patient_id: str) -> list[Stored]:
+    items = repo.compartment(patient_id, operation="everything")
+    if not items:
+        raise not_found("Patient")
+    return items
+
+
+def everything(repo: Repository, call: Call) -> Any:
+    ctx = repo.ctx
+    rid = call.resource_id
+    params = call.params
+    assert rid is not None
+    for key, _ in params:
+        if key not in ("_format",):
+            raise BadRequest(f"$everything does not take '{key[:64]}'.")
+    repo.begin("operation", "Patient", "r")
+    return _bundle(ctx, _visible_patient(repo, rid))
+
+
+def _preview_principal(repo: Repository, actor: str, directory: StoreDirectory,
+                       ctx: RequestContext) -> Principal:
+    kind, _, ident = actor.partition("/")
+    if not ID_RE.match(ident):
+        raise BadRequest("actor must be a reference such as Practitioner/123.")
+    if kind == "Practitioner":
+        if not directory.practitioner_active(actor):
+            raise Unprocessable("That practitioner is not in the directory.",
+                                expression=["actor"])
+        roles = directory.active_roles(actor, ctx.now)
+        return Principal(role="practitioner", roles=frozenset({"practitioner"}),
+                         fhir_user=actor, patient=None, practitioner=actor,
+                         organizations=frozenset(o for o, _ in roles if o),
+                         professions=frozenset(c for _, c in roles if c), client_id=None,
+                         scopes=(), on_behalf_of=None)
+    if kind == "Organization":
+        return Principal(role="hub", roles=frozenset({"hub"}), fhir_user=actor, patient=None,
+                         practitioner=None, organizations=frozenset({actor}),
+                         professions=frozenset(), client_id=None, scopes=(),
+                         on_behalf_of=None)
+    raise BadRequest("actor must be a Practitioner or an Organization.")
+
+
+def access_preview(repo: Repository, call: Call) -> Any:
+    ctx = repo.ctx
+    rid = call.resource_id
+    params = call.params
+    assert rid is not None
+    actors = [v for k, v in params if k == "actor"]
+    if len(actors) != 1 or any(k not in ("actor", "_format") for k, _ in params):
+        raise BadRequest("$access-preview takes exactly one 'actor' parameter.")
+    repo.begin("operation", "Patient", "r")
+    if ctx.principal.role != "citizen":
+        raise Forbidden("Only the person themself previews what others see of their dossier.")
+    if ctx.principal.patient != f"Patient/{rid}":
+        raise not_found("Patient")
+    who = _preview_principal(repo, actors[0], StoreDirectory(None, repo.session), ctx)
+    judge = ConsentPolicy(repo.session, who, ctx.now)
+    items = repo.compartment(rid, policy=judge, operation="access-preview")
+    granted = sorted(judge.granted(rid))
+    bundle = _bundle(ctx, items, "collection")
+    bundle["meta"] = {"tag": [{"system": f"{DB}/CodeSystem/dossier-category",
+                               "code": c} for c in granted]}
+    return bundle
+
+
+def break_the_glass(repo: Repository, call: Call) -> Any:
+    ctx = repo.ctx
+    rid = call.resource_id
+    body = call.body
+    assert rid is not None
+    p = ctx.principal
+    repo.begin("operation", "Patient", "r")
+    if p.role != "practitioner" or not p.practitioner:
+        raise Forbidden("Break-the-glass is for a practitioner in an emergency.")
+    reason = _reason(body)
+    row = repo.current_row("Patient", rid)
+    policy = ConsentPolicy(repo.session, p, ctx.now)
+    # a refusal answers like a dossier that does not exist: refusing is never visible
+    if row is None or row.deleted or consent.break_glass_refused(
+            policy.provisions(rid), ctx.now):
+        repo.note_access("operation", "Patient", None, f"Patient/{rid}" if row else None,
+                         detail="break-glass")
+        raise not_found("Patient")
+    grant_id = str(uuid.uuid4())
+    sealed = repo.sealer.seal_fields(  # type: ignore[attr-defined]
+        repo.session, rid, "BreakGlass", grant_id, {"reason": reason})
+    repo.session.execute(insert(break_glass).values(
+        id=grant_id, patient_id=rid, practitioner=p.practitioner, granted_at=ctx.now,
+        minutes=BREAK_GLASS_MINUTES,
+        expires_at=ctx.now + timedelta(minutes=BREAK_GLASS_MINUTES),
+        reason=sealed))
+    repo.audit.urgent(rid)  # type: ignore[attr-defined]
+    repo.note_access("operation", "Patient", rid, f"Patient/{rid}", detail="break-glass")
+    expires = ctx.now + timedelta(minutes=BREAK_GLASS_MINUTES)
+    return {"resourceType": "Parameters", "parameter": [
+        {"name": "grant", "valueString": grant_id},
+        {"name": "expires", "valueInstant": instant(expires)},
+        {"name": "category", "valueCode": "identity"},
+        {"name": "category", "valueCode": "network"},
+        {"name": "category", "valueCode": "fragility"},
+    ]}
+
+
+def _reason(body: dict[str, Any] | None) -> str:
+    if not body or body.get("resourceType") != "Parameters":
+        raise BadRequest("$break-glass takes a Parameters body with a 'reason'.")
+    reasons = [p.get("valueString") for p in body.get("parameter", [])
+               if isinstance(p, dict) and p.get("name") == "reason"]
+    if len(reasons) != 1 or not isinstance(reasons[0], str) or not reasons[0].strip():
+        raise Unprocessable("Give one non-empty 'reason' (valueString) for breaking the glass.",
+                            expression=["Parameters.parameter.reason"])
+    if len(reasons[0]) > 500:
+        raise Unprocessable("The reason is limited to 500 characters.",
+                            expression=["Parameters.parameter.reason"])
+    return reasons[0].strip()
+
+
+for _op in (
+    operations.Operation("everything", "instance", "Patient", frozenset({"GET"}), everything,
+                         "http://hl7.org/fhir/OperationDefinition/Patient-everything"),
+    operations.Operation("access-preview", "instance", "Patient", frozenset({"GET"}),
+                         access_preview, f"{DB}/OperationDefinition/Patient-access-preview"),
+    operations.Operation("break-glass", "instance", "Patient", frozenset({"POST"}),
+                         break_the_glass, f"{DB}/OperationDefinition/Patient-break-glass",
+                         access={"POST": "read"}, stateful=True),
+):
+    operations.register(_op)

@@ -1,0 +1,296 @@
+"""The notification worker (SPEC §6, §12): delivers the outbox rows that the audit wrote
+in each consulting request's transaction.
+
+Each run claims a small batch of due rows (`FOR UPDATE SKIP LOCKED` on PostgreSQL; the
+SQLite write lock serialises) by counting the attempt and leasing the rows, groups the
+consultations of one actor within a window into one message that lists each, and:
+- inbox: writes the §12 Communication and marks the rows sent in ONE transaction, so
+  each consultation reaches the inbox exactly once;
+- email / webhook: sends, then marks sent. At least once: a crash between the send and
+  the commit resends. Receivers dedupe by the Message-ID / Idempotency-Key (the outbox
+  id, or a digest of a group's ids) or by the record ids listed.
+A failure counts the attempt, sets `last_error` (short, no personal data) and the next
+attempt by exponential backoff; after `max_attempts` (or a permanent failure) the row is
+`dead`. A worker that dies mid-delivery leaves the lease to expire: the rows come back.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.orm import Session
+
+from audit.notify import RetryPolicy, delivery_key, group_within
+from audit.transport import DeliveryError, SmtpConfig, post_webhook, send_email, webhook_body
+from auth import Principal
+from dossier.core.context import RequestContext
+from dossier.core.repository import NullAudit, OpenPolicy, Repository
+from dossier.db.models import notification_outbox, notification_settings
+from dossier.errors import DossierError
+from dossier.notify.content import (
+    Prepared,
+    communication,
+    prepare,
+    write_server_resource,
+)
+from dossier.notify.preferences import (
+    NotificationSettings,
+    get_notification_settings,
+    set_notification_settings,
+)
+
+__all__ = ["DeliveryConfig", "NotificationSettings", "communication", "config_from_settings",
+           "deliver_due", "get_notification_settings", "run_pending",
+           "set_notification_settings", "write_server_resource"]
+
+log = logging.getLogger("dossier.notify.worker")
+OB = notification_outbox.c
+SERVER = Principal(role="admin", roles=frozenset({"admin"}), fhir_user="Operator/notifier",
+                   patient=None, practitioner=None, organizations=frozenset(),
+                   professions=frozenset(), client_id=None, scopes=(), on_behalf_of=None,
+                   subject="dossier-notifier")
+_random = random.SystemRandom()
+
+
+@dataclass(frozen=True)
+class DeliveryConfig:
+    smtp_host: str | None = None  # None: e-mail rows fail ("smtp not configured")
+    smtp_port: int = 25
+    smtp_from: str = "dossier@localhost"
+    starttls: bool = False
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    timeout: float = 10.0
+    max_attempts: int = 8
+    backoff_base_seconds: float = 30.0
+    backoff_cap_seconds: float = 6 * 3600.0
+    group_window_seconds: float = 600.0
+    batch_size: int = 50
+    lease_seconds: float = 300.0  # a claimed row comes back after this if the worker dies
+    base_url: str = ""  # public base of links in e-mails and webhooks
+    allow_local_webhooks: bool = False  # http:// and private addresses (tests, dev only)
+
+    def retry(self) -> RetryPolicy:
+        return RetryPolicy(self.max_attempts, self.backoff_base_seconds,
+                           self.backoff_cap_seconds)
+
+    def smtp(self) -> SmtpConfig | None:
+        if not self.smtp_host:
+            return None
+        return SmtpConfig(self.smtp_host, self.smtp_port, self.smtp_from, self.starttls,
+                          self.timeout, self.smtp_username, self.smtp_password)
+
+
+def config_from_settings(settings: Any) -> DeliveryConfig:
+    """From the service settings (`notify_*` fields; defaults where absent)."""
+    def get(name: str, default: Any) -> Any:
+        value = getattr(settings, f"notify_{name}", None)
+        return default if value is None else value
+
+    d = DeliveryConfig()
+    return DeliveryConfig(
+        get("smtp_host", None), get("smtp_port", d.smtp_port), get("smtp_from", d.smtp_from),
+        get("smtp_starttls", d.starttls), get("smtp_username", None),
+        get("smtp_password", None), get("timeout_seconds", d.timeout),
+        get("max_attempts", d.max_attempts), get("backoff_base_seconds",
+                                                 d.backoff_base_seconds),
+        get("backoff_cap_seconds", d.backoff_cap_seconds),
+        get("group_window_seconds", d.group_window_seconds), d.batch_size, d.lease_seconds,
+        getattr(settings, "public_base", ""), get("allow_local_webhooks", False))
+
+
+@dataclass(frozen=True)
+class Due:
+    """One claimed outbox row; `attempts` includes the attempt under way."""
+
+    id: str
+    patient_id: str
+    record_id: str
+    agent: str | None
+    urgent: bool
+    created_at: datetime
+    channel: str
+    attempts: int
+
+
+# ---------------------------------------------------------------------------- worker
+def deliver_due(runtime: Any, now: datetime, config: DeliveryConfig | None = None, *,
+                rand: Callable[[], float] | None = None) -> int:
+    """Deliver one batch of due rows; returns how many rows were delivered."""
+    return _batch(runtime, now, config or _config(runtime), rand or _random.random)[1]
+
+
+def run_pending(runtime: Any, now: datetime | None = None,
+                config: DeliveryConfig | None = None, max_batches: int = 20) -> int:
+    """The periodic job: batches until none is full (bounded)."""
+    config = config or _config(runtime)
+    total = 0
+    for _ in range(max_batches):
+        claimed, delivered = _batch(runtime, now or datetime.now(UTC), config, _random.random)
+        total += delivered
+        if claimed < config.batch_size:
+            break
+    return total
+
+
+def _config(runtime: Any) -> DeliveryConfig:
+    found = runtime.extras.get("delivery_config")
+    return found if isinstance(found, DeliveryConfig) else config_from_settings(
+        runtime.settings)
+
+
+def _batch(runtime: Any, now: datetime, config: DeliveryConfig,
+           rand: Callable[[], float]) -> tuple[int, int]:
+    claimed = delivered = 0
+    for _ in range(2):  # the inbox first; then the e-mail and webhook rows it fanned out
+        rows = claim(runtime.engine, now, config)
+        window = timedelta(seconds=config.group_window_seconds)
+        groups = group_within(rows, lambda r: (r.patient_id, r.agent, r.channel, r.urgent),
+                              lambda r: r.created_at, window)
+        claimed += len(rows)
+        delivered += sum(deliver_group(runtime, g, now, config, rand) for g in groups)
+        if not any(r.channel == "inbox" for r in rows):
+            break
+    return claimed, delivered
+
+
+def claim(engine: Any, now: datetime, config: DeliveryConfig) -> list[Due]:
+    """Count an attempt on each due row and lease it, in one short transaction."""
+    with Session(engine) as session, session.begin():
+        rows = session.execute(
+            select(OB.id, OB.patient_id, OB.record_id, OB.agent, OB.urgent, OB.created_at,
+                   OB.channel, OB.attempts)
+            .where(OB.status == "pending", OB.next_attempt_at <= now)
+            .order_by(OB.urgent.desc(), OB.next_attempt_at, OB.created_at, OB.id)
+            .limit(config.batch_size).with_for_update(skip_locked=True)).all()
+        spent = [r.id for r in rows if r.attempts >= config.max_attempts]
+        live = [r for r in rows if r.attempts < config.max_attempts]
+        if spent:  # the worker died on these too often
+            session.execute(update(notification_outbox).where(OB.id.in_(spent)).values(
+                status="dead", last_error="gave up after interrupted attempts"))
+        if live:
+            session.execute(update(notification_outbox).where(
+                OB.id.in_([r.id for r in live])).values(
+                attempts=OB.attempts + 1,
+                next_attempt_at=now + timedelta(seconds=config.lease_seconds)))
+    return [Due(r.id, r.patient_id, r.record_id, r.agent, bool(r.urgent), r.created_at,
+                r.channel, r.attempts + 1) for r in live]
+
+
+def deliver_group(runtime: Any, group: Sequence[Due], now: datetime, config: DeliveryConfig,
+                  rand: Callable[[], float]) -> int:
+    channel = group[0].channel
+    try:
+        if channel == "inbox":
+            return _deliver_inbox(runtime, group, now, config)
+        with Session(runtime.engine) as session, session.begin():
+            ready = _prepare(runtime, session, group, config)
+        message, contact = ready.message, ready.contact
+        key = delivery_key([d.id for d in group])
+        if channel == "email":
+            smtp = config.smtp()
+            if smtp is None:
+                raise DeliveryError("smtp not configured")
+            send_email(smtp, contact["email"], message, key)
+        elif channel == "webhook":
+            body = webhook_body({"type": "access-notification", "id": key,
+                                 "patient": f"Patient/{group[0].patient_id}",
+                                 "records": list(message.record_ids),
+                                 "urgent": message.urgent, "language": message.language,
+                                 "text": message.text})
+            post_webhook(contact["url"], body, contact["secret"], key=key,
+                         now=int(now.timestamp()), timeout=config.timeout,
+                         allow_local=config.allow_local_webhooks)
+        else:
+            raise DeliveryError("unknown channel", permanent=True)
+        _mark_sent(runtime.engine, group, now)
+        return len(group)
+    except DeliveryError as exc:
+        _failed(runtime.engine, group, now, config, exc.reason, exc.permanent, rand())
+    except DossierError as exc:  # erased dossier (410), unreadable settings
+        _failed(runtime.engine, group, now, config, f"dossier {exc.status}",
+                exc.status == 410, rand())
+    except Exception as exc:  # noqa: BLE001 - a bad row must not stop the worker; the
+        # message is never logged: it may hold personal data
+        log.error("notification delivery failed: %s", type(exc).__name__)
+        _failed(runtime.engine, group, now, config, f"internal {type(exc).__name__}"[:60],
+                False, rand())
+    return 0
+
+
+class _AlreadyDone(Exception):
+    """Another worker delivered these rows first: roll back."""
+
+
+def _deliver_inbox(runtime: Any, group: Sequence[Due], now: datetime,
+                   config: DeliveryConfig) -> int:
+    try:
+        with Session(runtime.engine) as session, session.begin():
+            ready = _prepare(runtime, session, group, config)
+            ctx = RequestContext(principal=SERVER, now=now)
+            repo = Repository(session, ctx, policy=OpenPolicy(), sealer=runtime.sealer(),
+                              audit=NullAudit())
+            write_server_resource(repo, communication(group[0].patient_id, ready.accesses,
+                                                      ready.message, now))
+            done = session.execute(update(notification_outbox).where(
+                OB.id.in_([d.id for d in group]), OB.status == "pending").values(
+                status="sent", sent_at=now, last_error=None))
+            if done.rowcount != len(group):  # type: ignore[attr-defined]
+                raise _AlreadyDone()
+            fan_out(session, group, now)
+    except _AlreadyDone:
+        return 0
+    return len(group)
+
+
+def fan_out(session: Session, group: Sequence[Due], now: datetime) -> None:
+    """A request writes one outbox row per notice (the inbox, always); once it is in the
+    inbox, the channels the person chose (e-mail, webhook) get their own rows, in the
+    same transaction, so each is retried on its own."""
+    chosen = session.execute(select(notification_settings.c.sealed).where(
+        notification_settings.c.patient_id == group[0].patient_id)).scalar_one_or_none()
+    channels = [c for c in ("email", "webhook") if c in (chosen or {})]
+    rows = [{"id": str(uuid.uuid4()), "patient_id": due.patient_id, "record_id": due.record_id,
+             "agent": due.agent, "urgent": due.urgent, "created_at": due.created_at,
+             "channel": channel, "status": "pending", "attempts": 0, "next_attempt_at": now}
+            for due in group for channel in channels]
+    if rows:
+        session.execute(insert(notification_outbox), rows)
+
+
+def _mark_sent(engine: Any, group: Sequence[Due], now: datetime) -> None:
+    with Session(engine) as session, session.begin():
+        session.execute(update(notification_outbox).where(
+            OB.id.in_([d.id for d in group]), OB.status == "pending").values(
+            status="sent", sent_at=now, last_error=None))
+
+
+def _failed(engine: Any, group: Sequence[Due], now: datetime, config: DeliveryConfig,
+            reason: str, permanent: bool, rand: float) -> None:
+    policy = config.retry()
+    log.warning("notification %s delivery failed (%s): %d row(s)", group[0].channel, reason,
+                len(group))
+    with Session(engine) as session, session.begin():
+        for due in group:
+            later = None if permanent else policy.next_attempt(now, due.attempts, rand)
+            values: dict[str, Any] = {"last_error": reason[:200]}
+            if later is None:
+                values["status"] = "dead"
+            else:
+                values["next_attempt_at"] = later
+            session.execute(update(notification_outbox).where(
+                OB.id == due.id, OB.status == "pending").values(**values))
+
+
+def _prepare(runtime: Any, session: Session, group: Sequence[Due],
+             config: DeliveryConfig) -> Prepared:
+    return prepare(runtime, session, group[0].patient_id, group[0].channel,
+                   [d.record_id for d in group], {d.record_id for d in group if d.urgent},
+                   config.base_url)

@@ -1,0 +1,115 @@
+"""Turn a parsed SearchQuery into SQL over resources + search_index (bound parameters only)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+from sqlalchemy import ColumnElement, Select, and_, exists, false, func, or_, select
+
+from dossier.db.models import resources, search_index
+from dossier.search.params import Condition, DateRange, SearchQuery, Token
+
+Blind = Callable[[str, str], str]
+R = resources.c
+S = search_index.c
+
+
+def iso(moment: datetime) -> str:
+    """The fixed-width UTC form used for date index values (lexicographic = chronological)."""
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _index_exists(rtype: str, param: str, clause: ColumnElement[bool]) -> ColumnElement[bool]:
+    return exists(
+        select(1).where(S.res_type == rtype, S.res_id == R.res_id, S.param == param, clause)
+    )
+
+
+def _date_clause(column: ColumnElement[object], rng: DateRange,
+                 convert: Callable[[datetime], object]) -> ColumnElement[bool]:
+    low, high = convert(rng.low), convert(rng.high)
+    col = column
+    if rng.prefix == "eq":
+        return and_(col >= low, col < high)  # type: ignore[operator]
+    if rng.prefix == "ne":
+        return or_(col < low, col >= high)  # type: ignore[operator]
+    if rng.prefix in ("lt", "eb"):
+        return col < low  # type: ignore[operator,return-value]
+    if rng.prefix == "le":
+        return col < high  # type: ignore[operator,return-value]
+    if rng.prefix in ("gt", "sa"):
+        return col >= high  # type: ignore[operator,return-value]
+    return col >= low  # type: ignore[operator,return-value]  # ge
+
+
+def _like_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def condition_clause(rtype: str, cond: Condition, blind: Blind) -> ColumnElement[bool]:
+    ors: list[ColumnElement[bool]] = []
+    for value in cond.values:
+        if cond.kind == "id":
+            ors.append(R.res_id == value)
+        elif cond.kind == "lastUpdated":
+            assert isinstance(value, DateRange)
+            ors.append(_date_clause(R.last_updated, value, lambda d: d))
+        elif cond.kind == "date":
+            assert isinstance(value, DateRange)
+            ors.append(_index_exists(rtype, cond.name, _date_clause(S.value, value, iso)))
+        elif cond.kind.startswith("string:"):
+            assert isinstance(value, str)
+            mode = cond.kind.split(":", 1)[1]
+            # the index holds the normalised form (casefolded, no accents): starts-with
+            # by default, anywhere with :contains
+            pattern = _like_escape(value)
+            pattern = f"%{pattern}%" if mode == "contains" else f"{pattern}%"
+            ors.append(_index_exists(rtype, cond.name, S.value.like(pattern, escape="\\")))
+        elif cond.kind == "reference":
+            ors.append(_index_exists(rtype, cond.name, S.value == value))
+        elif cond.kind == "identifier":
+            assert isinstance(value, Token)
+            if value.code is None or not value.system:
+                # a blind index needs both parts: anything else could only match by scanning
+                ors.append(false())
+            else:
+                ors.append(_index_exists(rtype, cond.name, and_(
+                    S.system == value.system, S.value == blind(value.system, value.code))))
+        else:  # token
+            assert isinstance(value, Token)
+            parts: list[ColumnElement[bool]] = []
+            if value.code is not None:
+                parts.append(S.value == value.code)
+            if value.system == "":
+                parts.append(S.system.is_(None))
+            elif value.system is not None:
+                parts.append(S.system == value.system)
+            ors.append(_index_exists(rtype, cond.name, and_(*parts)))
+    return or_(*ors)
+
+
+def build_search(q: SearchQuery, blind: Blind,
+                 narrowing: ColumnElement[bool] | None) -> Select[tuple[object, ...]]:
+    stmt = select(resources).where(R.res_type == q.resource_type, R.deleted == false())
+    for cond in q.conditions:
+        stmt = stmt.where(condition_clause(q.resource_type, cond, blind))
+    if narrowing is not None:
+        stmt = stmt.where(narrowing)
+    return stmt
+
+
+def ordered(stmt: Select[tuple[object, ...]], q: SearchQuery) -> Select[tuple[object, ...]]:
+    order: list[ColumnElement[object]] = []
+    for name, desc in q.sort:
+        if name == "_lastUpdated":
+            col: ColumnElement[object] = R.last_updated
+        else:
+            col = (select(func.min(S.value))
+                   .where(S.res_type == q.resource_type, S.res_id == R.res_id, S.param == name)
+                   .scalar_subquery())
+        order.append(col.desc() if desc else col.asc())
+    if not q.sort:
+        order.append(R.last_updated.asc())
+    order.append(R.res_id.asc())
+    return stmt.order_by(*order)
