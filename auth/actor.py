@@ -89,8 +89,7 @@ def resolve_principal(claims: TokenClaims, directory: Directory, now: datetime) 
     if role == "practitioner" or (role == "hub" and _is("Practitioner", fhir_user)):
         if role == "hub" and claims.client_id is None:
             raise InvalidToken("hub token without client_id")
-        practitioner = _active_practitioner(fhir_user, directory)
-        memberships = directory.active_roles(practitioner, now)
+        practitioner, memberships = _practitioner(fhir_user, directory, now)
         return _principal(
             claims, role, practitioner=practitioner,
             organizations=frozenset(org for org, _ in memberships if org),
@@ -107,6 +106,20 @@ def resolve_principal(claims: TokenClaims, directory: Directory, now: datetime) 
         return _principal(claims, role, organizations=frozenset({fhir_user}))
     # admin and auditor: operator accounts, which need not exist in FHIR.
     return _principal(claims, role)
+
+
+def _practitioner(fhir_user: str | None, directory: Directory,
+                  now: datetime) -> tuple[str, list[tuple[str | None, str | None]]]:
+    """The practitioner and their active memberships; one directory call when the
+    directory can answer both at once (``practitioner``)."""
+    combined = getattr(directory, "practitioner", None)
+    if combined is None or fhir_user is None or not _is("Practitioner", fhir_user):
+        practitioner = _active_practitioner(fhir_user, directory)
+        return practitioner, directory.active_roles(practitioner, now)
+    active, memberships = combined(fhir_user, now)
+    if not active:
+        raise InvalidToken("practitioner missing or inactive in the directory")
+    return fhir_user, memberships
 
 
 def _active_practitioner(fhir_user: str | None, directory: Directory) -> str:

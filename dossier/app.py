@@ -25,6 +25,7 @@ from audit.store import AuditStore
 from auth import AuthError, JWKSCache, TokenValidator, bearer_token, role_of
 from dossier.auditlog.routes import router as audit_router
 from dossier.auditlog.sink import record_token_event
+from dossier.background import Leadership, periodic
 from dossier.core.access import ConsentPolicy
 from dossier.core.context import RequestContext
 from dossier.core.directory import StoreDirectory
@@ -82,7 +83,9 @@ def audit_origin(settings: Settings) -> str:
 def build_runtime(settings: Settings, exporter: SpanExporter | None = None) -> Runtime:
     ensure_data_dir(settings.data_dir)
     engine = make_engine(settings.sqlalchemy_url)
-    if settings.migration_database_url:
+    if settings.prepared:
+        pass  # a worker of `serve --workers N`: the parent migrated already
+    elif settings.migration_database_url:
         # production: the owner role migrates; the application role cannot alter the log
         owner = make_engine(settings.migration_database_url)
         upgrade(owner)
@@ -106,13 +109,29 @@ def build_runtime(settings: Settings, exporter: SpanExporter | None = None) -> R
     runtime.after_commit["checkpoint-wal"] = lambda: checkpoint_wal(runtime.engine)
     with Session(engine) as session:
         runtime.audit_store.adopt_origin(session)
-    ensure_profession_groups(runtime)
-    if settings.demo:
-        from dossier.seed.demo import load_demo
+    if not settings.prepared:
+        ensure_profession_groups(runtime)
+        if settings.demo:
+            from dossier.seed.demo import load_demo
 
-        load_demo(runtime)
-    runtime.integrate_audit()  # a signed head exists from the first start
+            load_demo(runtime)
+        runtime.integrate_audit()  # a signed head exists from the first start
     return runtime
+
+
+def prepare(settings: Settings) -> None:
+    """What `serve --workers N` does once, before starting its workers: migrations, the
+    profession Groups, the demo people, a first signed tree head."""
+    runtime = build_runtime(settings)
+    runtime.engine.dispose()
+
+
+def worker_app() -> FastAPI:
+    """The app of one worker process of `serve --workers N` (settings from the
+    environment the parent exported)."""
+    from dossier.settings import load_settings
+
+    return create_app(load_settings())
 
 
 def checkpoint_wal(engine: Any) -> None:
@@ -122,27 +141,6 @@ def checkpoint_wal(engine: Any) -> None:
         return
     with engine.connect() as conn:
         conn.connection.driver_connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-
-
-def periodic(name: str, seconds: float, job: Any) -> Any:
-    """Run `job` every `seconds` in a daemon thread; returns the stop function."""
-    stop = threading.Event()
-
-    def loop() -> None:
-        while not stop.wait(seconds):
-            try:
-                job()
-            except Exception as exc:  # noqa: BLE001 - a worker must keep running
-                log.error("%s failed: %s", name, type(exc).__name__)
-
-    thread = threading.Thread(target=loop, name=name, daemon=True)
-    thread.start()
-
-    def halt() -> None:
-        stop.set()
-        thread.join(timeout=10)
-
-    return halt
 
 
 def start_workers(runtime: Runtime) -> list[Any]:
@@ -210,12 +208,12 @@ def create_app(settings: Settings, *, exporter: SpanExporter | None = None,
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        workers = start_workers(runtime)
+        leadership = Leadership(runtime.engine, lambda: start_workers(runtime))
+        leadership.start()  # the workers run in one process of the deployment
         try:
             yield
         finally:
-            for stop in workers:
-                stop()
+            leadership.stop()
             if "jwks_cache" in runtime.extras:
                 runtime.extras["jwks_cache"].close()
 

@@ -27,15 +27,41 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    import os
+
     import uvicorn
 
-    from dossier.app import create_app
+    from dossier.app import create_app, prepare
 
-    app = create_app(settings)
-    print(f"Dossier on http://{settings.host}:{settings.port}/fhir/metadata "
-          f"(data in {settings.data_dir})", file=sys.stderr)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning",
-                access_log=False, server_header=False)
+    sqlite = settings.sqlalchemy_url.startswith("sqlite")
+    workers = args.workers if args.workers is not None else (1 if sqlite else
+                                                              os.cpu_count() or 1)
+    if workers < 1:
+        print("error: --workers must be at least 1", file=sys.stderr)
+        return 2
+    if sqlite and workers > 1:
+        print("note: the embedded SQLite default serves from one process; --workers "
+              "needs DATABASE_URL=postgresql+psycopg://…", file=sys.stderr)
+        workers = 1
+    where = (f"Dossier on http://{settings.host}:{settings.port}/portal "
+             f"(FHIR at /fhir/metadata; data in {settings.data_dir}; {workers} "
+             f"worker{'s' if workers > 1 else ''})")
+    options = {"host": settings.host, "port": settings.port, "log_level": "warning",
+               "access_log": False, "server_header": False}
+    if workers == 1:
+        app = create_app(settings)
+        print(where, file=sys.stderr)
+        uvicorn.run(app, **options)  # type: ignore[arg-type]
+        return 0
+    prepare(settings)  # migrations, seed, demo: once, here
+    env = {"DOSSIER_PREPARED": "1", "DOSSIER_DATA_DIR": str(settings.data_dir),
+           "DOSSIER_HOST": settings.host, "DOSSIER_PORT": str(settings.port)}
+    if settings.demo:
+        env["DOSSIER_DEMO"] = "1"
+    os.environ.update(env)
+    print(where, file=sys.stderr)
+    uvicorn.run("dossier.app:worker_app", factory=True, workers=workers,
+                **options)  # type: ignore[arg-type]
     return 0
 
 
@@ -162,6 +188,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--port", type=int)
     s.add_argument("--demo", action="store_true", help="load the demo people (Martin, Simone, "
                    "Ricarda) on start")
+    s.add_argument("--workers", type=int, help="server processes (PostgreSQL; default: the "
+                   "number of cores); the embedded SQLite default uses one")
     d = sub.add_parser("db", help="database migrations")
     d.add_argument("action", choices=["upgrade", "check", "grant"])
     d.add_argument("--data-dir")

@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     pkcs11_token_label: str | None = None
     pkcs11_pin: str | None = Field(default=None, repr=False)
     demo: bool = False
+    # set by `serve --workers N` for its worker processes: the parent has already
+    # migrated, seeded and loaded the demo, so a worker only builds its app
+    prepared: bool = False
     # the audit sequencer signs a new tree head this often (0: only when asked, for tests)
     audit_sequencer_seconds: float = Field(default=1.0, ge=0, le=3600)
     # portal: its OAuth client at the issuer (registered automatically on the dev issuer)

@@ -75,6 +75,7 @@ class ConsentPolicy:
         self.now = now
         self.actor = actor_of(principal)
         self._provisions: dict[str, list[consent.Provision]] = {}
+        self._grants: list[Any] | None = None  # this practitioner's live break-glass grants
         self.last_decision: consent.Decision | None = None
         self.break_glass_used: set[str] = set()
         # off for standing access (subscriptions): break-the-glass is for one urgent read
@@ -97,7 +98,7 @@ class ConsentPolicy:
 
     # ---------------------------------------------------------------- consent inputs
     def provisions(self, patient_id: str) -> list[consent.Provision]:
-        """The patient's active Consents and live break-the-glass grants (this request only)."""
+        """The patient's active Consents (read now, for this request only)."""
         if patient_id not in self._provisions:
             self._load([patient_id])
         return self._provisions[patient_id]
@@ -109,31 +110,41 @@ class ConsentPolicy:
         self._provisions[patient_id] = provisions
 
     def _load(self, patient_ids: list[str]) -> None:
-        """Read the Consents and break-the-glass grants of several patients in two queries."""
-        consents = load_consents(self.session, patient_ids)
-        grants: dict[str, list[Any]] = {pid: [] for pid in patient_ids}
-        if self.principal.practitioner and self.break_glass_allowed:
-            for start in range(0, len(patient_ids), 500):
-                chunk = patient_ids[start:start + 500]
-                for g in self.session.execute(select(break_glass).where(
-                        break_glass.c.patient_id.in_(chunk),
-                        break_glass.c.practitioner == self.principal.practitioner,
-                        break_glass.c.expires_at > self.now)):
-                    grants[g.patient_id].append(g)
-        for pid in patient_ids:
-            if consents[pid][:1] == [DENY_ALL]:  # an unreadable Consent: nothing else counts
-                self._provisions[pid] = [DENY_ALL]
-                continue
-            self._provisions[pid] = consents[pid] + [
-                consent.break_glass_provision(g.practitioner, g.granted_at, g.minutes,
-                                              f"break-glass/{g.id}") for g in grants[pid]]
+        """Read the Consents of several patients in one query per 500."""
+        self._provisions.update(load_consents(self.session, patient_ids))
+
+    def _urgent(self, patient_id: str) -> list[consent.Provision] | None:
+        """The Consents plus this practitioner's live break-the-glass grants for the
+        patient; None when break-the-glass cannot apply. The grants are read once per
+        request, and only when the Consents alone do not permit."""
+        if not (self.principal.practitioner and self.break_glass_allowed):
+            return None
+        provisions = self.provisions(patient_id)
+        if provisions[:1] == [DENY_ALL]:  # an unreadable Consent: nothing else counts
+            return None
+        grants = [g for g in self._my_grants() if g.patient_id == patient_id]
+        if not grants:
+            return None
+        return provisions + [
+            consent.break_glass_provision(g.practitioner, g.granted_at, g.minutes,
+                                          f"break-glass/{g.id}") for g in grants]
+
+    def _my_grants(self) -> list[Any]:
+        if self._grants is None:
+            self._grants = list(self.session.execute(select(break_glass).where(
+                break_glass.c.practitioner == self.principal.practitioner,
+                break_glass.c.expires_at > self.now)))
+        return self._grants
 
     def granted(self, patient_id: str, action: str = "access") -> frozenset[str]:
         provisions = self.provisions(patient_id)
         ordinary = consent.granted_categories(self.actor, provisions, action, self.now)
-        if action != "access" or self.principal.practitioner is None:
+        if action != "access":
             return ordinary
-        urgent = consent.granted_categories(self.actor, provisions, action, self.now,
+        urgent_provisions = self._urgent(patient_id)
+        if urgent_provisions is None:
+            return ordinary
+        urgent = consent.granted_categories(self.actor, urgent_provisions, action, self.now,
                                             consent.BREAK_GLASS_PURPOSE)
         if urgent - ordinary:
             self.break_glass_used.add(patient_id)
@@ -142,12 +153,14 @@ class ConsentPolicy:
     def decide(self, patient_id: str, categories: frozenset[str], action: str) -> bool:
         provisions = self.provisions(patient_id)
         decision = consent.decide(self.actor, provisions, categories, action, self.now)
-        if not decision.permit and action == "access" and self.principal.practitioner:
-            urgent = consent.decide(self.actor, provisions, categories, action, self.now,
-                                    consent.BREAK_GLASS_PURPOSE)
-            if urgent.permit:
-                self.break_glass_used.add(patient_id)
-                decision = urgent
+        if not decision.permit and action == "access":
+            urgent_provisions = self._urgent(patient_id)
+            if urgent_provisions is not None:
+                urgent = consent.decide(self.actor, urgent_provisions, categories, action,
+                                        self.now, consent.BREAK_GLASS_PURPOSE)
+                if urgent.permit:
+                    self.break_glass_used.add(patient_id)
+                    decision = urgent
         self.last_decision = decision
         return decision.permit
 
@@ -196,10 +209,8 @@ class ConsentPolicy:
             R.res_id.in_(select(S.res_id).where(S.res_type == "Consent", S.param == "actor",
                                                 S.value.in_(refs))))
         ids = {p for (p,) in self.session.execute(named).all() if p}
-        if self.principal.practitioner:
-            ids |= {p for (p,) in self.session.execute(select(break_glass.c.patient_id).where(
-                break_glass.c.practitioner == self.principal.practitioner,
-                break_glass.c.expires_at > self.now)).all()}
+        if self.principal.practitioner and self.break_glass_allowed:
+            ids |= {g.patient_id for g in self._my_grants()}
         return sorted(ids)
 
     # ---------------------------------------------------------------- writes

@@ -49,6 +49,23 @@ class StoreDirectory:
         with Session(self.engine) as session:
             yield session
 
+    def practitioner(self, reference: str,
+                     at: datetime) -> tuple[bool, list[tuple[str | None, str | None]]]:
+        """Whether the Practitioner is active, and its active memberships, in ONE query
+        (a request resolves its principal with a single round trip)."""
+        rtype, _, rid = reference.partition("/")
+        if rtype != "Practitioner":
+            return False, []
+        roles_of = select(S.res_id).where(S.res_type == "PractitionerRole",
+                                          S.param == "practitioner", S.value == reference)
+        with self._session() as session:
+            rows = session.execute(select(R.res_type, R.content).where(
+                R.deleted == false(),
+                ((R.res_type == "Practitioner") & (R.res_id == rid)) |
+                ((R.res_type == "PractitionerRole") & R.res_id.in_(roles_of)))).all()
+        active = any(t == "Practitioner" and _active(c) for t, c in rows)
+        return active, _memberships([c for t, c in rows if t == "PractitionerRole"], at)
+
     def practitioner_active(self, reference: str) -> bool:
         rtype, _, rid = reference.partition("/")
         if rtype != "Practitioner":

@@ -17,7 +17,7 @@ from typing import Any
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import Tracer
 from sqlalchemy import Engine
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
 from audit.checkpoint import Signer
@@ -34,6 +34,14 @@ from dossier.settings import Settings
 from dossier.telemetry import span_factory
 
 log = logging.getLogger("dossier")
+
+
+class StaleConnection(Exception):
+    """The pooled connection was dead before the unit did anything: safe to run again."""
+
+
+def _lost(exc: BaseException) -> bool:
+    return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
 
 
 @dataclass

@@ -41,8 +41,27 @@ class FieldSealer:
         self.provider = provider
         self.cipher = FieldCipher(provider)
         self._blind_key: bytes | None = None
+        self._known: dict[str, tuple[str | None, bytes | None] | None] = {}
+
+    def know(self, patient_id: str | None, kek_id: str | None, wrapped: bytes | None,
+             present: bool) -> None:
+        """A patient's key row read with the resource (one query instead of two);
+        `present` False when the patient has no key row at all."""
+        if patient_id is not None and patient_id not in self._known:
+            self._known[patient_id] = (kek_id, wrapped) if present else None
 
     def _dek(self, session: Session, patient_id: str, *, create: bool) -> bytes:
+        cached = self.cipher.cached(patient_id)
+        if cached is not None:
+            return cached
+        if patient_id in self._known and self._known[patient_id] is not None:
+            kek_id, wrapped = self._known[patient_id]  # type: ignore[misc]
+            if wrapped is None:
+                raise erased()
+            try:
+                return self.cipher.data_key(patient_id, WrappedKey(kek_id, wrapped))
+            except KeyDestroyed:
+                raise erased() from None
         row = session.execute(select(patient_keys).where(K.patient_id == patient_id)).first()
         if row is None:
             if not create:
@@ -126,3 +145,4 @@ class FieldSealer:
         session.execute(update(patient_keys).where(K.patient_id == patient_id).values(
             kek_id=None, wrapped=None, erased_at=now))
         self.cipher.forget(patient_id)
+        self._known[patient_id] = (None, None)

@@ -93,6 +93,10 @@ class FieldCipher:
         """Hold a DEK just created for ``patient_id`` for the rest of the request."""
         self._deks[patient_id] = dek
 
+    def cached(self, patient_id: str) -> bytes | None:
+        """The DEK already unwrapped (or created) in this request, if any."""
+        return self._deks.get(patient_id)
+
     def forget(self, patient_id: str) -> None:
         """Drop ``patient_id``'s DEK (after erasure)."""
         dek = self._deks.pop(patient_id, None)

@@ -13,8 +13,8 @@ from starlette.responses import Response
 from dossier.auditlog import events as auditevents
 from dossier.core.context import RequestContext
 from dossier.core.repository import Repository, Stored
-from dossier.core.runtime import Runtime
-from dossier.errors import BadRequest, MethodNotAllowed, NotFound
+from dossier.core.runtime import Runtime, StaleConnection
+from dossier.errors import BadRequest, MethodNotAllowed, NotFound, ServiceUnavailable
 from dossier.fhir import bundles, operations
 from dossier.fhir.capability import capability_statement
 from dossier.fhir.transaction import process_bundle
@@ -88,10 +88,17 @@ async def in_unit(request: Request, work: Callable[[Repository, RequestContext],
         writes = request.method not in ("GET", "HEAD")
 
     def run() -> Any:
-        ctx: RequestContext = authenticate(header)
-        ctx.base_url = base
-        with rt.unit(ctx, writes=writes) as repo:
-            return work(repo, ctx)
+        for attempt in (1, 2):
+            ctx: RequestContext = authenticate(header)
+            ctx.base_url = base
+            try:
+                with rt.unit(ctx, writes=writes) as repo:
+                    return work(repo, ctx)
+            except StaleConnection:
+                if attempt == 2:
+                    raise ServiceUnavailable("The database is not reachable; nothing was "
+                                             "changed or returned. Try again.") from None
+        raise AssertionError("unreachable")
 
     return await run_in_threadpool(run)
 

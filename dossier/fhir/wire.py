@@ -8,6 +8,7 @@ from datetime import datetime
 from email.utils import format_datetime
 from typing import Any
 
+import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -114,6 +115,6 @@ def http_date(moment: datetime) -> str:
 
 
 def fhir_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    data = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    data = orjson.dumps(body)  # UTF-8, compact; bodies never hold NaN (parse_json refuses)
     return Response(content=data, status_code=status, media_type=FHIR_JSON + "; charset=utf-8",
                     headers=headers)

@@ -1,0 +1,105 @@
+"""`dossier serve --workers N` on PostgreSQL (SPEC §15): every worker answers, the
+background workers run in exactly one process, and another takes over when it dies."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.livesrv import free_port
+
+pytestmark = pytest.mark.postgres
+LEAD = re.compile(r"background workers run in process (\d+)")
+
+
+class Server:
+    def __init__(self, pg_url: str, data_dir: Path, workers: int) -> None:
+        self.port = free_port()
+        env = {**os.environ, "DATABASE_URL": pg_url, "DOSSIER_AUDIT_SEQUENCER_SECONDS": "0.5"}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "dossier", "serve", "--data-dir", str(data_dir),
+             "--port", str(self.port), "--workers", str(workers)],
+            env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+        self.lines: list[str] = []
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+        self.base = f"http://127.0.0.1:{self.port}"
+
+    def _read(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.lines.append(line)
+
+    def leaders(self) -> list[int]:
+        return [int(m[1]) for line in list(self.lines) if (m := LEAD.search(line))]
+
+    def wait_ready(self) -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.base}/fhir/metadata").status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+        raise AssertionError("server did not start: " + "".join(self.lines[-20:]))
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.reader.join(timeout=5)
+        if self.proc.stderr is not None:
+            self.proc.stderr.close()
+
+
+def wait_for(predicate, seconds: float) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def test_three_workers_run_the_background_once_and_hand_over(pg_url: str,
+                                                               tmp_path: Path) -> None:
+    server = Server(pg_url, tmp_path / "data", 3)
+    try:
+        server.wait_ready()
+        time.sleep(4)  # every worker has had time to campaign
+        assert len(server.leaders()) == 1, server.lines
+        token = subprocess.run(
+            [sys.executable, "-m", "dossier", "dev-token", "--data-dir",
+             str(tmp_path / "data"), "--fhir-user", "Operator/admin", "--roles", "admin"],
+            env={**os.environ, "DATABASE_URL": pg_url}, capture_output=True, text=True,
+            check=True).stdout.strip()
+        with httpx.Client(base_url=server.base,
+                          headers={"Authorization": f"Bearer {token}"}) as client:
+            size = client.get("/audit/tree-head").json()["tree_size"]
+            answers = {client.get("/fhir/Group").status_code for _ in range(30)}
+            assert answers == {200}  # whichever worker answers, the token holds
+            # the one sequencer keeps integrating what every worker appended
+            assert wait_for(lambda: client.get("/audit/tree-head").json()["tree_size"]
+                            >= size + 30, 20)
+        first = server.leaders()[0]
+        os.kill(first, signal.SIGKILL)
+        assert wait_for(lambda: len(server.leaders()) == 2, 30), server.lines
+        second = server.leaders()[1]
+        assert second != first
+        time.sleep(3)
+        assert len(server.leaders()) == 2  # and still exactly one at a time
+    finally:
+        server.stop()

@@ -1,0 +1,117 @@
+"""Cost budgets (SPEC §15): statements and transactions per request, counted on the real
+engine with SQLAlchemy's cursor events, on SQLite and PostgreSQL. Timings are never
+tested; these counts are, because each statement is a round trip under load."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from sqlalchemy import event
+
+from tests import factories as f
+from tests.integration.conftest import World
+
+CONTROL = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE", "PRAGMA")
+
+
+@dataclass
+class Count:
+    statements: list[str] = field(default_factory=list)
+    transactions: int = 0
+
+    @property
+    def n(self) -> int:
+        return len(self.statements)
+
+
+@contextmanager
+def counting(world: World) -> Iterator[Count]:
+    engine = world.app.state.runtime.engine
+    count = Count()
+
+    def on_execute(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        head = statement.lstrip().split(None, 1)[0].upper()
+        if head not in CONTROL:
+            count.statements.append(" ".join(statement.split())[:160])
+
+    def on_begin(conn: Any) -> None:
+        count.transactions += 1
+
+    event.listen(engine, "before_cursor_execute", on_execute)
+    event.listen(engine, "begin", on_begin)
+    try:
+        yield count
+    finally:
+        event.remove(engine, "before_cursor_execute", on_execute)
+        event.remove(engine, "begin", on_begin)
+
+
+def test_a_consented_read_is_one_transaction_of_at_most_five_statements(world: World) -> None:
+    pid = world.consented()
+    task = world.gp.create(f.task(f"Patient/{pid}"))
+    world.gp.get(f"/fhir/Task/{task['id']}")  # warm: nothing is kept between requests
+    with counting(world) as c:
+        assert world.gp.get(f"/fhir/Task/{task['id']}").status_code == 200
+    assert c.transactions == 1, c.statements
+    assert c.n <= 5, c.statements
+
+
+def test_a_consented_read_of_sealed_data_stays_within_five(world: World) -> None:
+    pid = world.consented()
+    with counting(world) as c:
+        assert world.gp.get(f"/fhir/Patient/{pid}").status_code == 200
+    assert c.transactions == 1, c.statements
+    assert c.n <= 5, c.statements
+
+
+def test_a_citizens_read_is_at_most_four_statements(world: World) -> None:
+    pid = world.consented()
+    task = world.gp.create(f.task(f"Patient/{pid}"))
+    citizen = world.citizen(pid)
+    with counting(world) as c:
+        assert citizen.get(f"/fhir/Task/{task['id']}").status_code == 200
+        assert citizen.get(f"/fhir/Patient/{pid}").status_code == 200
+    assert c.transactions == 2, c.statements
+    assert c.n <= 8, c.statements
+
+
+def test_a_refused_read_costs_no_more_than_a_permitted_one(world: World) -> None:
+    pid = world.consented()
+    task = world.gp.create(f.task(f"Patient/{pid}"))
+    with counting(world) as c:
+        assert world.sw.get(f"/fhir/Task/{task['id']}").status_code == 404
+    assert c.n <= 6, c.statements
+
+
+def test_a_search_costs_the_same_whatever_the_caseload(world: World) -> None:
+    """The social worker is granted by 2, then 12 dossiers: the statements of a search
+    (and of a search with an _include) do not grow with the caseload."""
+    counts = []
+    granted = 0
+    for caseload in (2, 12):
+        for _ in range(caseload - granted):
+            pid = world.consented(actor=world.sw_ref)
+            world.sw.create(f.task(f"Patient/{pid}"))
+        granted = caseload
+        with counting(world) as c:
+            r = world.sw.get("/fhir/Task", params={"_count": "5"})
+            assert r.status_code == 200 and r.json()["total"] == caseload
+            r = world.sw.get("/fhir/Task", params={"_count": "5",
+                                                   "_include": "Task:patient"})
+            assert r.status_code == 200
+        assert c.transactions == 2
+        counts.append(c.statements)
+    assert len(counts[0]) == len(counts[1]), counts
+    assert len(counts[1]) <= 20, counts[1]
+
+
+def test_a_create_has_a_fixed_budget(world: World) -> None:
+    pid = world.consented()
+    with counting(world) as c:
+        world.gp.create(f.task(f"Patient/{pid}"))
+    assert c.transactions == 1
+    assert c.n <= 14, c.statements
