@@ -20,6 +20,7 @@ serve: venv
 lint: venv
 	$(BIN)/ruff check dossier consent audit auth schemas tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 test: venv
 	bash scripts/system-deps.sh
@@ -27,6 +28,7 @@ test: venv
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 bench: venv
+	$(BIN)/pip install -q -e '.[test,bench]'
 	$(BIN)/python bench/run.py
 
 clean:

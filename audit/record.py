@@ -35,6 +35,8 @@ class Event:
     query: Sequence[tuple[str, str]] | None = None
     detail: str | None = None
     patients: set[str] = field(default_factory=set)
+    # the consent decision's reasons, e.g. "permit:Consent/x", "no-grant:psy" (ids, codes)
+    reasons: tuple[str, ...] = ()
 
 
 def hash_query(key: bytes, query: Iterable[tuple[str, str]]) -> list[dict[str, str]]:
@@ -69,7 +71,8 @@ def build_record(*, record_id: str, recorded: datetime, request_id: str, agent: 
         "events": [{k: v for k, v in {
             "action": e.action, "type": e.resource_type, "id": e.resource_id,
             "operation": e.operation, "outcome": e.outcome, "detail": e.detail,
-            "query": hash_query(query_key, e.query) if e.query else None}.items() if v}
+            "query": hash_query(query_key, e.query) if e.query else None,
+            "reasons": list(e.reasons[:10]) or None}.items() if v}
             for e in events],
     }
 

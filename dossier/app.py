@@ -24,9 +24,9 @@ from audit.checkpoint import Ed25519FileSigner
 from audit.store import AuditStore
 from auth import AuthError, JWKSCache, TokenValidator, bearer_token, role_of
 from dossier.auditlog.routes import router as audit_router
-from dossier.auditlog.sink import record_token_event
 from dossier.background import Leadership, periodic
 from dossier.core.access import ConsentPolicy
+from dossier.core.auditing import record_token_event
 from dossier.core.context import RequestContext
 from dossier.core.directory import StoreDirectory
 from dossier.core.runtime import Runtime
@@ -159,8 +159,11 @@ def start_workers(runtime: Runtime) -> list[Any]:
         workers.append(periodic("subscriptions", s.notify_worker_seconds,
                                 lambda: run_deliveries(runtime)))
     if s.maintenance_seconds > 0:
-        workers.append(periodic("maintenance", s.maintenance_seconds, lambda: (
-            export.purge_expired(runtime), export.run_starting(runtime))))
+        def maintain() -> None:
+            export.purge_expired(runtime)
+            export.run_starting(runtime)
+
+        workers.append(periodic("maintenance", s.maintenance_seconds, maintain))
     return workers
 
 
@@ -209,7 +212,9 @@ def create_app(settings: Settings, *, exporter: SpanExporter | None = None,
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         leadership = Leadership(runtime.engine, lambda: start_workers(runtime))
-        leadership.start()  # the workers run in one process of the deployment
+        s = runtime.settings
+        if max(s.audit_sequencer_seconds, s.notify_worker_seconds, s.maintenance_seconds):
+            leadership.start()  # the workers run in one process of the deployment
         try:
             yield
         finally:

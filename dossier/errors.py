@@ -94,8 +94,40 @@ class Forbidden(DossierError):
 
 
 class ServiceUnavailable(DossierError):
+    """The database, the audit log or a key provider cannot be reached: nothing done."""
+
     status = 503
     code = "transient"
+
+
+class TooManyRequests(DossierError):
+    status = 429
+    code = "throttled"
+
+
+class InternalError(DossierError):
+    """Something the service itself holds is not as it must be (a stored element that
+    fails its integrity check, a job that stopped): said plainly, never with data."""
+
+    status = 500
+    code = "exception"
+
+
+class NotImplementedHere(DossierError):
+    """A feature this deployment does not offer (e.g. with an external OpenID provider)."""
+
+    status = 501
+    code = "not-supported"
+
+
+def from_auth(error: Any) -> DossierError:
+    """An auth/ error (which cannot import this package) as the service's own error, with
+    its status, issue code, message and headers (WWW-Authenticate)."""
+    cls = {401: Unauthorized, 403: Forbidden, 503: ServiceUnavailable}.get(
+        error.status, BadRequest)
+    converted = cls(error.message, headers=dict(error.headers or {}))
+    converted.status, converted.code = error.status, error.code
+    return converted
 
 
 def not_found(resource_type: str, resource_id: str | None = None) -> NotFound:

@@ -70,7 +70,7 @@ class RequestMetrics:
             "dossier.http.duration", unit="ms", description="HTTP request duration")
 
     def record(self, method: str, route: str, status: int, millis: float) -> None:
-        attributes = {"http.request.method": method, "http.route": route,
+        attributes: dict[str, str | int] = {"http.request.method": method, "http.route": route,
                       "http.response.status_code": status}
         self.requests.add(1, attributes)
         self.duration.record(millis, attributes)

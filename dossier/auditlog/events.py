@@ -59,19 +59,19 @@ def to_audit_event(record: dict[str, Any], index: int | None) -> dict[str, Any]:
                                   "audit-entity-type", "code": "1"},
                          "role": {"system": "http://terminology.hl7.org/CodeSystem/object-role",
                                   "code": "1"}})
-    for event in record.get("events", []):
+    for step in record.get("events", []):
         entity: dict[str, Any] = {"type": {
             "system": "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code": "2"}}
-        if event.get("id"):
-            entity["what"] = {"reference": f"{event['type']}/{event['id']}"}
+        if step.get("id"):
+            entity["what"] = {"reference": f"{step['type']}/{step['id']}"}
         else:
-            entity["what"] = {"display": event.get("type", "*")}
-        if event.get("operation") or event.get("detail"):
+            entity["what"] = {"display": step.get("type", "*")}
+        if step.get("operation") or step.get("detail"):
             entity["detail"] = [{"type": "operation",
-                                 "valueString": event.get("operation") or event["detail"]}]
-        if event.get("query"):
+                                 "valueString": step.get("operation") or step["detail"]}]
+        if step.get("query"):
             entity["query"] = base64.b64encode(json.dumps(
-                event["query"], separators=(",", ":")).encode()).decode()
+                step["query"], separators=(",", ":")).encode()).decode()
         entities.append(entity)
     first = (record.get("events") or [{}])[0]
     event: dict[str, Any] = {
@@ -97,7 +97,8 @@ def to_audit_event(record: dict[str, Any], index: int | None) -> dict[str, Any]:
                              "code": subtype}]
     if index is not None:
         event["extension"] = [{"url": LOG_INDEX, "valueInteger": index}]
-    return event
+    shown: dict[str, Any] = event
+    return shown
 
 
 def _scope(repo: Repository) -> Any:

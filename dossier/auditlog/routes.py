@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
-from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse, Response
 
@@ -45,7 +44,7 @@ async def tree_head(request: Request) -> Response:
     rt = _rt(request)
 
     def work() -> Any:
-        with Session(rt.engine) as session:
+        with rt.system_session() as session:
             return rt.audit_store.tree_head(session)
 
     head = await run_in_threadpool(work)
@@ -65,7 +64,7 @@ async def consistency(request: Request) -> Response:
     first, second = _int(request, "first"), _int(request, "second")
 
     def work() -> Any:
-        with Session(rt.engine) as session:
+        with rt.system_session() as session:
             signed = rt.audit_store.signed_size(session)
             if not 0 <= first <= second <= signed:
                 raise BadRequest("Need 0 <= first <= second <= the signed tree size.")

@@ -20,12 +20,12 @@ import consent
 from auth import Forbidden as AuthForbidden
 from auth import Principal, check_interaction
 from auth.rules import COMPARTMENT_TYPES, DIRECTORY_TYPES
+from dossier.core import access_index
 from dossier.core.repository import RowMeta
-from dossier.db.models import break_glass, resources, search_index
+from dossier.db.models import break_glass, resources
 from dossier.errors import Forbidden, not_found
 
 R = resources.c
-S = search_index.c
 PROFESSIONALS = ("practitioner", "hub")
 DENY_ALL = consent.Provision(consent_id=None, type="deny", actors=frozenset(),
                              actions=frozenset(), categories=frozenset(), purposes=frozenset())
@@ -178,40 +178,34 @@ class ConsentPolicy:
     def _own_server_row(self, row: RowMeta) -> bool:
         return False
 
-    def read_clause(self, resource_type: str) -> ColumnElement[bool] | None:
-        directory = and_(R.patient_id.is_(None), R.res_type.in_(sorted(DIRECTORY_TYPES)))
+    def prepare(self, patient_ids: Iterable[str | None]) -> None:
+        """Read, in one query, the Consents of the people whose rows are about to be
+        decided one by one (a page of search results)."""
+        wanted = sorted({p for p in patient_ids if p and p not in self._provisions})
+        if wanted:
+            self._load(wanted)
+
+    def narrow(self, stmt: Any, table: Any = resources) -> Any:
+        """`stmt` narrowed in SQL to the rows this actor may read: the directory; a
+        citizen's own dossier; for a professional, the access index joined on the patient
+        (constant cost whatever the caseload), plus live break-the-glass grants. The
+        decision point still decides each returned row (`can_read`)."""
+        T = table.c
+        directory = and_(T.patient_id.is_(None), T.res_type.in_(sorted(DIRECTORY_TYPES)))
         role = self.principal.role
         if role == "citizen":
             assert self.principal.patient is not None
             own = self.principal.patient.split("/", 1)[1]
-            return or_(directory, R.patient_id == own)
+            return stmt.where(or_(directory, T.patient_id == own))
         if role not in PROFESSIONALS:
-            return directory
-        parts: list[ColumnElement[bool]] = [directory]
-        candidates = self._candidate_patients()
-        self._load([p for p in candidates if p not in self._provisions])
-        by_grant: dict[frozenset[str], list[str]] = {}
-        for patient_id in candidates:
-            allowed = self.granted(patient_id)
-            if allowed:
-                by_grant.setdefault(allowed, []).append(patient_id)
-        for allowed, patient_ids in by_grant.items():  # one clause per distinct grant
-            parts.append(and_(R.patient_id.in_(patient_ids), R.res_type != "Consent",
-                              R.categories.in_(subsets(allowed))))
-        return or_(*parts)
-
-    def _candidate_patients(self) -> list[str]:
-        """Patients with a Consent naming one of the actor's references, or a live
-        break-the-glass grant for this practitioner."""
-        refs = sorted(self.actor.references())
-        named = select(R.patient_id).where(
-            R.res_type == "Consent", R.deleted == false(),
-            R.res_id.in_(select(S.res_id).where(S.res_type == "Consent", S.param == "actor",
-                                                S.value.in_(refs))))
-        ids = {p for (p,) in self.session.execute(named).all() if p}
-        if self.principal.practitioner and self.break_glass_allowed:
-            ids |= {g.patient_id for g in self._my_grants()}
-        return sorted(ids)
+            return stmt.where(directory)
+        grants = access_index.granted(
+            self.actor.references(), self.now,
+            break_glass=bool(self.principal.practitioner and self.break_glass_allowed))
+        parts: list[ColumnElement[bool]] = [directory, and_(
+            grants.c.patient_id.is_not(None), T.res_type != "Consent",
+            access_index.readable(T.cat_mask, grants.c.granted))]
+        return stmt.outerjoin(grants, grants.c.patient_id == T.patient_id).where(or_(*parts))
 
     # ---------------------------------------------------------------- writes
     def check_write(self, resource_type: str, patient_id: str | None,

@@ -37,7 +37,7 @@ def _in_period(period: Any, at: datetime) -> bool:
 class StoreDirectory:
     """Reads Practitioner and PractitionerRole from the FHIR store (current versions)."""
 
-    def __init__(self, engine: Engine, session: Session | None = None) -> None:
+    def __init__(self, engine: Engine | None, session: Session | None = None) -> None:
         self.engine = engine
         self.session = session  # read inside this transaction when given
 
@@ -46,6 +46,7 @@ class StoreDirectory:
         if self.session is not None:
             yield self.session
             return
+        assert self.engine is not None, "a StoreDirectory needs a session or an engine"
         with Session(self.engine) as session:
             yield session
 

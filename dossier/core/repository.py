@@ -8,18 +8,18 @@ from __future__ import annotations
 import copy
 import re
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
-from sqlalchemy import ColumnElement, Row, delete, false, func, insert, or_, select, update
+from sqlalchemy import Row, delete, false, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 import consent
 import schemas
-from dossier.core import content
+from dossier.core import access_index, content
 from dossier.core.context import RequestContext
 from dossier.db.models import patient_keys, resource_versions, resources, search_index
 from dossier.errors import (
@@ -83,7 +83,11 @@ class AccessPolicy(Protocol):
 
     def can_read(self, row: RowMeta) -> bool: ...
 
-    def read_clause(self, resource_type: str) -> ColumnElement[bool] | None: ...
+    def narrow(self, stmt: Any, table: Any = resources) -> Any:
+        """`stmt` (over `table`) narrowed in SQL to what the actor may read."""
+
+    def prepare(self, patient_ids: Iterable[str | None]) -> None:
+        """Read at once what the per-row decisions of these patients' rows need."""
 
     def check_write(self, resource_type: str, patient_id: str | None,
                     categories: frozenset[str], existing: RowMeta | None) -> None: ...
@@ -119,6 +123,7 @@ class AuditNote:
     outcome: str = "success"  # success | denied | not-found | error
     detail: str | None = None
     query: list[tuple[str, str]] | None = None
+    reasons: tuple[str, ...] = ()  # the consent decision's, for the audit
 
 
 @dataclass(frozen=True)
@@ -145,7 +150,10 @@ class OpenPolicy:
     def can_read(self, row: RowMeta) -> bool:
         return True
 
-    def read_clause(self, resource_type: str) -> ColumnElement[bool] | None:
+    def narrow(self, stmt: Any, table: Any = resources) -> Any:
+        return stmt
+
+    def prepare(self, patient_ids: Iterable[str | None]) -> None:
         return None
 
     def check_write(self, resource_type: str, patient_id: str | None,
@@ -207,7 +215,7 @@ class Repository:
         found = self._stores.get(kind)
         if found is None:
             found = self._stores[kind] = kind(self.session)  # type: ignore[call-arg]
-        return found  # type: ignore[no-any-return]
+        return found
 
     def after_commit(self, action: str) -> None:
         """Ask the Runtime to run a named action once this unit has committed."""
@@ -243,26 +251,36 @@ class Repository:
         return Stored(row.res_type, row.res_id, row.version_id, row.last_updated,
                       bool(row.deleted), resource, meta, method)
 
+    def _reasons(self) -> tuple[str, ...]:
+        """The reasons of the policy's last consent decision (once), for the audit."""
+        decision = getattr(self.policy, "last_decision", None)
+        if decision is None:
+            return ()
+        self.policy.last_decision = None  # type: ignore[attr-defined]
+        return tuple(decision.reasons)
+
     def _visible(self, row: Row[Any] | None, resource_type: str) -> Row[Any]:
         """The row if it exists and the actor may see it; else the one 'not found'.
-        A refused attempt on an existing dossier is logged against that person."""
+        A refused attempt on an existing dossier is logged against that person, with the
+        decision's reasons."""
         if row is None:
             self._note(self.intent, resource_type, None, None, "not-found")
             raise not_found(resource_type)
         if not self.policy.can_read(row_meta(row)):
-            self._note(self.intent, resource_type, row.res_id, row.patient_id, "denied")
+            self._note(self.intent, resource_type, row.res_id, row.patient_id, "denied",
+                       reasons=self._reasons())
             raise not_found(resource_type)
         return row
 
     def _note(self, action: str, resource_type: str, resource_id: str | None,
               patient_id: str | None, outcome: str = "success",
               query: list[tuple[str, str]] | None = None, patients: set[str] | None = None,
-              detail: str | None = None) -> None:
+              detail: str | None = None, reasons: tuple[str, ...] = ()) -> None:
         ids = set(patients or ())
         if patient_id:
             ids.add(patient_id)
         self.audit.record(self.session, self.ctx, AuditNote(
-            action, resource_type, resource_id, ids, outcome, detail, query))
+            action, resource_type, resource_id, ids, outcome, detail, query, reasons))
 
     # ------------------------------------------------------------------ reads
     def begin(self, action: str, resource_type: str, interaction: str | None) -> None:
@@ -284,7 +302,8 @@ class Repository:
         self.begin("read", resource_type, "r")
         with self._op("read", resource_type):
             row = self._visible(self.current_row(resource_type, resource_id), resource_type)
-            self._note("read", resource_type, resource_id, row.patient_id)
+            self._note("read", resource_type, resource_id, row.patient_id,
+                       reasons=self._reasons())
             if row.deleted:
                 raise Gone(f"This {resource_type} was deleted.")
             return self._to_stored(row)
@@ -321,15 +340,14 @@ class Repository:
                 del current
             if since is not None:
                 stmt = stmt.where(V.last_updated >= since)
-            clause = self.policy.read_clause(resource_type or "*")
-            if clause is not None:
-                stmt = stmt.where(_rebind(clause))
+            stmt = self.policy.narrow(stmt, resource_versions)
             total = self.session.execute(
                 select(func.count()).select_from(stmt.subquery())).scalar_one()
             size = min(count or self.page_size, self.max_page_size)
             rows = self.session.execute(with_keys(
                 stmt.order_by(V.last_updated.desc(), V.version_id.desc(), V.res_id)
                 .limit(size).offset(offset), resource_versions)).all()
+            self.policy.prepare(r.patient_id for r in rows)
             out = [self._to_stored(r, r.method) for r in rows
                    if self.policy.can_read(row_meta(r))]
             self._note("history", resource_type or "*", resource_id, None,
@@ -346,12 +364,12 @@ class Repository:
             return self.run_search(q, raw)
 
     def run_search(self, q: SearchQuery, raw: list[tuple[str, str]]) -> SearchResult:
-        stmt = search_sql.build_search(q, self.sealer.blind,
-                                       self.policy.read_clause(q.resource_type))
+        stmt = self.policy.narrow(search_sql.build_search(q, self.sealer.blind, None))
         total = self.session.execute(
             select(func.count()).select_from(stmt.subquery())).scalar_one()
         rows = self.session.execute(with_keys(
             search_sql.ordered(stmt, q).limit(q.count).offset(q.offset))).all()
+        self.policy.prepare(r.patient_id for r in rows)
         matches = [self._to_stored(r) for r in rows if self.policy.can_read(row_meta(r))]
         included = self._includes(q.includes, matches)
         patients = {s.meta.patient_id for s in matches + included if s.meta.patient_id}
@@ -384,10 +402,10 @@ class Repository:
                     continue
                 stmt = select(resources).where(R.deleted == false(), or_(*[
                     (R.res_type == t) & (R.res_id == i) for t, i in pairs]))
-            clause = self.policy.read_clause("*")
-            if clause is not None:
-                stmt = stmt.where(clause)
-            for row in self.session.execute(with_keys(stmt.limit(1000))).all():
+            stmt = self.policy.narrow(stmt)
+            rows = self.session.execute(with_keys(stmt.limit(1000))).all()
+            self.policy.prepare(r.patient_id for r in rows)
+            for row in rows:
                 key = (row.res_type, row.res_id)
                 if key in seen or not self.policy.can_read(row_meta(row)):
                     continue
@@ -413,9 +431,7 @@ class Repository:
         stmt = select(resources).where(R.patient_id == patient_id, R.deleted == false())
         if types is not None:
             stmt = stmt.where(R.res_type.in_(sorted(types)))
-        clause = judge.read_clause("*")
-        if clause is not None:
-            stmt = stmt.where(clause)
+        stmt = judge.narrow(stmt)
         rows = self.session.execute(stmt.order_by(
             (R.res_type != "Patient"), R.res_type, R.last_updated, R.res_id)).all()
         out = [self._to_stored(r) for r in rows if judge.can_read(row_meta(r))]
@@ -504,7 +520,9 @@ class Repository:
             self.session.execute(insert(resource_versions).values(
                 res_type=resource_type, res_id=resource_id, version_id=version, last_updated=now,
                 deleted=True, method="DELETE", patient_id=row.patient_id,
-                categories=row.categories, content={}, sealed=None))
+                categories=row.categories, cat_mask=row.cat_mask, content={}, sealed=None))
+            if resource_type == "Consent":
+                access_index.refresh(self.session, resource_id, row.patient_id, None)
             self.session.execute(delete(search_index).where(
                 S.res_type == resource_type, S.res_id == resource_id))
 
@@ -556,7 +574,8 @@ class Repository:
         clear, sealed = self.sealer.seal(self.session, resource, patient_id, 1)
         values = {"res_type": resource_type, "res_id": resource_id, "version_id": 1,
                   "last_updated": now, "deleted": False, "patient_id": patient_id,
-                  "categories": ",".join(sorted(categories)), "content": clear,
+                  "categories": ",".join(sorted(categories)),
+                  "cat_mask": access_index.mask_of(categories), "content": clear,
                   "sealed": sealed}
         self.session.execute(insert(resources).values(**values))
         self.session.execute(insert(resource_versions).values(method="POST", **values))
@@ -592,8 +611,14 @@ class Repository:
             categories.add("psy")  # a writer may add psy, never remove it
         cats = frozenset(categories)
         if not trusted:
-            self.policy.check_write(resource_type, patient_id, cats,
-                                    row_meta(existing) if existing is not None else None)
+            try:
+                self.policy.check_write(resource_type, patient_id, cats,
+                                        row_meta(existing) if existing is not None else None)
+            except DossierError:
+                self._note("create" if existing is None else "update", resource_type,
+                           resource_id if existing is not None else None, patient_id,
+                           "denied", reasons=self._reasons())
+                raise
         self._check_references(resource, patient_ref)
         version = (existing.version_id + 1) if existing is not None else 1
         now = self.ctx.now
@@ -607,7 +632,7 @@ class Repository:
         clear, sealed = self.sealer.seal(self.session, resource, patient_id, version)
         values = {"version_id": version, "last_updated": now, "deleted": False,
                   "patient_id": patient_id, "categories": ",".join(sorted(cats)),
-                  "content": clear, "sealed": sealed}
+                  "cat_mask": access_index.mask_of(cats), "content": clear, "sealed": sealed}
         if existing is None:
             self.session.execute(insert(resources).values(
                 res_type=resource_type, res_id=resource_id, **values))
@@ -620,6 +645,8 @@ class Repository:
                 self._label_history_psy(resource_type, resource_id)
         self.session.execute(insert(resource_versions).values(
             res_type=resource_type, res_id=resource_id, method=method, **values))
+        if resource_type == "Consent":  # the access index, in this same transaction
+            access_index.refresh(self.session, resource_id, patient_id, resource)
         rows = self._index_rows(resource_type, resource_id, resource)
         if rows:
             self.session.execute(insert(search_index), rows)
@@ -650,7 +677,8 @@ class Repository:
                     labels = {x for x in (cats or "").split(",") if x} | {"psy"}
                     self.session.execute(update(table).where(
                         c.res_type == rtype, c.res_id == rid, c.version_id == key).values(
-                        categories=",".join(sorted(labels))))
+                        categories=",".join(sorted(labels)),
+                        cat_mask=access_index.mask_of(labels)))
 
     def _index_rows(self, resource_type: str, resource_id: str,
                     resource: dict[str, Any]) -> list[dict[str, Any]]:
@@ -681,15 +709,6 @@ class Repository:
             if not self.exists_visible(ref, compartment):
                 raise Unprocessable("The referenced resource does not exist.",
                                     expression=[path])
-
-
-def _rebind(clause: ColumnElement[bool]) -> ColumnElement[bool]:
-    """Policy clauses are written against `resources`; history reads `resource_versions`."""
-    from sqlalchemy.sql.util import ClauseAdapter
-
-    return ClauseAdapter(resource_versions, equivalents={
-        R.res_type: {V.res_type}, R.res_id: {V.res_id}, R.patient_id: {V.patient_id},
-        R.categories: {V.categories}}).traverse(clause)  # type: ignore[return-value]
 
 
 def provenance(ctx: RequestContext, stored: Stored, created: bool) -> dict[str, Any]:

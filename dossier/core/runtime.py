@@ -23,12 +23,13 @@ from sqlalchemy.orm import Session
 from audit.checkpoint import Signer
 from audit.store import AuditStore
 from auth import resolve_principal
-from dossier.auditlog.sink import RequestAudit
+from dossier.core.auditing import RequestAudit
 from dossier.core.context import UNRESOLVED, RequestContext
 from dossier.core.directory import StoreDirectory
 from dossier.core.repository import Repository, Sealer, Services
 from dossier.core.sealing import FieldSealer
 from dossier.crypto import KeyProvider
+from dossier.crypto.errors import KeyUnavailable
 from dossier.errors import DossierError, ServiceUnavailable
 from dossier.settings import Settings
 from dossier.telemetry import span_factory
@@ -89,8 +90,13 @@ class Runtime:
             with self._session(writes) as session, session.begin():
                 if ctx.claims is not None:  # a token: who it names, from this snapshot
                     ctx.principal = UNRESOLVED
-                    ctx.principal = resolve_principal(
-                        ctx.claims, StoreDirectory(None, session), ctx.now)
+                    try:
+                        ctx.principal = resolve_principal(
+                            ctx.claims, StoreDirectory(None, session), ctx.now)
+                    except DBAPIError as exc:
+                        if _lost(exc):  # the first statement met a dead connection
+                            raise StaleConnection from None
+                        raise
                 policy = self.policy_factory(session, ctx)
                 repo = Repository(
                     session, ctx, policy=policy, sealer=self.sealer(), audit=audit,
@@ -110,11 +116,21 @@ class Runtime:
             audit.fail(exc.status)
             self._write_failure(audit)
             raise
-        except Exception:
+        except StaleConnection:
+            raise
+        except KeyUnavailable:
+            audit.fail(503)
+            self._write_failure(audit)
+            raise ServiceUnavailable("A key this request needs is unavailable; nothing was "
+                                     "changed or returned. Try again later.") from None
+        except Exception as exc:
             if ctx.principal is UNRESOLVED and ctx.claims is not None:
                 raise  # the token names nobody valid (401): nothing was touched
-            audit.fail(500)
+            audit.fail(503 if _lost(exc) else 500)
             self._write_failure(audit)
+            if _lost(exc):
+                raise ServiceUnavailable("The connection to the database was lost; nothing "
+                                         "was changed or returned. Try again.") from None
             raise
         if audit.pending():  # a SQLite read whose records wait for the write lock
             self._write_pending(audit)

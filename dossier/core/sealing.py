@@ -22,14 +22,13 @@ from dossier.crypto import (
     blind_index,
 )
 from dossier.db.models import patient_keys
-from dossier.errors import DossierError, Gone
+from dossier.errors import Gone, InternalError
 
 K = patient_keys.c
 
 
-class Unreadable(DossierError):
-    status = 500
-    code = "exception"
+class Unreadable(InternalError):
+    """A sealed element that cannot be opened (key missing, integrity check failed)."""
 
 
 def erased() -> Gone:
@@ -54,12 +53,13 @@ class FieldSealer:
         cached = self.cipher.cached(patient_id)
         if cached is not None:
             return cached
-        if patient_id in self._known and self._known[patient_id] is not None:
-            kek_id, wrapped = self._known[patient_id]  # type: ignore[misc]
-            if wrapped is None:
+        known = self._known.get(patient_id)
+        if known is not None:
+            known_kek, known_wrapped = known
+            if known_wrapped is None or known_kek is None:
                 raise erased()
             try:
-                return self.cipher.data_key(patient_id, WrappedKey(kek_id, wrapped))
+                return self.cipher.data_key(patient_id, WrappedKey(known_kek, known_wrapped))
             except KeyDestroyed:
                 raise erased() from None
         row = session.execute(select(patient_keys).where(K.patient_id == patient_id)).first()

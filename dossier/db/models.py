@@ -38,6 +38,8 @@ resources = Table(
     Column("deleted", Boolean, nullable=False, default=False),
     Column("patient_id", String(64), nullable=True),  # compartment: the Patient it belongs to
     Column("categories", String(128), nullable=False, default=""),  # sorted, comma-joined
+    # the same categories as bits (core/access_index.py), for consent narrowing in SQL
+    Column("cat_mask", Integer, nullable=False, default=0, server_default="0"),
     Column("content", JSONType, nullable=False),
     Column("sealed", JSONType, nullable=True),
     Index("ix_resources_type_updated", "res_type", "last_updated"),
@@ -55,9 +57,36 @@ resource_versions = Table(
     Column("method", String(8), nullable=False),  # POST, PUT, DELETE
     Column("patient_id", String(64), nullable=True),
     Column("categories", String(128), nullable=False, default=""),
+    Column("cat_mask", Integer, nullable=False, default=0, server_default="0"),
     Column("content", JSONType, nullable=False),
     Column("sealed", JSONType, nullable=True),
     Index("ix_resource_versions_type_updated", "res_type", "last_updated"),
+    Index("ix_resource_versions_patient", "patient_id", "res_type"),
+)
+
+# The access index: one row per (Consent, actor) of the current active Consents, derived
+# from them in the same transaction as every Consent write (core/access_index.py). A
+# search joins it to narrow to what the actor may read; the decision point (consent/)
+# still decides every returned row. Derived state, like a search index: never a cache.
+access_grants = Table(
+    "access_grants",
+    metadata,
+    Column("row_id", Integer, primary_key=True, autoincrement=True),
+    Column("consent_id", String(64), nullable=False),
+    Column("patient_id", String(64), nullable=False),
+    Column("grantee", String(128), nullable=False),  # Practitioner/x, Organization/y,
+    # Group/profession-z, or "*" (a deny naming no actor)
+    Column("permit", Boolean, nullable=False),
+    Column("act_access", Boolean, nullable=False),
+    Column("act_collect", Boolean, nullable=False),
+    Column("cat_mask", Integer, nullable=False),  # a deny naming no category: all bits
+    Column("period_start", UTCDateTime(), nullable=True),
+    Column("period_end", UTCDateTime(), nullable=True),
+    Column("purposed", Boolean, nullable=False),  # names purposes (e.g. BTG): not ordinary
+    Column("btg", Boolean, nullable=False),  # names break-the-glass (a refusal, a BTG grant)
+    Index("ix_access_grants_grantee", "grantee", "patient_id"),
+    Index("ix_access_grants_consent", "consent_id"),
+    Index("ix_access_grants_patient", "patient_id"),
 )
 
 # Search index of the current versions: token, reference and date parameters.

@@ -33,7 +33,14 @@ from dossier.core.repository import AuditNote, Repository, RowMeta
 from dossier.core.runtime import Runtime
 from dossier.core.standing import standing_claims, token_claims
 from dossier.db.models import export_jobs, resources
-from dossier.errors import BadRequest, DossierError, Forbidden, NotFound, Unprocessable
+from dossier.errors import (
+    BadRequest,
+    Forbidden,
+    InternalError,
+    NotFound,
+    TooManyRequests,
+    Unprocessable,
+)
 from dossier.exports.files import (
     SealedWriter,
     exports_root,
@@ -74,14 +81,8 @@ DB = "https://dossier.brussels/fhir"
 router = APIRouter(prefix="/bulk", tags=["bulk export"])
 
 
-class TooManyRequests(DossierError):
-    status = 429
-    code = "throttled"
-
-
-class ExportFailed(DossierError):
-    status = 500
-    code = "exception"
+class ExportFailed(InternalError):
+    """An export that stopped or failed: start a new one."""
 
 
 # ---------------------------------------------------------------- kick-off
@@ -218,10 +219,8 @@ def visible_patients(repo: Repository) -> list[str]:
     """Ids of the people whose dossier the actor may read something of: only ids, chosen
     by the policy's own read clause; every row is then read (and re-checked) through
     `repo.compartment`."""
-    stmt = select(R.patient_id).where(R.patient_id.is_not(None), R.deleted == false())
-    clause = repo.policy.read_clause("*")
-    if clause is not None:
-        stmt = stmt.where(clause)
+    stmt = repo.policy.narrow(
+        select(R.patient_id).where(R.patient_id.is_not(None), R.deleted == false()))
     return sorted({pid for (pid,) in repo.session.execute(stmt.distinct())})
 
 
@@ -259,7 +258,7 @@ class _Files:
 def _set(rt: Runtime, job_id: str, **values: Any) -> bool:
     """Update the job; False when it is gone (cancelled or expired)."""
     with rt.system_session() as session:
-        return ExportJobs(session).set(job_id, **values)
+        return ExportJobs(session).update(job_id, **values)
 
 
 def run_starting(rt: Runtime) -> int:

@@ -10,11 +10,12 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
+from auth import AuthError
 from dossier.auditlog import events as auditevents
 from dossier.core.context import RequestContext
 from dossier.core.repository import Repository, Stored
 from dossier.core.runtime import Runtime, StaleConnection
-from dossier.errors import BadRequest, MethodNotAllowed, NotFound, ServiceUnavailable
+from dossier.errors import BadRequest, MethodNotAllowed, NotFound, ServiceUnavailable, from_auth
 from dossier.fhir import bundles, operations
 from dossier.fhir.capability import capability_statement
 from dossier.fhir.transaction import process_bundle
@@ -89,7 +90,10 @@ async def in_unit(request: Request, work: Callable[[Repository, RequestContext],
 
     def run() -> Any:
         for attempt in (1, 2):
-            ctx: RequestContext = authenticate(header)
+            try:
+                ctx: RequestContext = authenticate(header)
+            except AuthError as error:
+                raise from_auth(error) from None
             ctx.base_url = base
             try:
                 with rt.unit(ctx, writes=writes) as repo:
@@ -245,8 +249,11 @@ async def update(request: Request, rtype: str, rid: str) -> Response:
 @router.delete("/{rtype}/{rid}")
 async def delete(request: Request, rtype: str, rid: str) -> Response:
     check_id(rid)
-    await in_unit(request, lambda repo, ctx: _roster(
-        rtype, rid, ctx, lambda: rosters.remove(repo, rid)) or repo.delete(rtype, rid))
+    def work(repo: Repository, ctx: RequestContext) -> None:
+        if _roster(rtype, rid, ctx, lambda: rosters.remove(repo, rid)) is None:
+            repo.delete(rtype, rid)
+
+    await in_unit(request, work)
     return Response(status_code=204)
 
 

@@ -14,7 +14,7 @@ from typing import Any
 from auth import InvalidToken, parse_scopes
 from auth.devissuer import DEV_CLI_CLIENT
 from dossier.core.repository import Repository
-from dossier.errors import Conflict, DossierError, Forbidden, Unprocessable
+from dossier.errors import Conflict, Forbidden, NotImplementedHere, Unprocessable
 from dossier.fhir import operations
 from dossier.fhir.operations import Call
 
@@ -24,11 +24,6 @@ FIELDS = {"client-id": ("valueString", "valueId", "valueCode"), "jwks": ("valueS
           "jwks-uri": ("valueUrl", "valueUri"), "scope": ("valueString",)}
 DEFAULT_SCOPE = "system/*.rs"
 MAX_JWKS_CHARS = 65_536
-
-
-class NotImplementedHere(DossierError):
-    status = 501
-    code = "not-supported"
 
 
 def _values(body: dict[str, Any] | None) -> dict[str, str]:

@@ -31,16 +31,16 @@ def _date_clause(column: ColumnElement[object], rng: DateRange,
     low, high = convert(rng.low), convert(rng.high)
     col = column
     if rng.prefix == "eq":
-        return and_(col >= low, col < high)  # type: ignore[operator]
+        return and_(col >= low, col < high)
     if rng.prefix == "ne":
-        return or_(col < low, col >= high)  # type: ignore[operator]
+        return or_(col < low, col >= high)
     if rng.prefix in ("lt", "eb"):
-        return col < low  # type: ignore[operator,return-value]
+        return col < low
     if rng.prefix == "le":
-        return col < high  # type: ignore[operator,return-value]
+        return col < high
     if rng.prefix in ("gt", "sa"):
-        return col >= high  # type: ignore[operator,return-value]
-    return col >= low  # type: ignore[operator,return-value]  # ge
+        return col >= high
+    return col >= low  # ge
 
 
 def _like_escape(text: str) -> str:

@@ -27,7 +27,7 @@ class ExportJobs:
     def add(self, **values: Any) -> None:
         self.session.execute(insert(export_jobs).values(**values))
 
-    def set(self, job_id: str, **values: Any) -> bool:
+    def update(self, job_id: str, **values: Any) -> bool:
         """Update the job; False when it is gone (cancelled or expired)."""
         done = self.session.execute(update(export_jobs).where(J.id == job_id).values(**values))
         return bool(done.rowcount)  # type: ignore[attr-defined]
@@ -52,4 +52,4 @@ class ExportJobs:
         return gone
 
     def ids(self) -> set[str]:
-        return set(self.session.execute(select(J.id)).scalars())
+        return {str(i) for i in self.session.execute(select(J.id)).scalars()}

@@ -180,10 +180,10 @@ def parse_request(body: Any, now: datetime, *, allow_local: bool) -> Request:
         raise _bad("channel takes type, endpoint, payload and header.", "channel")
     if channel.get("type") != "rest-hook":
         raise _bad("Only the rest-hook channel is offered.", "channel.type")
-    endpoint = channel.get("endpoint")
+    given = channel.get("endpoint")
+    endpoint = given if isinstance(given, str) else ""
     try:
-        check_webhook_url(endpoint if isinstance(endpoint, str) else "",
-                          allow_local=allow_local)
+        check_webhook_url(endpoint, allow_local=allow_local)
     except ValueError:
         raise _bad("channel.endpoint must be an https:// URL without credentials.",
                    "channel.endpoint") from None
@@ -399,7 +399,7 @@ def handshake(rt: Any, base: str, sub_id: str, req: Request) -> None:
 # ---------------------------------------------------------------- delivery worker
 
 def fhir_base(rt: Any) -> str:
-    return rt.settings.public_base.rstrip("/") + "/fhir"
+    return str(rt.settings.public_base).rstrip("/") + "/fhir"
 
 
 def run_deliveries(rt: Any, now: datetime | None = None) -> int:

@@ -105,7 +105,7 @@ def test_a_search_costs_the_same_whatever_the_caseload(world: World) -> None:
         assert c.transactions == 2
         counts.append(c.statements)
     assert len(counts[0]) == len(counts[1]), counts
-    assert len(counts[1]) <= 20, counts[1]
+    assert len(counts[1]) <= 14, counts[1]
 
 
 def test_a_create_has_a_fixed_budget(world: World) -> None:

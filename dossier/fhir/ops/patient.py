@@ -6,10 +6,7 @@ apply exactly as for any read."""
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
 from typing import Any
-
-from sqlalchemy import insert
 
 import consent
 from auth import Principal
@@ -17,12 +14,12 @@ from dossier.core.access import ConsentPolicy
 from dossier.core.context import RequestContext
 from dossier.core.directory import StoreDirectory
 from dossier.core.repository import Repository, Stored
-from dossier.db.models import break_glass
 from dossier.errors import BadRequest, Forbidden, Unprocessable, not_found
 from dossier.fhir import operations
 from dossier.fhir.bundles import full_url, instant
 from dossier.fhir.operations import Call
 from dossier.search.params import ID_RE
+from dossier.stores.break_glass import BreakGlassGrants
 
 BREAK_GLASS_MINUTES = 60
 DB = "https://dossier.brussels/fhir"
@@ -126,14 +123,10 @@ def break_the_glass(repo: Repository, call: Call) -> Any:
     grant_id = str(uuid.uuid4())
     sealed = repo.sealer.seal_fields(  # type: ignore[attr-defined]
         repo.session, rid, "BreakGlass", grant_id, {"reason": reason})
-    repo.session.execute(insert(break_glass).values(
-        id=grant_id, patient_id=rid, practitioner=p.practitioner, granted_at=ctx.now,
-        minutes=BREAK_GLASS_MINUTES,
-        expires_at=ctx.now + timedelta(minutes=BREAK_GLASS_MINUTES),
-        reason=sealed))
+    expires = repo.store(BreakGlassGrants).grant(grant_id, rid, p.practitioner, ctx.now,
+                                                 BREAK_GLASS_MINUTES, sealed)
     repo.audit.urgent(rid)  # type: ignore[attr-defined]
     repo.note_access("operation", "Patient", rid, f"Patient/{rid}", detail="break-glass")
-    expires = ctx.now + timedelta(minutes=BREAK_GLASS_MINUTES)
     return {"resourceType": "Parameters", "parameter": [
         {"name": "grant", "valueString": grant_id},
         {"name": "expires", "valueInstant": instant(expires)},

@@ -51,7 +51,7 @@ class RequestAudit:
     def record(self, session: Session, ctx: RequestContext, note: AuditNote) -> None:
         self.events.append(Event(note.action, note.resource_type, note.resource_id,
                                  note.outcome, None, note.query, note.detail,
-                                 set(note.patient_ids)))
+                                 set(note.patient_ids), tuple(note.reasons)))
 
     def urgent(self, patient_id: str) -> None:
         """Break-the-glass: the person is notified at once, with urgency."""
@@ -78,7 +78,8 @@ class RequestAudit:
             return
         by_patient: dict[str | None, list[Event]] = {}
         for event in self.events:
-            for pid in sorted(event.patients) or [None]:
+            targets: list[str | None] = [*sorted(event.patients)] or [None]
+            for pid in targets:
                 by_patient.setdefault(pid, []).append(event)
         agent = agent_of(self.ctx)
         now = self.ctx.now
