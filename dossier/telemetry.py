@@ -25,7 +25,7 @@ from opentelemetry.sdk.trace.export import (
     SimpleSpanProcessor,
     SpanExporter,
 )
-from opentelemetry.trace import Tracer
+from opentelemetry.trace import NoOpTracer, Tracer
 
 from dossier.settings import Settings
 
@@ -42,6 +42,8 @@ def make_tracer(settings: Settings, exporter: SpanExporter | None = None) -> tup
 
         provider.add_span_processor(BatchSpanProcessor(
             OTLPSpanExporter(endpoint=settings.otel_endpoint)))
+    else:  # no exporter: spans would be built and dropped; a no-op tracer costs nothing
+        return provider, NoOpTracer()
     return provider, provider.get_tracer("dossier")
 
 

@@ -197,7 +197,10 @@ class Repository:
         self.session = session
         self.services = services or Services()
         self.post_commit: list[str] = []  # named actions the Runtime runs after commit
+        # a transaction Bundle's new rows, inserted together (`buffered`, `flush_writes`)
+        self._buffer: dict[Any, list[dict[str, Any]]] | None = None
         self._stores: dict[type, Any] = {}
+        self._memo: dict[str, Any] = {}
         self.ctx = ctx
         self.policy = policy
         self.sealer = sealer
@@ -210,12 +213,53 @@ class Repository:
         # set inside transactions: reference checks wait until every entry is written
         self.deferred_refs: list[tuple[str, str, str | None]] | None = None
 
+    def memo(self, key: str, load: Callable[[], T]) -> T:
+        """Something read once in this unit's transaction and used for each of its writes
+        (e.g. the active subscriptions, for a Bundle of 500 entries). Gone with the unit."""
+        if key not in self._memo:
+            self._memo[key] = load()
+        return self._memo[key]  # type: ignore[no-any-return]
+
     def store(self, kind: type[T]) -> T:
         """The unit's store for a side table (dossier/stores/), on this transaction."""
         found = self._stores.get(kind)
         if found is None:
             found = self._stores[kind] = kind(self.session)  # type: ignore[call-arg]
         return found
+
+    @contextmanager
+    def buffered(self) -> Iterator[None]:
+        """Inside: new resources, their versions and index rows are kept and inserted
+        table by table in one multi-row INSERT each (any read first writes them out).
+        For a transaction Bundle: all its entries commit or none do anyway."""
+        self._buffer = {resources: [], resource_versions: [], search_index: []}
+        try:
+            yield
+            self.flush_writes()
+        finally:
+            self._buffer = None
+
+    def flush_writes(self) -> None:
+        if not self._buffer:
+            return
+        for table, rows in self._buffer.items():
+            if rows:
+                self.session.execute(insert(table), rows)
+                self._buffer[table] = []
+
+    def _insert(self, table: Any, rows: list[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        if self._buffer is not None:
+            self._buffer[table].extend(rows)
+        else:
+            self.session.execute(insert(table), rows)
+
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """A part of the unit that rolls back on its own (a batch entry)."""
+        with self.session.begin_nested():
+            yield
 
     def after_commit(self, action: str) -> None:
         """Ask the Runtime to run a named action once this unit has committed."""
@@ -234,6 +278,7 @@ class Repository:
             yield
 
     def current_row(self, resource_type: str, resource_id: str) -> Row[Any] | None:
+        self.flush_writes()
         return self.session.execute(with_keys(
             select(resources).where(R.res_type == resource_type, R.res_id == resource_id))
         ).first()
@@ -445,6 +490,27 @@ class Repository:
                 self._note(action, "Patient", None, None, "not-found", detail=operation)
         return out
 
+    def visible_references(self, pairs: list[tuple[str, str | None]]) -> set[str]:
+        """Of (reference, compartment) pairs, those that resolve to a live resource the
+        actor may see (or that is the writer's own compartment): one query per type."""
+        wanted: dict[str, set[str]] = {}
+        for reference, _ in pairs:
+            m = REF_RE.match(reference)
+            if m:
+                wanted.setdefault(m.group(1), set()).add(m.group(2))
+        self.flush_writes()
+        rows: dict[str, Row[Any]] = {}
+        for rtype, ids in wanted.items():
+            for start in range(0, len(ids), 500):
+                chunk = sorted(ids)[start:start + 500]
+                for row in self.session.execute(select(
+                        R.res_type, R.res_id, R.patient_id, R.categories, R.deleted).where(
+                        R.res_type == rtype, R.res_id.in_(chunk), R.deleted == false())):
+                    rows[f"{row.res_type}/{row.res_id}"] = row
+        self.policy.prepare(r.patient_id for r in rows.values())
+        return {reference for reference, compartment in pairs if reference in rows and (
+            reference == compartment or self.policy.can_read(row_meta(rows[reference])))}
+
     def exists_visible(self, reference: str, compartment: str | None = None) -> bool:
         """The reference resolves to a live resource the actor may see. The resource's own
         patient counts as seen: check_write has already tied the writer to that dossier."""
@@ -551,18 +617,20 @@ class Repository:
                            "PUT", trusted=True)
 
     def create_server_resource(self, body: dict[str, Any], *, patient_id: str | None = None,
-                               categories: frozenset[str] = frozenset()) -> Stored:
+                               categories: frozenset[str] = frozenset(),
+                               check_model: bool = True) -> Stored:
         """Store a resource only the server writes (Communication): version 1, its versions
         row and search index, sealed. Checked against the FHIR R4 model; its references
         may point into the audit log (`about → AuditEvent/x`), so they are not resolved."""
         from fhir.resources.R4B import get_fhir_model_class
 
-        resource = copy.deepcopy(body)
+        resource = copy.deepcopy(body) if check_model else dict(body)
         resource_type = resource.get("resourceType", "")
         if resource_type not in schemas.SERVER_WRITTEN_TYPES:
             raise ValueError("only server-written resource types")
         resource_id = resource.setdefault("id", new_id())
-        get_fhir_model_class(resource_type).model_validate(resource)
+        if check_model:  # Provenance is built by `provenance()`, which a test validates
+            get_fhir_model_class(resource_type).model_validate(resource)
         if patient_id is None:
             patient_ref = schemas.patient_of(resource)
             patient_id = patient_ref.split("/", 1)[1] if patient_ref else None
@@ -577,11 +645,9 @@ class Repository:
                   "categories": ",".join(sorted(categories)),
                   "cat_mask": access_index.mask_of(categories), "content": clear,
                   "sealed": sealed}
-        self.session.execute(insert(resources).values(**values))
-        self.session.execute(insert(resource_versions).values(method="POST", **values))
-        rows = self._index_rows(resource_type, resource_id, resource)
-        if rows:
-            self.session.execute(insert(search_index), rows)
+        self._insert(resources, [values])
+        self._insert(resource_versions, [{"method": "POST", **values}])
+        self._insert(search_index, self._index_rows(resource_type, resource_id, resource))
         meta = RowMeta(resource_type, resource_id, patient_id, frozenset())
         return Stored(resource_type, resource_id, 1, now, False, resource, meta, "POST")
 
@@ -634,29 +700,30 @@ class Repository:
                   "patient_id": patient_id, "categories": ",".join(sorted(cats)),
                   "cat_mask": access_index.mask_of(cats), "content": clear, "sealed": sealed}
         if existing is None:
-            self.session.execute(insert(resources).values(
-                res_type=resource_type, res_id=resource_id, **values))
+            self._insert(resources, [{"res_type": resource_type, "res_id": resource_id,
+                                      **values}])
         else:
+            self.flush_writes()
             self.session.execute(update(resources).where(
                 R.res_type == resource_type, R.res_id == resource_id).values(**values))
             self.session.execute(delete(search_index).where(
                 S.res_type == resource_type, S.res_id == resource_id))
             if "psy" in cats and "psy" not in row_meta(existing).categories:
                 self._label_history_psy(resource_type, resource_id)
-        self.session.execute(insert(resource_versions).values(
-            res_type=resource_type, res_id=resource_id, method=method, **values))
+        self._insert(resource_versions, [{"res_type": resource_type, "res_id": resource_id,
+                                          "method": method, **values}])
         if resource_type == "Consent":  # the access index, in this same transaction
+            self.flush_writes()
             access_index.refresh(self.session, resource_id, patient_id, resource)
-        rows = self._index_rows(resource_type, resource_id, resource)
-        if rows:
-            self.session.execute(insert(search_index), rows)
+        self._insert(search_index, self._index_rows(resource_type, resource_id, resource))
         self._note("create" if existing is None else "update", resource_type, resource_id,
                    patient_id)
         meta = RowMeta(resource_type, resource_id, patient_id, cats)
         stored = Stored(resource_type, resource_id, version, now, False, resource, meta, method)
         if not trusted:
             self.create_server_resource(provenance(self.ctx, stored, existing is None),
-                                        patient_id=patient_id, categories=cats)
+                                        patient_id=patient_id, categories=cats,
+                                        check_model=False)
             content.after_write(self, stored)
         if self.on_change is not None:
             self.on_change(self, stored)
@@ -705,8 +772,9 @@ class Repository:
 
     def check_deferred_references(self) -> None:
         pending, self.deferred_refs = self.deferred_refs or [], None
-        for path, ref, compartment in pending:
-            if not self.exists_visible(ref, compartment):
+        seen = self.visible_references([(ref, compartment) for _, ref, compartment in pending])
+        for path, ref, _ in pending:
+            if ref not in seen:
                 raise Unprocessable("The referenced resource does not exist.",
                                     expression=[path])
 

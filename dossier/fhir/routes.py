@@ -131,7 +131,7 @@ async def bundle(request: Request) -> Response:
     check_content_type(request)
     body = parse_resource(await read_body(request, runtime_of(request).settings.max_body_bytes))
     result = await in_unit(request, lambda repo, ctx: process_bundle(
-        repo, repo.session, body, ctx.base_url))
+        repo, body, ctx.base_url))
     return fhir_response(result)
 
 

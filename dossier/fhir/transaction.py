@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import copy
 import re
 from typing import Any
 from urllib.parse import parse_qsl
 
-from sqlalchemy.orm import Session
-
 from dossier.core.repository import Repository, Stored, new_id
-from dossier.errors import BadRequest, DossierError, Unprocessable
+from dossier.errors import BadRequest, DossierError, PayloadTooLarge, Unprocessable
 from dossier.fhir.bundles import instant, searchset
 from dossier.fhir.wire import etag, parse_if_match
 
@@ -20,8 +17,7 @@ _URL = re.compile(r"^([A-Z][A-Za-z]{1,63})(?:/([A-Za-z0-9\-.]{1,64})"
                   r"(?:/_history/(\d{1,9}))?)?(?:\?(.*))?$")
 
 
-def process_bundle(repo: Repository, session: Session, bundle: dict[str, Any],
-                   base: str) -> dict[str, Any]:
+def process_bundle(repo: Repository, bundle: dict[str, Any], base: str) -> dict[str, Any]:
     btype = bundle.get("type")
     if bundle.get("resourceType") != "Bundle" or btype not in ("transaction", "batch"):
         raise BadRequest("POST /fhir takes a Bundle of type 'transaction' or 'batch'.")
@@ -29,30 +25,33 @@ def process_bundle(repo: Repository, session: Session, bundle: dict[str, Any],
     if not isinstance(entries, list):
         raise BadRequest("Bundle.entry must be a list.")
     if len(entries) > MAX_ENTRIES:
-        raise BadRequest(f"A Bundle may hold at most {MAX_ENTRIES} entries.")
+        raise PayloadTooLarge(f"A Bundle may hold at most {MAX_ENTRIES} entries; this one "
+                              f"holds {len(entries)}. Nothing was written: send it in "
+                              "several Bundles.")
     for i, e in enumerate(entries):
         if not isinstance(e, dict) or not isinstance(e.get("request"), dict):
             raise BadRequest(f"Bundle.entry[{i}] has no request.",
                              expression=[f"Bundle.entry[{i}].request"])
     if btype == "transaction":
         return _transaction(repo, entries, base)
-    return _batch(repo, session, entries, base)
+    return _batch(repo, entries, base)
 
 
 def _transaction(repo: Repository, entries: list[dict[str, Any]], base: str) -> dict[str, Any]:
     mapping = _assign_ids(entries)
     repo.deferred_refs = []
     responses: list[dict[str, Any]] = []
-    for i, entry in enumerate(entries):
-        try:
-            responses.append(_run(repo, _resolved(entry, mapping), base, mapping.get(
-                str(entry.get("fullUrl", "")))))
-        except DossierError as exc:
-            exc.message = f"Transaction failed at entry {i}: {exc.message}"
-            exc.expression = [f"Bundle.entry[{i}]"] + [
-                f"Bundle.entry[{i}].resource." + e.split(".", 1)[-1]
-                for e in (exc.expression or [])]
-            raise
+    with repo.buffered():  # all or nothing anyway: new rows go in together
+        for i, entry in enumerate(entries):
+            try:
+                responses.append(_run(repo, _resolved(entry, mapping), base, mapping.get(
+                    str(entry.get("fullUrl", "")))))
+            except DossierError as exc:
+                exc.message = f"Transaction failed at entry {i}: {exc.message}"
+                exc.expression = [f"Bundle.entry[{i}]"] + [
+                    f"Bundle.entry[{i}].resource." + e.split(".", 1)[-1]
+                    for e in (exc.expression or [])]
+                raise
     try:
         repo.check_deferred_references()
     except DossierError as exc:
@@ -61,12 +60,11 @@ def _transaction(repo: Repository, entries: list[dict[str, Any]], base: str) -> 
     return {"resourceType": "Bundle", "type": "transaction-response", "entry": responses}
 
 
-def _batch(repo: Repository, session: Session, entries: list[dict[str, Any]],
-           base: str) -> dict[str, Any]:
+def _batch(repo: Repository, entries: list[dict[str, Any]], base: str) -> dict[str, Any]:
     responses: list[dict[str, Any]] = []
     for entry in entries:
         try:
-            with session.begin_nested():
+            with repo.savepoint():
                 responses.append(_run(repo, entry, base, None))
         except DossierError as exc:
             responses.append({"response": {"status": f"{exc.status} {_reason(exc.status)}",
@@ -90,8 +88,7 @@ def _assign_ids(entries: list[dict[str, Any]]) -> dict[str, str]:
 
 def _resolved(entry: dict[str, Any], mapping: dict[str, str]) -> dict[str, Any]:
     if not mapping:
-        return entry
-    entry = copy.deepcopy(entry)
+        return entry  # the parsed request body is ours: references are rewritten in place
 
     def walk(node: Any) -> None:
         if isinstance(node, dict):

@@ -284,9 +284,11 @@ def capture(repo: Repository, stored: Stored) -> None:
         return
     now = repo.ctx.now
     session = repo.session
-    subs = [sub for sub in session.execute(select(SUB.id, SUB.subscriber, SUB.filters).where(
-        SUB.status == "active", SUB.topic == TOPIC, SUB.end_at > now)).all()
-        if _matches(sub.filters, stored.resource_type, meta.patient_id)]
+    active = repo.memo("active-subscriptions", lambda: session.execute(select(
+        SUB.id, SUB.subscriber, SUB.filters).where(
+        SUB.status == "active", SUB.topic == TOPIC, SUB.end_at > now)).all())
+    subs = [sub for sub in active
+            if _matches(sub.filters, stored.resource_type, meta.patient_id)]
     if not subs:
         return
     # read once per write, in this transaction: the person's Consents (break-the-glass is

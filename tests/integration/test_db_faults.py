@@ -67,10 +67,15 @@ def test_a_connection_lost_mid_request_fails_503_and_is_audited(world: World) ->
     ctx = world.app.state.authenticate(f"Bearer {token}")
     assert isinstance(ctx, RequestContext) and claims is not None
     before = _records(world)
-    with pytest.raises(ServiceUnavailable) as caught, runtime.unit(ctx, writes=False) as repo:
-        repo.read("Task", task["id"])
-        _kill_connections(world)  # the server goes away in the middle of the request
-        repo.read("Task", task["id"])
+
+    def read_twice() -> None:
+        with runtime.unit(ctx, writes=False) as repo:
+            repo.read("Task", task["id"])
+            _kill_connections(world)  # the server goes away in the middle of the request
+            repo.read("Task", task["id"])
+
+    with pytest.raises(ServiceUnavailable) as caught:
+        read_twice()
     assert caught.value.status == 503 and "Try again" in caught.value.message
     assert _records(world) == before + 1  # the failure is in the log (a fresh connection)
     engine = create_engine(runtime.engine.url)

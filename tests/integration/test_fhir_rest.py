@@ -243,6 +243,10 @@ def test_provenance_is_written_by_the_server(world: World) -> None:
     activities = sorted(e["resource"]["activity"]["coding"][0]["code"]
                         for e in found["entry"])
     assert activities == ["CREATE", "UPDATE"]
+    from fhir.resources.R4B.provenance import Provenance
+
+    for entry in found["entry"]:  # built by the server, not re-validated at write: check here
+        Provenance.model_validate(entry["resource"])
     assert {e["resource"]["agent"][0]["who"]["reference"] for e in found["entry"]} == {
         world.gp_ref}
     assert world.gp.post("/fhir/Provenance", found["entry"][0]["resource"]).status_code == 405
