@@ -499,7 +499,7 @@ class Repository:
             if m:
                 wanted.setdefault(m.group(1), set()).add(m.group(2))
         self.flush_writes()
-        rows: dict[str, Row[Any]] = {}
+        rows: dict[str, Any] = {}
         for rtype, ids in wanted.items():
             for start in range(0, len(ids), 500):
                 chunk = sorted(ids)[start:start + 500]
