@@ -80,7 +80,8 @@ def throwaway_database(kind: str) -> Iterator[tuple[Path, str | None]]:
 def build_app(data_dir: Path, database_url: str | None) -> FastAPI:
     """The app exactly as `dossier serve` builds it, minus the background threads."""
     overrides: dict[str, Any] = {"data_dir": data_dir, "base_url": "http://testserver",
-                                 "audit_sequencer_seconds": 0, "notify_worker_seconds": 0}
+                                 "audit_sequencer_seconds": 0, "notify_worker_seconds": 0,
+                                 "maintenance_seconds": 0}
     if database_url:
         overrides["database_url"] = database_url
     return create_app(load_settings(**overrides))

@@ -13,7 +13,7 @@ from datetime import datetime
 from itertools import combinations
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, false, or_, select
+from sqlalchemy import and_, false, or_, select
 from sqlalchemy.orm import Session
 
 import consent
@@ -185,11 +185,12 @@ class ConsentPolicy:
         if wanted:
             self._load(wanted)
 
-    def narrow(self, stmt: Any, table: Any = resources) -> Any:
-        """`stmt` narrowed in SQL to the rows this actor may read: the directory; a
-        citizen's own dossier; for a professional, the access index joined on the patient
-        (constant cost whatever the caseload), plus live break-the-glass grants. The
-        decision point still decides each returned row (`can_read`)."""
+    def narrow(self, stmt: Any, table: Any = resources, resource_type: str = "*") -> Any:
+        """`stmt` (over `table`, of `resource_type` or "*") narrowed in SQL to the rows
+        this actor may read: the directory; a citizen's own dossier; for a professional,
+        the access index (Consents and live break-the-glass grants) joined on the patient,
+        a cost that does not grow with the caseload. The decision point still decides each
+        returned row (`can_read`)."""
         T = table.c
         directory = and_(T.patient_id.is_(None), T.res_type.in_(sorted(DIRECTORY_TYPES)))
         role = self.principal.role
@@ -199,13 +200,16 @@ class ConsentPolicy:
             return stmt.where(or_(directory, T.patient_id == own))
         if role not in PROFESSIONALS:
             return stmt.where(directory)
+        if resource_type in DIRECTORY_TYPES:
+            return stmt.where(directory)
         grants = access_index.granted(
             self.actor.references(), self.now,
             break_glass=bool(self.principal.practitioner and self.break_glass_allowed))
-        parts: list[ColumnElement[bool]] = [directory, and_(
-            grants.c.patient_id.is_not(None), T.res_type != "Consent",
-            access_index.readable(T.cat_mask, grants.c.granted))]
-        return stmt.outerjoin(grants, grants.c.patient_id == T.patient_id).where(or_(*parts))
+        visible = and_(T.res_type != "Consent", access_index.readable(T.cat_mask, grants))
+        if resource_type != "*":  # one dossier type: start from the actor's grants
+            return stmt.join(grants, grants.c.patient_id == T.patient_id).where(visible)
+        return stmt.outerjoin(grants, grants.c.patient_id == T.patient_id).where(
+            or_(directory, and_(grants.c.patient_id.is_not(None), visible)))
 
     # ---------------------------------------------------------------- writes
     def check_write(self, resource_type: str, patient_id: str | None,

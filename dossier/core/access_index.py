@@ -100,32 +100,39 @@ def _any(bit: int, *conditions: Any) -> Any:
 
 def granted(references: Iterable[str], now: datetime, action: str = "access", *,
             break_glass: bool = False) -> Subquery:
-    """(patient_id, granted) for every patient where the actor holds a grant now:
+    """(patient_id, granted, urgent) for every patient where the actor holds a grant now.
     `granted` is the category mask the engine's `granted_categories` gives for an ordinary
-    request (permits minus denies, provisions naming purposes left out), united, when
-    `break_glass`, with what it gives for a break-the-glass request (BTG permits minus the
-    denies that apply to BTG) — exactly ConsentPolicy.granted."""
+    request (permits minus denies; provisions naming purposes left out); `urgent`, when
+    `break_glass`, what it gives for a break-the-glass request (BTG permits minus the
+    denies that apply to BTG), else 0. A request is one or the other, never both: a row
+    is readable when all its categories are in one of the two masks."""
     refs = sorted(set(references) | {EVERYONE})
     acts = G.act_access if action == "access" else G.act_collect
-    ordinary, urgent = ~G.purposed, G.btg
-    mask: Any = literal(0)
+    ordinary, btg = ~G.purposed, G.btg
+    urgent_too = break_glass and action == "access"
+    plain: Any = literal(0)
+    urgent: Any = literal(0)
     for bit in BITS.values():
-        plain = _any(bit, G.permit, ordinary) * (1 - _any(bit, ~G.permit, ordinary))
-        if break_glass and action == "access":
-            btg = _any(bit, G.permit, urgent) * (1 - _any(bit, ~G.permit, ordinary | urgent))
-            plain = plain + btg - plain * btg  # either one
-        mask = mask + plain * bit
-    applicable = ordinary | urgent if break_glass and action == "access" else ordinary
-    return (select(G.patient_id, mask.label("granted"))
+        plain = plain + _any(bit, G.permit, ordinary) * (
+            1 - _any(bit, ~G.permit, ordinary)) * bit
+        if urgent_too:
+            urgent = urgent + _any(bit, G.permit, btg) * (
+                1 - _any(bit, ~G.permit, ordinary | btg)) * bit
+    applicable = ordinary | btg if urgent_too else ordinary
+    return (select(G.patient_id, plain.label("granted"), urgent.label("urgent"))
             .where(G.grantee.in_(refs), acts == true(), applicable,
                    or_(G.period_start.is_(None), G.period_start <= now),
                    or_(G.period_end.is_(None), G.period_end > now))
             .group_by(G.patient_id)
-            .having(mask > 0)
+            .having(plain + urgent > 0)
             .subquery("granted"))
 
 
-def readable(table_cat_mask: Any, granted_mask: Any) -> ColumnElement[bool]:
-    """A row whose every category bit is granted (and that has at least one)."""
-    return and_(table_cat_mask > 0,
-                table_cat_mask.op("&")(literal(ALL) - granted_mask) == 0)
+def readable(table_cat_mask: Any, grants: Subquery) -> ColumnElement[bool]:
+    """A row with at least one category, all of them granted for an ordinary request, or
+    all of them for a break-the-glass one."""
+    def within(mask: Any) -> ColumnElement[bool]:
+        test: ColumnElement[bool] = table_cat_mask.op("&")(literal(ALL) - mask) == 0
+        return test
+
+    return and_(table_cat_mask > 0, or_(within(grants.c.granted), within(grants.c.urgent)))

@@ -83,8 +83,9 @@ class AccessPolicy(Protocol):
 
     def can_read(self, row: RowMeta) -> bool: ...
 
-    def narrow(self, stmt: Any, table: Any = resources) -> Any:
-        """`stmt` (over `table`) narrowed in SQL to what the actor may read."""
+    def narrow(self, stmt: Any, table: Any = resources, resource_type: str = "*") -> Any:
+        """`stmt` (over `table`, of `resource_type` or any) narrowed in SQL to what the
+        actor may read."""
 
     def prepare(self, patient_ids: Iterable[str | None]) -> None:
         """Read at once what the per-row decisions of these patients' rows need."""
@@ -150,7 +151,7 @@ class OpenPolicy:
     def can_read(self, row: RowMeta) -> bool:
         return True
 
-    def narrow(self, stmt: Any, table: Any = resources) -> Any:
+    def narrow(self, stmt: Any, table: Any = resources, resource_type: str = "*") -> Any:
         return stmt
 
     def prepare(self, patient_ids: Iterable[str | None]) -> None:
@@ -385,7 +386,7 @@ class Repository:
                 del current
             if since is not None:
                 stmt = stmt.where(V.last_updated >= since)
-            stmt = self.policy.narrow(stmt, resource_versions)
+            stmt = self.policy.narrow(stmt, resource_versions, resource_type or "*")
             total = self.session.execute(
                 select(func.count()).select_from(stmt.subquery())).scalar_one()
             size = min(count or self.page_size, self.max_page_size)
@@ -409,7 +410,8 @@ class Repository:
             return self.run_search(q, raw)
 
     def run_search(self, q: SearchQuery, raw: list[tuple[str, str]]) -> SearchResult:
-        stmt = self.policy.narrow(search_sql.build_search(q, self.sealer.blind, None))
+        stmt = self.policy.narrow(search_sql.build_search(q, self.sealer.blind, None),
+                                  resources, q.resource_type)
         total = self.session.execute(
             select(func.count()).select_from(stmt.subquery())).scalar_one()
         rows = self.session.execute(with_keys(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, Select, and_, exists, false, func, or_, select
+from sqlalchemy import ColumnElement, Select, and_, false, func, or_, select
 
 from dossier.db.models import resources, search_index
 from dossier.search.params import Condition, DateRange, SearchQuery, Token
@@ -21,8 +21,11 @@ def iso(moment: datetime) -> str:
 
 
 def _index_exists(rtype: str, param: str, clause: ColumnElement[bool]) -> ColumnElement[bool]:
-    return exists(
-        select(1).where(S.res_type == rtype, S.res_id == R.res_id, S.param == param, clause)
+    """The resource has an index row of `param` matching `clause`: an uncorrelated IN, so
+    the database can start from the index (res_type, param, value) rather than probe it
+    once per resource of the type."""
+    return R.res_id.in_(
+        select(S.res_id).where(S.res_type == rtype, S.param == param, clause)
     )
 
 

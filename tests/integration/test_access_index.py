@@ -118,10 +118,12 @@ def test_sql_narrowing_and_the_decision_point_agree(app: Any, grants: list[dict[
             policy = ConsentPolicy(session, _me(orgs, professions), at)
             stmt = select(resources).where(resources.c.res_type == "Task")
             admitted = {r.res_id for r in session.execute(policy.narrow(stmt))}
+            typed = {r.res_id for r in session.execute(policy.narrow(stmt, resources, "Task"))}
             everything = session.execute(stmt).all()
             policy.prepare(r.patient_id for r in everything)
             permitted = {r.res_id for r in everything if policy.can_read(row_meta(r))}
             assert admitted == permitted
+            assert typed == permitted  # the one-type join, as a search runs it
         finally:
             session.rollback()
 
