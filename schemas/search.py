@@ -137,6 +137,20 @@ _PARAMS: Mapping[str, tuple[SearchParam, ...]] = {
 }
 
 
+def compartment_params(resource_type: str) -> frozenset[str]:
+    """Names of the reference parameters that follow exactly the element naming the
+    resource's patient compartment (Task: `patient`, `subject`): a search on them is a
+    search within one dossier, which storage can answer from its compartment column."""
+    from schemas.profiles import PROFILES
+
+    profile = PROFILES.get(resource_type)
+    if profile is None or not profile.patient or profile.patient == ("id",):
+        return frozenset()
+    return frozenset(p.name for p in _PARAMS.get(resource_type, ())
+                     if p.type == "reference" and p.paths == profile.patient
+                     and p.target_types == frozenset({"Patient"}))
+
+
 def search_parameters(resource_type: str) -> dict[str, SearchParam]:
     """name → SearchParam for a type ({} for a type the dossier does not hold)."""
     return {p.name: p for p in _PARAMS.get(resource_type, ())}

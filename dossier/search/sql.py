@@ -9,6 +9,7 @@ from sqlalchemy import ColumnElement, Select, and_, false, func, or_, select
 
 from dossier.db.models import resources, search_index
 from dossier.search.params import Condition, DateRange, SearchQuery, Token
+from schemas.search import compartment_params
 
 Blind = Callable[[str, str], str]
 R = resources.c
@@ -95,8 +96,14 @@ def condition_clause(rtype: str, cond: Condition, blind: Blind) -> ColumnElement
 def build_search(q: SearchQuery, blind: Blind,
                  narrowing: ColumnElement[bool] | None) -> Select[tuple[object, ...]]:
     stmt = select(resources).where(R.res_type == q.resource_type, R.deleted == false())
+    compartment = compartment_params(q.resource_type)
     for cond in q.conditions:
         stmt = stmt.where(condition_clause(q.resource_type, cond, blind))
+        people = [v for v in cond.values if isinstance(v, str) and v.startswith("Patient/")]
+        if cond.kind == "reference" and cond.name in compartment and \
+                len(people) == len(cond.values):
+            # the same rows, said so that the database starts from the dossier itself
+            stmt = stmt.where(R.patient_id.in_([p.split("/", 1)[1] for p in people]))
     if narrowing is not None:
         stmt = stmt.where(narrowing)
     return stmt
