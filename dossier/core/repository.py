@@ -429,6 +429,40 @@ class Repository:
                 self._note(action, "Patient", None, None, "not-found", detail=operation)
         return out
 
+    def compartment_page(self, patient_id: str, *, count: int, offset: int,
+                         types: frozenset[str] | None = None, since: datetime | None = None,
+                         operation: str | None = None) -> tuple[list[Stored], int, bool]:
+        """One page of `compartment` (same order, same decision, same audit), the number
+        of resources in all pages (counted in SQL under the policy's read clause), and
+        whether anything of the dossier is visible at all, filters aside (when not, the
+        request is logged as refused, like `compartment`)."""
+        stmt = select(resources).where(R.patient_id == patient_id, R.deleted == false())
+        clause = self.policy.read_clause("*")
+        if clause is not None:
+            stmt = stmt.where(clause)
+        visible = stmt
+        if types is not None:
+            stmt = stmt.where(R.res_type.in_(sorted(types)))
+        if since is not None:
+            stmt = stmt.where(R.last_updated >= since)
+        total = self.session.execute(
+            select(func.count()).select_from(stmt.subquery())).scalar_one()
+        rows = [] if count == 0 else self.session.execute(stmt.order_by(
+            (R.res_type != "Patient"), R.res_type, R.last_updated, R.res_id)
+            .limit(count).offset(offset)).all()
+        out = [self._to_stored(r) for r in rows if self.policy.can_read(row_meta(r))]
+        seen = total > 0 or self.session.execute(
+            select(func.count()).select_from(visible.limit(1).subquery())).scalar_one() > 0
+        if seen:
+            self._note("operation", "Patient", patient_id, patient_id, detail=operation)
+            return out, total, True
+        person = self.current_row("Patient", patient_id)
+        if person is not None and not person.deleted:
+            self._note("operation", "Patient", None, patient_id, "denied", detail=operation)
+        else:
+            self._note("operation", "Patient", None, None, "not-found", detail=operation)
+        return [], 0, False
+
     def exists_visible(self, reference: str, compartment: str | None = None) -> bool:
         """The reference resolves to a live resource the actor may see. The resource's own
         patient counts as seen: check_write has already tied the writer to that dossier."""
