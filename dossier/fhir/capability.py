@@ -16,7 +16,7 @@ from typing import Any
 import schemas
 from auth.rules import RULES
 from dossier import __version__
-from dossier.fhir.conformance import search_parameter_url
+from dossier.fhir.conformance import declared, search_parameter_url
 
 SMART_SERVICE = "http://terminology.hl7.org/CodeSystem/restful-security-service"
 OAUTH_URIS = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
@@ -39,8 +39,6 @@ ORDER = ("read", "vread", "update", "patch", "delete", "history-instance", "hist
          "create", "search-type")
 # a practitioner's or hub's own rosters (dossier/hubs/rosters.py): private Groups of people
 ROSTER_ROLES = {"practitioner": "crud", "hub": "crud"}
-AUDIT_EVENT_PARAMS = [("patient", "reference"), ("agent", "reference"), ("date", "date"),
-                      ("outcome", "token"), ("action", "token"), ("purpose", "token")]
 GENERAL = ("The search result parameters _count (at most the server's page size), _offset, "
            "_sort, _include, _revinclude, _summary (true, text, data, count), _elements and "
            "_total work on every type; modifiers :missing on every parameter, :not on "
@@ -69,11 +67,9 @@ def interactions(resource_type: str) -> list[dict[str, Any]]:
 
 
 def _params(resource_type: str) -> list[dict[str, Any]]:
-    if resource_type == "AuditEvent":  # its own view over the audit log (auditlog/events)
-        listed = [("_id", "token"), *AUDIT_EVENT_PARAMS]
-    else:
-        listed = [("_id", "token"), ("_lastUpdated", "date")] + [
-            (p.name, p.type) for p in schemas.search_parameters(resource_type).values()]
+    common = [("_id", "token")] + ([] if resource_type == "AuditEvent" else
+                                   [("_lastUpdated", "date")])
+    listed = common + [(p.name, p.type) for p in declared(resource_type)]
     return [{"name": name, "definition": search_parameter_url(resource_type, name),
              "type": kind} for name, kind in listed]
 

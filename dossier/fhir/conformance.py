@@ -141,11 +141,30 @@ def _modifiers(ptype: str) -> list[str]:
             "reference": ["missing", "type"], "date": ["missing"]}.get(ptype, [])
 
 
+# AuditEvent is searched through its own view over the audit log (dossier/auditlog/events.py)
+AUDIT_EVENT_PARAMS: tuple[schemas.SearchParam, ...] = (
+    schemas.SearchParam("patient", "reference", ("entity.what",), frozenset({"Patient"})),
+    schemas.SearchParam("agent", "reference", ("agent.who",)),
+    schemas.SearchParam("date", "date", ("recorded",)),
+    schemas.SearchParam("outcome", "token", ("outcome",)),
+    schemas.SearchParam("action", "token", ("action",)),
+    schemas.SearchParam("purpose", "token", ("purposeOfEvent",)),
+)
+
+
+def declared(resource_type: str) -> list[schemas.SearchParam]:
+    """The search parameters that work on a type (besides _id and _lastUpdated)."""
+    if resource_type == "AuditEvent":
+        return list(AUDIT_EVENT_PARAMS)
+    return list(schemas.search_parameters(resource_type).values())
+
+
 def search_parameter_definitions() -> dict[str, dict[str, Any]]:
-    """id → SearchParameter, for every parameter of schemas/search.py."""
+    """id → SearchParameter, for every parameter that works (schemas/search.py, and the
+    AuditEvent view's)."""
     out = {}
     for rtype in sorted(set(schemas.SUPPORTED_TYPES) | set(schemas.SERVER_WRITTEN_TYPES)):
-        for p in schemas.search_parameters(rtype).values():
+        for p in declared(rtype):
             sid = f"{rtype}-{p.name}"
             expression = " | ".join(_fhirpath(rtype, path) for path in p.paths)
             sp: dict[str, Any] = {
@@ -157,6 +176,8 @@ def search_parameter_definitions() -> dict[str, dict[str, Any]]:
                 "code": p.name, "base": [rtype], "type": p.type, "expression": expression,
                 "xpathUsage": "normal", "multipleOr": True, "multipleAnd": True,
                 "modifier": _modifiers(p.type)}
+            if rtype == "AuditEvent":
+                sp["modifier"] = []  # the audit view takes no modifiers
             if p.type == "reference":
                 sp["target"] = sorted(p.target_types) if p.target_types else ["Resource"]
             if p.type == "date":

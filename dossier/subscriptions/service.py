@@ -81,7 +81,8 @@ def capability_entry() -> dict[str, Any]:
     return {"type": "Subscription", "supportedProfile": [PROFILE],
             "extension": [{"url": TOPIC_CANONICAL_EXTENSION, "valueCanonical": TOPIC}],
             "interaction": [{"code": c} for c in ("create", "read", "delete", "search-type")],
-            "searchParam": [{"name": "status", "type": "token"}],
+            "searchParam": [{"name": "status", "type": "token", "definition":
+                             "http://hl7.org/fhir/SearchParameter/Subscription-status"}],
             "operation": [{"name": "status", "definition": STATUS_OPERATION}]}
 
 
