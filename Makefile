@@ -21,8 +21,11 @@ lint: venv
 	$(BIN)/ruff check dossier consent audit auth schemas tests bench
 	$(BIN)/mypy
 
+JS_CLIENT = tests/integration/js_client
+
 test: venv
 	bash scripts/system-deps.sh
+	cd $(JS_CLIENT) && npm ci --no-audit --no-fund --silent
 	$(MAKE) lint
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
