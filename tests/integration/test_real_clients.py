@@ -23,7 +23,6 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -96,7 +95,7 @@ def test_fhirclient_backend_services_by_discovery(live: Live) -> None:
 
 def test_fhirpy_sync(live: Live) -> None:
     from fhirpy import SyncFHIRClient
-    from fhirpy.base.exceptions import OperationOutcome
+    from fhirpy.base.exceptions import OperationOutcome, ResourceNotFound
 
     world = live.world
     pid = world.consented()
@@ -115,7 +114,7 @@ def test_fhirpy_sync(live: Live) -> None:
     org = admin.resource("Organization", name="Resto du coeur Anderlecht", active=True)
     org.save()
     org.delete()
-    with pytest.raises(Exception):  # noqa: B017 - gone: fhirpy raises its own error type
+    with pytest.raises(ResourceNotFound):  # 410 Gone
         admin.reference("Organization", org.id).to_resource()
     # patch(): fhirpy sends a merge patch as application/json
     patched = gp.resources("Task").search(_id=task.id).patch(status="in-progress")
