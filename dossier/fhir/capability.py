@@ -37,6 +37,8 @@ INTERACTIONS = {"r": ("read", "vread", "history-instance", "history-type"),
                 "s": ("search-type",)}
 ORDER = ("read", "vread", "update", "patch", "delete", "history-instance", "history-type",
          "create", "search-type")
+# types served as views with fewer interactions than their role letters allow
+VIEWS = {"AuditEvent": frozenset({"read", "search-type"})}  # dossier/auditlog/events.py
 # a practitioner's or hub's own rosters (dossier/hubs/rosters.py): private Groups of people
 ROSTER_ROLES = {"practitioner": "crud", "hub": "crud"}
 GENERAL = ("The search result parameters _count (at most the server's page size), _offset, "
@@ -62,8 +64,9 @@ def interactions(resource_type: str) -> list[dict[str, Any]]:
         for letter in letters:
             for name in INTERACTIONS.get(letter, ()):
                 roles.setdefault(name, []).append(role)
+    served = VIEWS.get(resource_type, frozenset(ORDER))
     return [{"code": name, "documentation": "Roles: " + ", ".join(sorted(set(roles[name])))}
-            for name in ORDER if name in roles]
+            for name in ORDER if name in roles and name in served]
 
 
 def _params(resource_type: str) -> list[dict[str, Any]]:
