@@ -450,3 +450,41 @@ def test_cors_with_credentials_names_the_origin(data_dir: Any,
 def test_fhir_json_content_type_default(world: World) -> None:
     r = world.anonymous.get("/fhir/metadata")
     assert r.headers["content-type"].startswith(FHIR)
+
+
+# ---------------------------------------------------------------- Bulk Data progress
+
+def test_export_progress_is_visible_while_it_runs(world: World) -> None:
+    """Status polls answer while the job runs (on SQLite too: the job's units read without
+    the write lock), so a client sees X-Progress before the manifest."""
+    import time
+
+    from tests.integration.test_hubs import Hub
+
+    org = world.admin.create(f.organization("Abrumet", "health"))
+    hub = Hub(world, "hub-abrumet", f"Organization/{org['id']}")
+    assert hub.register().status_code == 200
+    for i in range(60):  # three units of 25 people
+        pid = world.open_dossier(f.patient(f.niss(serial=600 + i)))
+        world.grant(pid, hub.org_ref, ("identity", "demarches"), ("access",))
+    api = hub.as_organisation()
+    kick = api.get("/fhir/Patient/$export", headers={"Prefer": "respond-async"})
+    assert kick.status_code == 202, kick.text
+    status_url = relative(kick.headers["content-location"])
+    progress: list[str] = []
+    slowest = 0.0
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        started = time.monotonic()
+        r = api.get(status_url)
+        slowest = max(slowest, time.monotonic() - started)
+        if r.status_code == 200:
+            break
+        assert r.status_code == 202, r.text
+        progress.append(r.headers["x-progress"])
+    else:
+        raise AssertionError("the export did not finish")
+    assert progress, "no poll answered before the job ended"
+    assert any(p.endswith("/60 patients") for p in progress), progress  # e.g. 25/60
+    assert slowest < 5.0
+    assert sum(o["count"] for o in r.json()["output"] if o["type"] == "Patient") == 60
