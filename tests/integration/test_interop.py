@@ -488,3 +488,22 @@ def test_export_progress_is_visible_while_it_runs(world: World) -> None:
     assert any(p.endswith("/60 patients") for p in progress), progress  # e.g. 25/60
     assert slowest < 5.0
     assert sum(o["count"] for o in r.json()["output"] if o["type"] == "Patient") == 60
+
+
+def test_conditional_entries_in_a_transaction(world: World) -> None:
+    cbe = "https://www.ehealth.fgov.be/standards/fhir/core/NamingSystem/cbe"
+    org = {**f.organization("CPAS d'Evere"), "identifier": [{"system": cbe,
+                                                             "value": "0212000111"}]}
+    query = f"Organization?identifier={cbe}|0212000111"
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": org, "request": {"method": "PUT", "url": query}}]}
+    first = world.admin.post("/fhir", bundle)
+    assert first.status_code == 200, first.text
+    assert first.json()["entry"][0]["response"]["status"] == "201 Created"
+    again = world.admin.post("/fhir", bundle).json()
+    assert again["entry"][0]["response"]["status"] == "200 OK"
+    gone = world.admin.post("/fhir", {"resourceType": "Bundle", "type": "transaction",
+                                      "entry": [{"request": {"method": "DELETE",
+                                                             "url": query}}]})
+    assert gone.json()["entry"][0]["response"]["status"] == "204 No Content"
+    assert world.admin.total("/fhir/Organization", identifier=f"{cbe}|0212000111") == 0
