@@ -251,11 +251,10 @@ def search(resource_type: str, base: str, raw: list[tuple[str, str]],
         elif key == "_id":
             found = [d for d in found if d["id"] in value.split(",")]
         elif key in ("code", "base", "resource") and resource_type != "SubscriptionTopic":
-            field = {"resource": "resource", "base": "base", "code": "code"}[key]
             wanted = set(value.split(","))
             found = [d for d in found if (
-                set(d.get(field) or []) & wanted if isinstance(d.get(field), list)
-                else d.get(field) in wanted)]
+                set(d.get(key) or []) & wanted if isinstance(d.get(key), list)
+                else d.get(key) in wanted)]
         elif key in ("_count", "_offset", "_total"):
             continue  # a handful of definitions: one page, an exact total
         elif key in ("_summary", "_elements") or lenient:

@@ -44,8 +44,9 @@ def acceptable(header: str | None) -> bool:
     return False
 
 
-def negotiate(request: Request) -> None:
-    """Router dependency for /fhir: 406 unless the client takes FHIR R4 JSON."""
+async def negotiate(request: Request) -> None:
+    """Router dependency for /fhir: 406 unless the client takes FHIR R4 JSON (async: no
+    thread hop for a check that does no I/O)."""
     for value in request.query_params.getlist("_format"):
         # an unencoded '+' arrives as a space (application/fhir json)
         if value.strip().lower().replace(" ", "+") not in FORMATS:
