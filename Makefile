@@ -22,8 +22,11 @@ lint: venv
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
+JS_CLIENT = tests/integration/js_client
+
 test: venv
 	bash scripts/system-deps.sh
+	cd $(JS_CLIENT) && npm ci --no-audit --no-fund --silent
 	$(MAKE) lint
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 

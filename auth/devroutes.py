@@ -55,7 +55,8 @@ def build_router(issuer: DevIssuer) -> APIRouter:
             return _error_page(error)
         except RedirectError as error:
             return _redirect(error.redirect_uri, issuer, error=error.error, state=error.state)
-        return HTMLResponse(_sign_in_page(checked, params), headers=_PAGE_HEADERS)
+        return HTMLResponse(_sign_in_page(checked, params),
+                            headers=_sign_in_headers(checked.redirect_uri))
 
     @router.post("/authorize")
     def authorize(
@@ -126,6 +127,17 @@ def build_router(issuer: DevIssuer) -> APIRouter:
         return JSONResponse(body, headers=_NO_STORE)
 
     return router
+
+
+def _sign_in_headers(redirect_uri: str) -> dict[str, str]:
+    """The sign-in page's headers. Its form posts here and is answered by a redirect to
+    the client's registered redirect URI; browsers apply `form-action` to that redirect
+    too, so the client's origin is allowed besides 'self' (a SMART app on another origin)."""
+    parts = urlsplit(redirect_uri)
+    origin = f"{parts.scheme}://{parts.netloc}"
+    csp = _PAGE_HEADERS["Content-Security-Policy"].replace(
+        "form-action 'self'", f"form-action 'self' {origin}")
+    return {**_PAGE_HEADERS, "Content-Security-Policy": csp}
 
 
 def _told(issuer: DevIssuer, event: TokenEvent) -> bool:

@@ -124,6 +124,7 @@ class JWKSCache:
         self._allow_http = allow_http
         self._clock = clock
         self._keys: list[_jose.PublicKey] = []
+        self._discovery: dict[str, Any] | None = None
         self._fetched_at: float | None = None
         self._attempted_at: float | None = None
         self._lock = threading.Lock()
@@ -150,6 +151,16 @@ class JWKSCache:
         if key is None:
             raise InvalidToken("unknown kid")
         return key
+
+    def metadata(self) -> dict[str, Any]:
+        """The issuer's discovery document, as last fetched with the keys (fetched now
+        when it never was; ``IssuerUnavailable`` when it cannot be)."""
+        with self._lock:
+            now = self._clock()
+            if self._discovery is None or (
+                    self._fetched_at is not None and now - self._fetched_at >= self._max_age):
+                self._try_refresh(now, required=self._discovery is None)
+            return dict(self._discovery or {})
 
     def refresh(self) -> None:
         """Fetch discovery and JWKS now, whatever the rate limit."""
@@ -183,7 +194,9 @@ class JWKSCache:
             check_issuer_url(jwks_uri, allow_http=self._allow_http)
         except ValueError as error:
             raise IssuerUnavailable("jwks_uri is not https") from error
-        return _jose.import_public_keys(self._get_json(jwks_uri))
+        keys = _jose.import_public_keys(self._get_json(jwks_uri))
+        self._discovery = discovery
+        return keys
 
     def _get_json(self, url: str) -> dict[str, Any]:
         try:

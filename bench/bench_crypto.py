@@ -58,7 +58,7 @@ def softhsm_provider(workdir: Path) -> Pkcs11KeyProvider | None:
                     "objectstore.backend = file\nlog.level = ERROR\n")
     os.environ["SOFTHSM2_CONF"] = str(conf)
     argv = [util, "--init-token", "--free", "--label", "bench", "--pin", "1234", "--so-pin", "5678"]
-    subprocess.run(argv, check=True, capture_output=True)  # noqa: S603 - fixed argv, no shell
+    subprocess.run(argv, check=True, capture_output=True)
     return Pkcs11KeyProvider(lib, "bench", "1234")
 
 

@@ -134,7 +134,7 @@ def empty_data_dir(path: Path) -> Path:
 def run_cli(data_dir: Path) -> float:
     """Seconds for `python -m dossier audit verify --data-dir …`, the whole process."""
     began = time.perf_counter()
-    done = subprocess.run(  # noqa: S603 - fixed argv, no shell
+    done = subprocess.run(
         [sys.executable, "-m", "dossier", "audit", "verify", "--data-dir", str(data_dir)],
         capture_output=True, text=True, check=False)
     elapsed = time.perf_counter() - began

@@ -15,11 +15,11 @@ import sys
 from typing import Any
 
 from fastapi.testclient import TestClient
-from sqlalchemy import event, text
-
 from scale import TASKS_PER_DOSSIER, load
-from tests import factories as f
+from sqlalchemy import event, text
 from world import build_app, throwaway_database
+
+from tests import factories as f
 
 SEARCHES = [
     ("Task?patient=Patient/{pid}", {"patient": "Patient/{pid}"}),
@@ -63,7 +63,8 @@ def main() -> int:
                 seen: list[tuple[str, Any]] = []
 
                 def capture(conn: Any, cursor: Any, statement: str, parameters: Any,
-                            context: Any, executemany: bool) -> None:
+                            context: Any, executemany: bool,
+                            seen: list[tuple[str, Any]] = seen) -> None:
                     seen.append((statement, parameters))
 
                 event.listen(engine, "before_cursor_execute", capture)

@@ -229,7 +229,7 @@ def machine(postgres_url: str | None) -> Table:
     import sqlalchemy
 
     try:
-        kernel = subprocess.run(["uname", "-r"], capture_output=True, text=True,  # noqa: S607
+        kernel = subprocess.run(["uname", "-r"], capture_output=True, text=True,
                                 check=False).stdout.strip()
     except OSError:
         kernel = platform.release()

@@ -36,6 +36,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+from world import build_app, throwaway_database  # noqa: E402
+
 import schemas  # noqa: E402
 from dossier.core import access_index  # noqa: E402
 from dossier.core.auditing import RequestAudit  # noqa: E402,F401 - the app's own wiring
@@ -44,7 +46,6 @@ from dossier.core.repository import NullAudit, OpenPolicy, Repository  # noqa: E
 from dossier.db.models import resource_versions, resources, search_index  # noqa: E402
 from dossier.seed.groups import SERVER  # noqa: E402
 from tests import factories as f  # noqa: E402
-from world import build_app, throwaway_database  # noqa: E402
 
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 TASKS_PER_DOSSIER = 10

@@ -41,6 +41,7 @@ from dossier.fhir.ops import (  # noqa: F401 - register operations
     erase,
     patient,
 )
+from dossier.fhir.routes import root_router as well_known_router
 from dossier.fhir.routes import router as fhir_router
 from dossier.fhir.wire import fhir_response
 from dossier.hubs import locator, registration  # noqa: F401 - register operations
@@ -188,7 +189,19 @@ def install_auth(app: FastAPI, runtime: Runtime) -> None:
         keys = JWKSCache(settings.oidc_issuer)
         runtime.extras["jwks_cache"] = keys  # closed with the app (lifespan)
         validator = TokenValidator(settings.oidc_issuer, settings.oidc_audience, keys)
-        app.state.smart_configuration = None
+
+        def smart() -> dict[str, Any]:
+            """The provider's metadata (cached with its keys) as SMART configuration."""
+            from auth.smart import from_openid_metadata
+            from dossier.errors import ServiceUnavailable
+
+            try:
+                return from_openid_metadata(keys.metadata())
+            except AuthError:
+                raise ServiceUnavailable("The identity provider's metadata cannot be read "
+                                         "right now.") from None
+
+        app.state.smart_configuration = smart
 
     def authenticate(header: str | None) -> RequestContext:
         """The token alone (signature, claims, one role); the principal is resolved in the
@@ -243,9 +256,15 @@ def create_app(settings: Settings, *, exporter: SpanExporter | None = None,
 
     app.include_router(subscription_router)  # before the generic /fhir/{type} routes
     app.include_router(fhir_router)
+    app.include_router(well_known_router)
     app.include_router(audit_router)
     app.include_router(export.router)  # bulk export status and files
     install_portal(app, runtime)
+    if settings.cors_origin_list:  # outermost: refusals (401, 404) carry CORS headers too
+        from dossier.cors import ApiCors
+
+        app.add_middleware(ApiCors, origins=settings.cors_origin_list,
+                           allow_credentials=settings.cors_allow_credentials)
     return app
 
 

@@ -73,6 +73,13 @@ class PayloadTooLarge(DossierError):
     code = "too-costly"
 
 
+class NotAcceptable(DossierError):
+    """The client accepts no format this server writes (XML, another FHIR version)."""
+
+    status = 406
+    code = "not-supported"
+
+
 class UnsupportedMediaType(DossierError):
     status = 415
     code = "not-supported"

@@ -68,6 +68,10 @@ class Settings(BaseSettings):
     notify_backoff_cap_seconds: float = Field(default=21600.0, gt=0)
     notify_group_window_seconds: float = Field(default=600.0, ge=0)
     notify_allow_local_webhooks: bool = False
+    # CORS for browser apps on other origins (SMART apps): comma-separated origins such as
+    # https://app.example.be, or * (never with credentials). Empty: no CORS at all.
+    cors_origins: str = ""
+    cors_allow_credentials: bool = False  # cookies or HTTP auth cross-origin; Bearer needs none
 
     @field_validator("database_url", "migration_database_url")
     @classmethod
@@ -90,8 +94,31 @@ class Settings(BaseSettings):
             raise ValueError("must be an http:// or https:// URL")
         return v.rstrip("/")
 
+    @field_validator("cors_origins")
+    @classmethod
+    def _check_origins(cls, v: str) -> str:
+        origins = [o.strip().rstrip("/") for o in v.split(",") if o.strip()]
+        for origin in origins:
+            if origin == "*":
+                continue
+            scheme, sep, rest = origin.partition("://")
+            if scheme not in ("http", "https") or not sep or not rest or "/" in rest \
+                    or "@" in rest or "?" in rest or "#" in rest:
+                raise ValueError("each CORS origin must look like https://host[:port] "
+                                 "(scheme and host only), or be *")
+        if "*" in origins and len(origins) > 1:
+            raise ValueError("* stands alone: it already allows every origin")
+        return ",".join(origins)
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return [o for o in self.cors_origins.split(",") if o]
+
     @model_validator(mode="after")
     def _check_pages(self) -> Settings:
+        if self.cors_allow_credentials and "*" in self.cors_origin_list:
+            raise ValueError("DOSSIER_CORS_ALLOW_CREDENTIALS needs explicit origins: "
+                             "credentials are never allowed for every origin (*)")
         if self.page_size_default > self.page_size_max:
             raise ValueError("page_size_default must not exceed page_size_max")
         if self.otel_exporter == "otlp" and not self.otel_endpoint:

@@ -18,6 +18,7 @@ from schemas.paths import codings, reference_of, values_at
 from schemas.profiles import BOUND_BY_RULE, element_at
 
 ParamType = Literal["token", "reference", "date", "string"]
+EXACT_SUFFIX = ":exact"  # index rows of a string parameter's text as written
 Row = tuple[str, str | None, str]
 
 
@@ -163,7 +164,8 @@ def extract_index(resource: Mapping[str, Any]) -> list[Row]:
     system, a boolean gives "true"/"false". reference: (name, None, "Type/id").
     date: (name, None, first instant in UTC, 'YYYY-MM-DDTHH:MM:SS.ffffffZ'); a
     Period gives its start (its end when it has no start). string: (name, None,
-    casefolded text without accents). No identifier rows: see `identifiers`.
+    casefolded text without accents, plus a `name:exact` row with the text as written,
+    for the `:exact` modifier). No identifier rows: see `identifiers`.
     """
     resource_type = str(resource.get("resourceType"))
     rows: list[Row] = []
@@ -215,6 +217,7 @@ def _rows(param: SearchParam, resource_type: str, path: str, value: Any) -> Iter
         for part in parts:
             if isinstance(part, str) and part.strip():
                 yield name, None, normalise(part)
+                yield f"{name}{EXACT_SUFFIX}", None, part.strip()  # for `:exact`
 
 
 def normalise(text: str) -> str:

@@ -38,6 +38,7 @@ T = TypeVar("T")
 R = resources.c
 V = resource_versions.c
 S = search_index.c
+INCLUDE_LIMIT = 1000  # resources per _include / _revinclude of one page
 REF_RE = re.compile(r"^([A-Z][A-Za-z]{1,63})/([A-Za-z0-9\-.]{1,64})$")
 
 
@@ -70,6 +71,7 @@ class SearchResult:
     included: list[Stored]
     total: int
     query: SearchQuery
+    notes: list[str] = field(default_factory=list)  # what was not done (includes cut)
 
 
 class AccessPolicy(Protocol):
@@ -389,8 +391,8 @@ class Repository:
             stmt = self.policy.narrow(stmt, resource_versions, resource_type or "*")
             total = self.session.execute(
                 select(func.count()).select_from(stmt.subquery())).scalar_one()
-            size = min(count or self.page_size, self.max_page_size)
-            rows = self.session.execute(with_keys(
+            size = min(self.page_size if count is None else count, self.max_page_size)
+            rows = [] if size == 0 else self.session.execute(with_keys(
                 stmt.order_by(V.last_updated.desc(), V.version_id.desc(), V.res_id)
                 .limit(size).offset(offset), resource_versions)).all()
             self.policy.prepare(r.patient_id for r in rows)
@@ -418,13 +420,17 @@ class Repository:
             search_sql.ordered(stmt, q).limit(q.count).offset(q.offset))).all()
         self.policy.prepare(r.patient_id for r in rows)
         matches = [self._to_stored(r) for r in rows if self.policy.can_read(row_meta(r))]
-        included = self._includes(q.includes, matches)
+        notes: list[str] = []
+        included = self._includes(q.includes, matches, notes)
         patients = {s.meta.patient_id for s in matches + included if s.meta.patient_id}
         self._note("search", q.resource_type, None, None, query=q.canonical_params(raw),
                    patients=patients)
-        return SearchResult(matches, included, total, q)
+        return SearchResult(matches, included, total, q, notes)
 
-    def _includes(self, includes: list[Include], matches: list[Stored]) -> list[Stored]:
+    def _includes(self, includes: list[Include], matches: list[Stored],
+                  notes: list[str] | None = None) -> list[Stored]:
+        """Included resources, at most INCLUDE_LIMIT per _include/_revinclude; a cut is
+        told in `notes` (the Bundle says so in an OperationOutcome), never silent."""
         if not includes or not matches:
             return []
         seen = {(m.resource_type, m.id) for m in matches}
@@ -450,7 +456,13 @@ class Repository:
                 stmt = select(resources).where(R.deleted == false(), or_(*[
                     (R.res_type == t) & (R.res_id == i) for t, i in pairs]))
             stmt = self.policy.narrow(stmt)
-            rows = self.session.execute(with_keys(stmt.limit(1000))).all()
+            rows = self.session.execute(with_keys(stmt.limit(INCLUDE_LIMIT + 1))).all()
+            if len(rows) > INCLUDE_LIMIT and notes is not None:
+                kind = "_revinclude" if inc.reverse else "_include"
+                notes.append(f"{kind}={inc.source_type}:{inc.param} matched more than "
+                             f"{INCLUDE_LIMIT} resources; only the first {INCLUDE_LIMIT} are "
+                             "included. Page with a smaller _count to get them all.")
+            rows = rows[:INCLUDE_LIMIT]
             self.policy.prepare(r.patient_id for r in rows)
             for row in rows:
                 key = (row.res_type, row.res_id)
@@ -512,6 +524,38 @@ class Repository:
         self.policy.prepare(r.patient_id for r in rows.values())
         return {reference for reference, compartment in pairs if reference in rows and (
             reference == compartment or self.policy.can_read(row_meta(rows[reference])))}
+
+    def compartment_page(self, patient_id: str, *, count: int, offset: int,
+                         types: frozenset[str] | None = None, since: datetime | None = None,
+                         operation: str | None = None) -> tuple[list[Stored], int, bool]:
+        """One page of `compartment` (same order, same decision, same audit), the number
+        of resources in all pages (counted in SQL under the policy's read clause), and
+        whether anything of the dossier is visible at all, filters aside (when not, the
+        request is logged as refused, like `compartment`)."""
+        stmt = self.policy.narrow(
+            select(resources).where(R.patient_id == patient_id, R.deleted == false()))
+        visible = stmt
+        if types is not None:
+            stmt = stmt.where(R.res_type.in_(sorted(types)))
+        if since is not None:
+            stmt = stmt.where(R.last_updated >= since)
+        total = self.session.execute(
+            select(func.count()).select_from(stmt.subquery())).scalar_one()
+        rows = [] if count == 0 else self.session.execute(with_keys(stmt.order_by(
+            (R.res_type != "Patient"), R.res_type, R.last_updated, R.res_id)
+            .limit(count).offset(offset))).all()
+        out = [self._to_stored(r) for r in rows if self.policy.can_read(row_meta(r))]
+        seen = total > 0 or self.session.execute(
+            select(func.count()).select_from(visible.limit(1).subquery())).scalar_one() > 0
+        if seen:
+            self._note("operation", "Patient", patient_id, patient_id, detail=operation)
+            return out, total, True
+        person = self.current_row("Patient", patient_id)
+        if person is not None and not person.deleted:
+            self._note("operation", "Patient", None, patient_id, "denied", detail=operation)
+        else:
+            self._note("operation", "Patient", None, None, "not-found", detail=operation)
+        return [], 0, False
 
     def exists_visible(self, reference: str, compartment: str | None = None) -> bool:
         """The reference resolves to a live resource the actor may see. The resource's own
@@ -594,18 +638,89 @@ class Repository:
             self.session.execute(delete(search_index).where(
                 S.res_type == resource_type, S.res_id == resource_id))
 
-    def _conditional_match(self, resource_type: str, query: str) -> Stored | None:
+    def _conditional_match(self, resource_type: str, query: str | list[tuple[str, str]],
+                           what: str = "If-None-Exist") -> Stored | None:
+        """The one visible resource the search matches, None when none does; 412 when
+        several do. Hidden resources never match (the search is consent-narrowed)."""
         from urllib.parse import parse_qsl
 
-        raw = parse_qsl(query.lstrip("?"), keep_blank_values=True)
+        raw = parse_qsl(query.lstrip("?"), keep_blank_values=True) \
+            if isinstance(query, str) else list(query)
+        raw = [(k, v) for k, v in raw if k not in ("_format", "_pretty")]
         if not raw:
-            raise BadRequest("If-None-Exist must hold search parameters.")
+            raise BadRequest(f"{what} must hold search parameters.")
         q = parse_search(resource_type, raw, lenient=False, default_count=2, max_count=2)
         q.count, q.offset, q.includes = 2, 0, []
         result = self.run_search(q, raw)
         if result.total > 1:
-            raise PreconditionFailed("If-None-Exist matches more than one resource.")
+            raise PreconditionFailed(f"{what} matches more than one resource.")
         return result.matches[0] if result.matches else None
+
+    # ------------------------------------------------------------------ conditional, patch
+    def update_where(self, resource_type: str, raw: list[tuple[str, str]],
+                     resource: dict[str, Any], *, if_match: int | None = None
+                     ) -> tuple[Stored, bool]:
+        """Conditional update (`PUT /Type?query`): no match → create (server id), one →
+        update it, several → 412. The body's id, if any, must be the match's."""
+        check_writable(resource_type)
+        if resource.get("resourceType") != resource_type:
+            raise BadRequest(f"The body is not a {resource_type} resource.")
+        self.begin("update", resource_type, "s")
+        found = self._conditional_match(resource_type, raw, "A conditional update")
+        if found is None:
+            if resource.get("id") is not None:
+                return self.update(resource_type, str(resource["id"]), resource,
+                                   if_match=if_match)
+            return self.create(resource)
+        if resource.get("id") not in (None, found.id):
+            raise BadRequest("The id in the body is not the id of the resource the search "
+                             "matches.")
+        return self.update(resource_type, found.id, {**resource, "id": found.id},
+                           if_match=if_match)
+
+    def delete_where(self, resource_type: str, raw: list[tuple[str, str]]) -> bool:
+        """Conditional delete (`DELETE /Type?query`): one match → delete it; none → nothing
+        (False); several → 412."""
+        check_writable(resource_type)
+        self.begin("delete", resource_type, "s")
+        found = self._conditional_match(resource_type, raw, "A conditional delete")
+        if found is None:
+            self._note("delete", resource_type, None, None, "not-found")
+            return False
+        self.delete(resource_type, found.id)
+        return True
+
+    def patch(self, resource_type: str, resource_id: str,
+              apply: Callable[[dict[str, Any]], dict[str, Any]], *,
+              if_match: int | None = None) -> Stored:
+        """PATCH: the current version as this actor reads it, changed by `apply`, then
+        written like an update (validation, consent to collect, sealing, versions,
+        Provenance, audit). Never creates."""
+        self.audit.expect("update", resource_type)
+        check_writable(resource_type)
+        self.begin("update", resource_type, "u")
+        with self._op("patch", resource_type):
+            row = self._visible(self.current_row(resource_type, resource_id), resource_type)
+            if row.deleted:
+                self._note("update", resource_type, resource_id, row.patient_id, "not-found")
+                raise Gone(f"This {resource_type} was deleted.")
+            if if_match is not None and row.version_id != if_match:
+                raise PreconditionFailed(
+                    "The resource has changed since that version (If-Match failed).")
+            current = self._to_stored(row).resource or {}
+            patched = apply(copy.deepcopy(current))
+            return self._write(resource_type, resource_id, patched, row, "PUT")
+
+    def patch_where(self, resource_type: str, raw: list[tuple[str, str]],
+                    apply: Callable[[dict[str, Any]], dict[str, Any]]) -> Stored:
+        """Conditional patch (`PATCH /Type?query`): exactly one match, else 404 / 412."""
+        check_writable(resource_type)
+        self.begin("update", resource_type, "s")
+        found = self._conditional_match(resource_type, raw, "A conditional patch")
+        if found is None:
+            self._note("update", resource_type, None, None, "not-found")
+            raise not_found(resource_type)
+        return self.patch(resource_type, found.id, apply)
 
     def server_read(self, resource_type: str, resource_id: str) -> dict[str, Any] | None:
         """A resource as the server itself reads it (derived data), unaudited."""

@@ -113,39 +113,52 @@ def _safe_type(name: str) -> str:
     return name if re.fullmatch(r"[A-Za-z]{1,64}", name) else "that type"
 
 
-def parse_request(level: str, pairs: list[tuple[str, str]]
+def parse_request(level: str, pairs: list[tuple[str, str]], *, lenient: bool = False
                   ) -> tuple[list[str], datetime | None, list[str] | None]:
-    """(types, since, patients) of a kick-off; 400 for anything not supported.
-    `patient` (Bulk Data v2: Patient and Group level) narrows to those people; it may be
-    given several times, each a comma list of Patient/id."""
+    """(types, since, patients) of a kick-off; 400 for anything not supported, unless
+    `lenient` (Prefer: handling=lenient), which drops what is not supported (see
+    `unsupported`). `_type` and `patient` may be given several times, each a comma list
+    (Bulk Data v2, as bulk-data-client sends them): the lists add up. `patient` (Patient
+    and Group level) narrows to those people."""
     allowed = COMPARTMENT_TYPES + (DIRECTORY_TYPES if level == "system" else ())
-    keys = ("_type", "_since", "_outputFormat") + (("patient",) if level != "system" else ())
     types: list[str] = []
     since = None
     patients: list[str] | None = None
     seen: set[str] = set()
     for key, value in pairs:
-        if key == "patient" and key in keys:
-            patients = (patients or []) + _patient_ids(value)
-            continue
-        if key in seen or key not in keys:
-            raise BadRequest(f"The $export parameter '{key[:64]}' is not supported here "
-                             "(or was given twice).")
-        seen.add(key)
-        if key == "_type":
+        if key not in accepted_keys(level):
+            if lenient:
+                continue
+            raise BadRequest(f"The $export parameter '{key[:64]}' is not supported here.")
+        if key == "patient":
+            patients = (patients or []) + [p for p in _patient_ids(value)
+                                           if p not in (patients or [])]
+        elif key == "_type":
             for name in (n.strip() for n in value.split(",")):
                 if name not in allowed:
                     raise BadRequest(f"The resource type {_safe_type(name)} cannot be exported "
                                      f"at this level; use {', '.join(allowed)}.")
                 if name not in types:
                     types.append(name)
+        elif key in seen:
+            raise BadRequest(f"The $export parameter '{key[:64]}' is given twice.")
         elif key == "_since":
             if not value[:1].isdigit():
                 raise BadRequest("_since must be an instant, e.g. 2027-03-01T00:00:00Z.")
             since = parse_date(value).low
         elif value not in OUTPUT_FORMATS:
             raise BadRequest("_outputFormat must be application/fhir+ndjson.")
+        seen.add(key)
     return types or list(allowed), since, patients
+
+
+def accepted_keys(level: str) -> tuple[str, ...]:
+    return ("_type", "_since", "_outputFormat") + (("patient",) if level != "system" else ())
+
+
+def unsupported(level: str, pairs: list[tuple[str, str]]) -> list[str]:
+    """The parameters a lenient kick-off drops (named in its answer)."""
+    return list(dict.fromkeys(k for k, _ in pairs if k not in accepted_keys(level)))
 
 
 def _patient_ids(value: str) -> list[str]:
@@ -181,7 +194,8 @@ def kick_off(repo: Repository, call: Call) -> Any:
     if ctx.principal.role not in EXPORT_ROLES:
         raise Forbidden("Bulk export is for hubs and practitioners.")
     pairs = _parameters(call.params, call.body)
-    types, since, patients = parse_request(level, pairs)
+    types, since, patients = parse_request(level, pairs, lenient=call.lenient)
+    dropped = unsupported(level, pairs) if call.lenient else []
     for name in types:
         repo.begin("operation", name, "s")  # role and scopes, per type
     repo.begin("operation", "Patient", None)
@@ -209,8 +223,11 @@ def kick_off(repo: Repository, call: Call) -> Any:
     root = ctx.base_url.removesuffix("/fhir")
     return fhir_response({"resourceType": "OperationOutcome", "issue": [{
         "severity": "information", "code": "informational",
-        "diagnostics": "The export has started; poll the Content-Location URL."}]}, 202,
-        {"Content-Location": f"{root}/bulk/{job_id}"})
+        "diagnostics": "The export has started; poll the Content-Location URL."}] + [{
+            "severity": "warning", "code": "not-supported",
+            "diagnostics": f"The $export parameter '{name[:64]}' is not supported and was "
+                           "ignored (Prefer: handling=lenient).", "expression": [name[:64]]}
+            for name in dropped]}, 202, {"Content-Location": f"{root}/bulk/{job_id}"})
 
 
 # ---------------------------------------------------------------- the work
@@ -327,14 +344,14 @@ def _export(rt: Runtime, job: Any, files: _Files) -> bool:
                               request_id=job.id)
 
     patients: list[str] = []
-    if wanted:
-        with rt.unit(context()) as repo:
+    if wanted:  # read units: on SQLite no write lock while reading (status polls go on)
+        with rt.unit(context(), writes=False) as repo:
             patients = visible_patients(repo)
         if request.get("patients") is not None:  # a roster, or the `patient` parameter
             asked = set(request["patients"])
             patients = [p for p in patients if p in asked]
     for start in range(0, len(patients), PATIENTS_PER_UNIT):
-        with rt.unit(context()) as repo:
+        with rt.unit(context(), writes=False) as repo:
             for pid in patients[start:start + PATIENTS_PER_UNIT]:
                 for item in repo.compartment(pid, types=wanted, operation="export"):
                     if item.resource is not None and _since_ok(item.last_updated, since):
@@ -356,7 +373,7 @@ def _export_directory(rt: Runtime, ctx: RequestContext, resource_type: str,
     if since is not None:
         query.append(("_lastUpdated", "ge" + instant(since)))
     offset = 0
-    with rt.unit(ctx) as repo:
+    with rt.unit(ctx, writes=False) as repo:
         while True:
             result = repo.search(resource_type, [*query, ("_offset", str(offset))])
             for item in result.matches:

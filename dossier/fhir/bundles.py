@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
 from dossier.core.repository import SearchResult, Stored
+from dossier.fhir.subset import subset
 from dossier.fhir.wire import etag
 
 
@@ -25,11 +27,28 @@ def page_links(path: str, params: list[tuple[str, str]], total: int, count: int,
         return {"relation": relation, "url": f"{path}?{query}"}
 
     links = [link("self", offset)]
+    if count == 0:  # only the total was asked for: there is no page to go to
+        return links
     if offset + count < total:
         links.append(link("next", offset + count))
     if offset > 0:
         links.append(link("previous", max(0, offset - count)))
     return links
+
+
+def outcome_entry(base: str, issues: list[dict[str, Any]]) -> dict[str, Any]:
+    """A searchset entry (search.mode outcome) that tells the client what was not done:
+    a parameter dropped under `Prefer: handling=lenient`, includes cut at their limit."""
+    return {"fullUrl": f"urn:uuid:{uuid.uuid4()}",
+            "resource": {"resourceType": "OperationOutcome", "issue": issues},
+            "search": {"mode": "outcome"}}
+
+
+def ignored_issues(ignored: list[str]) -> list[dict[str, Any]]:
+    return [{"severity": "warning", "code": "not-supported",
+             "diagnostics": f"The parameter '{name[:64]}' is not supported and was ignored "
+                            "(Prefer: handling=lenient).",
+             "expression": [name[:64]]} for name in dict.fromkeys(ignored)]
 
 
 def simple_searchset(base: str, resource_type: str, resources: list[dict[str, Any]],
@@ -47,18 +66,28 @@ def simple_searchset(base: str, resource_type: str, resources: list[dict[str, An
 
 
 def searchset(base: str, result: SearchResult, raw: list[tuple[str, str]],
-              now: datetime) -> dict[str, Any]:
+              now: datetime, path: str | None = None) -> dict[str, Any]:
+    """`path`: the URL the paging links repeat (a compartment search's own URL)."""
     q = result.query
-    links = page_links(f"{base}/{q.resource_type}", q.canonical_params(raw), result.total,
-                       q.count, q.offset)
+    links = page_links(path or f"{base}/{q.resource_type}", q.canonical_params(raw),
+                       result.total, q.count, q.offset)
+
+    def shown(s: Stored) -> dict[str, Any] | None:
+        return None if s.resource is None else subset(s.resource, q.summary, q.elements)
+
     entries: list[dict[str, Any]] = [
-        {"fullUrl": full_url(base, s), "resource": s.resource, "search": {"mode": "match"}}
+        {"fullUrl": full_url(base, s), "resource": shown(s), "search": {"mode": "match"}}
         for s in result.matches
     ]
     entries += [
-        {"fullUrl": full_url(base, s), "resource": s.resource, "search": {"mode": "include"}}
+        {"fullUrl": full_url(base, s), "resource": shown(s), "search": {"mode": "include"}}
         for s in result.included
     ]
+    issues = ignored_issues(q.ignored) + [
+        {"severity": "warning", "code": "incomplete", "diagnostics": note}
+        for note in result.notes]
+    if issues:
+        entries.append(outcome_entry(base, issues))
     bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "searchset",
                               "timestamp": instant(now), "total": result.total, "link": links}
     if entries:
@@ -66,8 +95,10 @@ def searchset(base: str, result: SearchResult, raw: list[tuple[str, str]],
     return bundle
 
 
-def history(base: str, items: list[Stored], total: int, self_url: str,
+def history(base: str, items: list[Stored], total: int, path: str,
+            params: list[tuple[str, str]], count: int, offset: int,
             now: datetime) -> dict[str, Any]:
+    """A history Bundle, newest first, with paging links like a searchset's."""
     entries = []
     for s in items:
         entry: dict[str, Any] = {"fullUrl": full_url(base, s)}
@@ -81,7 +112,7 @@ def history(base: str, items: list[Stored], total: int, self_url: str,
         entries.append(entry)
     bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "history",
                               "timestamp": instant(now), "total": total,
-                              "link": [{"relation": "self", "url": self_url}]}
+                              "link": page_links(path, params, total, count, offset)}
     if entries:
         bundle["entry"] = entries
     return bundle

@@ -22,6 +22,11 @@ class Call:
     params: list[tuple[str, str]]
     body: dict[str, Any] | None
     method: str = "GET"
+    prefer: str = ""  # the Prefer header (respond-async, handling=lenient)
+
+    @property
+    def lenient(self) -> bool:
+        return "handling=lenient" in self.prefer.replace(" ", "").lower()
 
 
 Handler = Callable[["Repository", Call], Any]

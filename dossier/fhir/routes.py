@@ -6,18 +6,28 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from starlette.concurrency import run_in_threadpool
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 
 from auth import AuthError
 from dossier.auditlog import events as auditevents
 from dossier.core.context import RequestContext
 from dossier.core.repository import Repository, Stored
 from dossier.core.runtime import Runtime, StaleConnection
-from dossier.errors import BadRequest, MethodNotAllowed, NotFound, ServiceUnavailable, from_auth
-from dossier.fhir import bundles, operations
-from dossier.fhir.capability import capability_statement
+from dossier.errors import (
+    BadRequest,
+    DossierError,
+    MethodNotAllowed,
+    NotFound,
+    ServiceUnavailable,
+    from_auth,
+)
+from dossier.fhir import bundles, conformance, operations
+from dossier.fhir.capability import capability_statement, smart_security
+from dossier.fhir.negotiate import negotiate
+from dossier.fhir.patch import PATCH_TYPES, patcher
+from dossier.fhir.subset import subset
 from dossier.fhir.transaction import process_bundle
 from dossier.fhir.wire import (
     check_content_type,
@@ -25,13 +35,17 @@ from dossier.fhir.wire import (
     fhir_response,
     http_date,
     parse_if_match,
+    parse_json,
     parse_resource,
     read_body,
 )
 from dossier.hubs import rosters
-from dossier.search.params import ID_RE, parse_date
+from dossier.search.params import ID_RE, SUMMARIES, parse_date, parse_elements
 
-router = APIRouter(prefix="/fhir")
+router = APIRouter(prefix="/fhir", dependencies=[Depends(negotiate)])
+root_router = APIRouter()  # /.well-known/smart-configuration at the server's root too
+# query parameters any interaction accepts and ignores (presentation only)
+PRESENTATION = frozenset({"_format", "_pretty"})
 ContextResolver = Callable[[Request], Any]
 
 
@@ -57,8 +71,45 @@ def lenient(request: Request) -> bool:
     return "handling=lenient" in prefer.replace(" ", "")
 
 
+def prefer_return(request: Request) -> str:
+    """`Prefer: return=minimal | representation | OperationOutcome` (default
+    representation)."""
+    for part in request.headers.get("prefer", "").replace(" ", "").split(";"):
+        for item in part.split(","):
+            if item.lower().startswith("return="):
+                value = item.split("=", 1)[1].strip('"')
+                if value.lower() == "operationoutcome":
+                    return "OperationOutcome"
+                return value.lower()
+    return "representation"
+
+
 def wants_minimal(request: Request) -> bool:
-    return "return=minimal" in request.headers.get("prefer", "").replace(" ", "")
+    return prefer_return(request) == "minimal"
+
+
+def no_query(request: Request, what: str) -> None:
+    """A POST of a resource takes no search parameters: a query would otherwise be
+    silently ignored (a client meaning a conditional create would get a duplicate)."""
+    extra = [k for k in request.query_params if k not in PRESENTATION]
+    if extra:
+        raise BadRequest(f"{what} takes no URL parameters (got '{extra[0][:64]}'). For a "
+                         "conditional create send the search in the If-None-Exist header.")
+
+
+def search_params(request: Request) -> list[tuple[str, str]]:
+    return [(k, v) for k, v in request.query_params.multi_items() if k not in PRESENTATION]
+
+
+def shown(request: Request, resource: dict[str, Any]) -> dict[str, Any]:
+    """`_summary` / `_elements` on a read (other parameters of a read are ignored)."""
+    summary = request.query_params.get("_summary")
+    elements = request.query_params.get("_elements")
+    if summary is not None and summary not in SUMMARIES:
+        raise BadRequest("_summary must be true, text, data, count or false.")
+    if summary == "count":
+        raise BadRequest("_summary=count is for searches.")
+    return subset(resource, summary, parse_elements(elements) if elements else None)
 
 
 def check_id(resource_id: str) -> None:
@@ -67,14 +118,28 @@ def check_id(resource_id: str) -> None:
 
 
 def resource_response(request: Request, stored: Stored, status: int = 200,
-                      location: bool = False) -> Response:
+                      location: bool = False, done: str | None = None) -> Response:
+    """A resource, or what `Prefer: return=` asks for instead (for writes, `done` says
+    what happened, for the OperationOutcome)."""
     headers = {"ETag": etag(stored.version_id), "Last-Modified": http_date(stored.last_updated)}
     if location:
         headers["Location"] = (f"{base_of(request)}/{stored.resource_type}/{stored.id}"
                                f"/_history/{stored.version_id}")
-    if wants_minimal(request):
-        return Response(status_code=status, headers=headers)
-    return fhir_response(stored.resource, status, headers)
+    if done is not None:
+        wanted = prefer_return(request)
+        if wanted == "minimal":
+            return Response(status_code=status, headers=headers)
+        if wanted == "OperationOutcome":
+            return fhir_response(information(
+                f"{stored.resource_type}/{stored.id} {done} (version {stored.version_id})."),
+                status, headers)
+    assert stored.resource is not None
+    return fhir_response(shown(request, stored.resource), status, headers)
+
+
+def information(message: str) -> dict[str, Any]:
+    return {"resourceType": "OperationOutcome", "issue": [
+        {"severity": "information", "code": "informational", "diagnostics": message}]}
 
 
 async def in_unit(request: Request, work: Callable[[Repository, RequestContext], Any], *,
@@ -109,25 +174,68 @@ async def in_unit(request: Request, work: Callable[[Repository, RequestContext],
 
 @router.get("/metadata")
 async def metadata(request: Request) -> Response:
-    security = getattr(request.app.state, "capability_security", None)
+    config = await smart_config(request)
+    security = smart_security(config, cors=bool(runtime_of(request).settings.cors_origins))
     return fhir_response(capability_statement(base_of(request),
                                               operations.capability_entries(), security))
 
 
+async def smart_config(request: Request) -> dict[str, Any] | None:
+    """The SMART configuration: the embedded issuer's, or built from the external OpenID
+    provider's metadata (None when it cannot be read right now)."""
+    provider = getattr(request.app.state, "smart_configuration", None)
+    if callable(provider):
+        try:
+            found = await run_in_threadpool(provider)
+        except DossierError:
+            return None
+        return found if isinstance(found, dict) else None
+    return provider if isinstance(provider, dict) else None
+
+
 @router.get("/.well-known/smart-configuration")
 async def smart_configuration(request: Request) -> Response:
-    """SMART App Launch discovery (public), from the embedded issuer when it runs."""
-    config = getattr(request.app.state, "smart_configuration", None)
-    if not config:
-        raise NotFound("Discover the authorization server from your OpenID provider.")
-    from starlette.responses import JSONResponse
+    """SMART App Launch discovery (public, application/json); also at the root."""
+    return await smart_configuration_response(request)
 
-    return JSONResponse(config)
+
+async def smart_configuration_response(request: Request) -> Response:
+    config = await smart_config(request)
+    if not config:
+        raise NotFound("The authorization server's metadata cannot be read right now.")
+    return JSONResponse(config, headers={"Cache-Control": "max-age=300"})
+
+
+@root_router.get("/.well-known/smart-configuration")
+async def root_smart_configuration(request: Request) -> Response:
+    return await smart_configuration_response(request)
+
+
+@router.get("/OperationDefinition/{rid}")
+@router.get("/SubscriptionTopic/{rid}")
+@router.get("/SearchParameter/{rid}")
+async def definition(request: Request, rid: str) -> Response:
+    """Definitions this server publishes at their canonical URLs (public, like metadata)."""
+    rtype = request.url.path.rstrip("/").split("/")[-2]
+    found = conformance.definition(rtype, rid, base_of(request))
+    if found is None:
+        raise NotFound(f"No {rtype} with that id is published here.")
+    return fhir_response(found)
+
+
+@router.get("/OperationDefinition")
+@router.get("/SubscriptionTopic")
+@router.get("/SearchParameter")
+async def definitions(request: Request) -> Response:
+    rtype = request.url.path.rstrip("/").split("/")[-1]
+    return fhir_response(conformance.search(rtype, base_of(request), search_params(request),
+                                            lenient(request)))
 
 
 @router.post("")
 @router.post("/")
 async def bundle(request: Request) -> Response:
+    no_query(request, "POST /fhir")
     check_content_type(request)
     body = parse_resource(await read_body(request, runtime_of(request).settings.max_body_bytes))
     result = await in_unit(request, lambda repo, ctx: process_bundle(
@@ -144,7 +252,7 @@ async def system_history(request: Request) -> Response:
 async def search(request: Request, rtype: str) -> Response:
     if rtype.startswith("$"):
         return await _operation(request, rtype, None)  # system-level operation
-    return await _search(request, rtype, list(request.query_params.multi_items()))
+    return await _search(request, rtype, search_params(request))
 
 
 @router.post("/{rtype}/_search")
@@ -155,25 +263,35 @@ async def search_post(request: Request, rtype: str) -> Response:
     from urllib.parse import parse_qsl
 
     body = await read_body(request, runtime_of(request).settings.max_body_bytes)
-    raw = list(request.query_params.multi_items()) + parse_qsl(
-        body.decode("utf-8", "replace"), keep_blank_values=True)
+    raw = search_params(request) + [(k, v) for k, v in parse_qsl(
+        body.decode("utf-8", "replace"), keep_blank_values=True) if k not in PRESENTATION]
     return await _search(request, rtype, raw)
 
 
-async def _search(request: Request, rtype: str, raw: list[tuple[str, str]]) -> Response:
+async def _search(request: Request, rtype: str, raw: list[tuple[str, str]],
+                  compartment: str | None = None) -> Response:
+    """A search; within a compartment (`GET /fhir/Patient/{id}/{type}`) the person is
+    an extra `patient` condition and the paging links repeat the compartment URL."""
     if rtype == "AuditEvent":
-        return await _search_audit(request, raw)
+        return await _search_audit(request, raw + ([("patient", compartment)]
+                                                   if compartment else []))
     is_lenient = lenient(request)
-    result = await in_unit(request, lambda repo, ctx: bundles.searchset(
-        ctx.base_url, repo.search(rtype, raw, lenient=is_lenient), raw, ctx.now),
-        writes=False)
-    return fhir_response(result)
+    narrowed = raw + ([("patient", compartment)] if compartment else [])
+
+    def work(repo: Repository, ctx: RequestContext) -> dict[str, Any]:
+        path = f"{ctx.base_url}/{compartment}/{rtype}" if compartment else None
+        return bundles.searchset(ctx.base_url, repo.search(rtype, narrowed,
+                                                           lenient=is_lenient),
+                                 raw, ctx.now, path=path)
+
+    return fhir_response(await in_unit(request, work, writes=False))
 
 
 @router.post("/{rtype}")
 async def create(request: Request, rtype: str) -> Response:
     if rtype.startswith("$"):
         return await _operation(request, rtype, None)
+    no_query(request, f"POST /fhir/{rtype[:64]}")
     check_content_type(request)
     body = parse_resource(await read_body(request, runtime_of(request).settings.max_body_bytes))
     if body.get("resourceType") != rtype:
@@ -186,7 +304,76 @@ async def create(request: Request, rtype: str) -> Response:
         return repo.create(body, if_none_exist=if_none_exist)  # type: ignore[no-any-return]
 
     stored, created = await in_unit(request, work)
-    return resource_response(request, stored, 201 if created else 200, location=created)
+    return resource_response(request, stored, 201 if created else 200, location=created,
+                             done="created" if created else "already exists")
+
+
+@router.put("/{rtype}")
+async def conditional_update(request: Request, rtype: str) -> Response:
+    """`PUT /fhir/Type?search`: update the one match, create when none, 412 on several."""
+    raw = search_params(request)
+    if not raw:
+        raise MethodNotAllowed("PUT needs a resource id (Type/id) or search parameters.")
+    check_content_type(request)
+    body = parse_resource(await read_body(request, runtime_of(request).settings.max_body_bytes))
+    header = request.headers.get("if-match")
+    if_match = parse_if_match(header) if header else None
+    stored, created = await in_unit(request, lambda repo, ctx: repo.update_where(
+        rtype, raw, body, if_match=if_match))
+    return resource_response(request, stored, 201 if created else 200, location=created,
+                             done="created" if created else "updated")
+
+
+@router.delete("/{rtype}")
+async def conditional_delete(request: Request, rtype: str) -> Response:
+    """`DELETE /fhir/Type?search`: delete the one match (204 also when none), 412 on
+    several."""
+    raw = search_params(request)
+    if not raw:
+        raise MethodNotAllowed("DELETE needs a resource id (Type/id) or search parameters.")
+    deleted = await in_unit(request, lambda repo, ctx: repo.delete_where(rtype, raw))
+    return deleted_response(request, "deleted" if deleted else "matched nothing: nothing "
+                            "was deleted")
+
+
+@router.patch("/{rtype}")
+async def conditional_patch(request: Request, rtype: str) -> Response:
+    raw = search_params(request)
+    if not raw:
+        raise MethodNotAllowed("PATCH needs a resource id (Type/id) or search parameters.")
+    apply = await _patch_body(request)
+    stored = await in_unit(request, lambda repo, ctx: repo.patch_where(rtype, raw, apply))
+    return resource_response(request, stored, done="patched")
+
+
+@router.patch("/{rtype}/{rid}")
+async def patch(request: Request, rtype: str, rid: str) -> Response:
+    """JSON Patch or JSON Merge Patch, through the Repository like an update."""
+    check_id(rid)
+    apply = await _patch_body(request)
+    header = request.headers.get("if-match")
+    if_match = parse_if_match(header) if header else None
+
+    def work(repo: Repository, ctx: RequestContext) -> Stored:
+        if rtype == "Group" and rosters.is_roster_id(rid) and rosters.handles(ctx.principal):
+            raise MethodNotAllowed("A roster is replaced whole: use PUT.")
+        return repo.patch(rtype, rid, apply, if_match=if_match)
+
+    stored = await in_unit(request, work)
+    return resource_response(request, stored, done="patched")
+
+
+async def _patch_body(request: Request) -> Any:
+    media = check_content_type(request, PATCH_TYPES)
+    document = parse_json(await read_body(request, runtime_of(request).settings.max_body_bytes))
+    return patcher(media, document)
+
+
+def deleted_response(request: Request, what: str) -> Response:
+    if prefer_return(request) == "OperationOutcome":
+        return fhir_response(information(f"The resource was {what}."
+                                         if what == "deleted" else f"The search {what}."))
+    return Response(status_code=204)
 
 
 @router.post("/{rtype}/{op}")
@@ -243,7 +430,8 @@ async def update(request: Request, rtype: str, rid: str) -> Response:
         return repo.update(rtype, rid, body, if_match=if_match)  # type: ignore[no-any-return]
 
     stored, created = await in_unit(request, work)
-    return resource_response(request, stored, 201 if created else 200, location=created)
+    return resource_response(request, stored, 201 if created else 200, location=created,
+                             done="created" if created else "updated")
 
 
 @router.delete("/{rtype}/{rid}")
@@ -254,7 +442,7 @@ async def delete(request: Request, rtype: str, rid: str) -> Response:
             repo.delete(rtype, rid)
 
     await in_unit(request, work)
-    return Response(status_code=204)
+    return deleted_response(request, "deleted")
 
 
 @router.get("/{rtype}/{rid}/_history")
@@ -275,6 +463,11 @@ async def vread(request: Request, rtype: str, rid: str, vid: str) -> Response:
 @router.api_route("/{rtype}/{rid}/{op}", methods=["GET", "POST"])
 async def instance_operation(request: Request, rtype: str, rid: str, op: str) -> Response:
     check_id(rid)
+    if rtype == "Patient" and not op.startswith("$"):
+        if request.method != "GET":
+            raise MethodNotAllowed("A compartment is searched with GET.")
+        return await _search(request, op, search_params(request),
+                             compartment=f"Patient/{rid}")
     return await _operation(request, rtype, rid, op=op)
 
 
@@ -297,7 +490,7 @@ async def _operation(request: Request, rtype: str, rid: str | None,
             check_content_type(request)
             body = parse_resource(raw_body)
     call = operations.Call(resource_type, rid, list(request.query_params.multi_items()),
-                           body, request.method)
+                           body, request.method, prefer=request.headers.get("prefer", ""))
     result = await in_unit(request, lambda repo, ctx: found.handler(repo, call),
                            writes=found.writes(request.method))
     if isinstance(result, Response):
@@ -320,23 +513,28 @@ async def _history(request: Request, rtype: str | None, rid: str | None) -> Resp
     since = None
     count = None
     offset = 0
+    kept: list[tuple[str, str]] = []
     for key, value in request.query_params.multi_items():
         if key == "_since":
             since = parse_date(value).low
+            kept.append((key, value))
         elif key == "_count":
-            if not value.isdigit():
+            if not value.isdigit() or len(value) > 9:
                 raise BadRequest("_count must be a whole number.")
             count = int(value)
         elif key == "_offset":
-            if not value.isdigit():
+            if not value.isdigit() or len(value) > 9 or int(value) > 1_000_000:
                 raise BadRequest("_offset must be a whole number.")
             offset = int(value)
-        elif key != "_format" and not lenient(request):
+        elif key not in PRESENTATION and not lenient(request):
             raise BadRequest(f"The history parameter '{key[:64]}' is not supported.")
-    self_url = str(request.url)
+    settings = runtime_of(request).settings
+    size = min(settings.page_size_default if count is None else count, settings.page_size_max)
+    path = "/".join(p for p in ("", rtype, rid, "_history") if p is not None)
 
     def work(repo: Any, ctx: RequestContext) -> dict[str, Any]:
-        items, total = repo.history(rtype, rid, since=since, count=count, offset=offset)
-        return bundles.history(ctx.base_url, items, total, self_url, ctx.now)
+        items, total = repo.history(rtype, rid, since=since, count=size, offset=offset)
+        return bundles.history(ctx.base_url, items, total, f"{ctx.base_url}{path}", kept,
+                               size, offset, ctx.now)
 
     return fhir_response(await in_unit(request, work))

@@ -137,6 +137,15 @@ def _run(repo: Repository, entry: dict[str, Any], base: str,
         stored, created = repo.create(resource, if_none_exist=req.get("ifNoneExist"),
                                       resource_id=new)
         return _ok(stored, "201 Created" if created else "200 OK", location=True)
+    if method == "PUT" and not rid and query:  # conditional update
+        raw = parse_qsl(query, keep_blank_values=True)
+        if_match = req.get("ifMatch")
+        stored, created = repo.update_where(rtype, raw, resource or {}, if_match=(
+            parse_if_match(if_match) if if_match else None))
+        return _ok(stored, "201 Created" if created else "200 OK", location=True)
+    if method == "DELETE" and not rid and query:  # conditional delete
+        repo.delete_where(rtype, parse_qsl(query, keep_blank_values=True))
+        return {"response": {"status": "204 No Content"}}
     if method == "PUT":
         if not rid:
             raise BadRequest("A PUT entry's url must be Type/id.")

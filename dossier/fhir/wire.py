@@ -37,12 +37,25 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def check_content_type(request: Request) -> None:
-    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if ctype not in ACCEPTED_TYPES:
+def check_content_type(request: Request, accepted: tuple[str, ...] = ACCEPTED_TYPES) -> str:
+    """The request's media type, if it is one of `accepted` and FHIR R4 (415 otherwise)."""
+    header = request.headers.get("content-type", "")
+    ctype, *params = [p.strip() for p in header.split(";")]
+    ctype = ctype.lower()
+    if ctype not in accepted:
+        if "application/json-patch+json" in accepted:
+            raise UnsupportedMediaType(
+                "PATCH takes a JSON Patch (Content-Type 'application/json-patch+json') or a "
+                "JSON Merge Patch ('application/merge-patch+json').")
         raise UnsupportedMediaType(
             "Send FHIR resources as JSON with Content-Type 'application/fhir+json'."
         )
+    for param in params:
+        key, _, value = param.partition("=")
+        if key.strip().lower() == "fhirversion" and \
+                value.strip().strip('"') not in ("4.0", "4.0.0", "4.0.1"):
+            raise UnsupportedMediaType("This server takes FHIR R4 (fhirVersion 4.0) only.")
+    return ctype
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

@@ -20,7 +20,13 @@ _DATE = re.compile(
     r"(?P<tz>Z|[+-]\d{2}:\d{2})?)?)?)?$"
 )
 GENERIC = {"_id", "_lastUpdated", "_count", "_offset", "_sort", "_include", "_revinclude",
-           "_format", "_total"}
+           "_format", "_total", "_summary", "_elements", "_totalMethod", "_pretty"}
+# accepted and ignored: presentation or counting hints that change nothing we return
+# (`_totalMethod` is what fhirpy's count() sends; the total is always exact here)
+IGNORED = frozenset({"_format", "_pretty", "_totalMethod"})
+SUMMARIES = frozenset({"true", "false", "text", "data", "count"})
+ELEMENT_NAME = re.compile(r"^(?:[A-Z][A-Za-z]{1,63}\.)?[a-z][A-Za-z0-9]{0,63}$")
+RESOURCE_TYPE = re.compile(r"^[A-Z][A-Za-z]{1,63}$")
 Prefix = Literal["eq", "ne", "lt", "le", "gt", "ge", "sa", "eb"]
 
 
@@ -42,8 +48,11 @@ class Condition:
     """One parameter occurrence: its values are OR-ed; conditions are AND-ed."""
 
     name: str
-    kind: str  # "id", "lastUpdated", "token", "reference", "date", "identifier"
+    # "id", "lastUpdated", "token", "reference", "date", "identifier", "string:<mode>"
+    # (starts, contains, exact) or "missing" (values: one bool)
+    kind: str
     values: tuple[object, ...]
+    negated: bool = False  # :not — none of the values
 
 
 @dataclass(frozen=True)
@@ -63,6 +72,8 @@ class SearchQuery:
     sort: list[tuple[str, bool]] = field(default_factory=list)  # (param, descending)
     includes: list[Include] = field(default_factory=list)
     ignored: list[str] = field(default_factory=list)  # lenient handling: what was dropped
+    summary: str | None = None  # _summary: true | text | data | count | false
+    elements: tuple[str, ...] | None = None  # _elements: top-level element names
 
     def canonical_params(self, raw: list[tuple[str, str]]) -> list[tuple[str, str]]:
         """The accepted parameters (without paging), for self/next/prev links."""
@@ -135,21 +146,29 @@ def parse_search(resource_type: str, raw: list[tuple[str, str]], *, lenient: boo
 
     for key, value in raw:
         name, _, modifier = key.partition(":")
-        if name in ("_format",):
+        if name in IGNORED and not modifier:
             continue
         if name == "_total":
             if value not in ("accurate", "estimate", "none"):
                 refuse("_total must be accurate, estimate or none.", key)
             continue
         if name == "_count":
-            if not value.isdigit():
+            if not value.isdigit() or len(value) > 9:
                 raise BadRequest("_count must be a whole number.")
             q.count = min(int(value), max_count)
             continue
         if name == "_offset":
-            if not value.isdigit() or int(value) > 1_000_000:
+            if not value.isdigit() or len(value) > 9 or int(value) > 1_000_000:
                 raise BadRequest("_offset must be a whole number.")
             q.offset = int(value)
+            continue
+        if name == "_summary" and not modifier:
+            if value not in SUMMARIES:
+                raise BadRequest("_summary must be true, text, data, count or false.")
+            q.summary = None if value == "false" else value
+            continue
+        if name == "_elements" and not modifier:
+            q.elements = parse_elements(value)
             continue
         if name == "_sort":
             for part in value.split(","):
@@ -165,13 +184,28 @@ def parse_search(resource_type: str, raw: list[tuple[str, str]], *, lenient: boo
         if name in ("_include", "_revinclude"):
             q.includes.append(_parse_include(resource_type, name, value, modifier))
             continue
-        is_string = name in params and params[name].type == "string"
-        if modifier and not (is_string and modifier == "contains"):
+        if name not in params and name not in ("_id", "_lastUpdated"):
+            refuse(f"The search parameter '{name[:64]}' is not supported for {resource_type}.",
+                   key)
+            continue
+        ptype = params[name].type if name in params else ("token" if name == "_id" else "date")
+        if modifier == "missing":
+            if value not in ("true", "false") or name in ("_id", "_lastUpdated"):
+                raise BadRequest(f"{name[:64]}:missing takes true or false.")
+            q.conditions.append(Condition(name, "missing", (value == "true",)))
+            continue
+        allowed = MODIFIERS.get(ptype, frozenset()) if name in params else frozenset()
+        targets = frozenset(params[name].target_types) if ptype == "reference" else None
+        if modifier and ptype == "reference" and RESOURCE_TYPE.match(modifier) and (
+                not targets or modifier in targets):
+            targets = frozenset({modifier})  # subject:Patient=123
+        elif modifier and modifier not in allowed:
             refuse(f"The search modifier ':{modifier[:32]}' is not supported here.", key)
             continue
         values = value.split(",")
         if any(v == "" for v in values):
             raise BadRequest(f"The search parameter '{name[:64]}' has an empty value.")
+        negated = modifier == "not"
         if name == "_id":
             for v in values:
                 if not ID_RE.match(v):
@@ -180,28 +214,43 @@ def parse_search(resource_type: str, raw: list[tuple[str, str]], *, lenient: boo
         elif name == "_lastUpdated":
             q.conditions.append(Condition(name, "lastUpdated",
                                           tuple(parse_date(v) for v in values)))
-        elif name in params:
-            p = params[name]
-            if p.type == "token":
-                kind = "identifier" if name == "identifier" else "token"
-                q.conditions.append(Condition(name, kind, tuple(parse_token(v) for v in values)))
-            elif p.type == "reference":
-                targets = frozenset(p.target_types) if p.target_types else None
-                q.conditions.append(Condition(name, "reference",
-                                              tuple(parse_reference(v, targets) for v in values)))
-            elif p.type == "date":
-                q.conditions.append(Condition(name, "date",
-                                              tuple(parse_date(v) for v in values)))
-            elif p.type == "string":
-                mode = modifier or "starts"
-                q.conditions.append(Condition(name, f"string:{mode}", tuple(
-                    schemas.search.normalise(v) for v in values)))
-            else:
-                refuse(f"The search parameter '{name}' is not supported.", key)
+        elif ptype == "token":
+            kind = "identifier" if name == "identifier" else "token"
+            q.conditions.append(Condition(name, kind, tuple(parse_token(v) for v in values),
+                                          negated=negated))
+        elif ptype == "reference":
+            q.conditions.append(Condition(name, "reference",
+                                          tuple(parse_reference(v, targets) for v in values)))
+        elif ptype == "date":
+            q.conditions.append(Condition(name, "date", tuple(parse_date(v) for v in values)))
+        elif ptype == "string":
+            mode = modifier or "starts"
+            clean = (tuple(v.strip() for v in values) if mode == "exact" else
+                     tuple(schemas.search.normalise(v) for v in values))
+            q.conditions.append(Condition(name, f"string:{mode}", clean))
         else:
-            refuse(f"The search parameter '{name[:64]}' is not supported for {resource_type}.",
-                   key)
+            refuse(f"The search parameter '{name}' is not supported.", key)
+    if q.summary == "count":
+        q.count = 0
     return q
+
+
+# the modifiers each parameter type takes besides :missing (and :Type on references);
+# anything else is refused (400) or, under Prefer: handling=lenient, dropped and listed
+MODIFIERS: dict[str, frozenset[str]] = {
+    "token": frozenset({"not"}),
+    "string": frozenset({"contains", "exact"}),
+    "reference": frozenset(),
+    "date": frozenset(),
+}
+
+
+def parse_elements(value: str) -> tuple[str, ...]:
+    """`_elements`: comma-separated top-level element names (a `Type.` prefix is allowed)."""
+    names = [v.strip() for v in value.split(",") if v.strip()]
+    if not names or any(not ELEMENT_NAME.match(n) for n in names):
+        raise BadRequest("_elements takes a comma-separated list of element names.")
+    return tuple(dict.fromkeys(n.rsplit(".", 1)[-1] for n in names))
 
 
 def _parse_include(resource_type: str, name: str, value: str, modifier: str) -> Include:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, Select, and_, false, func, or_, select
+from sqlalchemy import ColumnElement, Select, and_, exists, false, func, not_, or_, select
 
 from dossier.db.models import resources, search_index
 from dossier.search.params import Condition, DateRange, SearchQuery, Token
@@ -52,6 +52,15 @@ def _like_escape(text: str) -> str:
 
 
 def condition_clause(rtype: str, cond: Condition, blind: Blind) -> ColumnElement[bool]:
+    if cond.kind == "missing":  # :missing=true → no index row for the parameter
+        present = exists(select(1).where(S.res_type == rtype, S.res_id == R.res_id,
+                                         S.param == cond.name))
+        return not_(present) if cond.values[0] else present
+    clause = _values_clause(rtype, cond, blind)
+    return not_(clause) if cond.negated else clause  # :not — none of the values
+
+
+def _values_clause(rtype: str, cond: Condition, blind: Blind) -> ColumnElement[bool]:
     ors: list[ColumnElement[bool]] = []
     for value in cond.values:
         if cond.kind == "id":
@@ -65,6 +74,9 @@ def condition_clause(rtype: str, cond: Condition, blind: Blind) -> ColumnElement
         elif cond.kind.startswith("string:"):
             assert isinstance(value, str)
             mode = cond.kind.split(":", 1)[1]
+            if mode == "exact":  # the whole value as written (schemas.search: `name:exact`)
+                ors.append(_index_exists(rtype, f"{cond.name}:exact", S.value == value[:255]))
+                continue
             # the index holds the normalised form (casefolded, no accents): starts-with
             # by default, anywhere with :contains
             pattern = _like_escape(value)

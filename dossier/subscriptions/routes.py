@@ -10,7 +10,7 @@ import re
 import uuid
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from sqlalchemy import delete, insert, select
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
@@ -21,12 +21,14 @@ from dossier.core.repository import Repository
 from dossier.db.models import subscription_events, subscriptions
 from dossier.errors import BadRequest, Forbidden, MethodNotAllowed, NotFound, Unprocessable
 from dossier.fhir.bundles import instant, simple_searchset
+from dossier.fhir.negotiate import negotiate
 from dossier.fhir.routes import base_of, in_unit, runtime_of
 from dossier.fhir.wire import check_content_type, fhir_response, parse_resource, read_body
 from dossier.notify.worker import config_from_settings
 from dossier.subscriptions import service as subs
 
-router = APIRouter(prefix="/fhir/Subscription", tags=["subscriptions"])
+router = APIRouter(prefix="/fhir/Subscription", tags=["subscriptions"],
+                   dependencies=[Depends(negotiate)])
 SUB = subscriptions.c
 ID = re.compile(r"[0-9a-f]{32}")
 SEARCH_PARAMS = frozenset({"status", "_format"})

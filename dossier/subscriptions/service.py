@@ -81,7 +81,8 @@ def capability_entry() -> dict[str, Any]:
     return {"type": "Subscription", "supportedProfile": [PROFILE],
             "extension": [{"url": TOPIC_CANONICAL_EXTENSION, "valueCanonical": TOPIC}],
             "interaction": [{"code": c} for c in ("create", "read", "delete", "search-type")],
-            "searchParam": [{"name": "status", "type": "token"}],
+            "searchParam": [{"name": "status", "type": "token", "definition":
+                             "http://hl7.org/fhir/SearchParameter/Subscription-status"}],
             "operation": [{"name": "status", "definition": STATUS_OPERATION}]}
 
 
@@ -350,9 +351,10 @@ def notification(base: str, sub_id: str, status: str, kind: str, events_sent: in
     for _, _, focus, version in events:
         if focus:
             created = version == 1
-            entries.append({"fullUrl": focus, "request": {
+            current = focus.split("/_history")[0]  # fullUrl never names a version (bdl-8)
+            entries.append({"fullUrl": current, "request": {
                 "method": "POST" if created else "PUT",
-                "url": focus.removeprefix(base + "/").split("/_history")[0]},
+                "url": current.removeprefix(base + "/")},
                 "response": {"status": "201" if created else "200"}})
     return {"resourceType": "Bundle", "id": str(uuid.uuid4()), "type": "history",
             "timestamp": instant(now), "entry": entries}

@@ -105,7 +105,9 @@ def test_bad_ids_and_versions(api: Api) -> None:
 
 def test_unknown_url_and_method(api: Api) -> None:
     _outcome(api.get("/nowhere"), 404)
-    _outcome(api.client.patch("/fhir/Patient/x", headers=api.headers), 405)
+    _outcome(api.client.patch("/fhir", headers=api.headers), 405)  # PATCH of the base
+    # PATCH of a resource exists (JSON Patch); without a patch body's media type: 415
+    _outcome(api.client.patch("/fhir/Patient/x", headers=api.headers), 415)
 
 
 def test_not_found_is_same_shape(api: Api) -> None:

@@ -66,6 +66,15 @@ def test_the_service_behind_an_external_provider(
             # no embedded issuer: no token endpoint, no dev discovery
             assert client.post("/auth/token", data={"grant_type": "client_credentials"}
                                ).status_code == 404
+            # discovery points to the provider: SMART configuration from its metadata,
+            # and the CapabilityStatement's oauth-uris (issue 17)
+            smart = client.get("/.well-known/smart-configuration")
+            assert smart.status_code == 200, smart.text
+            assert smart.headers["content-type"].startswith("application/json")
+            assert smart.json()["token_endpoint"].startswith(peer.issuer)
+            security = client.get("/fhir/metadata").json()["rest"][0]["security"]
+            uris = {e["url"]: e["valueUri"] for e in security["extension"][0]["extension"]}
+            assert uris["token"] == smart.json()["token_endpoint"]
             # a token of ours is not the provider's
             forged = token.rsplit(".", 1)[0] + ".AAAA"
             assert client.get(f"/fhir/Task/{made['task']}",

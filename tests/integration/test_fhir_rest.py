@@ -18,8 +18,10 @@ def test_metadata_tells_the_truth(world: World) -> None:
                   "RelatedPerson", "CareTeam", "Task", "Observation", "Flag", "Consent"):
         assert rtype in types
     task = types["Task"]
-    assert {"read", "vread", "update", "delete", "create", "search-type",
-            "history-instance", "history-type"} <= {i["code"] for i in task["interaction"]}
+    codes = {i["code"] for i in task["interaction"]}
+    assert {"read", "vread", "update", "patch", "create", "search-type",
+            "history-instance", "history-type"} <= codes
+    assert "delete" not in codes  # nobody deletes a démarche (auth/rules.py)
     assert "Task:patient" in task["searchInclude"]
     assert {p["name"] for p in task["searchParam"]} >= {"_id", "_lastUpdated", "patient",
                                                          "status", "code"}

@@ -16,9 +16,9 @@ from dossier.core.directory import StoreDirectory
 from dossier.core.repository import Repository, Stored
 from dossier.errors import BadRequest, Forbidden, Unprocessable, not_found
 from dossier.fhir import operations
-from dossier.fhir.bundles import full_url, instant
+from dossier.fhir.bundles import full_url, ignored_issues, instant, outcome_entry, page_links
 from dossier.fhir.operations import Call
-from dossier.search.params import ID_RE
+from dossier.search.params import ID_RE, parse_date
 from dossier.stores.break_glass import BreakGlassGrants
 
 BREAK_GLASS_MINUTES = 60
@@ -44,16 +44,67 @@ def _visible_patient(repo: Repository, patient_id: str) -> list[Stored]:
     return items
 
 
+EVERYTHING_TYPES = frozenset({"Patient", "RelatedPerson", "CareTeam", "Task", "Observation",
+                              "Flag", "Consent", "Communication", "Provenance"})
+
+
 def everything(repo: Repository, call: Call) -> Any:
+    """The whole visible dossier in one Bundle; with `_count`, in pages (`next` links),
+    narrowed by `_type` and `_since` when given. Other parameters → 400 (dropped and
+    listed under Prefer: handling=lenient)."""
     ctx = repo.ctx
     rid = call.resource_id
-    params = call.params
     assert rid is not None
-    for key, _ in params:
-        if key not in ("_format",):
-            raise BadRequest(f"$everything does not take '{key[:64]}'.")
+    count: int | None = None
+    offset = 0
+    types: set[str] | None = None
+    since = None
+    kept: list[tuple[str, str]] = []
+    ignored: list[str] = []
+    for key, value in call.params:
+        if key in ("_format", "_pretty"):
+            continue
+        if key in ("_count", "_offset"):
+            if not value.isdigit() or len(value) > 9 or (key == "_offset" and
+                                                          int(value) > 1_000_000):
+                raise BadRequest(f"{key} must be a whole number.")
+            if key == "_count":
+                count = min(int(value), repo.max_page_size)
+            else:
+                offset = int(value)
+        elif key == "_type":
+            names = {v.strip() for v in value.split(",") if v.strip()}
+            if not names or not names <= EVERYTHING_TYPES:
+                raise BadRequest("_type takes resource types of a dossier: "
+                                 f"{', '.join(sorted(EVERYTHING_TYPES))}.")
+            types = names if types is None else types & names
+            kept.append((key, value))
+        elif key == "_since":
+            since = parse_date(value).low
+            kept.append((key, value))
+        elif call.lenient:
+            ignored.append(key)
+        else:
+            raise BadRequest(f"$everything does not take '{key[:64]}' (it takes _count, "
+                             "_type and _since).")
     repo.begin("operation", "Patient", "r")
-    return _bundle(ctx, _visible_patient(repo, rid))
+    if count is None and types is None and since is None:
+        bundle = _bundle(ctx, _visible_patient(repo, rid))
+    else:
+        size = repo.max_page_size if count is None else count
+        items, total, visible = repo.compartment_page(
+            rid, count=size, offset=offset, operation="everything",
+            types=frozenset(types) if types is not None else None, since=since)
+        if not visible:
+            raise not_found("Patient")
+        bundle = _bundle(ctx, items)
+        bundle["total"] = total
+        bundle["link"] = page_links(f"{ctx.base_url}/Patient/{rid}/$everything", kept, total,
+                                    size, offset)
+    if ignored:
+        bundle.setdefault("entry", []).append(outcome_entry(ctx.base_url,
+                                                            ignored_issues(ignored)))
+    return bundle
 
 
 def _preview_principal(repo: Repository, actor: str, directory: StoreDirectory,

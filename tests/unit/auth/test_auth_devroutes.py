@@ -361,3 +361,20 @@ def test_backend_client_cannot_use_the_code_flow(client: TestClient, hub: str) -
     response = client.get("/auth/authorize",
                           params=authorize_params(pkce()[1], client_id=hub))
     assert response.status_code == 400
+
+
+def test_sign_in_page_lets_its_form_redirect_to_an_app_on_another_origin(
+        client: TestClient, issuer: DevIssuer) -> None:
+    """Browsers apply form-action to the redirect that answers the sign-in form: a SMART
+    app on another origin is only reached if its registered origin is allowed there."""
+    issuer.register_client("spa", redirect_uris=["https://app.example.test:8443/cb"],
+                           scope="openid fhirUser user/*.rs")
+    page = client.get("/auth/authorize", params={
+        "response_type": "code", "client_id": "spa",
+        "redirect_uri": "https://app.example.test:8443/cb", "scope": "user/*.rs",
+        "state": "s1", "code_challenge": "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+        "code_challenge_method": "S256"})
+    assert page.status_code == 200
+    csp = page.headers["content-security-policy"]
+    assert "form-action 'self' https://app.example.test:8443;" in csp
+    assert "frame-ancestors 'none'" in csp
