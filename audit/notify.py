@@ -26,6 +26,7 @@ T = TypeVar("T")
 TEXTS: Mapping[str, Mapping[str, str]] = {
     "fr": {
         "subject": "Votre dossier a été consulté",
+        "subject_digest": "Votre dossier : les consultations du jour",
         "subject_urgent": "URGENT : accès d'urgence à votre dossier",
         "one": "{who} a consulté votre dossier.",
         "many": "{who} a consulté votre dossier {n} fois.",
@@ -42,6 +43,7 @@ TEXTS: Mapping[str, Mapping[str, str]] = {
     },
     "nl": {
         "subject": "Uw dossier werd geraadpleegd",
+        "subject_digest": "Uw dossier: de raadplegingen van de dag",
         "subject_urgent": "DRINGEND: noodtoegang tot uw dossier",
         "one": "{who} heeft uw dossier geraadpleegd.",
         "many": "{who} heeft uw dossier {n} keer geraadpleegd.",
@@ -58,6 +60,7 @@ TEXTS: Mapping[str, Mapping[str, str]] = {
     },
     "en": {
         "subject": "Your dossier was consulted",
+        "subject_digest": "Your dossier: the day's consultations",
         "subject_urgent": "URGENT: emergency access to your dossier",
         "one": "{who} consulted your dossier.",
         "many": "{who} consulted your dossier {n} times.",
@@ -214,6 +217,32 @@ def compose(accesses: Sequence[Access], language: str, base_url: str = "") -> Me
     subject = texts["subject_urgent" if urgent else "subject"]
     return Message(lang, subject, "\n".join(lines) + "\n", urgent,
                    tuple(a.record_id for a in ordered))
+
+
+def compose_digest(accesses: Sequence[Access], language: str,
+                   base_url: str = "") -> Message:
+    """The daily digest: one section per actor (as `compose`), in order of first look."""
+    if not accesses:
+        raise ValueError("a digest needs at least one access")
+    by_actor: dict[str | None, list[Access]] = {}
+    for access in sorted(accesses, key=lambda a: (a.recorded, a.record_id)):
+        by_actor.setdefault(access.actor, []).append(access)
+    parts = [compose(group, language, base_url) for group in by_actor.values()]
+    lang = language_of(language)
+    return Message(lang, TEXTS[lang]["subject_digest"],
+                   "\n\n".join(p.text.rstrip("\n") for p in parts) + "\n",
+                   any(p.urgent for p in parts),
+                   tuple(r for p in parts for r in p.record_ids))
+
+
+def next_digest(now: datetime, hour: int = 7) -> datetime:
+    """The next daily digest time (`hour`:00 Brussels time) after `now`."""
+    local = now.astimezone(BRUSSELS)
+    at = local.replace(hour=hour, minute=0, second=0, microsecond=0)
+    if at <= local:
+        at = (local + timedelta(days=1)).replace(hour=hour, minute=0, second=0,
+                                                 microsecond=0)
+    return at
 
 
 def group_within(items: Sequence[T], key: Callable[[T], Hashable],

@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from dossier.auditlog import events as auditevents
-from dossier.portal import codes, consents, dossier_data, views
+from dossier.portal import codes, consents, dossier_data, messages, views
 from dossier.portal import names as directory
 from dossier.portal.consents import FormProblem
 from dossier.portal.gateway import ApiError, call
@@ -355,8 +355,11 @@ async def notifications(request: Request) -> Response:
                 ("recipient", f"Patient/{user.patient_id}"),
                 ("category", f"{NOTIFICATION_CATEGORY}|access-notification"),
                 ("_sort", "-sent"), ("_count", "100")])
-        return [views.notification_row(s.resource, user.t) for s in result.matches
-                if s.resource is not None]
+            found = [s.resource for s in result.matches if s.resource is not None]
+            events = messages.load_events(repo, gw.runtime.audit_store,
+                                          messages.records_of(found))
+            names, organisations = messages.load_names(repo, events, user.t.lang)
+        return messages.build(found, events, names, organisations, user.t)
     rows = await call(work)
     return render(request, "citizen/notifications.html", user, rows=rows)
 
@@ -364,7 +367,7 @@ async def notifications(request: Request) -> Response:
 # ------------------------------------------------------------------ settings and my data
 def _settings_view(parameters: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {"language": "fr", "email": "", "webhook": "", "channels": [],
-                           "secret": ""}
+                           "secret": "", "email_frequency": "immediate"}
     for p in parameters.get("parameter") or []:
         name = p.get("name")
         value = next((v for k, v in p.items() if k.startswith("value")), "")
@@ -372,6 +375,8 @@ def _settings_view(parameters: dict[str, Any]) -> dict[str, Any]:
             out["channels"].append(value)
         elif name == "webhook-secret":
             out["secret"] = value
+        elif name == "email-frequency":
+            out["email_frequency"] = value
         elif name in out:
             out[name] = value
     return out
@@ -397,8 +402,11 @@ async def save_settings(request: Request) -> Response:
     gw = portal_of(request).gateway
     parameters: list[dict[str, Any]] = [
         {"name": "language", "valueCode": language if language in LANGUAGES else "fr"}]
+    daily = form.get("email_frequency") == "daily"
     if email:
         parameters.append({"name": "email", "valueString": email})
+        parameters.append({"name": "email-frequency",
+                           "valueCode": "daily" if daily else "immediate"})
     if webhook:
         parameters.append({"name": "webhook", "valueUrl": webhook})
     body = {"resourceType": "Parameters", "parameter": parameters}
@@ -409,7 +417,8 @@ async def save_settings(request: Request) -> Response:
         if error.status != 422:
             raise
         current = {"language": language, "email": email, "webhook": webhook,
-                   "channels": [], "secret": ""}
+                   "channels": [], "secret": "",
+                   "email_frequency": "daily" if daily else "immediate"}
         return render(request, "citizen/settings.html", user, status=400, current=current,
                       problem=FormProblem("email", N_("This address could not be used. "
                                                       "Please check it.")),

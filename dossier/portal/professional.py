@@ -56,7 +56,7 @@ async def people(request: Request) -> Response:
 
     def work() -> list[dict[str, Any]]:
         with gw.unit(user.ctx) as repo:
-            found = repo.search("Patient", [("_count", "200")])
+            found = repo.search("Patient", [("_count", "200")], listing=True)
         rows = [{"id": s.id, "name": views.person_name(s.resource)} for s in found.matches]
         return sorted(rows, key=lambda r: ((r["name"] or "~").lower(), r["id"]))
     rows = await call(work)
