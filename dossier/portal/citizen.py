@@ -59,7 +59,8 @@ async def my_dossier(request: Request) -> Response:
 
 # ------------------------------------------------------------------ who can see what
 async def _access_page(request: Request, user: User, status: int = 200,
-                       problem: FormProblem | None = None) -> Response:
+                       problem: FormProblem | None = None,
+                       chosen: dict[str, Any] | None = None) -> Response:
     gw = portal_of(request).gateway
 
     def work() -> dict[str, Any]:
@@ -81,7 +82,7 @@ async def _access_page(request: Request, user: User, status: int = 200,
 
     data = await call(work)
     return render(request, "citizen/access.html", user, status=status, problem=problem,
-                  categories=_category_options(user), **data)
+                  categories=_category_options(user), chosen=chosen or {}, **data)
 
 
 def _category_options(user: User) -> list[tuple[str, str]]:
@@ -114,13 +115,26 @@ def _with_lang(request: Request, path: str) -> str:
 
 @router.post("/access/grant")
 async def grant(request: Request) -> Response:
+    """Two steps: the choices, then a summary in words to confirm (nothing pre-selected;
+    consent is an affirmative act)."""
     user = await citizen(request)
     form = await form_of(request, user)
     gw = portal_of(request).gateway
+    chosen = {"categories": [str(v) for v in form.getlist("category")],
+              "actions": [str(v) for v in form.getlist("action")],
+              "actor": str(form.get("actor") or ""), "start": str(form.get("start") or ""),
+              "end": str(form.get("end") or "")}
     try:
         body = consents.grant_from_form(form, user.patient_id, now_text(user))
     except FormProblem as problem:
-        return await _access_page(request, user, 400, problem)
+        return await _access_page(request, user, 400, problem, chosen)
+    if form.get("confirm") != "yes":
+        def names() -> dict[str, str]:
+            with gw.unit(user.ctx) as repo:
+                return directory.names_for(repo, {chosen["actor"]}, user.t.lang)
+        who = (await call(names)).get(chosen["actor"]) or chosen["actor"]
+        return render(request, "citizen/grant_confirm.html", user, chosen=chosen,
+                      summary=consents.summary(who, body, user.t))
 
     def work() -> None:
         with gw.unit(user.ctx) as repo:

@@ -58,3 +58,33 @@ def test_my_people_does_not_notify_and_messages_are_grouped_in_words(
     assert "bekeken" in martin.page.locator("li.message").first.inner_text()
     martin.go("/portal/me/notifications?lang=fr")
     assert "a consulté" in martin.page.locator("li.message").first.inner_text()
+
+
+def test_grant_form_has_nothing_ticked_and_summarises_in_words(visitors: Any,
+                                                              live: Live) -> None:
+    martin: Visitor = visitors("martin")
+    expected = {"fr": "Anne Dupont verra votre réseau et votre fragilité jusqu'au 1 mars 2027.",
+                "nl": "Anne Dupont zal uw netwerk en uw kwetsbaarheid zien tot en met "
+                      "1 maart 2027.",
+                "en": "Anne Dupont will see your network and your fragility until "
+                      "1 March 2027."}
+    for lang in LANGUAGES:
+        martin.go(f"/portal/me/access?lang={lang}")
+        form = martin.page.locator("form[action$='/me/access/grant']")
+        assert form.locator("input[type=checkbox]:checked").count() == 0
+        check(martin, "grant-form", lang)
+        martin.page.select_option("#actor", "Practitioner/dr-dupont")
+        for box in ("#category-network", "#category-fragility", "#action-access"):
+            martin.page.check(box)
+        martin.page.fill("#end", "2027-03-01")
+        form.locator("button[type=submit]").click()
+        martin.page.wait_for_load_state()
+        assert martin.page.locator("#grant-summary").inner_text() == expected[lang]
+        check(martin, "grant-summary", lang)
+    before = len(martin.page.locator("form[action$='/me/access/grant'] [name=category]")
+                 .all())
+    assert before == 2  # network and fragility only, carried to the confirmation
+    martin.page.locator("form[action$='/me/access/grant'] button[type=submit]").click()
+    martin.page.wait_for_load_state()
+    card = martin.page.locator("li.card", has_text="Anne Dupont")
+    assert card.count() == 1 and "1 March 2027" in card.inner_text()

@@ -47,8 +47,13 @@ def test_citizen_grants_previews_revokes_and_the_professional_gets_404(
     martin.go("/portal/me/access")
     assert page.locator("html").get_attribute("lang") == "fr"
     page.select_option("#actor", "Practitioner/dr-dupont")
-    page.check("#category-identity")  # démarches and network are ticked by default
+    for box in ("#category-identity", "#category-demarches", "#category-network",
+                "#action-access"):  # nothing is ticked in advance
+        page.check(box)
     submit(martin, "/me/access/grant")
+    assert "Anne Dupont" in page.locator("#grant-summary").inner_text()  # a summary first
+    page.locator("form[action$='/me/access/grant'] button[type=submit]").click()
+    page.wait_for_load_state()
     assert "L'autorisation est enregistrée" in page.locator("[role=status]").inner_text()
     card = page.locator("li.card", has_text="Anne Dupont")
     assert card.count() == 1

@@ -97,7 +97,7 @@ def grant(site: Site, client: TestClient, actor: str) -> None:
     token = csrf_of(client.get("/portal/me/access").text)
     r = client.post("/portal/me/access/grant", data={
         "csrf": token, "actor": actor, "category": ["identity", "demarches", "network"],
-        "action": ["access"]})
+        "action": ["access"], "confirm": "yes"})
     assert r.status_code == 303, r.text
 
 
@@ -348,7 +348,7 @@ def test_citizen_choices_are_section_12_consents_and_take_effect(site: Site) -> 
     r = martin.post("/portal/me/access/grant", data={
         "csrf": token, "actor": "Group/profession-persphysician",
         "category": ["identity", "network", "fragility"], "action": ["access", "collect"],
-        "start": "2026-01-01", "end": "2030-12-31"})
+        "start": "2026-01-01", "end": "2030-12-31", "confirm": "yes"})
     assert r.status_code == 303
     group = next(c for c in site.consents() if c["status"] == "active" and
                  provision_of(c).get("actor", [{}])[0].get("reference", {}).get("reference")
