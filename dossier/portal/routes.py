@@ -39,6 +39,7 @@ from dossier.portal.web import (
 )
 
 router = APIRouter(prefix="/portal", include_in_schema=False)
+front = APIRouter(include_in_schema=False)
 API_MESSAGES = {
     400: N_("Something in the request was not right. Nothing was changed."),
     403: N_("You are not allowed to do this."),
@@ -49,6 +50,12 @@ API_MESSAGES = {
     503: N_("The service is busy or the access log cannot be written. Nothing was changed. "
             "Please try again in a moment."),
 }
+
+
+@front.get("/")
+async def root() -> Response:
+    """People who type the bare address land on the portal (the API lives at /fhir)."""
+    return RedirectResponse("/portal/", status_code=303)
 
 
 @router.get("")

@@ -88,3 +88,23 @@ def test_grant_form_has_nothing_ticked_and_summarises_in_words(visitors: Any,
     martin.page.wait_for_load_state()
     card = martin.page.locator("li.card", has_text="Anne Dupont")
     assert card.count() == 1 and "1 March 2027" in card.inner_text()
+
+
+def test_the_bare_address_leads_to_the_portal(browser: Any, live: Live) -> None:
+    for lang, locale, heading in (("fr", "fr-BE", "Dossier"), ("nl", "nl-BE", "Dossier"),
+                                  ("en", "en-GB", "Dossier")):
+        context = browser.new_context(locale=locale)
+        try:
+            page = context.new_page()
+            response = page.goto(live.base + "/")
+            assert response is not None and response.status == 200
+            assert page.url.rstrip("/").endswith("/portal")
+            assert page.locator("html").get_attribute("lang") == lang
+            assert heading in page.locator("main").inner_text()
+            from tests.browser.conftest import SCREENSHOTS
+
+            SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(SCREENSHOTS / f"issue19-root-{lang}.png"))
+            assert serious(page) == []
+        finally:
+            context.close()
