@@ -120,10 +120,11 @@ async def grant(request: Request) -> Response:
     user = await citizen(request)
     form = await form_of(request, user)
     gw = portal_of(request).gateway
-    chosen = {"categories": [str(v) for v in form.getlist("category")],
-              "actions": [str(v) for v in form.getlist("action")],
-              "actor": str(form.get("actor") or ""), "start": str(form.get("start") or ""),
-              "end": str(form.get("end") or "")}
+    actor = str(form.get("actor") or "")
+    chosen: dict[str, Any] = {"categories": [str(v) for v in form.getlist("category")],
+                              "actions": [str(v) for v in form.getlist("action")],
+                              "actor": actor, "start": str(form.get("start") or ""),
+                              "end": str(form.get("end") or "")}
     try:
         body = consents.grant_from_form(form, user.patient_id, now_text(user))
     except FormProblem as problem:
@@ -131,8 +132,8 @@ async def grant(request: Request) -> Response:
     if form.get("confirm") != "yes":
         def names() -> dict[str, str]:
             with gw.unit(user.ctx) as repo:
-                return directory.names_for(repo, {chosen["actor"]}, user.t.lang)
-        who = (await call(names)).get(chosen["actor"]) or chosen["actor"]
+                return directory.names_for(repo, {actor}, user.t.lang)
+        who = (await call(names)).get(actor) or actor
         return render(request, "citizen/grant_confirm.html", user, chosen=chosen,
                       summary=consents.summary(who, body, user.t))
 

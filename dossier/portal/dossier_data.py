@@ -24,6 +24,8 @@ class Dossier:
     fragility: dict[str, Any] | None
     resources: dict[str, list[dict[str, Any]]]
     names: dict[str, str]
+    # the categories this viewer may see (their own permission, not the person's data)
+    may_see: frozenset[str] = frozenset({"identity", "demarches", "network", "fragility"})
 
 
 def resources_of(bundle: dict[str, Any]) -> list[dict[str, Any]]:
@@ -45,10 +47,10 @@ def mentioned(groups: dict[str, list[dict[str, Any]]]) -> set[str]:
 
 
 def build(patient_id: str, resources: list[dict[str, Any]], names: dict[str, str],
-          t: Translator) -> Dossier:
+          t: Translator, contacts: dict[str, list[str]] | None = None) -> Dossier:
     groups = views.by_type(resources)
     members = views.network_members(groups.get("CareTeam", []),
-                                    groups.get("RelatedPerson", []), names, t)
+                                    groups.get("RelatedPerson", []), names, t, contacts)
     patient = next(iter(groups.get("Patient", [])), None)
     return Dossier(patient_id, views.person_name(patient),
                    views.demarche_rows(groups.get("Task", []), names, t), members,
@@ -62,7 +64,16 @@ def load(gw: Gateway, ctx: RequestContext, patient_id: str, t: Translator) -> Do
     groups = views.by_type(resources)
     refs = mentioned(groups)
     names: dict[str, str] = {}
-    if refs:
-        with gw.unit(ctx) as repo:
+    contacts: dict[str, list[str]] = {}
+    may_see: frozenset[str] | None = None
+    with gw.unit(ctx) as repo:
+        if refs:
             names = directory.names_for(repo, refs, t.lang)
-    return build(patient_id, resources, names, t)
+            contacts = directory.contacts_for(repo, refs)
+        granted = getattr(repo.policy, "granted", None)  # ConsentPolicy: their own grants
+        if ctx.principal.role == "practitioner" and callable(granted):
+            may_see = frozenset(granted(patient_id))
+    dossier = build(patient_id, resources, names, t, contacts)
+    if may_see is not None:
+        dossier.may_see = frozenset(may_see)
+    return dossier

@@ -109,12 +109,35 @@ class Member:
     role_labels: list[str] = field(default_factory=list)
     kind: str = "professional"  # professional | informal | service
     available: bool = False
+    contact: list[str] = field(default_factory=list)  # phone, e-mail, address, as written
+
+
+def contact_lines(resource: dict[str, Any]) -> list[str]:
+    """Telecom and address of a directory entry or a shared RelatedPerson, as written."""
+    lines: list[str] = []
+    for telecom in resource.get("telecom") or []:
+        if isinstance(telecom, dict) and isinstance(telecom.get("value"), str) and \
+                telecom.get("system") in ("phone", "email", "sms", "url", None):
+            lines.append(telecom["value"][:120])
+    for address in resource.get("address") or []:
+        if not isinstance(address, dict):
+            continue
+        text = address.get("text") if isinstance(address.get("text"), str) else ", ".join(
+            p for p in [*(address.get("line") or []),
+                        " ".join(x for x in (address.get("postalCode"), address.get("city"))
+                                 if isinstance(x, str))] if isinstance(p, str) and p)
+        if text:
+            lines.append(text[:200])
+    return lines[:4]
 
 
 def network_members(care_teams: list[dict[str, Any]], related: list[dict[str, Any]],
-                    names: dict[str, str], t: Translator) -> list[Member]:
+                    names: dict[str, str], t: Translator,
+                    contacts: dict[str, list[str]] | None = None) -> list[Member]:
     """Everyone in the person's network, merged by reference; RelatedPersons outside any
-    care team are listed too."""
+    care team are listed too. `contacts`: the directory's contact data by reference."""
+    contacts = dict(contacts or {})
+    contacts.update({f"RelatedPerson/{r.get('id')}": contact_lines(r) for r in related})
     members: dict[str, Member] = {}
     related_names = {f"RelatedPerson/{r.get('id')}": person_name(r) for r in related}
     for team in care_teams:
@@ -148,6 +171,7 @@ def network_members(care_teams: list[dict[str, Any]], related: list[dict[str, An
             member.kind = "service"
         if not member.name:
             member.name = ", ".join(member.role_labels) or t("Someone in the network")
+        member.contact = contacts.get(member.reference, [])
     return sorted(members.values(), key=lambda m: (not m.available, m.kind, m.name.lower()))
 
 

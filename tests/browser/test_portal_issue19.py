@@ -60,6 +60,62 @@ def test_my_people_does_not_notify_and_messages_are_grouped_in_words(
     assert "a consulté" in martin.page.locator("li.message").first.inner_text()
 
 
+def api(live: Live, who: str, roles: list[str]) -> Any:
+    import httpx
+
+    token = live.app.state.dev_issuer.mint(who, roles, None, 600)
+    return httpx.Client(base_url=live.base, timeout=30, headers={
+        "Authorization": f"Bearer {token}", "Content-Type": "application/fhir+json"})
+
+
+def test_professional_sees_own_permission_one_status_form_and_contact_data(
+        visitors: Any, live: Live) -> None:
+    from tests import factories as f
+
+    with api(live, "Person/admin", ["admin"]) as admin:
+        org = admin.get("/fhir/Organization/cpas-saint-gilles").json()
+        org["telecom"] = [{"system": "phone", "value": "+32 2 600 54 11"}]
+        org["address"] = [{"line": ["Rue Fernand Bernier 40"], "postalCode": "1060",
+                           "city": "Saint-Gilles"}]
+        assert admin.put("/fhir/Organization/cpas-saint-gilles", json=org).status_code == 200
+        gp = admin.get("/fhir/Practitioner/dr-dupont").json()
+        gp["telecom"] = [{"system": "phone", "value": "+32 2 538 11 11"}]
+        assert admin.put("/fhir/Practitioner/dr-dupont", json=gp).status_code == 200
+    with api(live, "Patient/martin", ["citizen"]) as martin:  # no fragility for the GP
+        assert martin.post("/fhir/Consent", json=f.consent(
+            "martin", "Practitioner/dr-dupont", categories=("identity", "network"),
+            actions=("access",))).status_code == 201
+    dupont: Visitor = visitors("dr-dupont")
+    janssens: Visitor = visitors("sw-janssens")
+    for lang in LANGUAGES:
+        dupont.go(f"/portal/pro/patients/martin?lang={lang}")
+        section = dupont.page.locator("section[aria-labelledby=fragility-title]")
+        english = dupont.page.evaluate("document.documentElement.lang") == "en"
+        assert section.locator("p.empty").count() == 1
+        if english:
+            assert "Your access does not include fragility." in section.inner_text()
+        members = dupont.page.locator("ul.members").inner_text()
+        assert "+32 2 600 54 11" in members and "1060 Saint-Gilles" in members
+        assert "+32 2 538 11 11" in members
+        check(dupont, "pro-no-fragility", lang)
+        dupont.go(f"/portal/pro/patients/martin/discharge?lang={lang}")
+        dupont.page.fill("#at", "2027-07-21T10:00")
+        dupont.page.locator("form[action$='/discharge'] button").click()
+        dupont.page.wait_for_load_state()
+        result = dupont.page.locator("section.result").inner_text()
+        assert "assess" not in result.lower() and "évaluez" not in result
+        assert "beoordeel" not in result
+        assert dupont.page.locator("section.result p.notice").count() == 1
+        check(dupont, "pro-discharge-no-fragility", lang)
+        janssens.go(f"/portal/pro/patients/martin?lang={lang}")
+        forms = janssens.page.locator("form.status-form")
+        assert forms.count() == 1  # one form, not one per démarche
+        assert forms.locator("#status").input_value() == ""  # starts on "keep as it is"
+        assert janssens.page.locator("section[aria-labelledby=fragility-title] p.level") \
+            .count() == 1  # she may see it: the level is shown
+        check(janssens, "pro-person", lang)
+
+
 def test_grant_form_has_nothing_ticked_and_summarises_in_words(visitors: Any,
                                                               live: Live) -> None:
     martin: Visitor = visitors("martin")

@@ -471,14 +471,21 @@ def test_a_professional_moves_a_demarche_on_but_never_out_of_a_closed_status(
         site: Site) -> None:
     janssens = site.sign_in("sw-janssens")
     page = janssens.get("/portal/pro/patients/martin").text
-    forms = re.findall(r'action="(/portal/pro/patients/martin/demarches/[0-9a-f-]+)"', page)
-    assert len(forms) == 1  # only the open démarche can change; the completed one cannot
+    # one status form; only the open démarche can change, the completed one cannot
+    assert page.count('action="/portal/pro/patients/martin/demarches"') == 1
+    open_ids = re.findall(r'<option value="([0-9a-f-]{36})">', page)
+    assert len(open_ids) == 1
+    forms = [f"/portal/pro/patients/martin/demarches/{open_ids[0]}"]
     token = csrf_of(page)
-    r = janssens.post(forms[0], data={"csrf": token, "status": "completed",
-                                      "business": "decision-positive"})
+    kept = janssens.post("/portal/pro/patients/martin/demarches", data={
+        "csrf": token, "demarche": open_ids[0], "status": "", "business": ""})
+    assert kept.status_code == 400  # "keep as it is" twice: nothing to change
+    r = janssens.post("/portal/pro/patients/martin/demarches", data={
+        "csrf": token, "demarche": open_ids[0], "status": "completed",
+        "business": "decision-positive"})
     assert r.status_code == 303
     page = janssens.get("/portal/pro/patients/martin").text
-    assert "/portal/pro/patients/martin/demarches/" not in page  # both closed now
+    assert 'action="/portal/pro/patients/martin/demarches"' not in page  # both closed now
     refused = janssens.post(forms[0], data={"csrf": token, "status": "in-progress"})
     assert refused.status_code == 422  # the server's rule, shown with its explanation
     assert "partOf" in refused.text or "closed" in refused.text
