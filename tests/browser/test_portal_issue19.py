@@ -164,3 +164,59 @@ def test_the_bare_address_leads_to_the_portal(browser: Any, live: Live) -> None:
             assert serious(page) == []
         finally:
             context.close()
+
+
+def test_auditor_reads_words_reviews_every_emergency_and_reads_the_reason(
+        visitors: Any, live: Live) -> None:
+    import csv
+    import io
+    from pathlib import Path
+
+    from dossier.db.models import audit_records
+
+    with api(live, "Practitioner/dr-dupont", ["practitioner"]) as dupont:
+        r = dupont.post("/fhir/Patient/simone/$break-glass", json={
+            "resourceType": "Parameters",
+            "parameter": [{"name": "reason", "valueString": "Found unconscious at home"}]})
+        assert r.status_code == 200, r.text
+        assert dupont.get("/fhir/Patient/simone").status_code == 200
+    with api(live, "Patient/martin", ["citizen"]) as martin:  # a citizen's own visit
+        assert martin.get("/fhir/Patient/martin").status_code == 200
+    live.seal_log()
+    auditor: Visitor = visitors("auditor")
+    words = {"fr": ("Lecture", "La personne elle-même"), "nl": ("Lezen", "De persoon zelf"),
+             "en": ("Read", "The person themself")}
+    for lang in LANGUAGES:
+        auditor.go(f"/portal/audit?lang={lang}")
+        table = auditor.page.locator("table.log-table").inner_text()
+        assert "\tE\t" not in table and "TREAT" not in table
+        assert words[lang][1] in table  # never "You"
+        assert auditor.page.locator("#agent option[value='Practitioner/dr-dupont']").count() == 1
+        assert auditor.page.locator("#patient option[value='simone']").count() == 1
+        check(auditor, "auditor-log", lang)
+        auditor.go(f"/portal/audit/break-glass?lang={lang}")
+        count = auditor.page.locator("#unreviewed").inner_text()
+        assert count[:1].isdigit() and int(count.split()[0]) >= 2  # both records
+        check(auditor, "auditor-queue", lang)
+        auditor.page.locator("#waiting-title + ul li.card a[href*='/audit/break-glass/']") \
+            .first.click()
+        auditor.page.wait_for_load_state()
+        assert auditor.page.locator("#reason").inner_text() == "Found unconscious at home"
+        check(auditor, "auditor-reason", lang)
+    with Session(live.runtime.engine) as session:  # each reading is in the log
+        readings = [r for r in session.execute(select(audit_records.c.record)).scalars()
+                    if any(e.get("detail") == "break-glass-reason" for e in r["events"])]
+    assert len(readings) == 3 and all(r["patient"] == "Patient/simone" for r in readings)
+    auditor.go("/portal/audit?lang=fr")
+    with auditor.page.expect_download() as download:
+        auditor.page.locator("a[href*='export.csv']").click()
+    rows = list(csv.DictReader(io.StringIO(Path(download.value.path()).read_text("utf-8"))))
+    assert {"Qui", "Action", "Quoi", "Finalité"} <= set(rows[0])
+    assert "La personne elle-même" in {r["Qui"] for r in rows}
+    assert not {r["Action"] for r in rows} & {"E", "R", "C", "U", "D"}
+    auditor.go("/portal/audit/break-glass?lang=en")
+    before = int(auditor.page.locator("#unreviewed").inner_text().split()[0])
+    auditor.page.locator("#waiting-title + ul li.card button[value=approved]").first.click()
+    auditor.page.wait_for_load_state()
+    auditor.go("/portal/audit/break-glass?lang=en")
+    assert int(auditor.page.locator("#unreviewed").inner_text().split()[0]) == before - 1

@@ -112,8 +112,12 @@ def test_professional_records_a_demarche_updates_network_and_checks_discharge(
     assert "housing" in timeline.lower()
     recorded = page.locator("li.demarche", has_text="Requested")
     assert recorded.count() == 1
-    recorded.locator("select[name=status]").select_option("in-progress")
-    recorded.locator("button[type=submit]").click()
+    form = page.locator("form.status-form")  # one form under the timeline
+    assert form.locator("#status").input_value() == ""  # "keep as it is"
+    choice = form.locator("#demarche option", has_text="Requested").get_attribute("value")
+    form.locator("#demarche").select_option(choice)
+    form.locator("#status").select_option("in-progress")
+    form.locator("button[type=submit]").click()
     page.wait_for_load_state()
     assert page.locator("li.demarche", has_text="Requested").count() == 0
     assert page.locator("li.demarche .status-in-progress").count() == 2
@@ -147,7 +151,8 @@ def test_auditor_filters_the_log_and_exports_csv(visitors: object, live: Live) -
     live.seal_log()
     auditor: Visitor = visitors("auditor")  # type: ignore[operator]
     page = auditor.page
-    page.fill("#agent", "Practitioner/sw-janssens")
+    auditor.go("/portal/audit")  # the lists are filled from the directory and the log
+    page.select_option("#agent", "Practitioner/sw-janssens")
     page.select_option("#outcome", "0")
     page.locator("form.filters button[type=submit]").click()
     page.wait_for_url(re.compile(r".*agent=Practitioner%2Fsw-janssens.*"))
