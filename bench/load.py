@@ -151,9 +151,12 @@ def wrk(url: str, script: str, connections: int, seconds: int) -> dict[str, floa
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as handle:
         handle.write(script)
     try:
-        out = subprocess.run(["wrk", f"-t{min(2, connections)}", f"-c{connections}",
-                              f"-d{seconds}s", "--latency", "-s", handle.name, url],
-                             capture_output=True, text=True, check=True).stdout
+        done = subprocess.run(["wrk", f"-t{min(2, connections)}", f"-c{connections}",
+                               f"-d{seconds}s", "--latency", "-s", handle.name, url],
+                              capture_output=True, text=True)
+        if done.returncode:
+            raise SystemExit(f"wrk failed on {url}: {done.stdout[-500:]} {done.stderr[-500:]}")
+        out = done.stdout
     finally:
         os.unlink(handle.name)
     result: dict[str, float] = {"errors": 0.0}
