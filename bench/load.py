@@ -77,7 +77,8 @@ def database(kind: str) -> Iterator[tuple[Path, str | None]]:
 
 
 @contextmanager
-def process(args: list[str], env: dict[str, str], ready_url: str) -> Iterator[None]:
+def process(args: list[str], env: dict[str, str], ready_url: str
+            ) -> Iterator[subprocess.Popen[bytes]]:
     proc = subprocess.Popen(args, env={**os.environ, **env}, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, cwd=ROOT / "bench")
     try:
@@ -91,7 +92,7 @@ def process(args: list[str], env: dict[str, str], ready_url: str) -> Iterator[No
             if time.monotonic() > deadline or proc.poll() is not None:
                 raise SystemExit(f"did not start: {' '.join(args)}")
             time.sleep(0.3)
-        yield
+        yield proc
     finally:
         proc.send_signal(signal.SIGINT)
         try:
