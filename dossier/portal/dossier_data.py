@@ -3,7 +3,7 @@ filtered and audited as one consultation), then the directory names it mentions.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from dossier.core.context import RequestContext
@@ -11,7 +11,7 @@ from dossier.portal import names as directory
 from dossier.portal import views
 from dossier.portal.gateway import Gateway
 from dossier.portal.i18n import Translator
-from dossier.portal.netmap import Node, layout
+from dossier.portal.netmap import NARROW, WIDE, Canvas, Node, layout
 
 
 @dataclass
@@ -24,6 +24,8 @@ class Dossier:
     fragility: dict[str, Any] | None
     resources: dict[str, list[dict[str, Any]]]
     names: dict[str, str]
+    phone_nodes: list[Node] = field(default_factory=list)  # the narrow map
+    canvases: tuple[Canvas, Canvas] = (WIDE, NARROW)
     # the categories this viewer may see (their own permission, not the person's data)
     may_see: frozenset[str] = frozenset({"identity", "demarches", "network", "fragility"})
 
@@ -54,8 +56,9 @@ def build(patient_id: str, resources: list[dict[str, Any]], names: dict[str, str
     patient = next(iter(groups.get("Patient", [])), None)
     return Dossier(patient_id, views.person_name(patient),
                    views.demarche_rows(groups.get("Task", []), names, t), members,
-                   layout(members), views.fragility_view(groups.get("Observation", []), t),
-                   groups, names)
+                   layout(members, WIDE),
+                   views.fragility_view(groups.get("Observation", []), t),
+                   groups, names, layout(members, NARROW))
 
 
 def load(gw: Gateway, ctx: RequestContext, patient_id: str, t: Translator) -> Dossier:

@@ -220,3 +220,62 @@ def test_auditor_reads_words_reviews_every_emergency_and_reads_the_reason(
     auditor.page.wait_for_load_state()
     auditor.go("/portal/audit/break-glass?lang=en")
     assert int(auditor.page.locator("#unreviewed").inner_text().split()[0]) == before - 1
+
+
+LABEL_BOXES = """(svg) => [...svg.querySelectorAll('text.label, text.role')]
+    .map(t => t.getBoundingClientRect())
+    .filter(r => r.width > 0)
+    .map(r => [r.left, r.top, r.right, r.bottom, r.height])"""
+
+
+def no_overlap(boxes: list[list[float]]) -> bool:
+    return not any(a[0] < b[2] - 1 and b[0] < a[2] - 1 and a[1] < b[3] - 1 and b[1] < a[3] - 1
+                   for i, a in enumerate(boxes) for b in boxes[i + 1:])
+
+
+def test_network_map_labels_do_not_collide_centred_and_readable_on_phones(
+        visitors: Any, live: Live) -> None:
+    from tests import factories as f
+
+    with api(live, "Practitioner/sw-janssens", ["practitioner"]) as sw:
+        for family, given, role in (("Wouters", "Jan", "family"),
+                                    ("Vandenbroucke-Lemaire", "Marie-Christine", "family"),
+                                    ("Thuisverpleegkundige", "Eva", "neighbour"),
+                                    ("De Smet", "Lotte", "volunteer")):
+            assert sw.post("/fhir/RelatedPerson", json=f.related_person(
+                "martin", family, given, role)).status_code == 201
+    martin: Visitor = visitors("martin")
+    for lang in LANGUAGES:
+        martin.go(f"/portal/me?lang={lang}")
+        svg = martin.page.locator("svg.netmap-wide")
+        boxes = svg.evaluate(LABEL_BOXES)
+        assert no_overlap(boxes)
+        frame = svg.bounding_box()
+        assert frame and all(b[0] >= frame["x"] - 1 and b[2] <= frame["x"] + frame["width"] + 1
+                             for b in boxes)
+        figure = martin.page.locator("figure.netmap").bounding_box()
+        drawn = svg.bounding_box()
+        assert figure and drawn
+        centre = figure["x"] + figure["width"] / 2
+        assert abs(drawn["x"] + drawn["width"] / 2 - centre) < 4  # centred in its card
+        labels = svg.locator("text.label").all_text_contents()
+        assert any(t.endswith("…") for t in labels)  # a long name is cut visibly
+        assert martin.page.locator("ul.members").inner_text().count("Vandenbroucke") == 1
+        check(martin, "network-map", lang)
+    phone: Visitor = visitors("martin", "fr-BE", {"width": 390, "height": 844})
+    for lang in LANGUAGES:
+        phone.go(f"/portal/me?lang={lang}")
+        assert phone.page.locator("svg.netmap-wide").is_hidden()
+        svg = phone.page.locator("svg.netmap-narrow")
+        boxes = svg.evaluate(LABEL_BOXES)
+        assert boxes and no_overlap(boxes)
+        frame = svg.bounding_box()
+        assert frame and all(b[0] >= frame["x"] - 1 and b[2] <= frame["x"] + frame["width"] + 1
+                             for b in boxes)  # nothing cut at the picture's edge
+        assert min(b[4] for b in boxes) >= 12  # letters people can read, not ~7 px
+        assert phone.page.evaluate(
+            "document.documentElement.scrollWidth <= window.innerWidth + 1")
+        check(phone, "network-map-phone", lang)
+        from tests.browser.conftest import SCREENSHOTS
+
+        svg.screenshot(path=str(SCREENSHOTS / f"issue19-network-map-phone-only-{lang}.png"))
