@@ -1,4 +1,4 @@
-"""Access notifications, pure (SPEC §6): texts in fr/nl/en, grouping, retry schedule and
+"""Access notifications, pure (SPEC §6): texts in fr/nl/en/es, grouping, retry schedule and
 webhook signatures. No database and no network here; see audit/transport.py for sending.
 
 A message names who consulted the dossier (name or reference, organisations), what
@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 BRUSSELS = ZoneInfo("Europe/Brussels")
-LANGUAGES = ("fr", "nl", "en")
+LANGUAGES = ("fr", "nl", "en", "es")
 DEFAULT_LANGUAGE = "fr"
 SIGNATURE_HEADER = "X-Dossier-Signature"
 
@@ -75,6 +75,23 @@ TEXTS: Mapping[str, Mapping[str, str]] = {
         "client": "the application {client}",
         "unknown": "a service",
     },
+    "es": {
+        "subject": "Su expediente ha sido consultado",
+        "subject_digest": "Su expediente: las consultas del día",
+        "subject_urgent": "URGENTE: acceso de urgencia a su expediente",
+        "one": "{who} consultó su expediente.",
+        "many": "{who} consultó su expediente {n} veces.",
+        "urgent": "Acceso de urgencia (romper el cristal): {who} abrió su expediente sin su "
+                  "consentimiento, alegando una urgencia. Un auditor revisará este acceso. Si "
+                  "no lo reconoce, indíquelo desde su portal.",
+        "for": "{who} para {orgs}",
+        "when": "%d/%m/%Y a las %H:%M (hora de Bruselas)",
+        "log": "Registro de accesos",
+        "proof": "Prueba de inclusión",
+        "operator": "un miembro del personal del servicio",
+        "client": "la aplicación {client}",
+        "unknown": "un servicio",
+    },
 }
 
 ACTIONS: Mapping[str, Mapping[str, str]] = {
@@ -87,6 +104,9 @@ ACTIONS: Mapping[str, Mapping[str, str]] = {
     "en": {"read": "read", "vread": "read of a version", "search": "search",
            "history": "history", "operation": "operation", "create": "addition",
            "update": "change", "delete": "deletion"},
+    "es": {"read": "lectura", "vread": "lectura de una versión", "search": "búsqueda",
+           "history": "historial", "operation": "operación", "create": "alta",
+           "update": "modificación", "delete": "supresión"},
 }
 
 TYPES: Mapping[str, Mapping[str, str]] = {
@@ -104,6 +124,11 @@ TYPES: Mapping[str, Mapping[str, str]] = {
            "RelatedPerson": "relatives", "Observation": "social fragility",
            "Flag": "fragility flag", "Consent": "consents", "Communication": "notifications",
            "Provenance": "provenance", "AuditEvent": "access log", "*": "dossier"},
+    "es": {"Patient": "identidad", "Task": "trámites", "CareTeam": "red",
+           "RelatedPerson": "allegados", "Observation": "fragilidad social",
+           "Flag": "señal de fragilidad", "Consent": "consentimientos",
+           "Communication": "notificaciones", "Provenance": "procedencia",
+           "AuditEvent": "registro de accesos", "*": "expediente"},
 }
 
 

@@ -76,7 +76,7 @@ def set_notification_settings(runtime: Any, session: Session, patient_id: str, *
     """Replace the person's choices (in the caller's transaction). A webhook without a
     secret gets a fresh random one, returned once here. Raises ValueError on bad input."""
     if language not in LANGUAGES:
-        raise ValueError("language must be fr, nl or en")
+        raise ValueError("language must be one of " + ", ".join(LANGUAGES))
     if email is not None and (len(email) > 254 or not EMAIL_RE.fullmatch(email)):
         raise ValueError("the e-mail address is not valid")
     if webhook_url is not None:

@@ -279,3 +279,25 @@ def test_network_map_labels_do_not_collide_centred_and_readable_on_phones(
         from tests.browser.conftest import SCREENSHOTS
 
         svg.screenshot(path=str(SCREENSHOTS / f"issue19-network-map-phone-only-{lang}.png"))
+
+
+def test_spanish_citizen_pages_are_complete(visitors: Any, live: Live) -> None:
+    from tests.browser.test_catalogue import citizen_messages
+
+    del citizen_messages  # the catalogue test checks every text; here, the pages
+    live.seal_log()
+    live.deliver_notifications()
+    martin: Visitor = visitors("martin", "es-ES")  # Accept-Language: es
+    pages = {"dossier": "/portal/me", "access": "/portal/me/access",
+             "preview": "/portal/me/preview", "log": "/portal/me/log",
+             "messages": "/portal/me/notifications", "settings": "/portal/me/settings"}
+    english = ("Who can see what", "My dossier", "Messages", "Sign out", "Save",
+               "looked at", "Completed", "Unemployment benefits", "Neighbour")
+    for name, path in pages.items():
+        martin.go(path)
+        assert martin.page.locator("html").get_attribute("lang") == "es"
+        text = martin.page.locator("body").inner_text()
+        assert not [w for w in english if w in text], name
+        check(martin, f"citizen-{name}", "es")
+    martin.go("/portal/me/settings")
+    assert martin.page.locator("#language-es").count() == 1  # messages in Spanish too
