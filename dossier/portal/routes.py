@@ -32,6 +32,7 @@ from dossier.portal.web import (
     HOME,
     LoginRequired,
     PageError,
+    language,
     portal_of,
     render,
     session_of,
@@ -81,7 +82,8 @@ async def login(request: Request) -> Response:
     verifier, challenge = pkce_pair()
     state, nonce = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
     try:
-        url = await run_in_threadpool(portal.oidc.authorize_url, state, challenge, nonce)
+        url = await run_in_threadpool(portal.oidc.authorize_url, state, challenge, nonce,
+                                      language(request))
     except SignInError:
         raise PageError(503, N_("Signing in is not possible right now. Please try again "
                                 "later.")) from None

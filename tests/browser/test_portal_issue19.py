@@ -301,3 +301,38 @@ def test_spanish_citizen_pages_are_complete(visitors: Any, live: Live) -> None:
         check(martin, f"citizen-{name}", "es")
     martin.go("/portal/me/settings")
     assert martin.page.locator("#language-es").count() == 1  # messages in Spanish too
+
+
+DEMO_PRACTITIONERS = ("dr-dupont", "sw-janssens", "sw-lambert", "psy-claes", "dr-maes",
+                      "nurse-peeters", "coord-haddad", "sw-garcia")
+
+
+def test_sign_in_page_speaks_the_portals_language_and_every_demo_practitioner_signs_in(
+        browser: Any, visitors: Any, live: Live) -> None:
+    import re
+
+    from tests.browser.conftest import HOMES, SCREENSHOTS
+
+    titles = {"fr": "Se connecter à Dossier", "nl": "Aanmelden bij Dossier",
+              "en": "Sign in to Dossier", "es": "Identificarse en Dossier"}
+    for lang, title in titles.items():
+        context = browser.new_context(locale="en-GB")
+        try:
+            page = context.new_page()
+            page.goto(f"{live.base}/portal/?lang={lang}")
+            page.locator("main a.button").first.click()
+            page.wait_for_url(re.compile(r".*/auth/authorize\?.*"))
+            assert page.locator("html").get_attribute("lang") == lang
+            assert page.locator("h1").inner_text() == title
+            background = page.evaluate("getComputedStyle(document.body).backgroundColor")
+            assert background != "rgba(0, 0, 0, 0)"  # styled like the portal
+            page.screenshot(path=str(SCREENSHOTS / f"issue19-sign-in-{lang}.png"),
+                            full_page=True)
+            assert serious(page) == []
+        finally:
+            context.close()
+    for pid in DEMO_PRACTITIONERS:
+        HOMES.setdefault(pid, "/portal/pro")
+        visitor: Visitor = visitors(pid)
+        assert visitor.page.url.endswith("/portal/pro")
+        visitor.context.close()
