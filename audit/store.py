@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import func, insert, select, text, tuple_
 from sqlalchemy.orm import Session
 
+from audit.authentication import RecordAuthenticator
 from audit.canonical import canonical_bytes
 from audit.chain import GENESIS, chain_hash_from_leaf_hash
 from audit.checkpoint import Checkpoint, Signer, TreeHeadJSON, tree_head_json
@@ -28,6 +29,8 @@ from audit.tables import AuditTables
 
 SEQUENCER_LOCK = 0x646F7373  # "doss": PostgreSQL advisory lock key
 BATCH = 5000
+VERIFY_BATCH = 5000
+NODE_CHECK_BATCH = 16384
 
 
 class SqlNodeStore:
@@ -57,9 +60,20 @@ class LogState:
 
 
 class AuditStore:
-    def __init__(self, tables: AuditTables, origin: str) -> None:
+    def __init__(self, tables: AuditTables, origin: str,
+                 authenticator: RecordAuthenticator | None = None) -> None:
         self.t = tables
         self.origin = origin
+        # None only for tools that read the log without the key (never the service)
+        self.authenticator = authenticator
+
+    def _row(self, record: dict[str, Any], patient_id: str | None, agent: str | None,
+             recorded_at: datetime) -> dict[str, Any]:
+        leaf = canonical_bytes(record)
+        mac = self.authenticator.mac(leaf) if self.authenticator is not None else None
+        return {"id": record["id"], "recorded_at": recorded_at, "patient_id": patient_id,
+                "agent": agent, "action": record["action"], "outcome": record["outcome"],
+                "record": record, "leaf": leaf, "mac": mac}
 
     def adopt_origin(self, session: Session) -> str:
         """Keep the origin of the log's existing heads: a log keeps its name even when the
@@ -74,8 +88,7 @@ class AuditStore:
                patient_id: str | None, agent: str | None) -> None:
         """Insert one record in the caller's transaction (the request's)."""
         session.execute(insert(self.t.records).values(
-            id=record["id"], recorded_at=recorded_at, patient_id=patient_id, agent=agent,
-            action=record["action"], outcome=record["outcome"], record=record))
+            self._row(record, patient_id, agent, recorded_at)))
 
     def append_many(self, session: Session,
                     records: Sequence[tuple[dict[str, Any], str | None, str | None]], *,
@@ -83,10 +96,9 @@ class AuditStore:
         """Insert (record, patient_id, agent) rows in one multi-row INSERT."""
         if not records:
             return
-        session.execute(insert(self.t.records), [{
-            "id": record["id"], "recorded_at": recorded_at, "patient_id": patient_id,
-            "agent": agent, "action": record["action"], "outcome": record["outcome"],
-            "record": record} for record, patient_id, agent in records])
+        session.execute(insert(self.t.records), [
+            self._row(record, patient_id, agent, recorded_at)
+            for record, patient_id, agent in records])
 
     # ------------------------------------------------------------------ sequencer
     def state(self, session: Session) -> LogState:
@@ -105,7 +117,7 @@ class AuditStore:
         state = self.state(session)
         leaves = self.t.leaves
         pending = session.execute(
-            select(self.t.records.c.id, self.t.records.c.record)
+            select(self.t.records.c.id, self.t.records.c.leaf)
             .where(~self.t.records.c.id.in_(select(leaves.c.record_id)))
             .order_by(self.t.records.c.seq).limit(BATCH)).all()
         head = self.latest_head_row(session)
@@ -116,7 +128,9 @@ class AuditStore:
         chain = state.last_chain
         leaf_rows, node_rows = [], []
         for offset, row in enumerate(pending):
-            lh = leaf_hash(canonical_bytes(row.record))
+            leaf = bytes(row.leaf) if row.leaf is not None else self._legacy_leaf(
+                session, row.id)
+            lh = leaf_hash(leaf)
             chain = chain_hash_from_leaf_hash(chain, lh)
             leaf_rows.append({"leaf_index": state.size + offset, "record_id": row.id,
                               "leaf_hash": lh, "chain_hash": chain})
@@ -168,10 +182,18 @@ class AuditStore:
             .where(self.t.leaves.c.leaf_index == index)).first()
 
     def leaf_bytes(self, session: Session, index: int) -> bytes | None:
-        row = session.execute(select(self.t.records.c.record).join(
+        row = session.execute(select(self.t.records.c.id, self.t.records.c.leaf).join(
             self.t.leaves, self.t.leaves.c.record_id == self.t.records.c.id).where(
             self.t.leaves.c.leaf_index == index)).first()
-        return None if row is None else canonical_bytes(row.record)
+        if row is None:
+            return None
+        return bytes(row.leaf) if row.leaf is not None else self._legacy_leaf(session, row.id)
+
+    def _legacy_leaf(self, session: Session, record_id: str) -> bytes:
+        """A record written before migration 0015: its leaf is its canonical JSON."""
+        record = session.execute(select(self.t.records.c.record).where(
+            self.t.records.c.id == record_id)).scalar_one()
+        return canonical_bytes(record)
 
     def inclusion(self, session: Session, index: int, size: int) -> list[bytes]:
         return inclusion_proof(SqlNodeStore(session, self.t), index, size)
@@ -187,36 +209,53 @@ class AuditStore:
         return 0 if row is None else int(row.tree_size)
 
     # ------------------------------------------------------------------ verify
-    def iter_leaves(self, session: Session) -> Iterator[tuple[int, dict[str, Any], bytes,
-                                                               bytes]]:
-        """(index, record, stored leaf hash, stored chain hash) in log order, streamed."""
-        stmt = (select(self.t.leaves.c.leaf_index, self.t.records.c.record,
-                       self.t.leaves.c.leaf_hash, self.t.leaves.c.chain_hash)
-                .join(self.t.records, self.t.records.c.id == self.t.leaves.c.record_id,
-                      isouter=True)
-                .order_by(self.t.leaves.c.leaf_index)
-                .execution_options(yield_per=2000))
-        for row in session.execute(stmt):
-            yield (int(row.leaf_index), row.record, bytes(row.leaf_hash),
-                   bytes(row.chain_hash))
+    def iter_leaves(self, session: Session) -> Iterator[Any]:
+        """(leaf_index, leaf_hash, chain_hash, id, leaf, mac) in log order, streamed; `id`
+        is None when the record is gone, `leaf` None for a record older than 0015."""
+        L, R = self.t.leaves.c, self.t.records.c
+        stmt = (select(L.leaf_index, L.leaf_hash, L.chain_hash, R.id, R.leaf, R.mac)
+                .join(self.t.records, R.id == L.record_id, isouter=True)
+                .order_by(L.leaf_index))
+        conn = session.connection().execution_options(yield_per=VERIFY_BATCH)
+        yield from conn.execute(stmt)
 
-    def verify(self, session: Session, public_jwk: Mapping[str, Any]) -> VerifyResult:
-        """Re-check chain, leaves, Merkle nodes, every signed head and their consistency.
-        Names the first bad leaf index, or the bad tree head."""
+    def verify(self, session: Session, public_jwk: Mapping[str, Any], *,
+               trusted: Checkpoint | None = None) -> VerifyResult:
+        """Re-check every record's MAC, the chain, the Merkle nodes, every signed head and
+        their consistency, in one pass over the stored leaf bytes. With `trusted` (a head
+        published earlier, e.g. by a witness) also check that this log extends it (RFC 9162
+        consistency proof): a truncated or forked log fails. Names the first bad index."""
         from audit.checkpoint import verify_tree_head
         from audit.errors import AuditError
 
+        auth = self.authenticator
         chain = GENESIS
         compact = CompactRange()
-        roots: dict[int, bytes] = {0: EMPTY_ROOT}
         heads = {int(r.tree_size): r for r in session.execute(select(self.t.tree_heads))}
+        wanted = set(heads) | ({trusted.tree_size} if trusted is not None else set())
+        roots: dict[int, bytes] = {0: EMPTY_ROOT}
         store = SqlNodeStore(session, self.t)
         expected: list[tuple[int, int, bytes]] = []
+        seen_macs: set[bytes] = set()
+        authenticated = False
         position = 0
-        for index, record, stored_leaf, stored_chain in self.iter_leaves(session):
-            if index != position or record is None:
+        for index, stored_leaf, stored_chain, rid, leaf, mac in self.iter_leaves(session):
+            if index != position or rid is None:
                 return VerifyResult(False, position, "record missing or out of order")
-            lh = leaf_hash(canonical_bytes(record))
+            if leaf is None:  # written before records were authenticated (0015)
+                if authenticated or mac is not None:
+                    return VerifyResult(False, index, "record not written by the service "
+                                        "(no authentication code)")
+                leaf = self._legacy_leaf(session, rid)
+            elif auth is not None:
+                if not auth.check(leaf, mac):
+                    return VerifyResult(False, index, "record not written by the service "
+                                        "(authentication code invalid)")
+                if mac in seen_macs:
+                    return VerifyResult(False, index, "record replayed (logged twice)")
+                seen_macs.add(mac)
+                authenticated = True
+            lh = leaf_hash(leaf)
             if lh != stored_leaf:
                 return VerifyResult(False, index, "record changed after it was logged")
             chain = chain_hash_from_leaf_hash(chain, lh)
@@ -224,9 +263,9 @@ class AuditStore:
                 return VerifyResult(False, index, "hash chain broken")
             expected += compact.append(lh)
             position += 1
-            if position in heads:
+            if position in wanted:
                 roots[position] = compact.root()
-            if len(expected) >= 4000:
+            if len(expected) >= NODE_CHECK_BATCH:
                 bad = _first_bad_node(store, expected)
                 if bad is not None:
                     return VerifyResult(False, bad, "stored Merkle node altered")
@@ -255,7 +294,40 @@ class AuditStore:
                 except AuditError:
                     return VerifyResult(False, previous[0], "tree heads inconsistent")
             previous = (size, roots[size])
-        return VerifyResult(True, None, f"{sequenced} records intact")
+        if trusted is not None:
+            problem = self._extends(store, trusted, origin, previous, sequenced, roots)
+            if problem is not None:
+                return problem
+        return VerifyResult(True, None, f"{sequenced} records intact" + (
+            f", consistent with the published head of size {trusted.tree_size}"
+            if trusted is not None else ""))
+
+    @staticmethod
+    def _extends(store: SqlNodeStore, trusted: Checkpoint, origin: str | None,
+                 latest: tuple[int, bytes] | None, sequenced: int,
+                 roots: Mapping[int, bytes]) -> VerifyResult | None:
+        """Does the latest signed head extend a head published earlier?"""
+        from audit.errors import AuditError
+
+        if origin is not None and trusted.origin != origin:
+            return VerifyResult(False, None, "the published head is of another log")
+        size = latest[0] if latest is not None else 0
+        if trusted.tree_size > min(sequenced, size):
+            return VerifyResult(False, min(sequenced, size), (
+                f"log truncated: a head of size {trusted.tree_size} was published, "
+                f"the log now signs only {size} records"))
+        assert latest is not None
+        try:
+            proof = consistency_proof(store, trusted.tree_size, size)
+            verify_consistency(trusted.tree_size, size, trusted.root_hash, latest[1], proof)
+        except AuditError:
+            return VerifyResult(False, max(trusted.tree_size - 1, 0), (
+                f"fork: the log does not extend the published head of size "
+                f"{trusted.tree_size}"))
+        if roots.get(trusted.tree_size) != trusted.root_hash:  # belt and braces
+            return VerifyResult(False, max(trusted.tree_size - 1, 0), "fork: root differs "
+                                "from the published head")
+        return None
 
 
 @dataclass(frozen=True)

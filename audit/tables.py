@@ -39,6 +39,10 @@ def define_audit_tables(metadata: MetaData, *, json_type: Any, bytes_type: Any,
         Column("action", String(32), nullable=False),
         Column("outcome", String(16), nullable=False),
         Column("record", json_type, nullable=False),
+        # the leaf bytes as written (RFC 8785 of `record`) and their HMAC under a key the
+        # database does not hold; NULL for records written before migration 0015
+        Column("leaf", bytes_type, nullable=True),
+        Column("mac", bytes_type, nullable=True),
         Index("ix_audit_records_patient", "patient_id", "recorded_at"),
         Index("ix_audit_records_recorded", "recorded_at"),
     )

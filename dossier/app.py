@@ -20,10 +20,12 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from audit.authentication import RecordAuthenticator
 from audit.checkpoint import Ed25519FileSigner
 from audit.store import AuditStore
 from auth import AuthError, JWKSCache, TokenValidator, bearer_token, role_of
 from dossier.auditlog.routes import router as audit_router
+from dossier.auditlog.witness import witness_from
 from dossier.background import Leadership, periodic
 from dossier.core.access import ConsentPolicy
 from dossier.core.auditing import record_token_event
@@ -76,6 +78,13 @@ def key_provider(settings: Settings) -> KeyProvider:
     return provider_from_settings("local", settings.data_dir)
 
 
+def record_authenticator(keys: KeyProvider) -> RecordAuthenticator:
+    """The HMAC key of audit records: derived from the key provider's blind-index key (on
+    the HSM in production), never stored in the database."""
+    return RecordAuthenticator(hmac.new(keys.blind_index_key(), b"audit-record-mac",
+                                        hashlib.sha256).digest())
+
+
 def audit_origin(settings: Settings) -> str:
     """The checkpoint origin line: the service's public host and path, no scheme."""
     return settings.public_base.split("://", 1)[1] + "/audit"
@@ -101,10 +110,13 @@ def build_runtime(settings: Settings, exporter: SpanExporter | None = None) -> R
                          hashlib.sha256).digest()
     runtime = Runtime(settings=settings, engine=engine, tracer_provider=provider,
                       tracer=tracer, key_provider=keys, signer=signer, query_key=query_key,
-                      audit_store=AuditStore(audit_tables, audit_origin(settings)),
+                      audit_store=AuditStore(audit_tables, audit_origin(settings),
+                                             record_authenticator(keys)),
                       policy_factory=lambda session, ctx: ConsentPolicy(
                           session, ctx.principal, ctx.now))
     runtime.on_change = capture  # subscriptions: told of every write, in its transaction
+    if settings.audit_witness:
+        runtime.publish_head = witness_from(settings.audit_witness).publish
     runtime.after_commit["exports"] = lambda: threading.Thread(
         target=export.run_starting, args=(runtime,), name="export", daemon=True).start()
     runtime.after_commit["checkpoint-wal"] = lambda: checkpoint_wal(runtime.engine)
