@@ -134,7 +134,7 @@ def test_a_truncated_tail_is_caught_against_a_published_head(n: int, cut: int) -
         s.execute(delete(t.tree_heads).where(t.tree_heads.c.tree_size > keep))
         for level in range(8):
             s.execute(delete(t.nodes).where(t.nodes.c.level == level,
-                                            t.nodes.c.node_index >= -(-keep // 2 ** level)))
+                                            t.nodes.c.node_index >= keep >> level))
     _integrate(engine, store)  # signs a head at the truncated size
     assert _verify(engine, store).ok  # alone, a consistent shorter log looks fine
     result = _verify(engine, store, published)
