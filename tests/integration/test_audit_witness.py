@@ -33,7 +33,7 @@ class WitnessServer:
         witness = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 if witness.refuse:
                     self.send_response(503)
@@ -42,7 +42,7 @@ class WitnessServer:
                     self.send_response(204)
                 self.end_headers()
 
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 if not witness.heads:
                     self.send_response(404)
                     self.end_headers()
