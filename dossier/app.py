@@ -21,7 +21,6 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from audit.authentication import RecordAuthenticator
-from audit.checkpoint import Ed25519FileSigner
 from audit.store import AuditStore
 from auth import AuthError, JWKSCache, TokenValidator, bearer_token, role_of
 from dossier.auditlog.routes import router as audit_router
@@ -104,8 +103,7 @@ def build_runtime(settings: Settings, exporter: SpanExporter | None = None) -> R
         upgrade(engine)
     provider, tracer = make_tracer(settings, exporter)
     keys = key_provider(settings)
-    key_folder = settings.data_dir / "keys"
-    signer = Ed25519FileSigner.load_or_create(key_folder / "audit-signing.pem")
+    signer = keys.audit_signer()  # a file of the local provider, or a key on the HSM
     query_key = hmac.new(keys.blind_index_key(), b"audit-query-values",
                          hashlib.sha256).digest()
     runtime = Runtime(settings=settings, engine=engine, tracer_provider=provider,

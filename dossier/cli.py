@@ -131,7 +131,7 @@ def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
 
     from sqlalchemy.orm import Session
 
-    from audit.checkpoint import Ed25519FileSigner, public_jwk, verify_tree_head
+    from audit.checkpoint import public_jwk, verify_tree_head
     from audit.errors import AuditError
     from audit.store import AuditStore
     from dossier.app import audit_origin, key_provider, record_authenticator
@@ -141,13 +141,13 @@ def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
     from dossier.db.models import audit_tables
 
     key_file = settings.data_dir / "keys" / "audit-signing.pem"
-    if not key_file.exists():
+    if settings.key_provider == "local" and not key_file.exists():
         print("error: no audit signing key in the data directory", file=sys.stderr)
         return 2
-    jwk = public_jwk(Ed25519FileSigner.load_or_create(key_file).public_key())
     try:
         keys = key_provider(settings)
         authenticator = record_authenticator(keys)
+        jwk = public_jwk(keys.audit_signer().public_key())
     except (KeyUnavailable, ValueError) as exc:
         print(f"error: the key provider is unavailable ({exc})", file=sys.stderr)
         return 2
