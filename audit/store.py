@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select, text, tuple_
+from sqlalchemy import delete, insert, select, text, tuple_
 from sqlalchemy.orm import Session
 
 from audit.authentication import RecordAuthenticator
@@ -30,7 +30,7 @@ from audit.tables import AuditTables
 SEQUENCER_LOCK = 0x646F7373  # "doss": PostgreSQL advisory lock key
 BATCH = 5000
 VERIFY_BATCH = 5000
-NODE_CHECK_BATCH = 16384
+NODE_CHECK_BATCH = 65536
 
 
 class SqlNodeStore:
@@ -102,12 +102,12 @@ class AuditStore:
 
     # ------------------------------------------------------------------ sequencer
     def state(self, session: Session) -> LogState:
-        size = session.execute(select(func.count()).select_from(self.t.leaves)).scalar_one()
-        if size == 0:
+        """Size and last chain hash, from the newest leaf (one primary-key lookup)."""
+        last = session.execute(select(self.t.leaves.c.leaf_index, self.t.leaves.c.chain_hash)
+                               .order_by(self.t.leaves.c.leaf_index.desc()).limit(1)).first()
+        if last is None:
             return LogState(0, GENESIS)
-        last = session.execute(select(self.t.leaves.c.chain_hash).where(
-            self.t.leaves.c.leaf_index == size - 1)).scalar_one()
-        return LogState(int(size), bytes(last))
+        return LogState(int(last.leaf_index) + 1, bytes(last.chain_hash))
 
     def integrate(self, session: Session, signer: Signer, now: datetime) -> int:
         """Sequence pending records and sign a new head; returns the new tree size.
@@ -116,10 +116,11 @@ class AuditStore:
             session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": SEQUENCER_LOCK})
         state = self.state(session)
         leaves = self.t.leaves
+        queue = self.t.pending
         pending = session.execute(
-            select(self.t.records.c.id, self.t.records.c.leaf)
-            .where(~self.t.records.c.id.in_(select(leaves.c.record_id)))
-            .order_by(self.t.records.c.seq).limit(BATCH)).all()
+            select(self.t.records.c.seq, self.t.records.c.id, self.t.records.c.leaf)
+            .join(queue, queue.c.seq == self.t.records.c.seq)
+            .order_by(queue.c.seq).limit(BATCH)).all()
         head = self.latest_head_row(session)
         if not pending and head is not None and head.tree_size == state.size:
             return state.size
@@ -138,6 +139,7 @@ class AuditStore:
                           for lv, ix, h in compact.append(lh)]
         if leaf_rows:
             session.execute(insert(leaves), leaf_rows)
+            session.execute(delete(queue).where(queue.c.seq.in_([r.seq for r in pending])))
         if node_rows:
             session.execute(insert(self.t.nodes), node_rows)
         size = state.size + len(leaf_rows)
@@ -246,16 +248,17 @@ class AuditStore:
                 if authenticated or mac is not None:
                     return VerifyResult(False, index, "record not written by the service "
                                         "(no authentication code)")
-                leaf = self._legacy_leaf(session, rid)
-            elif auth is not None:
-                if not auth.check(leaf, mac):
-                    return VerifyResult(False, index, "record not written by the service "
-                                        "(authentication code invalid)")
-                if mac in seen_macs:
-                    return VerifyResult(False, index, "record replayed (logged twice)")
-                seen_macs.add(mac)
-                authenticated = True
-            lh = leaf_hash(leaf)
+                lh = leaf_hash(self._legacy_leaf(session, rid))
+            else:
+                lh = leaf_hash(leaf)
+                if auth is not None:
+                    if not auth.check_hash(lh, mac):
+                        return VerifyResult(False, index, "record not written by the "
+                                            "service (authentication code invalid)")
+                    if mac in seen_macs:
+                        return VerifyResult(False, index, "record replayed (logged twice)")
+                    seen_macs.add(mac)
+                    authenticated = True
             if lh != stored_leaf:
                 return VerifyResult(False, index, "record changed after it was logged")
             chain = chain_hash_from_leaf_hash(chain, lh)
@@ -347,7 +350,26 @@ def head_json(row: Any) -> TreeHeadJSON:
 
 
 def _first_bad_node(store: SqlNodeStore, expected: list[tuple[int, int, bytes]]) -> int | None:
-    """The first leaf covered by a stored node that differs from the recomputed one."""
-    stored = store.get_many([(lv, ix) for lv, ix, _ in expected])
-    bad = [ix << lv for lv, ix, h in expected if stored.get((lv, ix)) != h]
+    """The first leaf covered by a stored node that differs from the recomputed one. Reads
+    each level's run of nodes with one range scan of the primary key."""
+    by_level: dict[int, dict[int, bytes]] = {}
+    for lv, ix, h in expected:
+        by_level.setdefault(lv, {})[ix] = h
+    t = store.t
+    bad: list[int] = []
+    for lv, wanted in by_level.items():
+        low, high = min(wanted), max(wanted)
+        rows = store.session.execute(select(t.c.node_index, t.c.hash).where(
+            t.c.level == lv, t.c.node_index >= low, t.c.node_index <= high))
+        seen = 0
+        for ix, h in rows:
+            want = wanted.get(ix)
+            if want is not None:
+                seen += 1
+                if bytes(h) != want:
+                    bad.append(ix << lv)
+        if seen != len(wanted):  # a node deleted: find which
+            present = {int(r[0]) for r in store.session.execute(select(t.c.node_index).where(
+                t.c.level == lv, t.c.node_index >= low, t.c.node_index <= high))}
+            bad += [ix << lv for ix in wanted if ix not in present]
     return min(bad) if bad else None
