@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from sqlalchemy import create_engine, insert, text
+from sqlalchemy import create_engine, delete, insert, text
 from sqlalchemy.orm import Session
 
 from audit.canonical import canonical_bytes
@@ -165,6 +165,7 @@ class Log:
                                     (t.tree_heads, heads)):
                     if rows:
                         s.execute(insert(table), rows)
+                s.execute(delete(t.pending))  # sequenced here, in bulk
         if self.url is None:
             checkpoint_wal(self.engine)
         else:

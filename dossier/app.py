@@ -20,9 +20,11 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from audit.authentication import RecordAuthenticator
 from audit.store import AuditStore
 from auth import AuthError, JWKSCache, TokenValidator, bearer_token, role_of
+from dossier.auditlog.keys import audit_origin as audit_origin  # re-exported
+from dossier.auditlog.keys import key_provider as key_provider
+from dossier.auditlog.keys import record_authenticator
 from dossier.auditlog.routes import router as audit_router
 from dossier.auditlog.witness import witness_from
 from dossier.background import Leadership, periodic
@@ -31,7 +33,6 @@ from dossier.core.auditing import record_token_event
 from dossier.core.context import RequestContext
 from dossier.core.directory import StoreDirectory
 from dossier.core.runtime import Runtime
-from dossier.crypto import KeyProvider, provider_from_settings
 from dossier.db.engine import make_engine, upgrade
 from dossier.db.models import audit_tables
 from dossier.errors import DossierError
@@ -66,27 +67,6 @@ SECURITY_HEADERS = {
 def outcome(status: int, code: str, message: str) -> Response:
     return fhir_response({"resourceType": "OperationOutcome", "issue": [
         {"severity": "error", "code": code, "diagnostics": message}]}, status)
-
-
-def key_provider(settings: Settings) -> KeyProvider:
-    if settings.key_provider == "pkcs11":
-        return provider_from_settings("pkcs11", settings.data_dir,
-                                      lib_path=settings.pkcs11_library,
-                                      token_label=settings.pkcs11_token_label,
-                                      pin=settings.pkcs11_pin)
-    return provider_from_settings("local", settings.data_dir)
-
-
-def record_authenticator(keys: KeyProvider) -> RecordAuthenticator:
-    """The HMAC key of audit records: derived from the key provider's blind-index key (on
-    the HSM in production), never stored in the database."""
-    return RecordAuthenticator(hmac.new(keys.blind_index_key(), b"audit-record-mac",
-                                        hashlib.sha256).digest())
-
-
-def audit_origin(settings: Settings) -> str:
-    """The checkpoint origin line: the service's public host and path, no scheme."""
-    return settings.public_base.split("://", 1)[1] + "/audit"
 
 
 def build_runtime(settings: Settings, exporter: SpanExporter | None = None) -> Runtime:

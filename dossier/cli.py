@@ -134,7 +134,7 @@ def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
     from audit.checkpoint import public_jwk, verify_tree_head
     from audit.errors import AuditError
     from audit.store import AuditStore
-    from dossier.app import audit_origin, key_provider, record_authenticator
+    from dossier.auditlog.keys import audit_origin, key_provider, record_authenticator
     from dossier.auditlog.witness import WitnessError, load_head
     from dossier.crypto import KeyUnavailable
     from dossier.db.engine import make_engine
