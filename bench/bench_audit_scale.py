@@ -225,6 +225,59 @@ class Log:
         idle = time.perf_counter() - began
         return rate, tick, idle
 
+    def latency(self, seconds: float, rate: int, period: float,
+                per_tx: int = 10) -> tuple[float, float, float, int]:
+        """Requests commit `rate` records/s (per_tx per transaction) for `seconds` while a
+        sequencer thread ticks every `period` s. For every record: time from its commit to
+        the signing of the first head that includes it. Returns (median, p95, max, count
+        of records committed)."""
+        import threading
+
+        gen = records(int(seconds * rate) + per_tx, seed=self.size * 7 + 1)
+        stop = threading.Event()
+        signed: list[tuple[float, int]] = []
+
+        def sequencer() -> None:
+            while not stop.is_set():
+                with Session(self.engine) as s, s.begin():
+                    size = self.store.integrate(s, self.signer, START)
+                signed.append((time.perf_counter(), size))
+                stop.wait(period)
+
+        thread = threading.Thread(target=sequencer, daemon=True)
+        thread.start()
+        committed: list[tuple[str, float]] = []
+        began = time.perf_counter()
+        sent = 0
+        while time.perf_counter() - began < seconds:
+            due = began + sent / rate
+            if time.perf_counter() < due:
+                time.sleep(due - time.perf_counter())
+            batch = [next(gen) for _ in range(per_tx)]
+            with Session(self.engine) as s, s.begin():
+                self.store.append_many(s, [(r, "p", "a") for r in batch], recorded_at=START)
+            at = time.perf_counter()
+            committed += [(r["id"], at) for r in batch]
+            sent += per_tx
+        achieved = sent / (time.perf_counter() - began)
+        while not signed or signed[-1][1] < self.size + sent:
+            time.sleep(0.05)
+        stop.set()
+        thread.join()
+        with Session(self.engine) as s:
+            where = self.store.index_of(s, [rid for rid, _ in committed])
+        heads = sorted(signed)
+        delays = []
+        for rid, at in committed:
+            index = where[rid]
+            first = next(t for t, size in heads if size > index and t >= at)
+            delays.append(first - at)
+        self.size = heads[-1][1]
+        delays.sort()
+        print(f"  (writers achieved {achieved:,.0f} records/s)")
+        return (statistics.median(delays), delays[int(len(delays) * 0.95)], delays[-1],
+                len(delays))
+
     def proofs(self, count: int, size: int) -> list[float]:
         rng = random.Random(9162)
         times = []
@@ -249,6 +302,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--records", type=int, default=1_000_000)
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--appends", type=int, default=30_000)
+    p.add_argument("--period", type=float, default=0.5, help="sequencer period (s)")
     p.add_argument("--proof-size", type=int, default=0, help="build a log of this size "
                    "and time inclusion proofs at it (instead of verify)")
     args = p.parse_args(argv)
@@ -270,6 +324,11 @@ def main(argv: list[str] | None = None) -> None:
             cli_med, cli_runs = median(log.cli, args.repeat)
             print(f"CLI dossier audit verify: median {cli_med:.2f} s runs "
                   f"{[round(r, 2) for r in cli_runs]}")
+            for _ in range(args.repeat):
+                med_l, p95, worst, count = log.latency(10, 3000, args.period)
+                print(f"head latency at {log.size:,} (3,000 records/s offered, sequencer "
+                      f"every {args.period} s, {count:,} records): median {med_l:.3f} s, "
+                      f"p95 {p95:.3f} s, max {worst:.3f} s")
             for _ in range(args.repeat):
                 rate, tick, idle = log.sequencer(args.appends)
                 print(f"sequencer at {log.size:,}: {rate:,.0f} appends/s; tick with 3,000 "
