@@ -162,8 +162,11 @@ def search_events(repo: Repository, store: AuditStore,
             clauses.append(A.record["purpose"].as_string() == value)
         elif key == "agent":
             clauses.append(A.agent == value)
-        elif key == "_id":
-            clauses.append(A.id == value)
+        elif key == "_id":  # one id, or a comma-separated list of up to 100
+            ids = value.split(",")
+            if len(ids) > 100:
+                raise BadRequest("_id lists at most 100 ids.")
+            clauses.append(A.id.in_(ids))
         elif key == "outcome":
             codes = {v: k for k, v in OUTCOME.items()}
             names = [k for k, v in OUTCOME.items() if v == value] or [value]

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 import consent
 import schemas
+from audit.record import LISTING
 from dossier.core import access_index, content
 from dossier.core.context import RequestContext
 from dossier.db.models import patient_keys, resource_versions, resources, search_index
@@ -409,15 +410,19 @@ class Repository:
             return out, total
 
     def search(self, resource_type: str, raw: list[tuple[str, str]], *,
-               lenient: bool = False) -> SearchResult:
+               lenient: bool = False, listing: bool = False) -> SearchResult:
+        """`listing`: the portal's list of a professional's people (Patient names only):
+        recorded as such, and not notified to each person (audit.record.LISTING)."""
         check_type(resource_type)
         self.begin("search", resource_type, "s")
         with self._op("search", resource_type):
             q = parse_search(resource_type, raw, lenient=lenient, default_count=self.page_size,
                              max_count=self.max_page_size)
-            return self.run_search(q, raw)
+            detail = LISTING if listing and resource_type == "Patient" else None
+            return self.run_search(q, raw, detail)
 
-    def run_search(self, q: SearchQuery, raw: list[tuple[str, str]]) -> SearchResult:
+    def run_search(self, q: SearchQuery, raw: list[tuple[str, str]],
+                   detail: str | None = None) -> SearchResult:
         stmt = self.policy.narrow(
             search_sql.build_search(q, self.sealer.blind,
                                     self.policy.bounded(q.resource_type)),
@@ -432,7 +437,7 @@ class Repository:
         included = self._includes(q.includes, matches, notes)
         patients = {s.meta.patient_id for s in matches + included if s.meta.patient_id}
         self._note("search", q.resource_type, None, None, query=q.canonical_params(raw),
-                   patients=patients)
+                   patients=patients, detail=detail)
         return SearchResult(matches, included, total, q, notes)
 
     def _includes(self, includes: list[Include], matches: list[Stored],
