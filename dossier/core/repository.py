@@ -90,6 +90,9 @@ class AccessPolicy(Protocol):
         """`stmt` (over `table`, of `resource_type` or any) narrowed in SQL to what the
         actor may read."""
 
+    def bounded(self, resource_type: str) -> bool:
+        """Whether `narrow` starts from a bounded set of dossiers."""
+
     def prepare(self, patient_ids: Iterable[str | None]) -> None:
         """Read at once what the per-row decisions of these patients' rows need."""
 
@@ -156,6 +159,9 @@ class OpenPolicy:
 
     def narrow(self, stmt: Any, table: Any = resources, resource_type: str = "*") -> Any:
         return stmt
+
+    def bounded(self, resource_type: str) -> bool:
+        return False
 
     def prepare(self, patient_ids: Iterable[str | None]) -> None:
         return None
@@ -417,8 +423,10 @@ class Repository:
 
     def run_search(self, q: SearchQuery, raw: list[tuple[str, str]],
                    detail: str | None = None) -> SearchResult:
-        stmt = self.policy.narrow(search_sql.build_search(q, self.sealer.blind, None),
-                                  resources, q.resource_type)
+        stmt = self.policy.narrow(
+            search_sql.build_search(q, self.sealer.blind,
+                                    self.policy.bounded(q.resource_type)),
+            resources, q.resource_type)
         total = self.session.execute(
             select(func.count()).select_from(stmt.subquery())).scalar_one()
         rows = self.session.execute(with_keys(
