@@ -338,3 +338,24 @@ def test_sign_in_page_speaks_the_portals_language_and_every_demo_practitioner_si
         visitor: Visitor = visitors(pid)
         assert visitor.page.url.endswith("/portal/pro")
         visitor.context.close()
+
+
+def test_the_citizen_chooses_a_daily_digest_in_settings(visitors: Any, live: Live) -> None:
+    martin: Visitor = visitors("martin")
+    for lang in LANGUAGES:
+        martin.go(f"/portal/me/settings?lang={lang}")
+        assert martin.page.locator("#frequency-immediate").is_checked()  # the default
+        check(martin, "settings", lang)
+    martin.go("/portal/me/settings?lang=en")
+    martin.page.fill("#email", "martin@example.org")
+    martin.page.check("#frequency-daily")
+    martin.page.locator("form[action$='/me/settings'] button[type=submit]").first.click()
+    martin.page.wait_for_load_state()
+    martin.go("/portal/me/settings")
+    assert martin.page.locator("#frequency-daily").is_checked()
+    with Session(live.runtime.engine) as session:
+        from dossier.db.models import notification_settings
+
+        chosen = session.execute(select(notification_settings.c.email_digest).where(
+            notification_settings.c.patient_id == "martin")).scalar_one()
+    assert chosen is True
