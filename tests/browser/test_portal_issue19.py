@@ -303,6 +303,12 @@ def test_spanish_citizen_pages_are_complete(visitors: Any, live: Live) -> None:
         check(martin, f"citizen-{name}", "es")
     martin.go("/portal/me/settings")
     assert martin.page.locator("#language-es").count() == 1  # messages in Spanish too
+    janssens: Visitor = visitors("sw-janssens", "es-ES")  # a professional reading Spanish
+    janssens.go("/portal/pro/patients/martin/discharge")
+    janssens.page.fill("#at", "2027-07-21T10:00")
+    janssens.page.locator("form[action$='/discharge'] button").click()
+    janssens.page.wait_for_load_state()
+    assert janssens.page.locator("section.result").count() == 1
 
 
 DEMO_PRACTITIONERS = ("dr-dupont", "sw-janssens", "sw-lambert", "psy-claes", "dr-maes",
