@@ -104,7 +104,8 @@ search_index = Table(
         ["res_type", "res_id"], ["resources.res_type", "resources.res_id"], ondelete="CASCADE"
     ),
     Index("ix_search_index_lookup", "res_type", "param", "value"),
-    Index("ix_search_index_owner", "res_type", "res_id"),
+    # covers a per-row probe of a bounded search (search/sql.py), and deletes by owner
+    Index("ix_search_index_owner", "res_type", "res_id", "param", "value", "system"),
 )
 
 # Break-the-glass grants (SPEC §5): short, for one practitioner, reviewed by an auditor.
