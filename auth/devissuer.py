@@ -22,8 +22,8 @@ from joserfc import jwt
 from joserfc.jwk import ECKey
 
 from auth import _jose
+from auth.accounts import IssuerState, MemoryState
 from auth.actor import Directory
-from auth.clientauth import JtiCache
 from auth.rules import ROLES, Role
 from auth.scopes import parse_scopes
 from auth.tokenevents import TokenEvent
@@ -106,7 +106,8 @@ class DevIssuer:
     """Signs access tokens for the embedded default and serves the OAuth endpoints."""
 
     def __init__(self, data_dir: Path, issuer_url: str, audience: str, *,
-                 http: httpx.Client | None = None, directory: Directory | None = None) -> None:
+                 http: httpx.Client | None = None, directory: Directory | None = None,
+                 state: IssuerState | None = None) -> None:
         check_issuer_url(issuer_url, allow_http=True)
         self.data_dir = Path(data_dir)
         self.issuer = issuer_url.rstrip("/")
@@ -119,8 +120,9 @@ class DevIssuer:
         # service writes them to its audit log); raising refuses the request (fail closed)
         self.on_token: Callable[[TokenEvent], None] | None = None
         self._lock = threading.Lock()
-        self.replay = JtiCache()
-        self.codes: dict[str, dict[str, Any]] = {}  # authorization codes, single use
+        # accounts, authorization codes and jti values seen: in the service's database
+        # (shared by all its processes); in memory for a lone issuer
+        self.state: IssuerState = state if state is not None else MemoryState()
         self._keys = _load_or_create_keys(self.data_dir / KEY_FILE)
         _write_json(self.data_dir / ISSUER_FILE,
                     {"issuer": self.issuer, "audience": self.audience})

@@ -9,6 +9,7 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
+from auth.accounts import authenticate
 from auth.devflows import (
     AuthorizationRequest,
     RedirectError,
@@ -18,7 +19,7 @@ from auth.devflows import (
     issue_code,
     token_exchange,
 )
-from auth.devissuer import DEMO_USERS, TOKEN_EXCHANGE, DevIssuer, demo_user
+from auth.devissuer import TOKEN_EXCHANGE, DevIssuer
 from auth.errors import OAuthError
 from auth.tokenevents import TokenEvent, token_event
 
@@ -60,7 +61,8 @@ def build_router(issuer: DevIssuer) -> APIRouter:
 
     @router.post("/authorize")
     def authorize(
-        user: FormField = None, response_type: FormField = None, client_id: FormField = None,
+        username: FormField = None, password: FormField = None,
+        response_type: FormField = None, client_id: FormField = None,
         redirect_uri: FormField = None, scope: FormField = None, state: FormField = None,
         code_challenge: FormField = None, code_challenge_method: FormField = None,
         nonce: FormField = None,
@@ -74,9 +76,11 @@ def build_router(issuer: DevIssuer) -> APIRouter:
         clean = {k: v for k, v in params.items() if v is not None}
         try:
             checked = check_authorization_request(issuer, clean)
-            chosen = demo_user(user or "")
-            if chosen is None:
-                raise RedirectError(checked.redirect_uri, "access_denied", checked.state)
+            chosen = authenticate(issuer.state, username or "", password or "")
+            if chosen is None:  # the same page again: nobody is signed in without a password
+                return HTMLResponse(_sign_in_page(checked, clean, failed=True),
+                                    status_code=401,
+                                    headers=_sign_in_headers(checked.redirect_uri))
             code = issue_code(issuer, checked, chosen)
         except OAuthError as error:
             if error.error == "invalid_scope" and clean.get("redirect_uri"):
@@ -178,21 +182,27 @@ def _error_page(error: OAuthError) -> HTMLResponse:
     return HTMLResponse(_page(body), status_code=400, headers=_PAGE_HEADERS)
 
 
-def _sign_in_page(request: AuthorizationRequest, params: dict[str, str]) -> str:
+def _sign_in_page(request: AuthorizationRequest, params: dict[str, str],
+                  failed: bool = False) -> str:
     hidden = "".join(
         f'<input type="hidden" name="{name}" value="{escape(value)}">'
-        for name, value in params.items() if value
+        for name, value in params.items() if value and name in _AUTHORIZE_FIELDS
     )
-    buttons = "".join(
-        f'<li><button type="submit" name="user" value="{escape(user.id)}">'
-        f"{escape(user.name)}</button> <span>{escape(user.description)}</span></li>"
-        for user in DEMO_USERS
-    )
+    error = ('<p role="alert" id="error"><strong>Wrong username or password.</strong></p>'
+             if failed else "")
     body = (
-        "<h1>Dossier — development sign-in</h1>"
+        "<h1>Dossier — sign in</h1>"
         f"<p>Application <strong>{escape(request.client.client_id)}</strong> asks to sign you in."
-        " Choose a demo user. This page exists only in the embedded development setup.</p>"
-        f'<form method="post" action="authorize">{hidden}<ul>{buttons}</ul></form>'
+        " This page exists only in the embedded setup; accounts are made with"
+        " <code>dossier users add</code>.</p>"
+        f'{error}<form method="post" action="authorize">{hidden}'
+        '<p><label for="username">Username</label><br>'
+        '<input id="username" name="username" autocomplete="username" required'
+        ' maxlength="64"></p>'
+        '<p><label for="password">Password</label><br>'
+        '<input id="password" name="password" type="password" required'
+        ' autocomplete="current-password" maxlength="1024"></p>'
+        '<p><button type="submit">Sign in</button></p></form>'
     )
     return _page(body)
 

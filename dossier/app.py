@@ -46,8 +46,10 @@ from dossier.fhir.routes import router as fhir_router
 from dossier.fhir.wire import fhir_response
 from dossier.hubs import locator, registration  # noqa: F401 - register operations
 from dossier.portal import install_portal
+from dossier.seed.accounts import ensure_accounts
 from dossier.seed.groups import ensure_profession_groups
 from dossier.settings import Settings, ensure_data_dir
+from dossier.stores.issuer import DatabaseIssuerState
 from dossier.subscriptions.routes import router as subscription_router
 from dossier.subscriptions.service import capture, run_deliveries
 from dossier.telemetry import RequestMetrics, make_meter, make_tracer, request_span
@@ -112,6 +114,7 @@ def build_runtime(settings: Settings, exporter: SpanExporter | None = None) -> R
         runtime.audit_store.adopt_origin(session)
     if not settings.prepared:
         ensure_profession_groups(runtime)
+        ensure_accounts(DatabaseIssuerState(engine), settings)
         if settings.demo:
             from dossier.seed.demo import load_demo
 
@@ -176,7 +179,8 @@ def install_auth(app: FastAPI, runtime: Runtime) -> None:
 
         base = settings.public_base
         issuer = DevIssuer(settings.data_dir, f"{base}/auth", f"{base}/fhir",
-                           directory=StoreDirectory(runtime.engine))  # whom hubs act for
+                           directory=StoreDirectory(runtime.engine),  # whom hubs act for
+                           state=DatabaseIssuerState(runtime.engine))  # shared by workers
         issuer.on_token = lambda event: record_token_event(
             runtime.audit_store, runtime.engine, runtime.query_key, event)
         app.include_router(issuer.router(), prefix="/auth")

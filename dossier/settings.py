@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     pkcs11_token_label: str | None = None
     pkcs11_pin: str | None = Field(default=None, repr=False)
     demo: bool = False
+    # the sign-in password of the demo people (with --demo); unset: a new one is made and
+    # printed at each start (issue 16: nobody signs in without a password)
+    demo_password: str | None = Field(default=None, repr=False, min_length=12)
     # set by `serve --workers N` for its worker processes: the parent has already
     # migrated, seeded and loaded the demo, so a worker only builds its app
     prepared: bool = False

@@ -21,7 +21,7 @@ from fastapi.testclient import TestClient
 from dossier.app import create_app
 from dossier.portal.auditor import csv_cell
 from dossier.settings import load_settings
-from tests.browser.seed import GP, Seeded, seed
+from tests.browser.seed import GP, PASSWORD, Seeded, seed
 
 BASE = "https://testserver"
 FHIR = "application/fhir+json"
@@ -54,7 +54,8 @@ class Site:
         params = dict(parse_qsl(authorize.query))
         assert params["code_challenge_method"] == "S256"
         assert client.get(f"{authorize.path}?{authorize.query}").status_code == 200
-        chosen = client.post("/auth/authorize", data={**params, "user": user})
+        chosen = client.post("/auth/authorize", data={**params, "username": user,
+                                                       "password": PASSWORD})
         back = urlsplit(chosen.headers["location"])
         assert back.path == "/portal/callback"
         landed = client.get(f"{back.path}?{back.query}")
@@ -158,7 +159,7 @@ def test_session_cookie_is_secure_httponly_samesite_and_host_only(site: Site) ->
     login = set_cookies(start)["__Host-dossier-login"]
     authorize = urlsplit(start.headers["location"])
     chosen = client.post("/auth/authorize", data={**dict(parse_qsl(authorize.query)),
-                                                  "user": "martin"})
+                                                  "username": "martin", "password": PASSWORD})
     back = urlsplit(chosen.headers["location"])
     landed = client.get(f"{back.path}?{back.query}")
     session = set_cookies(landed)[SESSION]
@@ -306,7 +307,8 @@ def test_sign_in_refuses_a_forged_state_and_never_redirects_away(site: Site) -> 
     client = TestClient(site.app, base_url=BASE, follow_redirects=False)
     start = client.get("/portal/login", params={"next": "https://evil.example/x"})
     params = dict(parse_qsl(urlsplit(start.headers["location"]).query))
-    chosen = client.post("/auth/authorize", data={**params, "user": "martin"})
+    chosen = client.post("/auth/authorize", data={**params, "username": "martin",
+                                                       "password": PASSWORD})
     back = dict(parse_qsl(urlsplit(chosen.headers["location"]).query))
     forged = client.get("/portal/callback", params={**back, "state": "forged"})
     assert forged.status_code == 400 and SESSION not in forged.headers.get("set-cookie", "")
