@@ -136,4 +136,6 @@ def _check_claims(claims: Mapping[str, Any], *, client_id: str, token_endpoint: 
 def _number(value: object) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
+    if isinstance(value, int) and not 0 <= value <= 253402300799:  # float() would overflow
+        return None
     return float(value) if math.isfinite(value) else None

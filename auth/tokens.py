@@ -314,13 +314,22 @@ def _header(token: str) -> dict[str, Any]:
     return header
 
 
+MAX_TIMESTAMP = 253402300799  # 9999-12-31T23:59:59Z
+
+
 def _number(claims: Mapping[str, Any], name: str, *, required: bool) -> float | None:
     value = claims.get(name)
     if value is None:
         if required:
             raise InvalidToken(f"{name} missing")
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidToken(f"{name} is not a number")
+    # e.g. exp=1e308 or a 5,000-digit integer: no datetime holds it (compared before any
+    # float conversion, which would overflow)
+    if not 0 <= value <= MAX_TIMESTAMP:
+        raise InvalidToken(f"{name} is out of range")
+    if not math.isfinite(value):
         raise InvalidToken(f"{name} is not a number")
     return float(value)
 

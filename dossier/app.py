@@ -44,6 +44,7 @@ from dossier.fhir.ops import (  # noqa: F401 - register operations
 from dossier.fhir.routes import root_router as well_known_router
 from dossier.fhir.routes import router as fhir_router
 from dossier.fhir.wire import fhir_response
+from dossier.guard import Guard
 from dossier.hubs import locator, registration  # noqa: F401 - register operations
 from dossier.portal import install_portal
 from dossier.seed.accounts import ensure_accounts
@@ -269,6 +270,7 @@ def create_app(settings: Settings, *, exporter: SpanExporter | None = None,
 
         app.add_middleware(ApiCors, origins=settings.cors_origin_list,
                            allow_credentials=settings.cors_allow_credentials)
+    app.add_middleware(Guard)  # outermost of ours: no exception text or parameter in a log
     return app
 
 

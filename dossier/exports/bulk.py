@@ -143,7 +143,7 @@ def parse_request(level: str, pairs: list[tuple[str, str]], *, lenient: bool = F
         elif key in seen:
             raise BadRequest(f"The $export parameter '{key[:64]}' is given twice.")
         elif key == "_since":
-            if not value[:1].isdigit():
+            if not (value[:1].isascii() and value[:1].isdigit()):
                 raise BadRequest("_since must be an instant, e.g. 2027-03-01T00:00:00Z.")
             since = parse_date(value).low
         elif value not in OUTPUT_FORMATS:

@@ -454,7 +454,7 @@ async def instance_history(request: Request, rtype: str, rid: str) -> Response:
 @router.get("/{rtype}/{rid}/_history/{vid}")
 async def vread(request: Request, rtype: str, rid: str, vid: str) -> Response:
     check_id(rid)
-    if not vid.isdigit() or len(vid) > 9:
+    if not (vid.isascii() and vid.isdigit()) or len(vid) > 9:
         raise NotFound(f"No {rtype[:64]} resource with that id is available.")
     stored = await in_unit(request, lambda repo, ctx: repo.vread(rtype, rid, int(vid)))
     return resource_response(request, stored)
@@ -491,8 +491,13 @@ async def _operation(request: Request, rtype: str, rid: str | None,
             body = parse_resource(raw_body)
     call = operations.Call(resource_type, rid, list(request.query_params.multi_items()),
                            body, request.method, prefer=request.headers.get("prefer", ""))
-    result = await in_unit(request, lambda repo, ctx: found.handler(repo, call),
-                           writes=found.writes(request.method))
+
+    def work(repo: Any, ctx: RequestContext) -> Any:
+        # the scopes must allow what the operation declares: read or write
+        found.check_scopes(request.method, ctx.principal, resource_type)
+        return found.handler(repo, call)
+
+    result = await in_unit(request, work, writes=found.writes(request.method))
     if isinstance(result, Response):
         return result
     return fhir_response(result)
@@ -519,11 +524,12 @@ async def _history(request: Request, rtype: str | None, rid: str | None) -> Resp
             since = parse_date(value).low
             kept.append((key, value))
         elif key == "_count":
-            if not value.isdigit() or len(value) > 9:
+            if not (value.isascii() and value.isdigit()) or len(value) > 9:
                 raise BadRequest("_count must be a whole number.")
             count = int(value)
         elif key == "_offset":
-            if not value.isdigit() or len(value) > 9 or int(value) > 1_000_000:
+            if not (value.isascii() and value.isdigit()) or len(value) > 9 \
+                    or int(value) > 1_000_000:
                 raise BadRequest("_offset must be a whole number.")
             offset = int(value)
         elif key not in PRESENTATION and not lenient(request):
