@@ -190,6 +190,11 @@ def new_id() -> str:
     return str(uuid.uuid4())
 
 
+def _erased(row: Row[Any]) -> bool:
+    """A version emptied by `$erase` (dossier/fhir/ops/erase.py purge): no content left."""
+    return not row.deleted and not row.content and row.sealed is None
+
+
 class Repository:
     def __init__(self, session: Session, ctx: RequestContext, *, policy: AccessPolicy,
                  sealer: Sealer, audit: AuditSink, page_size: int = 20,
@@ -370,6 +375,8 @@ class Repository:
             self._note("vread", resource_type, resource_id, row.patient_id)
             if row.deleted:
                 raise Gone(f"This version of the {resource_type} is a deletion.")
+            if _erased(row):  # like the current version: gone for a former reader
+                raise Gone(f"This {resource_type} was erased.")
             return self._to_stored(row, row.method)
 
     def history(self, resource_type: str | None, resource_id: str | None, *,
@@ -397,7 +404,7 @@ class Repository:
                 .limit(size).offset(offset), resource_versions)).all()
             self.policy.prepare(r.patient_id for r in rows)
             out = [self._to_stored(r, r.method) for r in rows
-                   if self.policy.can_read(row_meta(r))]
+                   if self.policy.can_read(row_meta(r)) and not _erased(r)]
             self._note("history", resource_type or "*", resource_id, None,
                        patients={s.meta.patient_id for s in out if s.meta.patient_id})
             return out, total
