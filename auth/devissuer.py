@@ -155,7 +155,14 @@ class DevIssuer:
             with self._lock:
                 self._keys = _load_or_create_keys(self.data_dir / KEY_FILE)
             return self.jwks()
-        return StaticKeys(load)
+
+        def version() -> object:
+            try:
+                info = os.stat(self.data_dir / KEY_FILE)
+            except OSError:
+                return None
+            return (info.st_mtime_ns, info.st_size, info.st_ino)
+        return StaticKeys(load, version)
 
     def rotate_key(self) -> str:
         """Sign with a new key from now on; the previous one still verifies. Returns the new kid."""

@@ -68,12 +68,23 @@ class KeySource(Protocol):
 class StaticKeys:
     """Keys from a JWKS dict, or from a loader called again when a kid is unknown."""
 
-    def __init__(self, jwks: Mapping[str, Any] | Callable[[], Mapping[str, Any]]) -> None:
+    def __init__(self, jwks: Mapping[str, Any] | Callable[[], Mapping[str, Any]],
+                 version: Callable[[], object] | None = None) -> None:
         self._loader = jwks if callable(jwks) else None
+        # when given, asked at every use: a changed value (the key file's mtime) reloads, so
+        # a key rotated out stops verifying at once, not at the next unknown kid
+        self._version = version
+        self._seen = version() if version else None
         self._keys = _jose.import_public_keys(jwks() if callable(jwks) else jwks)
         self._lock = threading.Lock()
 
     def get_key(self, kid: str | None, alg: str) -> _jose.PublicKey:
+        if self._version is not None and self._loader is not None:
+            now = self._version()
+            if now != self._seen:
+                with self._lock:
+                    self._keys = _jose.import_public_keys(self._loader())
+                    self._seen = now
         key = _jose.find_key(self._keys, kid, alg)
         if key is None and self._loader is not None:
             with self._lock:

@@ -290,11 +290,29 @@ def _route_template(request: Request) -> str:
     return "/" + "/".join(names)
 
 
+def _allowed(request: Request) -> str:
+    """The methods the app's routes accept on this path (the Allow header of a 405)."""
+    from starlette.routing import Match
+
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches({**request.scope, "method": "GET"})
+        if match != Match.NONE:
+            methods |= set(getattr(route, "methods", None) or ())
+        for method in ("POST", "PUT", "DELETE", "PATCH"):
+            match, _ = route.matches({**request.scope, "method": method})
+            if match == Match.FULL:
+                methods.add(method)
+    return ", ".join(sorted(methods))
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(DossierError)
     async def dossier_error(request: Request, exc: DossierError) -> Response:
-        response = fhir_response(exc.outcome(), exc.status, exc.headers)
-        return response
+        headers = dict(exc.headers)
+        if exc.status == 405 and "Allow" not in headers:
+            headers["Allow"] = _allowed(request) or "GET"
+        return fhir_response(exc.outcome(), exc.status, headers)
 
     @app.exception_handler(AuthError)
     async def auth_error(request: Request, exc: AuthError) -> Response:
@@ -307,7 +325,11 @@ def install_error_handlers(app: FastAPI) -> None:
         if exc.status_code == 404:
             return outcome(404, "not-found", "Unknown URL.")
         if exc.status_code == 405:
-            return outcome(405, "not-supported", "This method is not allowed on this URL.")
+            response = outcome(405, "not-supported", "This method is not allowed on this URL.")
+            allow = (exc.headers or {}).get("Allow") or _allowed(request)
+            if allow:
+                response.headers["Allow"] = allow
+            return response
         return outcome(exc.status_code, "processing", "The request could not be processed.")
 
     @app.exception_handler(RequestValidationError)

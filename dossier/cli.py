@@ -100,7 +100,12 @@ def cmd_dev_token(args: argparse.Namespace, settings: Settings) -> int:
     if not settings.embedded:
         print("error: dev-token works only with the embedded dev issuer", file=sys.stderr)
         return 2
-    from auth.devissuer import dev_token
+    from auth.devissuer import KEY_FILE, dev_token
+
+    if not (settings.data_dir / KEY_FILE).is_file():  # never a new folder and a new key
+        print(f"error: {settings.data_dir} holds no dev issuer key; give the --data-dir of "
+              "a server that has started once (dossier serve)", file=sys.stderr)
+        return 2
 
     roles = [r.strip() for r in args.roles.split(",") if r.strip()]
     try:
@@ -165,10 +170,21 @@ def cmd_users(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_keys(args: argparse.Namespace, settings: Settings) -> int:
     from dossier.app import key_provider
-    from dossier.crypto.rewrap import rotate
+    from dossier.crypto.rewrap import retire, rotate
 
     provider = key_provider(settings)
     try:
+        if args.action == "retire":
+            if not args.kek:
+                print("error: keys retire needs --kek KEK_ID", file=sys.stderr)
+                return 2
+            try:
+                retire(settings, provider, args.kek)
+            except ValueError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return 2
+            print(f"key-encryption key {args.kek} destroyed")
+            return 0
         kek_id, count = rotate(settings, provider)
     finally:
         provider.close()
@@ -262,7 +278,8 @@ def parser() -> argparse.ArgumentParser:
                    help="add: read the password from stdin (default: make one and print it)")
     u.add_argument("--replace", action="store_true", help="add: replace an existing account")
     k = sub.add_parser("keys", help="key management")
-    k.add_argument("action", choices=["rotate"])
+    k.add_argument("action", choices=["rotate", "retire"])
+    k.add_argument("--kek", help="retire: the KEK id to destroy (after a rotate)")
     k.add_argument("--data-dir")
     a = sub.add_parser("audit", help="verify or export the audit log")
     a.add_argument("action", choices=["verify", "export"])

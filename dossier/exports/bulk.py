@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -32,6 +31,7 @@ from dossier.core.context import RequestContext, owner_of
 from dossier.core.repository import AuditNote, Repository, RowMeta
 from dossier.core.runtime import Runtime
 from dossier.core.standing import standing_claims, token_claims
+from dossier.crypto import envelope
 from dossier.db.models import export_jobs, resources
 from dossier.errors import (
     BadRequest,
@@ -208,7 +208,7 @@ def kick_off(repo: Repository, call: Call) -> Any:
     if jobs.running_for(owner):
         raise TooManyRequests("An export of yours is still running; wait for it or "
                               "cancel it first.", headers={"Retry-After": "30"})
-    kek_id, wrapped = repo.services.key_provider.wrap(os.urandom(32))
+    _, kek_id, wrapped = envelope.new_data_key(repo.services.key_provider)
     path = {"system": "$export", "patient": "Patient/$export"}.get(
         level, f"Group/{rid}/$export")
     query = f"?{urlencode(pairs)}" if pairs else ""
