@@ -119,6 +119,9 @@ class DevIssuer:
         # told of every token-endpoint refusal and of every backend token issued (the
         # service writes them to its audit log); raising refuses the request (fail closed)
         self.on_token: Callable[[TokenEvent], None] | None = None
+        # told the client address of each refused sign-in or token request (the service
+        # throttles floods per address)
+        self.on_refusal: Callable[[str], None] | None = None
         self._lock = threading.Lock()
         # accounts, authorization codes and jti values seen: in the service's database
         # (shared by all its processes); in memory for a lone issuer

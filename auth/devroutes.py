@@ -61,7 +61,7 @@ def build_router(issuer: DevIssuer) -> APIRouter:
 
     @router.post("/authorize")
     def authorize(
-        username: FormField = None, password: FormField = None,
+        request: Request, username: FormField = None, password: FormField = None,
         response_type: FormField = None, client_id: FormField = None,
         redirect_uri: FormField = None, scope: FormField = None, state: FormField = None,
         code_challenge: FormField = None, code_challenge_method: FormField = None,
@@ -78,6 +78,7 @@ def build_router(issuer: DevIssuer) -> APIRouter:
             checked = check_authorization_request(issuer, clean)
             chosen = authenticate(issuer.state, username or "", password or "")
             if chosen is None:  # the same page again: nobody is signed in without a password
+                _refused(issuer, request)
                 return HTMLResponse(_sign_in_page(checked, clean, failed=True),
                                     status_code=401,
                                     headers=_sign_in_headers(checked.redirect_uri))
@@ -93,7 +94,8 @@ def build_router(issuer: DevIssuer) -> APIRouter:
 
     @router.post("/token")
     def token(
-        grant_type: FormField = None, code: FormField = None, redirect_uri: FormField = None,
+        request: Request, grant_type: FormField = None, code: FormField = None,
+        redirect_uri: FormField = None,
         client_id: FormField = None, code_verifier: FormField = None, scope: FormField = None,
         client_assertion_type: FormField = None, client_assertion: FormField = None,
         subject_token: FormField = None, subject_token_type: FormField = None,
@@ -121,6 +123,7 @@ def build_router(issuer: DevIssuer) -> APIRouter:
             else:
                 raise OAuthError("unsupported_grant_type", "This grant type is not supported.")
         except OAuthError as error:
+            _refused(issuer, request)
             if not _told(issuer, token_event(grant_type, clean, error.error, None)):
                 return _unavailable()
             return JSONResponse(error.body(), status_code=error.status,
@@ -131,6 +134,11 @@ def build_router(issuer: DevIssuer) -> APIRouter:
         return JSONResponse(body, headers=_NO_STORE)
 
     return router
+
+
+def _refused(issuer: DevIssuer, request: Request) -> None:
+    if issuer.on_refusal is not None:
+        issuer.on_refusal(request.client.host if request.client else "unknown")
 
 
 def _sign_in_headers(redirect_uri: str) -> dict[str, str]:

@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -51,9 +52,11 @@ from dossier.seed.accounts import ensure_accounts
 from dossier.seed.groups import ensure_profession_groups
 from dossier.settings import Settings, ensure_data_dir
 from dossier.stores.issuer import DatabaseIssuerState
+from dossier.stores.refusals import record_finished
 from dossier.subscriptions.routes import router as subscription_router
 from dossier.subscriptions.service import capture, run_deliveries
 from dossier.telemetry import RequestMetrics, make_meter, make_tracer, request_span
+from dossier.throttle import Throttle, ThrottleGate, client_address
 
 log = logging.getLogger("dossier")
 
@@ -167,6 +170,8 @@ def start_workers(runtime: Runtime) -> list[Any]:
         def maintain() -> None:
             export.purge_expired(runtime)
             export.run_starting(runtime)
+            record_finished(runtime.engine, runtime.audit_store, runtime.query_key,
+                            datetime.now(UTC))  # one record per address and minute
 
         workers.append(periodic("maintenance", s.maintenance_seconds, maintain))
     return workers
@@ -184,6 +189,7 @@ def install_auth(app: FastAPI, runtime: Runtime) -> None:
                            state=DatabaseIssuerState(runtime.engine))  # shared by workers
         issuer.on_token = lambda event: record_token_event(
             runtime.audit_store, runtime.engine, runtime.query_key, event)
+        issuer.on_refusal = lambda address: app.state.throttle.refused(address)
         app.include_router(issuer.router(), prefix="/auth")
         app.state.dev_issuer = issuer
         runtime.extras["dev_issuer"] = issuer  # $register-hub
@@ -243,6 +249,8 @@ def create_app(settings: Settings, *, exporter: SpanExporter | None = None,
     app = FastAPI(title="Dossier", version="0.1.0", docs_url=None, redoc_url=None,
                   openapi_url=None, lifespan=lifespan)
     app.state.runtime = runtime
+    throttle = Throttle(runtime.engine, settings.throttle_refusals_per_minute)
+    app.state.throttle = throttle
     install_auth(app, runtime)
     install_error_handlers(app)
 
@@ -270,6 +278,7 @@ def create_app(settings: Settings, *, exporter: SpanExporter | None = None,
 
         app.add_middleware(ApiCors, origins=settings.cors_origin_list,
                            allow_credentials=settings.cors_allow_credentials)
+    app.add_middleware(ThrottleGate, throttle=throttle)
     app.add_middleware(Guard)  # outermost of ours: no exception text or parameter in a log
     return app
 
@@ -306,16 +315,27 @@ def _allowed(request: Request) -> str:
     return ", ".join(sorted(methods))
 
 
+async def _count_refusal(request: Request) -> None:
+    """A request refused before anybody is known counts against its address (throttle)."""
+    throttle = getattr(request.app.state, "throttle", None)
+    if throttle is not None:
+        await run_in_threadpool(throttle.refused, client_address(request.scope))
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(DossierError)
     async def dossier_error(request: Request, exc: DossierError) -> Response:
         headers = dict(exc.headers)
+        if exc.status == 401:
+            await _count_refusal(request)
         if exc.status == 405 and "Allow" not in headers:
             headers["Allow"] = _allowed(request) or "GET"
         return fhir_response(exc.outcome(), exc.status, headers)
 
     @app.exception_handler(AuthError)
     async def auth_error(request: Request, exc: AuthError) -> Response:
+        if exc.status == 401:
+            await _count_refusal(request)
         return fhir_response({"resourceType": "OperationOutcome", "issue": [
             {"severity": "error", "code": exc.code, "diagnostics": exc.message}]},
             exc.status, exc.headers)

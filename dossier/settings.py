@@ -59,6 +59,8 @@ class Settings(BaseSettings):
     notify_worker_seconds: float = Field(default=5.0, ge=0, le=3600)
     # expired export jobs and files, export jobs nobody took (0 = off)
     maintenance_seconds: float = Field(default=5.0, ge=0, le=3600)
+    # refused unauthenticated requests per client address and minute before 429 (0: off)
+    throttle_refusals_per_minute: int = Field(default=30, ge=0, le=1_000_000)
     notify_smtp_host: str | None = None
     notify_smtp_port: int = Field(default=25, ge=1, le=65535)
     notify_smtp_from: str = "dossier@localhost"
