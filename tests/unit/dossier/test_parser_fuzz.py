@@ -5,6 +5,7 @@ the parser's own refusal (BadRequest / AuthError) — never another exception (a
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 from pathlib import Path
 from typing import Any
@@ -33,10 +34,8 @@ NASTY = [b"", b"{", b'{"a":1,"a":2}', b"[" * 5000 + b"]" * 5000, b'{"a":NaN}',
 
 
 def _parse(body: bytes) -> None:
-    try:
+    with contextlib.suppress(BadRequest):
         parse_json(body)
-    except BadRequest:
-        pass
 
 
 @FUZZ
@@ -73,10 +72,8 @@ CLAIM_VALUES = st.one_of(JSON_ATOMS, st.sampled_from([1e308, -1e308, 2**64, 10**
 
 
 def _validate(validator: TokenValidator, token: str) -> None:
-    try:
+    with contextlib.suppress(AuthError):
         validator.validate(token)
-    except AuthError:
-        pass
 
 
 @FUZZ
