@@ -21,6 +21,7 @@ from auth.devflows import (
 )
 from auth.devissuer import TOKEN_EXCHANGE, DevIssuer
 from auth.errors import OAuthError
+from auth.signin_texts import STYLE, language_of, texts
 from auth.tokenevents import TokenEvent, token_event
 
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
@@ -32,7 +33,7 @@ _PAGE_HEADERS = {
     "Referrer-Policy": "no-referrer",
 }
 _AUTHORIZE_FIELDS = ("response_type", "client_id", "redirect_uri", "scope", "state",
-                     "code_challenge", "code_challenge_method", "nonce")
+                     "code_challenge", "code_challenge_method", "nonce", "ui_locales")
 FormField = Annotated[str | None, Form()]
 
 
@@ -65,13 +66,13 @@ def build_router(issuer: DevIssuer) -> APIRouter:
         response_type: FormField = None, client_id: FormField = None,
         redirect_uri: FormField = None, scope: FormField = None, state: FormField = None,
         code_challenge: FormField = None, code_challenge_method: FormField = None,
-        nonce: FormField = None,
+        nonce: FormField = None, ui_locales: FormField = None,
     ) -> Response:
         params = {
             "response_type": response_type, "client_id": client_id,
             "redirect_uri": redirect_uri, "scope": scope, "state": state,
             "code_challenge": code_challenge, "code_challenge_method": code_challenge_method,
-            "nonce": nonce,
+            "nonce": nonce, "ui_locales": ui_locales,
         }
         clean = {k: v for k, v in params.items() if v is not None}
         try:
@@ -192,37 +193,38 @@ def _error_page(error: OAuthError) -> HTMLResponse:
 
 def _sign_in_page(request: AuthorizationRequest, params: dict[str, str],
                   failed: bool = False) -> str:
+    lang = language_of(params.get("ui_locales"))
+    words = texts(lang)
     hidden = "".join(
         f'<input type="hidden" name="{name}" value="{escape(value)}">'
         for name, value in params.items() if value and name in _AUTHORIZE_FIELDS
     )
-    error = ('<p role="alert" id="error"><strong>Wrong username or password.</strong></p>'
+    client = f"<strong>{escape(request.client.client_id)}</strong>"
+    error = (f'<p role="alert" id="error"><strong>{escape(words["wrong"])}</strong></p>'
              if failed else "")
     body = (
-        "<h1>Dossier — sign in</h1>"
-        f"<p>Application <strong>{escape(request.client.client_id)}</strong> asks to sign you in."
-        " This page exists only in the embedded setup; accounts are made with"
-        " <code>dossier users add</code>.</p>"
+        f"<h1>{escape(words['title'])}</h1>"
+        f"<p>{escape(words['asks']).format(client=client)}</p>"
         f'{error}<form method="post" action="authorize">{hidden}'
-        '<p><label for="username">Username</label><br>'
+        f'<p><label for="username">{escape(words["username"])}</label><br>'
         '<input id="username" name="username" autocomplete="username" required'
         ' maxlength="64"></p>'
-        '<p><label for="password">Password</label><br>'
+        f'<p><label for="password">{escape(words["password"])}</label><br>'
         '<input id="password" name="password" type="password" required'
         ' autocomplete="current-password" maxlength="1024"></p>'
-        '<p><button type="submit">Sign in</button></p></form>'
+        f'<p><button type="submit">{escape(words["submit"])}</button></p></form>'
+        f'<p class="hint">{escape(words["dev"])}</p>'
     )
-    return _page(body)
+    return _page(body, lang)
 
 
-def _page(body: str) -> str:
+def _page(body: str, lang: str = "en") -> str:
+    """The page around `body`, in `lang`, with the portal's look (inline style)."""
     return (
-        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        f'<!doctype html><html lang="{escape(lang)}"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        "<title>Dossier sign-in</title>"
-        "<style>body{font-family:system-ui,sans-serif;max-width:40rem;margin:2rem auto;"
-        "padding:0 1rem;line-height:1.5}li{margin:.5rem 0;list-style:none}"
-        "button{font-size:1rem;padding:.5rem 1rem;min-width:12rem}"
-        "button:focus{outline:3px solid #1d4ed8;outline-offset:2px}</style>"
-        f"</head><body><main>{body}</main></body></html>"
+        f"<title>{escape(texts(lang)['title'])}</title>"
+        f"<style>{STYLE}</style>"
+        '</head><body><header><p>Dossier</p></header>'
+        f"<main>{body}</main></body></html>"
     )

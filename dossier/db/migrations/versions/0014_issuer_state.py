@@ -1,7 +1,7 @@
 """issuer accounts, codes and jti memory; portal sessions; refusal windows (issue 16)
 
 Revision ID: 0014
-Revises: 0013
+Revises: 0018
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from alembic import op
 from dossier.db.types import JSONType, UTCDateTime
 
 revision = "0014"
-down_revision = "0013"
+down_revision = "0018"
 branch_labels = None
 depends_on = None
 
