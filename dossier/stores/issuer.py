@@ -6,6 +6,7 @@ data), so each call is its own short transaction on the engine."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -18,6 +19,12 @@ from auth.rules import ROLES, Role
 from dossier.db.models import issuer_accounts, issuer_codes, issuer_jti
 
 A = issuer_accounts.c
+
+
+def _bounded(value: str) -> str:
+    """The value, or its SHA-256 when longer than the column (never two made one)."""
+    return value if len(value) <= 255 else "sha256:" + hashlib.sha256(
+        value.encode()).hexdigest()
 
 
 class DatabaseIssuerState:
@@ -106,8 +113,8 @@ class DatabaseIssuerState:
             conn.execute(delete(issuer_jti).where(issuer_jti.c.expires_at < int(now)))
         try:
             with self.engine.begin() as conn:
-                conn.execute(insert(issuer_jti), {"client_id": client_id[:255],
-                                                  "jti": jti[:255],
+                conn.execute(insert(issuer_jti), {"client_id": _bounded(client_id),
+                                                  "jti": _bounded(jti),
                                                   "expires_at": int(expires_at) + 1})
         except IntegrityError:
             return False
