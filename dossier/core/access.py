@@ -78,6 +78,7 @@ class ConsentPolicy:
         self._grants: list[Any] | None = None  # this practitioner's live break-glass grants
         self.last_decision: consent.Decision | None = None
         self.break_glass_used: set[str] = set()
+        self._scoped: dict[str, bool] = {}
         # off for standing access (subscriptions): break-the-glass is for one urgent read
         self.break_glass_allowed = True
 
@@ -165,7 +166,23 @@ class ConsentPolicy:
         return decision.permit
 
     # ---------------------------------------------------------------- rows
+    def scoped(self, resource_type: str) -> bool:
+        """Whether the token's scopes let it read ``resource_type`` (asked once per type and
+        request). Every row shown is checked by its own type, so an `_include`, a
+        `_revinclude`, `$everything` or a history never shows a type the scopes exclude."""
+        found = self._scoped.get(resource_type)
+        if found is None:
+            try:
+                self.gate(resource_type, "r")
+                found = True
+            except Forbidden:
+                found = False
+            self._scoped[resource_type] = found
+        return found
+
     def can_read(self, row: RowMeta) -> bool:
+        if not self.scoped(row.resource_type):
+            return False
         role = self.principal.role
         if row.patient_id is None:
             return row.resource_type in DIRECTORY_TYPES or self._own_server_row(row)

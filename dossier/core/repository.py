@@ -197,6 +197,33 @@ def new_id() -> str:
     return str(uuid.uuid4())
 
 
+MASKED = {"extension": [{"url": "http://hl7.org/fhir/StructureDefinition/data-absent-reason",
+                         "valueCode": "masked"}]}
+# references the reader might not be allowed to follow: entries of a dossier (a Patient
+# reference names the dossier the reader already sees; the directory is public)
+MASKABLE = frozenset({"Task", "CareTeam", "RelatedPerson", "Observation", "Flag",
+                      "Provenance", "Consent", "Communication"})
+
+
+def _entry_refs(resource: Any) -> Iterator[dict[str, Any]]:
+    """Every Reference object naming a dossier entry, in place (to be masked)."""
+    if isinstance(resource, dict):
+        text = resource.get("reference")
+        if isinstance(text, str) and text.split("/", 1)[0] in MASKABLE:
+            yield resource
+        for key, value in resource.items():
+            if key not in ("resourceType", "meta", "text"):
+                yield from _entry_refs(value)
+    elif isinstance(resource, list):
+        for item in resource:
+            yield from _entry_refs(item)
+
+
+def _erased(row: Row[Any]) -> bool:
+    """A version emptied by `$erase` (dossier/fhir/ops/erase.py purge): no content left."""
+    return not row.deleted and not row.content and row.sealed is None
+
+
 class Repository:
     def __init__(self, session: Session, ctx: RequestContext, *, policy: AccessPolicy,
                  sealer: Sealer, audit: AuditSink, page_size: int = 20,
@@ -319,6 +346,9 @@ class Repository:
         A refused attempt on an existing dossier is logged against that person, with the
         decision's reasons."""
         if row is None:
+            # the same work as for a hidden row (its person's Consents are read), so the
+            # time of the answer does not tell hidden from missing
+            self.policy.prepare(["~missing~"])
             self._note(self.intent, resource_type, None, None, "not-found")
             raise not_found(resource_type)
         if not self.policy.can_read(row_meta(row)):
@@ -361,7 +391,7 @@ class Repository:
                        reasons=self._reasons())
             if row.deleted:
                 raise Gone(f"This {resource_type} was deleted.")
-            return self._to_stored(row)
+            return self._masked(self._to_stored(row))
 
     def vread(self, resource_type: str, resource_id: str, version_id: int) -> Stored:
         check_type(resource_type)
@@ -377,7 +407,9 @@ class Repository:
             self._note("vread", resource_type, resource_id, row.patient_id)
             if row.deleted:
                 raise Gone(f"This version of the {resource_type} is a deletion.")
-            return self._to_stored(row, row.method)
+            if _erased(row):  # like the current version: gone for a former reader
+                raise Gone(f"This {resource_type} was erased.")
+            return self._masked(self._to_stored(row, row.method))
 
     def history(self, resource_type: str | None, resource_id: str | None, *,
                 since: datetime | None, count: int | None, offset: int) -> tuple[list[Stored], int]:
@@ -404,7 +436,8 @@ class Repository:
                 .limit(size).offset(offset), resource_versions)).all()
             self.policy.prepare(r.patient_id for r in rows)
             out = [self._to_stored(r, r.method) for r in rows
-                   if self.policy.can_read(row_meta(r))]
+                   if self.policy.can_read(row_meta(r)) and not _erased(r)]
+            self.mask_references(out)
             self._note("history", resource_type or "*", resource_id, None,
                        patients={s.meta.patient_id for s in out if s.meta.patient_id})
             return out, total
@@ -435,6 +468,7 @@ class Repository:
         matches = [self._to_stored(r) for r in rows if self.policy.can_read(row_meta(r))]
         notes: list[str] = []
         included = self._includes(q.includes, matches, notes)
+        self.mask_references(matches + included)
         patients = {s.meta.patient_id for s in matches + included if s.meta.patient_id}
         self._note("search", q.resource_type, None, None, query=q.canonical_params(raw),
                    patients=patients, detail=detail)
@@ -485,6 +519,46 @@ class Repository:
                 out.append(self._to_stored(row))
         return out
 
+    def _masked(self, stored: Stored) -> Stored:
+        self.mask_references([stored])
+        return stored
+
+    def mask_references(self, items: Iterable[Stored],
+                        policy: AccessPolicy | None = None) -> None:
+        """Replace each reference to a dossier entry the reader may not see (or that is
+        gone) by a `masked` data-absent-reason (SPEC §5: nothing leaks through
+        references). One query for the whole response, only when some entry references
+        another entry not already in it."""
+        items = [s for s in items if s.resource]
+        shown = {f"{s.resource_type}/{s.id}" for s in items}
+        found: dict[str, list[dict[str, Any]]] = {}
+        for stored in items:
+            for ref in _entry_refs(stored.resource):
+                found.setdefault(ref["reference"], []).append(ref)
+        unknown = sorted(r for r in found if r not in shown)
+        if not unknown:
+            return
+        visible: set[str] = set()
+        wanted: dict[str, list[str]] = {}
+        for reference in unknown:
+            rtype, _, rid = reference.partition("/")
+            if ID_RE.fullmatch(rid):
+                wanted.setdefault(rtype, []).append(rid)
+        if wanted:
+            rows: Any = self.session.execute(select(
+                R.res_type, R.res_id, R.patient_id, R.categories, R.deleted).where(
+                R.deleted == false(), or_(*[(R.res_type == t) & R.res_id.in_(ids)
+                                            for t, ids in sorted(wanted.items())]))).all()
+            judge = policy or self.policy
+            judge.prepare(r.patient_id for r in rows)
+            visible = {f"{r.res_type}/{r.res_id}" for r in rows
+                       if judge.can_read(row_meta(r))}
+        for reference in unknown:
+            if reference not in visible:
+                for ref in found[reference]:
+                    ref.clear()
+                    ref.update(copy.deepcopy(MASKED))
+
     def _may(self, interaction: str, resource_type: str | None) -> bool:
         if resource_type is None:
             return True
@@ -507,6 +581,7 @@ class Repository:
         rows = self.session.execute(stmt.order_by(
             (R.res_type != "Patient"), R.res_type, R.last_updated, R.res_id)).all()
         out = [self._to_stored(r) for r in rows if judge.can_read(row_meta(r))]
+        self.mask_references(out, judge)  # a preview masks what that actor would not see
         if out:
             self._note(action, "Patient", patient_id, patient_id, detail=operation)
         else:
@@ -558,6 +633,7 @@ class Repository:
             (R.res_type != "Patient"), R.res_type, R.last_updated, R.res_id)
             .limit(count).offset(offset))).all()
         out = [self._to_stored(r) for r in rows if self.policy.can_read(row_meta(r))]
+        self.mask_references(out)
         seen = total > 0 or self.session.execute(
             select(func.count()).select_from(visible.limit(1).subquery())).scalar_one() > 0
         if seen:
@@ -960,7 +1036,8 @@ def check_type(resource_type: str) -> None:
 def check_writable(resource_type: str) -> None:
     check_type(resource_type)
     if resource_type in schemas.SERVER_WRITTEN_TYPES:
-        raise MethodNotAllowed(f"{resource_type} resources are written by the server only.")
+        raise MethodNotAllowed(f"{resource_type} resources are written by the server only.",
+                               headers={"Allow": "GET"})
 
 
 def not_found_type(resource_type: str) -> DossierError:

@@ -17,6 +17,7 @@ from dossier.portal.gateway import Gateway
 from dossier.portal.oidc import OidcClient, embedded_client, external_client
 from dossier.portal.session import SessionCodec, load_or_create_key
 from dossier.portal.web import Portal, PortalHeaders, origin_of
+from dossier.stores.portal_sessions import PortalSessions
 
 STATIC = Path(__file__).parent / "static"
 
@@ -35,7 +36,8 @@ def install_portal(app: FastAPI, runtime: Runtime) -> None:
 
     portal = Portal(gateway=Gateway(app, runtime),
                     codec=SessionCodec(load_or_create_key(settings.data_dir)),
-                    origin=origin_of(base), oidc_factory=oidc)
+                    origin=origin_of(base), oidc_factory=oidc,
+                    sessions=PortalSessions(runtime.engine))
     if issuer is not None:
         _ = portal.oidc  # register the portal as a public client of the dev issuer now
     app.state.portal = portal

@@ -9,6 +9,7 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
@@ -29,6 +30,7 @@ from dossier.portal.session import (
     set_secure_cookie,
     write_session,
 )
+from dossier.stores.portal_sessions import PortalSessions
 
 TEMPLATES = Path(__file__).parent / "templates"
 PREFIX = "/portal"
@@ -102,6 +104,7 @@ class Portal:
     codec: SessionCodec
     origin: str
     oidc_factory: Callable[[], OidcClient]
+    sessions: PortalSessions
     env: Environment = field(default_factory=lambda: make_environment())
     _oidc: OidcClient | None = None
 
@@ -154,8 +157,9 @@ def session_of(request: Request) -> PortalSession | None:
 async def signed_in(request: Request, *roles: str) -> User:
     """The signed-in user, with the RequestContext /fhir would build from their token."""
     session = session_of(request)
-    if session is None:
-        raise LoginRequired
+    if session is None or not await run_in_threadpool(
+            portal_of(request).sessions.alive, session.sid):
+        raise LoginRequired  # no cookie, or one whose session was ended (logout, expiry)
     try:
         ctx = await portal_of(request).gateway.context(session.token)
     except AuthError:
