@@ -5,7 +5,7 @@ A search already bounded to a caseload probes the index once per candidate row
 seek that never reads the table.
 
 Revision ID: 0019
-Revises: 0018
+Revises: 0014
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 from alembic import op
 
 revision = "0019"
-down_revision = "0018"
+down_revision = "0014"
 branch_labels = None
 depends_on = None
 
