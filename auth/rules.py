@@ -15,7 +15,7 @@ ROLES: tuple[Role, ...] = ("citizen", "practitioner", "auditor", "admin", "hub")
 
 # The directory, kept by admin and readable by every authenticated user.
 DIRECTORY_TYPES = frozenset({"Organization", "Practitioner", "PractitionerRole", "Group",
-                             "Endpoint"})
+                             "Endpoint", "Location", "HealthcareService"})
 
 # Resource types that live in a patient's compartment.
 COMPARTMENT_TYPES = frozenset({

@@ -47,6 +47,7 @@ from dossier.fhir.wire import fhir_response
 from dossier.hubs import locator, registration  # noqa: F401 - register operations
 from dossier.portal import install_portal
 from dossier.seed.groups import ensure_profession_groups
+from dossier.seed.territory import ensure_territory
 from dossier.settings import Settings, ensure_data_dir
 from dossier.subscriptions.routes import router as subscription_router
 from dossier.subscriptions.service import capture, run_deliveries
@@ -112,6 +113,7 @@ def build_runtime(settings: Settings, exporter: SpanExporter | None = None) -> R
         runtime.audit_store.adopt_origin(session)
     if not settings.prepared:
         ensure_profession_groups(runtime)
+        ensure_territory(runtime)
         if settings.demo:
             from dossier.seed.demo import load_demo
 

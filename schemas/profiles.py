@@ -57,7 +57,7 @@ class Profile:
 PRIMITIVES: Mapping[str, type] = {
     "boolean": bool, "integer": int, "positiveInt": int, "unsignedInt": int,
     "string": str, "code": str, "id": str, "uri": str, "url": str, "canonical": str,
-    "date": str, "dateTime": str, "instant": str,
+    "date": str, "dateTime": str, "instant": str, "time": str,
 }
 
 # Element names that carry free text. Refused wherever a profile does not list
@@ -303,6 +303,45 @@ _CONSENT = resource({
     }, required=True),
 })
 
+# The territory (SPEC §14): region, bassins, communes (or their parts), quartiers.
+# Directory data, not personal data: a name and description are allowed here.
+_LOCATION = resource({
+    "identifier": el("Identifier", many=True),
+    "status": el("code", binding=vs("location-status")),
+    "name": el("string", required=True),
+    "alias": el("string", many=True),
+    "description": el("string"),
+    "type": el("CodeableConcept", many=True, required=True, binding=vs("territory-level")),
+    "telecom": el("ContactPoint", many=True),
+    "address": el("Address"),
+    "partOf": ref("Location"),
+})
+
+# The répertoire: one service of the social-health offer (SPEC §14).
+_HEALTHCARE_SERVICE = resource({
+    "identifier": el("Identifier", many=True),
+    "active": el("boolean"),
+    "providedBy": ref("Organization", required=True),
+    "type": el("CodeableConcept", many=True, required=True, binding=vs("service-type")),
+    "location": ref("Location", many=True),
+    "name": el("string", required=True),
+    "comment": el("string"),
+    "telecom": el("ContactPoint", many=True),
+    "coverageArea": ref("Location", many=True),
+    "eligibility": backbone({
+        "code": el("CodeableConcept", required=True, binding=vs("service-eligibility")),
+    }, many=True),
+    "communication": el("CodeableConcept", many=True, binding=vs("languages")),
+    "referralMethod": el("CodeableConcept", many=True, binding=vs("service-referral-method")),
+    "appointmentRequired": el("boolean"),
+    "availableTime": backbone({
+        "daysOfWeek": el("code", many=True, binding=vs("days-of-week")),
+        "allDay": el("boolean"),
+        "availableStartTime": el("time"),
+        "availableEndTime": el("time"),
+    }, many=True),
+})
+
 PROFILES: Mapping[str, Profile] = {
     p.type: p for p in (
         Profile("Patient", _PATIENT, patient=("id",), encrypted=PERSONAL, category="identity"),
@@ -311,6 +350,8 @@ PROFILES: Mapping[str, Profile] = {
         Profile("Organization", _ORGANIZATION),
         Profile("Group", _GROUP),
         Profile("Endpoint", _ENDPOINT),
+        Profile("Location", _LOCATION),
+        Profile("HealthcareService", _HEALTHCARE_SERVICE),
         Profile("RelatedPerson", _RELATED_PERSON, patient=("patient",), encrypted=PERSONAL,
                 category="network"),
         Profile("CareTeam", _CARE_TEAM, patient=("subject",), category="network",
@@ -328,7 +369,8 @@ PROFILES: Mapping[str, Profile] = {
 SUPPORTED_TYPES: tuple[str, ...] = tuple(t for t, p in PROFILES.items() if p.root is not None)
 SERVER_WRITTEN_TYPES: tuple[str, ...] = tuple(t for t, p in PROFILES.items() if p.root is None)
 DIRECTORY_TYPES: frozenset[str] = frozenset(
-    {"Organization", "Practitioner", "PractitionerRole", "Group", "Endpoint"})
+    {"Organization", "Practitioner", "PractitionerRole", "Group", "Endpoint", "Location",
+     "HealthcareService"})
 
 
 def element_at(resource_type: str, path: str) -> Element | None:

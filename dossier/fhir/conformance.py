@@ -166,7 +166,8 @@ def search_parameter_definitions() -> dict[str, dict[str, Any]]:
     for rtype in sorted(set(schemas.SUPPORTED_TYPES) | set(schemas.SERVER_WRITTEN_TYPES)):
         for p in declared(rtype):
             sid = f"{rtype}-{p.name}"
-            expression = " | ".join(_fhirpath(rtype, path) for path in p.paths)
+            expression = " | ".join(_fhirpath(rtype, path) for path in p.paths) or \
+                f"{rtype}.coverageArea"  # "served": a postal code of the territory
             sp: dict[str, Any] = {
                 "resourceType": "SearchParameter", "id": sid,
                 "url": search_parameter_url(rtype, p.name), "version": __version__,
@@ -188,6 +189,13 @@ def search_parameter_definitions() -> dict[str, dict[str, Any]]:
 
 def _description(resource_type: str, p: schemas.SearchParam) -> str:
     where = ", ".join(p.paths)
+    if p.territory == "below":
+        return (f"{resource_type} by {where}: a Location of the territory finds what names it "
+                "or any Location inside it (partOf), e.g. a bassin finds its communes' and "
+                "quartiers' services.")
+    if p.territory == "served":
+        return (f"{resource_type} by postal code (starts-with): what covers a Location of the "
+                "territory with that postal code, a Location inside it or one above it.")
     if p.name == "identifier":
         return (f"{resource_type} by identifier ({where}): system|value only, matched "
                 "through a keyed blind index (a value without its system matches nothing).")

@@ -15,10 +15,11 @@ ROLE = schemas.NETWORK_ROLE_SYSTEM
 def test_supported_and_server_written_types() -> None:
     assert schemas.SUPPORTED_TYPES == (
         "Patient", "Practitioner", "PractitionerRole", "Organization", "Group", "Endpoint",
-        "RelatedPerson", "CareTeam", "Task", "Observation", "Flag", "Consent")
+        "Location", "HealthcareService", "RelatedPerson", "CareTeam", "Task", "Observation",
+        "Flag", "Consent")
     assert schemas.SERVER_WRITTEN_TYPES == ("AuditEvent", "Provenance", "Communication")
     assert {"Organization", "Practitioner", "PractitionerRole", "Group",
-            "Endpoint"} == schemas.DIRECTORY_TYPES
+            "Endpoint", "Location", "HealthcareService"} == schemas.DIRECTORY_TYPES
 
 
 @pytest.mark.parametrize(("resource", "expected"), [
@@ -161,7 +162,7 @@ def test_search_parameters_shape() -> None:
         for name, param in schemas.search_parameters(resource_type).items():
             assert name == param.name
             assert param.type in ("token", "reference", "date", "string")
-            assert param.paths
+            assert param.paths or param.territory == "served"  # computed from the territory
             if param.type != "reference":
                 assert param.target_types == frozenset()
 
