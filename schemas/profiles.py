@@ -52,6 +52,9 @@ class Profile:
     encrypted: tuple[str, ...] = ()  # top-level elements encrypted with the patient's key
     category: str | None = None  # base dossier-category; None: none (directory, Consent)
     psy_paths: tuple[str, ...] = ()  # codings here carrying property psy=true add "psy"
+    # (list element, path within an item): an item with a psy coding there is psy by itself
+    # and hidden from readers without psy; the resource is psy only when every item is
+    psy_items: tuple[str, str] | None = None
 
 
 PRIMITIVES: Mapping[str, type] = {
@@ -355,7 +358,7 @@ PROFILES: Mapping[str, Profile] = {
         Profile("RelatedPerson", _RELATED_PERSON, patient=("patient",), encrypted=PERSONAL,
                 category="network"),
         Profile("CareTeam", _CARE_TEAM, patient=("subject",), category="network",
-                psy_paths=("participant.role",)),
+                psy_items=("participant", "role")),
         Profile("Task", _TASK, patient=("for",), category="demarches", psy_paths=("code",)),
         Profile("Observation", _OBSERVATION, patient=("subject",), category="fragility"),
         Profile("Flag", _FLAG, patient=("subject",), category="fragility"),

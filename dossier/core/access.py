@@ -175,6 +175,18 @@ class ConsentPolicy:
             return self.decide(row.patient_id, row.categories, "access")
         return False
 
+    def sees(self, patient_id: str, category: str) -> bool:
+        """Whether the actor holds `category` of this dossier by the person's Consents now
+        (element-level labels, SPEC §14). Break-the-glass never opens psy, so its grants
+        are not read here."""
+        role = self.principal.role
+        if role == "citizen":
+            return self.principal.patient == f"Patient/{patient_id}"
+        if role not in PROFESSIONALS:
+            return False
+        return category in consent.granted_categories(
+            self.actor, self.provisions(patient_id), "access", self.now)
+
     def _own_server_row(self, row: RowMeta) -> bool:
         return False
 

@@ -10,7 +10,7 @@ import re
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
@@ -95,6 +95,10 @@ class AccessPolicy(Protocol):
     def check_write(self, resource_type: str, patient_id: str | None,
                     categories: frozenset[str], existing: RowMeta | None) -> None: ...
 
+    def sees(self, patient_id: str, category: str) -> bool:
+        """Whether the actor is granted this category of the person's dossier (for the
+        element-level psy label)."""
+
 
 class Sealer(Protocol):
     """Field encryption: split a resource into clear part and sealed elements, and back."""
@@ -162,6 +166,9 @@ class OpenPolicy:
     def check_write(self, resource_type: str, patient_id: str | None,
                     categories: frozenset[str], existing: RowMeta | None) -> None:
         return None
+
+    def sees(self, patient_id: str, category: str) -> bool:
+        return True
 
 
 class NullAudit:
@@ -286,7 +293,8 @@ class Repository:
             select(resources).where(R.res_type == resource_type, R.res_id == resource_id))
         ).first()
 
-    def _to_stored(self, row: Row[Any], method: str = "PUT") -> Stored:
+    def _to_stored(self, row: Row[Any], method: str = "PUT", *,
+                   policy: AccessPolicy | None = None, redact: bool = True) -> Stored:
         meta = row_meta(row)
         resource = None
         know = getattr(self.sealer, "know", None)
@@ -296,6 +304,11 @@ class Repository:
             resource = self.sealer.open(self.session, row.res_type, row.res_id,
                                         copy.deepcopy(row.content), row.sealed, row.patient_id,
                                         row.version_id)
+            if redact and row.patient_id and schemas.psy_items(resource):
+                # element-level psy (SPEC §14): hidden from a reader not granted psy
+                sees = getattr(policy or self.policy, "sees", None)
+                if sees is None or not sees(row.patient_id, "psy"):
+                    resource = schemas.without_psy_items(resource)
         return Stored(row.res_type, row.res_id, row.version_id, row.last_updated,
                       bool(row.deleted), resource, meta, method)
 
@@ -493,7 +506,7 @@ class Repository:
         stmt = judge.narrow(stmt)
         rows = self.session.execute(stmt.order_by(
             (R.res_type != "Patient"), R.res_type, R.last_updated, R.res_id)).all()
-        out = [self._to_stored(r) for r in rows if judge.can_read(row_meta(r))]
+        out = [self._to_stored(r, policy=judge) for r in rows if judge.can_read(row_meta(r))]
         if out:
             self._note(action, "Patient", patient_id, patient_id, detail=operation)
         else:
@@ -725,7 +738,8 @@ class Repository:
     def server_read(self, resource_type: str, resource_id: str) -> dict[str, Any] | None:
         """A resource as the server itself reads it (derived data), unaudited."""
         row = self.current_row(resource_type, resource_id)
-        return None if row is None or row.deleted else self._to_stored(row).resource
+        return None if row is None or row.deleted else self._to_stored(
+            row, redact=False).resource
 
     def server_write(self, resource: dict[str, Any]) -> Stored:
         """Write a server-derived resource (a Flag, a Communication) in this transaction."""
@@ -775,8 +789,8 @@ class Repository:
         problems = schemas.validate(resource)  # meta too: a null or empty meta is refused
         client_meta = resource.pop("meta", None)
         if not problems and not trusted:
-            old = self._to_stored(existing).resource if existing is not None and \
-                not existing.deleted else None
+            old = self._to_stored(existing, redact=False).resource if existing is not None \
+                and not existing.deleted else None
             resource = content.before_write(resource, old)
         if not problems and resource_type == "Consent":
             problems = [schemas.Problem(path, message, "invalid")
@@ -788,6 +802,9 @@ class Repository:
         if existing is not None and existing.patient_id and patient_id != existing.patient_id:
             raise Unprocessable("A resource cannot be moved to another person's dossier.",
                                 expression=[f"{resource_type}.subject"])
+        writes_psy = bool(schemas.psy_items(resource))
+        if not problems and not trusted:
+            resource = self._keep_hidden_psy(resource, existing, patient_id)
         categories = set(schemas.categories(resource))
         if _asks_psy(client_meta) or (existing is not None and
                                       "psy" in row_meta(existing).categories):
@@ -795,7 +812,8 @@ class Repository:
         cats = frozenset(categories)
         if not trusted:
             try:
-                self.policy.check_write(resource_type, patient_id, cats,
+                self.policy.check_write(resource_type, patient_id,
+                                        cats | ({"psy"} if writes_psy else set()),
                                         row_meta(existing) if existing is not None else None)
             except DossierError:
                 self._note("create" if existing is None else "update", resource_type,
@@ -844,7 +862,23 @@ class Repository:
             content.after_write(self, stored)
         if self.on_change is not None:
             self.on_change(self, stored)
+        if patient_id and not trusted and schemas.psy_items(resource):
+            sees = getattr(self.policy, "sees", None)
+            if sees is None or not sees(patient_id, "psy"):  # the answer is a read too
+                return replace(stored, resource=schemas.without_psy_items(resource))
         return stored
+
+    def _keep_hidden_psy(self, resource: dict[str, Any], existing: Row[Any] | None,
+                         patient_id: str | None) -> dict[str, Any]:
+        """A writer not granted psy never saw the psy items (CareTeam participants): they
+        stay as they were, after the writer's own items."""
+        if existing is None or existing.deleted or not patient_id:
+            return resource
+        sees = getattr(self.policy, "sees", None)
+        if sees is not None and sees(patient_id, "psy"):
+            return resource
+        old = self._to_stored(existing, redact=False).resource
+        return resource if old is None else schemas.keep_psy_items(resource, old)
 
     def _label_history_psy(self, resource_type: str, resource_id: str) -> None:
         """A resource newly labelled psy: its earlier versions and its Provenance become psy
@@ -866,8 +900,11 @@ class Repository:
 
     def _index_rows(self, resource_type: str, resource_id: str,
                     resource: dict[str, Any]) -> list[dict[str, Any]]:
+        # psy items are not searchable: a search would tell a reader without psy that they
+        # are there
         rows = [{"res_type": resource_type, "res_id": resource_id, "param": p, "system": s,
-                 "value": v[:255]} for p, s, v in schemas.extract_index(resource)]
+                 "value": v[:255]}
+                for p, s, v in schemas.extract_index(schemas.without_psy_items(resource))]
         for system, value in schemas.identifiers(resource):
             rows.append({"res_type": resource_type, "res_id": resource_id,
                          "param": "identifier", "system": system[:255],
