@@ -38,6 +38,7 @@ _PROFESSIONAL = {
     # Flag is derived and Provenance written by the server; nobody deletes entries.
     "Patient": "crus", "Task": "crus", "CareTeam": "crus", "RelatedPerson": "crus",
     "Observation": "crus", "Flag": "rs", "Provenance": "rs",
+    "Communication": "rs",  # one's own inbox only (SPEC §14; core/access.py)
 }
 
 RULES: dict[Role, dict[str, str]] = {

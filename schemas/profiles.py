@@ -247,6 +247,7 @@ _CARE_TEAM = resource({
 
 _TASK = resource({
     "status": el("code", required=True, binding=vs("task-status")),
+    "statusReason": el("CodeableConcept", binding=vs("referral-decline-reason")),
     "intent": el("code", required=True, binding=vs("task-intent")),
     "priority": el("code", binding=vs("request-priority")),
     "code": el("CodeableConcept", required=True, binding=vs("demarche-type")),

@@ -51,6 +51,7 @@ class RowMeta:
     patient_id: str | None
     categories: frozenset[str]
     deleted: bool = False
+    addressee: str | None = None  # a message only this practitioner reads
 
 
 @dataclass
@@ -190,7 +191,8 @@ def with_keys(stmt: Any, table: Any = resources) -> Any:
 
 def row_meta(row: Row[Any]) -> RowMeta:
     cats = frozenset(c for c in (row.categories or "").split(",") if c)
-    return RowMeta(row.res_type, row.res_id, row.patient_id, cats, bool(row.deleted))
+    return RowMeta(row.res_type, row.res_id, row.patient_id, cats, bool(row.deleted),
+                   getattr(row, "addressee", None))
 
 
 def new_id() -> str:
@@ -741,6 +743,16 @@ class Repository:
         return None if row is None or row.deleted else self._to_stored(
             row, redact=False).resource
 
+    def server_version(self, resource_type: str, resource_id: str,
+                       version_id: int) -> dict[str, Any] | None:
+        """One earlier version as the server sees it (what a write changed); None when it
+        is missing or a deletion."""
+        row = self.session.execute(select(resource_versions).where(
+            V.res_type == resource_type, V.res_id == resource_id, V.version_id == version_id
+        )).first()
+        return None if row is None or row.deleted else self._to_stored(
+            row, redact=False).resource
+
     def server_write(self, resource: dict[str, Any]) -> Stored:
         """Write a server-derived resource (a Flag, a Communication) in this transaction."""
         rtype, rid = resource["resourceType"], resource.get("id") or new_id()
@@ -749,7 +761,8 @@ class Repository:
 
     def create_server_resource(self, body: dict[str, Any], *, patient_id: str | None = None,
                                categories: frozenset[str] = frozenset(),
-                               check_model: bool = True) -> Stored:
+                               check_model: bool = True,
+                               addressee: str | None = None) -> Stored:
         """Store a resource only the server writes (Communication): version 1, its versions
         row and search index, sealed. Checked against the FHIR R4 model; its references
         may point into the audit log (`about → AuditEvent/x`), so they are not resolved."""
@@ -776,10 +789,11 @@ class Repository:
                   "categories": ",".join(sorted(categories)),
                   "cat_mask": access_index.mask_of(categories), "content": clear,
                   "sealed": sealed}
-        self._insert(resources, [values])
+        self._insert(resources, [{**values, "addressee": addressee}])
         self._insert(resource_versions, [{"method": "POST", **values}])
         self._insert(search_index, self._index_rows(resource_type, resource_id, resource))
-        meta = RowMeta(resource_type, resource_id, patient_id, frozenset())
+        meta = RowMeta(resource_type, resource_id, patient_id, frozenset(),
+                       addressee=addressee)
         return Stored(resource_type, resource_id, 1, now, False, resource, meta, "POST")
 
     def _write(self, resource_type: str, resource_id: str, body: dict[str, Any],

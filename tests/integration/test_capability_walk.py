@@ -68,6 +68,8 @@ class Walk:
         roles = roles_of(interaction)
         # a practitioner's Groups are its own rosters; the directory's are the admin's
         order = ("admin", *PREFERENCE) if rtype == "Group" else PREFERENCE
+        if rtype == "Communication":  # a professional reads only their own messages
+            order = ("citizen", *PREFERENCE)
         return self.apis[next(r for r in order if r in roles)]
 
     def service(self) -> dict[str, Any]:

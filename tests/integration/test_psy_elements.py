@@ -66,7 +66,7 @@ def test_discharge_readiness_keeps_its_contacts(world: World) -> None:
 
 
 def test_a_writer_without_psy_keeps_what_they_cannot_see(world: World) -> None:
-    pid, tid, psy_ref = setting(world)
+    _, tid, psy_ref = setting(world)
     team = world.sw.get(f"/fhir/CareTeam/{tid}").json()
     team["status"] = "active"
     team["participant"] = [p for p in team["participant"]
