@@ -25,6 +25,7 @@ from audit.store import AuditStore
 from auth import AuthError, JWKSCache, TokenValidator, bearer_token, role_of
 from dossier.auditlog.routes import router as audit_router
 from dossier.background import Leadership, periodic
+from dossier.coordination import discharge  # noqa: F401 - register operations
 from dossier.core.access import ConsentPolicy
 from dossier.core.auditing import record_token_event
 from dossier.core.context import RequestContext

@@ -104,3 +104,96 @@ def test_access_granted_and_withdrawn_reach_the_professional(world: World) -> No
     # the person sees what was sent about them
     mine = world.citizen(pid).get("/fhir/Communication", params={"patient": f"Patient/{pid}"})
     assert "access-granted" in mine.text
+
+
+AT = "2026-12-10T11:00:00+01:00"
+
+
+def params(**values: Any) -> dict[str, Any]:
+    out = []
+    for name, value in values.items():
+        key = {"at": "valueDateTime", "available": "valueBoolean"}.get(name, "valueReference")
+        out.append({"name": name, key: {"reference": value} if key == "valueReference"
+                    else value})
+    return {"resourceType": "Parameters", "parameter": out}
+
+
+def named(body: dict[str, Any], name: str) -> list[Any]:
+    return [p for p in body["parameter"] if p["name"] == name]
+
+
+def test_the_discharge_protocol(world: World) -> None:
+    nurse_ref = world.add_practitioner("Peeters", "persnurse")
+    nurse = world.as_("practitioner", nurse_ref)
+    outsider_ref = world.add_practitioner("Outsider", "persnurse")
+    pid = world.consented()
+    world.grant(pid, world.sw_ref, categories=("identity", "network"))
+    world.grant(pid, nurse_ref, categories=("identity", "network"))
+    daughter = world.gp.create(f.related_person(pid, "Martin", "Sophie"))
+    team = f.care_team(f"Patient/{pid}", [(world.gp_ref, "general-practitioner", True),
+                                          (world.sw_ref, "social-worker", True),
+                                          (nurse_ref, "home-nurse", True),
+                                          (outsider_ref, "home-nurse", True)])
+    team["participant"].append({**team["participant"][0],
+                                "member": {"reference": f"RelatedPerson/{daughter['id']}"}})
+    team["participant"][-1]["role"] = [{"coding": [{
+        "system": "https://dossier.brussels/fhir/CodeSystem/network-role",
+        "code": "family"}]}]
+    world.gp.create(team)
+    world.gp.create(f.fragility(f"Patient/{pid}"))
+
+    r = world.gp.post(f"/fhir/Patient/{pid}/$discharge-plan", params(at=AT))
+    assert r.status_code == 200, r.text
+    body = r.json()
+    plan = named(body, "plan")[0]["valueReference"]["reference"]
+    # asked: the consented professionals of the network, not the planner, not the outsider
+    assert {p["valueReference"]["reference"] for p in named(body, "asked")} == {
+        world.sw_ref, nurse_ref}
+    assert [p["valueReference"]["reference"] for p in named(body, "informal")] == [
+        f"RelatedPerson/{daughter['id']}"]
+    assert kinds(inbox(nurse, nurse_ref)) == ["access-granted", "discharge-request"]
+    [request] = inbox(nurse, nurse_ref, category=f"{CATEGORY}|discharge-request")
+    assert request["about"] == [{"reference": plan}]
+
+    # the nurse confirms, the social worker refuses, the nurse answers for the daughter
+    assert nurse.post(f"/fhir/Patient/{pid}/$discharge-confirm",
+                      params(plan=plan, available=True)).status_code == 200
+    assert world.sw.post(f"/fhir/Patient/{pid}/$discharge-confirm",
+                         params(plan=plan, available=False)).status_code == 200
+    r = nurse.post(f"/fhir/Patient/{pid}/$discharge-confirm",
+                   params(plan=plan, available=True, onBehalfOf=f"RelatedPerson/{daughter['id']}"))
+    assert r.status_code == 200, r.text
+    answers = inbox(world.gp, world.gp_ref, category=",".join(
+        f"{CATEGORY}|{c}" for c in ("discharge-confirmation", "discharge-refusal")))
+    assert sorted(kinds(answers)) == ["discharge-confirmation", "discharge-confirmation",
+                                      "discharge-refusal"]
+    # the planner sees every answer; readiness counts them for that date
+    again = world.gp.post(f"/fhir/Patient/{pid}/$discharge-plan", params(at=AT)).json()
+    assert len(named(again, "answer")) == 3
+    ready = world.gp.post(f"/fhir/Patient/{pid}/$discharge-readiness", {
+        "resourceType": "Parameters", "parameter": [{"name": "at", "valueDateTime": AT}]})
+    assert ready.status_code == 200, ready.text
+    assert named(ready.json(), "confirmed")[0]["valueInteger"] == 2
+    assert named(ready.json(), "refused")[0]["valueInteger"] == 1
+
+    # not asked, or not in the network: answered like a missing resource
+    outsider = world.as_("practitioner", outsider_ref)
+    for api in (outsider, world.gp):
+        r = api.post(f"/fhir/Patient/{pid}/$discharge-confirm",
+                     params(plan=plan, available=True))
+        assert r.status_code == 404, r.text
+    bad = nurse.post(f"/fhir/Patient/{pid}/$discharge-confirm", params(plan=plan))
+    assert bad.status_code == 422 and "available" in bad.text
+
+    # a new date cancels the plan and asks again; the old answers no longer count
+    later = "2026-12-12T11:00:00+01:00"
+    moved = world.gp.post(f"/fhir/Patient/{pid}/$discharge-plan", params(at=later)).json()
+    new_plan = named(moved, "plan")[0]["valueReference"]["reference"]
+    assert new_plan != plan and named(moved, "answer") == []
+    assert kinds(inbox(nurse, nurse_ref)) == ["access-granted", "discharge-request",
+                                              "discharge-request"]
+    ready = world.gp.post(f"/fhir/Patient/{pid}/$discharge-readiness", {
+        "resourceType": "Parameters", "parameter": [{"name": "at", "valueDateTime": later}]})
+    assert named(ready.json(), "confirmed")[0]["valueInteger"] == 0
+    assert nurse.post(f"/fhir/Patient/{pid}/$discharge-confirm",
+                      params(plan=plan, available=True)).status_code == 404
