@@ -32,8 +32,9 @@ class SearchParam:
     paths: tuple[str, ...]
     target_types: frozenset[str] = frozenset()
     # "below": a Location value also finds what points to any Location inside it (partOf);
+    # "serves": also what points to a Location inside or above it (coverage-area);
     # "served": a postal code finds what covers a Location with it, inside or above it
-    territory: Literal["below", "served"] | None = None
+    territory: Literal["below", "serves", "served"] | None = None
 
 
 def _token(name: str, *paths: str) -> SearchParam:
@@ -81,6 +82,7 @@ _PARAMS: Mapping[str, tuple[SearchParam, ...]] = {
         _ref("location", "location", "Location"),
         SearchParam("coverage-area", "reference", ("coverageArea",), frozenset({"Location"}),
                     territory="below"),
+        SearchParam("serves", "reference", (), frozenset({"Location"}), territory="serves"),
         SearchParam("address-postalcode", "string", (), territory="served"),
         _token("language", "communication"), _token("eligibility", "eligibility.code"),
     ),

@@ -193,6 +193,9 @@ def _description(resource_type: str, p: schemas.SearchParam) -> str:
         return (f"{resource_type} by {where}: a Location of the territory finds what names it "
                 "or any Location inside it (partOf), e.g. a bassin finds its communes' and "
                 "quartiers' services.")
+    if p.territory == "serves":
+        return (f"{resource_type} serving a Location of the territory: what covers it, a "
+                "Location inside it or one above it (the bassin, the region).")
     if p.territory == "served":
         return (f"{resource_type} by postal code (starts-with): what covers a Location of the "
                 "territory with that postal code, a Location inside it or one above it.")

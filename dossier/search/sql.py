@@ -73,10 +73,11 @@ _CTE_NAMES = itertools.count()
 
 def _territory_clause(rtype: str, cond: Condition, how: str) -> ColumnElement[bool]:
     """The territory's containment (SPEC §14), in one statement: "below" — the resource
-    points (by `cond.name`) to a given Location or any Location inside it; "served" — to a
+    points (by `cond.name`) to a given Location or any Location inside it; "serves" — by
+    its coverage area, to a given Location or one inside or above it; "served" — to a
     Location whose postal code starts with a given value, or one inside or above it."""
     T = search_index.alias("territory")
-    if how == "below":
+    if how in ("below", "serves"):
         place_ids = [str(v)[len(LOCATION):] for v in cond.values]
         seed = select(cast(resources.c.res_id, String).label("id")).where(
             resources.c.res_type == "Location", resources.c.deleted == false(),
@@ -94,14 +95,14 @@ def _territory_clause(rtype: str, cond: Condition, how: str) -> ColumnElement[bo
         step.c.value == literal(LOCATION) + below.c.id))
     places: Select[tuple[str]] | CompoundSelect[tuple[str]] = select(
         literal(LOCATION) + below.c.id)
-    if how == "served":
+    if how in ("served", "serves"):
         above = seed.cte(f"above_{n}", recursive=True)
         up = search_index.alias("up")
         parent = cast(func.substr(up.c.value, len(LOCATION) + 1), String)
         above = above.union_all(select(parent).where(
             up.c.res_type == "Location", up.c.param == "partof", up.c.res_id == above.c.id))
         places = union_all(places, select(literal(LOCATION) + above.c.id))
-    return _index_exists(rtype, "coverage-area" if how == "served" else cond.name,
+    return _index_exists(rtype, cond.name if how == "below" else "coverage-area",
                          S.value.in_(places))
 
 

@@ -86,6 +86,10 @@ def test_services_found_by_need_place_and_language(world: World) -> None:
     # a postal code: services covering that place, a place inside it or above it
     assert find(**{"address-postalcode": "1060"}) == {spanish["id"], regional["id"]}
     assert find(**{"address-postalcode": "1070"}) == {quartier["id"], regional["id"]}
+    # what serves a place: covering it, a place inside it, or one above it
+    assert find(serves="Location/commune-saint-gilles") == {spanish["id"], regional["id"]}
+    assert find(serves="Location/bassin-centre-ouest") == {quartier["id"], regional["id"]}
+    assert find(serves="Location/quartier-cureghem", type="home-nursing") == {quartier["id"]}
     assert find(organization=world.org_ref, language="nl") == {quartier["id"], regional["id"]}
     assert find(eligibility="brussels-resident", type="legal-aid") == {regional["id"]}
 

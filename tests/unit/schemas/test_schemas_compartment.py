@@ -180,7 +180,7 @@ def test_search_parameters_shape() -> None:
         for name, param in schemas.search_parameters(resource_type).items():
             assert name == param.name
             assert param.type in ("token", "reference", "date", "string")
-            assert param.paths or param.territory == "served"  # computed from the territory
+            assert param.paths or param.territory in ("served", "serves")  # the territory
             if param.type != "reference":
                 assert param.target_types == frozenset()
 
