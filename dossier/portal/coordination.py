@@ -15,7 +15,7 @@ import schemas
 from dossier.portal import codes, views
 from dossier.portal.gateway import call
 from dossier.portal.i18n import N_
-from dossier.portal.web import User, portal_of, render, signed_in
+from dossier.portal.web import portal_of, render, signed_in
 from dossier.seed.territory import territory
 
 router = APIRouter(prefix="/portal", include_in_schema=False)
