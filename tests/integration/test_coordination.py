@@ -197,3 +197,36 @@ def test_the_discharge_protocol(world: World) -> None:
     assert named(ready.json(), "confirmed")[0]["valueInteger"] == 0
     assert nurse.post(f"/fhir/Patient/{pid}/$discharge-confirm",
                       params(plan=plan, available=True)).status_code == 404
+
+
+def test_the_demo_holds_the_stories(data_dir: Any, database_url: str | None) -> None:
+    """Ricarda finds debt mediation in Spanish near her; Simone's discharge is planned and
+    her home nurse confirmed."""
+    from fastapi.testclient import TestClient
+
+    from dossier.app import create_app
+    from tests.integration.conftest import make_settings
+
+    app = create_app(make_settings(data_dir, database_url, demo=True))
+    try:
+        with TestClient(app) as client:
+            issuer = app.state.dev_issuer
+            ricarda = Api(client, issuer.mint("Patient/ricarda", ["citizen"], None, 600))
+            found = ricarda.get("/fhir/HealthcareService", params={
+                "type": "debt-mediation", "language": "es",
+                "serves": "Location/commune-saint-gilles"}).json()
+            assert [e["resource"]["id"] for e in found["entry"]] == ["svc-debt-sud"]
+            planner = Api(client, issuer.mint("Practitioner/coord-haddad", ["practitioner"],
+                                           None, 600))
+            plan = planner.get("/fhir/Task/simone-discharge")
+            assert plan.status_code == 200, plan.text
+            at = plan.json()["executionPeriod"]["start"]
+            ready = planner.post("/fhir/Patient/simone/$discharge-readiness", {
+                "resourceType": "Parameters", "parameter": [{"name": "at", "valueDateTime": at}]})
+            assert ready.status_code == 200, ready.text
+            assert named(ready.json(), "confirmed")[0]["valueInteger"] == 1
+            nurse = Api(client, issuer.mint("Practitioner/nurse-peeters", ["practitioner"],
+                                            None, 600))
+            assert "discharge-request" in kinds(inbox(nurse, "Practitioner/nurse-peeters"))
+    finally:
+        app.state.runtime.engine.dispose()
