@@ -48,7 +48,9 @@ RULES: dict[Role, dict[str, str]] = {
         "Consent": "cruds",  # only the citizen writes Consent; DELETE revokes
     },
     # Subscription: one's own topic subscriptions (never dossier data, see subscriptions)
-    "practitioner": {**_DIRECTORY_READ, **_PROFESSIONAL, "Subscription": "crds"},
+    # HealthcareService: their own organisation's services only (core/access.py)
+    "practitioner": {**_DIRECTORY_READ, **_PROFESSIONAL, "Subscription": "crds",
+                     "HealthcareService": "crsud"},
     "hub": {**_DIRECTORY_READ, **_PROFESSIONAL, "Patient": "rus",  # a hub opens no dossier
             "Subscription": "crds"},
     "auditor": {**_DIRECTORY_READ, "AuditEvent": "rs"},

@@ -240,11 +240,15 @@ class ConsentPolicy:
 
     # ---------------------------------------------------------------- writes
     def check_write(self, resource_type: str, patient_id: str | None,
-                    categories: frozenset[str], existing: RowMeta | None) -> None:
+                    categories: frozenset[str], existing: RowMeta | None, *,
+                    providers: frozenset[str] = frozenset()) -> None:
         role = self.principal.role
         if patient_id is None:
             if resource_type in DIRECTORY_TYPES and role == "admin":
                 return
+            if resource_type == "HealthcareService" and role == "practitioner" and \
+                    providers and providers <= self.principal.organizations:
+                return  # an organisation's members keep its services (SPEC §14)
             raise Forbidden("Only an administrator keeps the directory.")
         patient_ref = f"Patient/{patient_id}"
         if resource_type == "Patient" and existing is None and role in (

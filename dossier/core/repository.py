@@ -94,7 +94,8 @@ class AccessPolicy(Protocol):
         """Read at once what the per-row decisions of these patients' rows need."""
 
     def check_write(self, resource_type: str, patient_id: str | None,
-                    categories: frozenset[str], existing: RowMeta | None) -> None: ...
+                    categories: frozenset[str], existing: RowMeta | None, *,
+                    providers: frozenset[str] = frozenset()) -> None: ...
 
     def sees(self, patient_id: str, category: str) -> bool:
         """Whether the actor is granted this category of the person's dossier (for the
@@ -165,7 +166,8 @@ class OpenPolicy:
         return None
 
     def check_write(self, resource_type: str, patient_id: str | None,
-                    categories: frozenset[str], existing: RowMeta | None) -> None:
+                    categories: frozenset[str], existing: RowMeta | None, *,
+                    providers: frozenset[str] = frozenset()) -> None:
         return None
 
     def sees(self, patient_id: str, category: str) -> bool:
@@ -634,7 +636,8 @@ class Repository:
         with self._op("delete", resource_type):
             row = self._visible(self.current_row(resource_type, resource_id), resource_type)
             meta = row_meta(row)
-            self.policy.check_write(resource_type, row.patient_id, meta.categories, meta)
+            self.policy.check_write(resource_type, row.patient_id, meta.categories, meta,
+                                    **self._providers(resource_type, {}, row))
             self._note("delete", resource_type, resource_id, row.patient_id)
             if row.deleted:
                 return
@@ -828,7 +831,8 @@ class Repository:
             try:
                 self.policy.check_write(resource_type, patient_id,
                                         cats | ({"psy"} if writes_psy else set()),
-                                        row_meta(existing) if existing is not None else None)
+                                        row_meta(existing) if existing is not None else None,
+                                        **self._providers(resource_type, resource, existing))
             except DossierError:
                 self._note("create" if existing is None else "update", resource_type,
                            resource_id if existing is not None else None, patient_id,
@@ -881,6 +885,20 @@ class Repository:
             if sees is None or not sees(patient_id, "psy"):  # the answer is a read too
                 return replace(stored, resource=schemas.without_psy_items(resource))
         return stored
+
+    def _providers(self, resource_type: str, resource: dict[str, Any],
+                   existing: Row[Any] | None) -> dict[str, frozenset[str]]:
+        """A HealthcareService's organisations, before and after the write: its members may
+        keep it (the policy decides)."""
+        if resource_type != "HealthcareService":
+            return {}
+        sources = [resource]
+        if existing is not None and not existing.deleted:
+            sources.append(self._to_stored(existing, redact=False).resource or {})
+        found = [(r.get("providedBy") or {}).get("reference") for r in sources if r]
+        if any(not isinstance(f, str) for f in found):
+            return {}  # nothing to compare: the directory's rule (admins) applies
+        return {"providers": frozenset(str(f) for f in found)}
 
     def _keep_hidden_psy(self, resource: dict[str, Any], existing: Row[Any] | None,
                          patient_id: str | None) -> dict[str, Any]:

@@ -114,5 +114,21 @@ def test_bad_services_are_named(world: World) -> None:
     not_a_place["coverageArea"] = [{"reference": world.org_ref}]
     r = world.admin.post("/fhir/HealthcareService", not_a_place)
     assert r.status_code == 422 and "coverageArea" in r.text
-    assert world.sw.post("/fhir/HealthcareService", service(
+    assert world.citizen("someone").post("/fhir/HealthcareService", service(
         world.org_ref, "debt-mediation", ["commune-forest"], ["fr"])).status_code == 403
+
+
+def test_an_organisations_members_keep_its_services(world: World) -> None:
+    other = world.admin.create({"resourceType": "Organization", "name": "ASBL Autre"})
+    mine = world.sw.create(service(world.org_ref, "home-care", ["commune-uccle"], ["fr"]))
+    mine["name"] = "Aide à domicile d'Uccle"
+    assert world.sw.put(f"/fhir/HealthcareService/{mine['id']}", mine).status_code == 200
+    moved = dict(mine, providedBy={"reference": f"Organization/{other['id']}"})
+    assert world.sw.put(f"/fhir/HealthcareService/{mine['id']}", moved).status_code == 403
+    assert world.sw.post("/fhir/HealthcareService", service(
+        f"Organization/{other['id']}", "home-care", ["commune-uccle"], ["fr"])).status_code == 403
+    outsider = world.as_("practitioner", world.add_practitioner(
+        "Ailleurs", "persnurse", f"Organization/{other['id']}"))
+    assert outsider.put(f"/fhir/HealthcareService/{mine['id']}", mine).status_code == 403
+    assert outsider.delete(f"/fhir/HealthcareService/{mine['id']}").status_code == 403
+    assert world.sw.delete(f"/fhir/HealthcareService/{mine['id']}").status_code in (200, 204)
