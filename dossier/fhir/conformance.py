@@ -33,7 +33,16 @@ PARAMETERS: dict[str, list[Param]] = {
     "discharge-readiness": [
         ("at", "in", 1, "1", "dateTime"), ("destination", "in", 0, "1", "Reference"),
         ("language", "in", 0, "1", "code"), ("ready", "out", 1, "1", "boolean"),
-        ("reason", "out", 0, "*", "CodeableConcept"), ("contact", "out", 0, "*", "Reference")],
+        ("reason", "out", 0, "*", "CodeableConcept"), ("contact", "out", 0, "*", "Reference"),
+        ("plan", "out", 0, "1", "Reference"), ("confirmed", "out", 0, "1", "integer"),
+        ("refused", "out", 0, "1", "integer")],
+    "discharge-plan": [
+        ("at", "in", 1, "1", "dateTime"), ("destination", "in", 0, "1", "Reference"),
+        ("plan", "out", 1, "1", "Reference"), ("asked", "out", 0, "*", "Reference"),
+        ("informal", "out", 0, "*", "Reference"), ("answer", "out", 0, "*", None)],
+    "discharge-confirm": [
+        ("plan", "in", 1, "1", "Reference"), ("available", "in", 1, "1", "boolean"),
+        ("onBehalfOf", "in", 0, "1", "Reference"), ("recorded", "out", 1, "1", "Reference")],
     "access-preview": [("actor", "in", 1, "1", "string"), ("return", "out", 1, "1", "Bundle")],
     "break-glass": [
         ("reason", "in", 1, "1", "string"), ("grant", "out", 1, "1", "string"),
