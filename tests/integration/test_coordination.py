@@ -230,3 +230,38 @@ def test_the_demo_holds_the_stories(data_dir: Any, database_url: str | None) -> 
             assert "discharge-request" in kinds(inbox(nurse, "Practitioner/nurse-peeters"))
     finally:
         app.state.runtime.engine.dispose()
+
+
+def test_the_inbox_and_a_territory_search_cost_the_same_whatever_their_size(
+        world: World) -> None:
+    """SPEC §15: the statements of an inbox read and of a containment search do not grow
+    with the number of messages, people or services."""
+    from tests.integration.test_statement_budget import counting
+
+    def inbox_cost() -> int:
+        with counting(world) as c:
+            assert world.sw.get("/fhir/Communication", params={
+                "recipient": world.sw_ref}).status_code == 200
+        return c.n
+
+    def search_cost() -> int:
+        with counting(world) as c:
+            assert world.sw.get("/fhir/HealthcareService", params={
+                "coverage-area": "Location/brussels-region",
+                "address-postalcode": "10"}).status_code == 200
+        return c.n
+
+    world.grant(world.open_dossier(f.patient(f.niss(serial=301))), world.sw_ref)
+    small = (inbox_cost(), search_cost())
+    for serial in range(302, 312):  # ten more people grant her: ten more messages
+        world.grant(world.open_dossier(f.patient(f.niss(serial=serial))), world.sw_ref)
+    for area in ("commune-jette", "quartier-cureghem", "bassin-sud", "commune-uccle"):
+        world.admin.create({"resourceType": "HealthcareService", "name": area,
+                            "providedBy": {"reference": world.org_ref},
+                            "type": [{"coding": [{"system": "https://dossier.brussels/fhir/"
+                                                  "CodeSystem/service-type",
+                                                  "code": "legal-aid"}]}],
+                            "coverageArea": [{"reference": f"Location/{area}"}]})
+    assert len(inbox(world.sw, world.sw_ref)) == 11
+    assert (inbox_cost(), search_cost()) == small
+    assert small[1] <= 4, small
