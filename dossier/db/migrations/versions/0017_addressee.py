@@ -6,7 +6,7 @@ access index triggers stay). Organizations are indexed again for the new
 `address-postalcode` search parameter (directory data, stored in clear).
 
 Revision ID: 0017
-Revises: 0013
+Revises: 0018
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0017"
-down_revision = "0013"
+down_revision = "0018"
 branch_labels = None
 depends_on = None
 
