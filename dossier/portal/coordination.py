@@ -12,10 +12,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 import schemas
+from dossier.fhir.operations import Call
 from dossier.portal import codes, views
-from dossier.portal.gateway import call
+from dossier.portal.gateway import ApiError, call
 from dossier.portal.i18n import N_
-from dossier.portal.web import portal_of, render, signed_in
+from dossier.portal.web import PageError, form_of, portal_of, redirect, render, signed_in
+from dossier.search.params import ID_RE
 from dossier.seed.territory import territory
 
 router = APIRouter(prefix="/portal", include_in_schema=False)
@@ -111,11 +113,16 @@ async def services(request: Request) -> Response:
                   places=places, spoken=[(c, user.t(n)) for c, n in LANGUAGE_NAMES.items()])
 
 
+DECLINE = schemas.code_system_url("referral-decline-reason")
+NOT_AVAILABLE = N_("This message is not available to you.")
+
+
 def _message_row(resource: dict[str, Any], lang: str, names: dict[str, str | None],
                  seen: str) -> dict[str, Any]:
     category = resource["category"][0]["coding"][0]["code"]
     patient = str((resource.get("subject") or {}).get("reference", "")).split("/", 1)[-1]
     return {"kind": codes.label(schemas.COMMUNICATION_CATEGORY_SYSTEM, category, lang),
+            "id": resource.get("id", ""),
             "code": category, "sent": resource.get("sent", ""), "patient": patient,
             "name": names.get(patient), "new": resource.get("sent", "") > seen,
             "reason": codes.label(schemas.code_system_url("referral-decline-reason"),
@@ -149,9 +156,56 @@ async def inbox(request: Request) -> Response:
     rows = await call(work)
     unread = sum(1 for r in rows if r["new"])
     response = render(request, "pro/inbox.html", user, rows=rows, unread=unread,
-                      total=len(rows))
+                      total=len(rows), reasons=codes.options(DECLINE, user.t.lang))
     now = user.ctx.now if isinstance(user.ctx.now, datetime) else datetime.now()
     response.set_cookie(SEEN_COOKIE, now.isoformat().replace("+00:00", "Z"),
                         path="/portal/pro", httponly=True, samesite="lax",
                         secure=request.url.scheme == "https", max_age=3600 * 24 * 365)
     return response
+
+
+@router.post("/pro/inbox/{message_id}")
+async def answer(request: Request, message_id: str) -> Response:
+    """Answer a message: a discharge request (available or not) or a referral (accept, or
+    decline with a reason). The same rules as the API: $discharge-confirm, a Task update."""
+    user = await signed_in(request, "practitioner")
+    form = await form_of(request, user)
+    if not ID_RE.match(message_id):
+        raise PageError(404, NOT_AVAILABLE)
+    choice = str(form.get("answer") or "")
+    reason = str(form.get("reason") or "")
+    gw = portal_of(request).gateway
+
+    def work() -> None:
+        from dossier.coordination.discharge import confirm
+
+        with gw.unit(user.ctx) as repo:
+            note = repo.read("Communication", message_id).resource or {}
+            kind = note["category"][0]["coding"][0]["code"]
+            pid = str(note["subject"]["reference"]).split("/", 1)[1]
+            about = str(note["about"][0]["reference"])
+            if kind == "discharge-request" and choice in ("yes", "no"):
+                confirm(repo, Call("Patient", pid, [], {"resourceType": "Parameters",
+                                                         "parameter": [
+                    {"name": "plan", "valueReference": {"reference": about}},
+                    {"name": "available", "valueBoolean": choice == "yes"}]}, "POST"))
+            elif kind == "referral" and choice in ("accepted", "rejected"):
+                task = repo.read("Task", about.split("/", 1)[1]).resource or {}
+                task.pop("meta", None)
+                task["status"] = choice
+                if choice == "rejected":
+                    if reason not in codes.codes(DECLINE):
+                        raise PageError(400, N_("Choose why the referral is declined."))
+                    task["statusReason"] = {"coding": [{"system": DECLINE, "code": reason}]}
+                repo.update("Task", task["id"], task)
+            else:
+                raise PageError(400, N_("Choose an answer from the list."))
+    try:
+        await call(work)
+    except ApiError as error:
+        if error.status in (403, 404, 410):
+            raise PageError(404, NOT_AVAILABLE) from None
+        if error.status == 422:
+            raise PageError(409, N_("This was already answered or has changed.")) from None
+        raise
+    return redirect(request, "/portal/pro/inbox", user, "answer-sent")

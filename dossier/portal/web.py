@@ -76,6 +76,7 @@ FLASH = {
     "btg-allowed": N_("Done. Emergency access is possible again, with a notice to you."),
     "settings-saved": N_("Done. Your choices are saved."),
     "demarche-saved": N_("The démarche is recorded."),
+    "answer-sent": N_("Your answer is sent."),
     "network-saved": N_("The network is updated."),
     "fragility-saved": N_("The assessment is recorded."),
     "btg-open": N_("Emergency access is open for 60 minutes. The person is notified and an "

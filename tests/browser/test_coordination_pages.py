@@ -84,3 +84,54 @@ def test_the_repertoire_for_professionals_and_citizens(visitors: Any, live: Live
         assert visitor.page.locator("ul.services li").count() == 0
         visitor.assert_clean()
     assert problems == {}
+
+
+def _api(live: Live, who: str, role: str) -> Any:
+    token = live.app.state.dev_issuer.mint(who, [role], None, 600)
+    return httpx.Client(base_url=live.base, headers={
+        "Authorization": f"Bearer {token}", "Content-Type": "application/fhir+json"})
+
+
+def test_answering_from_the_inbox(visitors: Any, live: Live) -> None:
+    """Simone's GP refers a démarche to the CPAS and plans her discharge; the CPAS social
+    worker accepts the referral and confirms she is available, from her inbox."""
+    from tests import factories as f
+
+    simone = _api(live, "Patient/simone", "citizen")
+    gp = _api(live, "Practitioner/dr-dupont", "practitioner")
+    for actor, cats in (("Practitioner/dr-dupont", ("identity", "demarches", "network",
+                                                    "fragility")),
+                        ("Organization/cpas-saint-gilles", ("identity", "demarches")),
+                        ("Practitioner/sw-janssens", ("identity", "network"))):
+        r = simone.post("/fhir/Consent", json=f.consent(
+            "simone", actor, categories=cats, actions=("access", "collect")))
+        assert r.status_code == 201, r.text
+    task = f.task("Patient/simone", "cpas-support", "requested",
+                  owner="Organization/cpas-saint-gilles")
+    task["requester"] = {"reference": "Practitioner/dr-dupont"}
+    assert gp.post("/fhir/Task", json=task).status_code == 201
+    assert gp.post("/fhir/CareTeam", json=f.care_team("Patient/simone", [
+        ("Practitioner/dr-dupont", "general-practitioner", True),
+        ("Practitioner/sw-janssens", "social-worker", True)])).status_code == 201
+    plan = gp.post("/fhir/Patient/simone/$discharge-plan", json={
+        "resourceType": "Parameters",
+        "parameter": [{"name": "at", "valueDateTime": "2027-02-03T11:00:00+01:00"}]})
+    assert plan.status_code == 200, plan.text
+
+    janssens: Visitor = visitors("sw-janssens", "fr-BE")
+    janssens.go("/portal/pro/inbox?lang=fr")
+    page = janssens.page
+    janssens.shot("coordination-inbox-to-answer-fr")
+    page.locator("button[name=answer][value=yes]").click()
+    page.wait_for_load_state()
+    assert "Votre réponse est envoyée." in page.locator("main").inner_text()
+    page.locator("button[name=answer][value=accepted]").click()
+    page.wait_for_load_state()
+    assert "Votre réponse est envoyée." in page.locator("main").inner_text()
+    janssens.shot("coordination-inbox-answered-fr")
+    janssens.assert_clean()
+
+    answers = gp.get("/fhir/Communication", params={
+        "recipient": "Practitioner/dr-dupont", "_count": "50"}).json()
+    codes = {e["resource"]["category"][0]["coding"][0]["code"] for e in answers["entry"]}
+    assert {"discharge-confirmation", "referral-answer"} <= codes
