@@ -160,7 +160,8 @@ def plan(repo: Repository, call: Call) -> Any:
     when = found["at"]
     store = repo.store(Messages)
     current_id = store.open_plan(pid, DEMARCHE_TYPE_SYSTEM, PLAN_CODE)
-    current = repo.server_read("Task", current_id) if current_id else None
+    # the current plan is a démarche: read as the planner may (404 without démarches)
+    current = repo.read("Task", current_id).resource if current_id else None
     if current is not None and (current.get("executionPeriod") or {}).get("start") == when:
         return _summary(repo, pid, current, asked=None)
     if current is not None:  # a new date: the old plan is cancelled, everyone asked again
@@ -258,7 +259,9 @@ def readiness_answers(repo: Repository, patient_id: str, at: datetime) -> list[d
     confirmed and refused (the planner's inbox holds each answer)."""
     store = repo.store(Messages)
     plan_id = store.open_plan(patient_id, DEMARCHE_TYPE_SYSTEM, PLAN_CODE)
-    task = repo.server_read("Task", plan_id) if plan_id else None
+    if plan_id is None or not repo.exists_visible(f"Task/{plan_id}"):
+        return []  # no plan, or one the caller may not see (démarches)
+    task = repo.server_read("Task", plan_id)
     start = (task or {}).get("executionPeriod", {}).get("start")
     if task is None or not isinstance(start, str):
         return []

@@ -176,6 +176,13 @@ def test_the_discharge_protocol(world: World) -> None:
     assert named(ready.json(), "confirmed")[0]["valueInteger"] == 2
     assert named(ready.json(), "refused")[0]["valueInteger"] == 1
 
+    # the social worker (network, no démarches) sees neither the plan nor its answers
+    r = world.sw.post(f"/fhir/Patient/{pid}/$discharge-plan", params(at=AT))
+    assert r.status_code in (403, 404), r.text
+    r = world.sw.post(f"/fhir/Patient/{pid}/$discharge-readiness", {
+        "resourceType": "Parameters", "parameter": [{"name": "at", "valueDateTime": AT}]})
+    assert r.status_code == 200 and named(r.json(), "confirmed") == [], r.text
+
     # not asked, or not in the network: answered like a missing resource
     outsider = world.as_("practitioner", outsider_ref)
     for api in (outsider, world.gp):
