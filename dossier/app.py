@@ -29,6 +29,7 @@ from dossier.auditlog.keys import record_authenticator
 from dossier.auditlog.routes import router as audit_router
 from dossier.auditlog.witness import witness_from
 from dossier.background import Leadership, periodic
+from dossier.coordination import discharge  # noqa: F401 - register operations
 from dossier.core.access import ConsentPolicy
 from dossier.core.auditing import record_token_event
 from dossier.core.context import RequestContext
@@ -52,6 +53,7 @@ from dossier.hubs import locator, registration  # noqa: F401 - register operatio
 from dossier.portal import install_portal
 from dossier.seed.accounts import ensure_accounts
 from dossier.seed.groups import ensure_profession_groups
+from dossier.seed.territory import ensure_territory
 from dossier.settings import Settings, ensure_data_dir
 from dossier.stores.issuer import DatabaseIssuerState
 from dossier.stores.refusals import record_finished
@@ -109,6 +111,7 @@ def build_runtime(settings: Settings, exporter: SpanExporter | None = None) -> R
     if not settings.prepared:
         ensure_profession_groups(runtime)
         ensure_accounts(DatabaseIssuerState(engine), settings)
+        ensure_territory(runtime)
         if settings.demo:
             from dossier.seed.demo import load_demo
 

@@ -10,7 +10,7 @@ import re
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
@@ -52,6 +52,7 @@ class RowMeta:
     patient_id: str | None
     categories: frozenset[str]
     deleted: bool = False
+    addressee: str | None = None  # a message only this practitioner reads
 
 
 @dataclass
@@ -97,7 +98,12 @@ class AccessPolicy(Protocol):
         """Read at once what the per-row decisions of these patients' rows need."""
 
     def check_write(self, resource_type: str, patient_id: str | None,
-                    categories: frozenset[str], existing: RowMeta | None) -> None: ...
+                    categories: frozenset[str], existing: RowMeta | None, *,
+                    providers: frozenset[str] = frozenset()) -> None: ...
+
+    def sees(self, patient_id: str, category: str) -> bool:
+        """Whether the actor is granted this category of the person's dossier (for the
+        element-level psy label)."""
 
 
 class Sealer(Protocol):
@@ -167,8 +173,12 @@ class OpenPolicy:
         return None
 
     def check_write(self, resource_type: str, patient_id: str | None,
-                    categories: frozenset[str], existing: RowMeta | None) -> None:
+                    categories: frozenset[str], existing: RowMeta | None, *,
+                    providers: frozenset[str] = frozenset()) -> None:
         return None
+
+    def sees(self, patient_id: str, category: str) -> bool:
+        return True
 
 
 class NullAudit:
@@ -190,7 +200,8 @@ def with_keys(stmt: Any, table: Any = resources) -> Any:
 
 def row_meta(row: Row[Any]) -> RowMeta:
     cats = frozenset(c for c in (row.categories or "").split(",") if c)
-    return RowMeta(row.res_type, row.res_id, row.patient_id, cats, bool(row.deleted))
+    return RowMeta(row.res_type, row.res_id, row.patient_id, cats, bool(row.deleted),
+                   getattr(row, "addressee", None))
 
 
 def new_id() -> str:
@@ -320,7 +331,8 @@ class Repository:
             select(resources).where(R.res_type == resource_type, R.res_id == resource_id))
         ).first()
 
-    def _to_stored(self, row: Row[Any], method: str = "PUT") -> Stored:
+    def _to_stored(self, row: Row[Any], method: str = "PUT", *,
+                   policy: AccessPolicy | None = None, redact: bool = True) -> Stored:
         meta = row_meta(row)
         resource = None
         know = getattr(self.sealer, "know", None)
@@ -330,6 +342,11 @@ class Repository:
             resource = self.sealer.open(self.session, row.res_type, row.res_id,
                                         copy.deepcopy(row.content), row.sealed, row.patient_id,
                                         row.version_id)
+            if redact and row.patient_id and schemas.psy_items(resource):
+                # element-level psy (SPEC §14): hidden from a reader not granted psy
+                sees = getattr(policy or self.policy, "sees", None)
+                if sees is None or not sees(row.patient_id, "psy"):
+                    resource = schemas.without_psy_items(resource)
         return Stored(row.res_type, row.res_id, row.version_id, row.last_updated,
                       bool(row.deleted), resource, meta, method)
 
@@ -580,7 +597,7 @@ class Repository:
         stmt = judge.narrow(stmt)
         rows = self.session.execute(stmt.order_by(
             (R.res_type != "Patient"), R.res_type, R.last_updated, R.res_id)).all()
-        out = [self._to_stored(r) for r in rows if judge.can_read(row_meta(r))]
+        out = [self._to_stored(r, policy=judge) for r in rows if judge.can_read(row_meta(r))]
         self.mask_references(out, judge)  # a preview masks what that actor would not see
         if out:
             self._note(action, "Patient", patient_id, patient_id, detail=operation)
@@ -708,7 +725,8 @@ class Repository:
         with self._op("delete", resource_type):
             row = self._visible(self.current_row(resource_type, resource_id), resource_type)
             meta = row_meta(row)
-            self.policy.check_write(resource_type, row.patient_id, meta.categories, meta)
+            self.policy.check_write(resource_type, row.patient_id, meta.categories, meta,
+                                    **self._providers(resource_type, {}, row))
             self._note("delete", resource_type, resource_id, row.patient_id)
             if row.deleted:
                 return
@@ -814,7 +832,18 @@ class Repository:
     def server_read(self, resource_type: str, resource_id: str) -> dict[str, Any] | None:
         """A resource as the server itself reads it (derived data), unaudited."""
         row = self.current_row(resource_type, resource_id)
-        return None if row is None or row.deleted else self._to_stored(row).resource
+        return None if row is None or row.deleted else self._to_stored(
+            row, redact=False).resource
+
+    def server_version(self, resource_type: str, resource_id: str,
+                       version_id: int) -> dict[str, Any] | None:
+        """One earlier version as the server sees it (what a write changed); None when it
+        is missing or a deletion."""
+        row = self.session.execute(select(resource_versions).where(
+            V.res_type == resource_type, V.res_id == resource_id, V.version_id == version_id
+        )).first()
+        return None if row is None or row.deleted else self._to_stored(
+            row, redact=False).resource
 
     def server_write(self, resource: dict[str, Any]) -> Stored:
         """Write a server-derived resource (a Flag, a Communication) in this transaction."""
@@ -824,7 +853,8 @@ class Repository:
 
     def create_server_resource(self, body: dict[str, Any], *, patient_id: str | None = None,
                                categories: frozenset[str] = frozenset(),
-                               check_model: bool = True) -> Stored:
+                               check_model: bool = True,
+                               addressee: str | None = None) -> Stored:
         """Store a resource only the server writes (Communication): version 1, its versions
         row and search index, sealed. Checked against the FHIR R4 model; its references
         may point into the audit log (`about → AuditEvent/x`), so they are not resolved."""
@@ -851,10 +881,11 @@ class Repository:
                   "categories": ",".join(sorted(categories)),
                   "cat_mask": access_index.mask_of(categories), "content": clear,
                   "sealed": sealed}
-        self._insert(resources, [values])
+        self._insert(resources, [{**values, "addressee": addressee}])
         self._insert(resource_versions, [{"method": "POST", **values}])
         self._insert(search_index, self._index_rows(resource_type, resource_id, resource))
-        meta = RowMeta(resource_type, resource_id, patient_id, frozenset())
+        meta = RowMeta(resource_type, resource_id, patient_id, frozenset(),
+                       addressee=addressee)
         return Stored(resource_type, resource_id, 1, now, False, resource, meta, "POST")
 
     def _write(self, resource_type: str, resource_id: str, body: dict[str, Any],
@@ -864,8 +895,8 @@ class Repository:
         problems = schemas.validate(resource)  # meta too: a null or empty meta is refused
         client_meta = resource.pop("meta", None)
         if not problems and not trusted:
-            old = self._to_stored(existing).resource if existing is not None and \
-                not existing.deleted else None
+            old = self._to_stored(existing, redact=False).resource if existing is not None \
+                and not existing.deleted else None
             resource = content.before_write(resource, old)
         if not problems and resource_type == "Consent":
             problems = [schemas.Problem(path, message, "invalid")
@@ -877,6 +908,9 @@ class Repository:
         if existing is not None and existing.patient_id and patient_id != existing.patient_id:
             raise Unprocessable("A resource cannot be moved to another person's dossier.",
                                 expression=[f"{resource_type}.subject"])
+        writes_psy = bool(schemas.psy_items(resource))
+        if not problems and not trusted:
+            resource = self._keep_hidden_psy(resource, existing, patient_id)
         categories = set(schemas.categories(resource))
         if _asks_psy(client_meta) or (existing is not None and
                                       "psy" in row_meta(existing).categories):
@@ -884,8 +918,10 @@ class Repository:
         cats = frozenset(categories)
         if not trusted:
             try:
-                self.policy.check_write(resource_type, patient_id, cats,
-                                        row_meta(existing) if existing is not None else None)
+                self.policy.check_write(resource_type, patient_id,
+                                        cats | ({"psy"} if writes_psy else set()),
+                                        row_meta(existing) if existing is not None else None,
+                                        **self._providers(resource_type, resource, existing))
             except DossierError:
                 self._note("create" if existing is None else "update", resource_type,
                            resource_id if existing is not None else None, patient_id,
@@ -933,7 +969,37 @@ class Repository:
             content.after_write(self, stored)
         if self.on_change is not None:
             self.on_change(self, stored)
+        if patient_id and not trusted and schemas.psy_items(resource):
+            sees = getattr(self.policy, "sees", None)
+            if sees is None or not sees(patient_id, "psy"):  # the answer is a read too
+                return replace(stored, resource=schemas.without_psy_items(resource))
         return stored
+
+    def _providers(self, resource_type: str, resource: dict[str, Any],
+                   existing: Row[Any] | None) -> dict[str, frozenset[str]]:
+        """A HealthcareService's organisations, before and after the write: its members may
+        keep it (the policy decides)."""
+        if resource_type != "HealthcareService":
+            return {}
+        sources = [resource]
+        if existing is not None and not existing.deleted:
+            sources.append(self._to_stored(existing, redact=False).resource or {})
+        found = [(r.get("providedBy") or {}).get("reference") for r in sources if r]
+        if any(not isinstance(f, str) for f in found):
+            return {}  # nothing to compare: the directory's rule (admins) applies
+        return {"providers": frozenset(str(f) for f in found)}
+
+    def _keep_hidden_psy(self, resource: dict[str, Any], existing: Row[Any] | None,
+                         patient_id: str | None) -> dict[str, Any]:
+        """A writer not granted psy never saw the psy items (CareTeam participants): they
+        stay as they were, after the writer's own items."""
+        if existing is None or existing.deleted or not patient_id:
+            return resource
+        sees = getattr(self.policy, "sees", None)
+        if sees is not None and sees(patient_id, "psy"):
+            return resource
+        old = self._to_stored(existing, redact=False).resource
+        return resource if old is None else schemas.keep_psy_items(resource, old)
 
     def _label_history_psy(self, resource_type: str, resource_id: str) -> None:
         """A resource newly labelled psy: its earlier versions and its Provenance become psy
@@ -955,8 +1021,11 @@ class Repository:
 
     def _index_rows(self, resource_type: str, resource_id: str,
                     resource: dict[str, Any]) -> list[dict[str, Any]]:
+        # psy items are not searchable: a search would tell a reader without psy that they
+        # are there
         rows = [{"res_type": resource_type, "res_id": resource_id, "param": p, "system": s,
-                 "value": v[:255]} for p, s, v in schemas.extract_index(resource)]
+                 "value": v[:255]}
+                for p, s, v in schemas.extract_index(schemas.without_psy_items(resource))]
         for system, value in schemas.identifiers(resource):
             rows.append({"res_type": resource_type, "res_id": resource_id,
                          "param": "identifier", "system": system[:255],

@@ -42,8 +42,11 @@ resources = Table(
     Column("cat_mask", Integer, nullable=False, default=0, server_default="0"),
     Column("content", JSONType, nullable=False),
     Column("sealed", JSONType, nullable=True),
+    # a server-written message only this practitioner reads ("Practitioner/x"; issue 18)
+    Column("addressee", String(80), nullable=True),
     Index("ix_resources_type_updated", "res_type", "last_updated"),
     Index("ix_resources_patient", "patient_id", "res_type"),
+    Index("ix_resources_addressee", "addressee", "res_type"),
 )
 
 resource_versions = Table(
@@ -104,7 +107,8 @@ search_index = Table(
         ["res_type", "res_id"], ["resources.res_type", "resources.res_id"], ondelete="CASCADE"
     ),
     Index("ix_search_index_lookup", "res_type", "param", "value"),
-    Index("ix_search_index_owner", "res_type", "res_id"),
+    # covers a per-row probe of a bounded search (search/sql.py), and deletes by owner
+    Index("ix_search_index_owner", "res_type", "res_id", "param", "value", "system"),
 )
 
 # Break-the-glass grants (SPEC §5): short, for one practitioner, reviewed by an auditor.

@@ -24,7 +24,7 @@ STATIC = Path(__file__).parent / "static"
 
 def install_portal(app: FastAPI, runtime: Runtime) -> None:
     """Mount /portal on the app (after the API routers): pages, static files, headers."""
-    from dossier.portal import auditor, citizen, professional, routes
+    from dossier.portal import auditor, citizen, coordination, professional, routes
 
     settings = runtime.settings
     base = settings.public_base
@@ -43,7 +43,7 @@ def install_portal(app: FastAPI, runtime: Runtime) -> None:
     app.state.portal = portal
     app.mount("/portal/static", StaticFiles(directory=str(STATIC)), name="portal-static")
     for router in (routes.front, routes.router, citizen.router, professional.router,
-                   auditor.router):
+                   auditor.router, coordination.router):
         app.include_router(router)
     for exc_class, handler in routes.HANDLERS.items():
         app.add_exception_handler(exc_class, handler)
