@@ -444,6 +444,8 @@ class Repository:
                 del current
             if since is not None:
                 stmt = stmt.where(V.last_updated >= since)
+            if not resource_type:  # totals count only the types the scopes let it read
+                stmt = stmt.where(V.res_type.in_(self._scoped_types(None)))
             stmt = self.policy.narrow(stmt, resource_versions, resource_type or "*")
             total = self.session.execute(
                 select(func.count()).select_from(stmt.subquery())).scalar_one()
@@ -576,6 +578,11 @@ class Repository:
                     ref.clear()
                     ref.update(copy.deepcopy(MASKED))
 
+    def _scoped_types(self, among: frozenset[str] | None) -> list[str]:
+        """The resource types (of ``among``, or all) the role and scopes let it read."""
+        every = {*schemas.SUPPORTED_TYPES, *schemas.SERVER_WRITTEN_TYPES}
+        return sorted(t for t in (among if among is not None else every) if self._may("r", t))
+
     def _may(self, interaction: str, resource_type: str | None) -> bool:
         if resource_type is None:
             return True
@@ -640,8 +647,8 @@ class Repository:
         stmt = self.policy.narrow(
             select(resources).where(R.patient_id == patient_id, R.deleted == false()))
         visible = stmt
-        if types is not None:
-            stmt = stmt.where(R.res_type.in_(sorted(types)))
+        # totals and pages count only the types the token's scopes let it read
+        stmt = stmt.where(R.res_type.in_(self._scoped_types(types)))
         if since is not None:
             stmt = stmt.where(R.last_updated >= since)
         total = self.session.execute(
