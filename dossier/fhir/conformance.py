@@ -41,7 +41,8 @@ PARAMETERS: dict[str, list[Param]] = {
         ("plan", "out", 1, "1", "Reference"), ("asked", "out", 0, "*", "Reference"),
         ("informal", "out", 0, "*", "Reference"), ("answer", "out", 0, "*", None)],
     "discharge-confirm": [
-        ("plan", "in", 1, "1", "Reference"), ("available", "in", 1, "1", "boolean"),
+        ("plan", "in", 0, "1", "Reference"), ("request", "in", 0, "1", "Reference"),
+        ("available", "in", 1, "1", "boolean"),
         ("onBehalfOf", "in", 0, "1", "Reference"), ("recorded", "out", 1, "1", "Reference")],
     "access-preview": [("actor", "in", 1, "1", "string"), ("return", "out", 1, "1", "Bundle")],
     "break-glass": [
