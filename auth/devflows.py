@@ -141,7 +141,7 @@ def exchange_code(issuer: DevIssuer, form: Mapping[str, str]) -> dict[str, Any]:
     if user is None:
         raise OAuthError("invalid_grant", "The authorization code is invalid or expired.")
     token = issuer.mint(user.fhir_user, list(user.roles), entry["scope"], USER_TOKEN_TTL,
-                        client_id=client.client_id)
+                        client_id=client.client_id, niss=user.niss)
     response: dict[str, Any] = {"access_token": token, "token_type": "Bearer",
                                 "expires_in": USER_TOKEN_TTL, "scope": entry["scope"]}
     if user.fhir_user.startswith("Patient/"):

@@ -44,6 +44,7 @@ RULES: dict[Role, dict[str, str]] = {
     "citizen": {
         **_DIRECTORY_READ,
         **dict.fromkeys(COMPARTMENT_TYPES, "rs"),
+        "Patient": "crs",  # opens their own dossier, by their national number (SPEC §13)
         "Consent": "cruds",  # only the citizen writes Consent; DELETE revokes
     },
     # Subscription: one's own topic subscriptions (never dossier data, see subscriptions)

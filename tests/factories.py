@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 DB = "https://dossier.brussels/fhir"
@@ -53,8 +54,14 @@ def practitioner_role(practitioner_ref: str, organization_ref: str,
             "period": {"start": start}}
 
 
-def patient(ssin: str | None = niss(), family: str = "Martin", given: str = "Jean",
+_SERIALS = itertools.count(1)
+FRESH = "fresh"  # a new national number for each dossier (one dossier per person)
+
+
+def patient(ssin: str | None = FRESH, family: str = "Martin", given: str = "Jean",
             birth: str = "1967-01-01", language: str = "fr") -> dict[str, Any]:
+    if ssin == FRESH:
+        ssin = niss("670101", next(_SERIALS) % 900 + 1)
     res: dict[str, Any] = {
         "resourceType": "Patient",
         "name": [{"family": family, "given": [given]}],

@@ -170,10 +170,17 @@ class ConsentPolicy:
         if row.patient_id is None:
             return row.resource_type in DIRECTORY_TYPES or self._own_server_row(row)
         if role == "citizen":
-            return self.principal.patient == f"Patient/{row.patient_id}"
+            return f"Patient/{row.patient_id}" in self.citizen_reach()
         if role in PROFESSIONALS and row.resource_type != "Consent":
             return self.decide(row.patient_id, row.categories, "access")
         return False
+
+    def citizen_reach(self, mandates: tuple[str, ...] = ("see", "decide")) -> set[str]:
+        """The dossiers a citizen reaches: their own, and those of the people they represent
+        with a mandate in force among `mandates` (SPEC §13)."""
+        p = self.principal
+        reach = {p.patient} if p.patient else set()
+        return reach | {r.patient for r in p.represents if r.in_force and r.mandate in mandates}
 
     def _own_server_row(self, row: RowMeta) -> bool:
         return False
@@ -195,9 +202,8 @@ class ConsentPolicy:
         directory = and_(T.patient_id.is_(None), T.res_type.in_(sorted(DIRECTORY_TYPES)))
         role = self.principal.role
         if role == "citizen":
-            assert self.principal.patient is not None
-            own = self.principal.patient.split("/", 1)[1]
-            return stmt.where(or_(directory, T.patient_id == own))
+            own = sorted(ref.split("/", 1)[1] for ref in self.citizen_reach())
+            return stmt.where(or_(directory, T.patient_id.in_(own)))
         if role not in PROFESSIONALS:
             return stmt.where(directory)
         if resource_type in DIRECTORY_TYPES:
@@ -224,6 +230,9 @@ class ConsentPolicy:
                 "admin", "practitioner"):
             return  # opening a dossier: then no access until the citizen consents
         if role == "citizen":
+            if (resource_type == "Patient" and existing is None and self.principal.niss
+                    and self.principal.patient is None):
+                return  # opening their own dossier (Repository.open_dossier checks the NISS)
             if self.principal.patient != patient_ref:
                 raise not_found(resource_type)
             if resource_type == "Consent":

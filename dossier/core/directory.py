@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
@@ -10,8 +10,14 @@ from typing import Any
 from sqlalchemy import Engine, false, select
 from sqlalchemy.orm import Session
 
+from auth import Representation
 from dossier.db.models import resources, search_index
 from schemas.fhirtime import bounds
+
+SSIN = "https://www.ehealth.fgov.be/standards/fhir/core/NamingSystem/ssin"
+ROLE_CODES = "http://terminology.hl7.org/CodeSystem/v3-RoleCode"
+REPRESENTATIVES = ("GUARD", "POWATT", "PRN")
+MANDATE_URL = "https://dossier.brussels/fhir/StructureDefinition/representative-mandate"
 
 R = resources.c
 S = search_index.c
@@ -37,9 +43,29 @@ def _in_period(period: Any, at: datetime) -> bool:
 class StoreDirectory:
     """Reads Practitioner and PractitionerRole from the FHIR store (current versions)."""
 
-    def __init__(self, engine: Engine | None, session: Session | None = None) -> None:
+    def __init__(self, engine: Engine | None, session: Session | None = None,
+                 blind: Callable[[str, str], str] | None = None) -> None:
         self.engine = engine
         self.session = session  # read inside this transaction when given
+        self.blind = blind  # the keyed blind index, to find a person by national number
+
+    def citizen(self, niss: str,
+                at: datetime) -> tuple[str | None, list[Representation]]:
+        """The dossier whose NISS this is, and the people whose representative it names,
+        in ONE query on the blind index (never the clear number)."""
+        assert self.blind is not None, "finding a citizen needs the blind index"
+        value = self.blind(SSIN, niss)
+        with self._session() as session:
+            rows = session.execute(select(R.res_type, R.res_id, R.patient_id, R.content).where(
+                R.deleted == false(), R.res_type.in_(("Patient", "RelatedPerson")),
+                R.res_id.in_(select(S.res_id).where(
+                    S.res_type == R.res_type, S.param == "identifier", S.system == SSIN,
+                    S.value == value)))).all()
+        own = next((f"Patient/{r.res_id}" for r in rows if r.res_type == "Patient"), None)
+        represents = [rep for r in rows if r.res_type == "RelatedPerson"
+                      for rep in [representation(r.res_id, r.patient_id, r.content, at)]
+                      if rep is not None]
+        return own, sorted(represents, key=lambda rep: rep.patient)
 
     @contextmanager
     def _session(self) -> Iterator[Session]:
@@ -85,6 +111,37 @@ class StoreDirectory:
                     S.res_type == "PractitionerRole", S.param == "practitioner",
                     S.value == practitioner_ref)))).all()
         return _memberships([content for (content,) in rows], at)
+
+
+def mandate_of(content: dict[str, Any]) -> str | None:
+    """The representative-mandate extension's code (decide | see), if any."""
+    for ext in content.get("extension") or []:
+        if isinstance(ext, dict) and ext.get("url") == MANDATE_URL:
+            code = ext.get("valueCode")
+            return code if code in ("decide", "see") else None
+    return None
+
+
+def relationship_of(content: dict[str, Any]) -> str | None:
+    """GUARD, POWATT or PRN when the RelatedPerson is a representative (SPEC §13)."""
+    for concept in content.get("relationship") or []:
+        for c in (concept or {}).get("coding") or []:
+            if c.get("system") == ROLE_CODES and c.get("code") in REPRESENTATIVES:
+                return str(c["code"])
+    return None
+
+
+def representation(rid: str, patient_id: str | None, content: dict[str, Any],
+                   at: datetime) -> Representation | None:
+    """A RelatedPerson as a representation, or None when it is not a representative.
+    Not in force once inactive or outside its period (a parent's ends at the child's
+    18th birthday: the server writes that end, see dossier/core/people.py)."""
+    relationship, mandate = relationship_of(content), mandate_of(content)
+    if relationship is None or mandate is None or patient_id is None:
+        return None
+    in_force = _active(content) and _in_period(content.get("period"), at)
+    return Representation(patient=f"Patient/{patient_id}", related_person=f"RelatedPerson/{rid}",
+                          relationship=relationship, mandate=mandate, in_force=in_force)
 
 
 class PreloadedDirectory:

@@ -22,9 +22,11 @@ import schemas
 from dossier.core import access_index, content
 from dossier.core.context import RequestContext
 from dossier.db.models import patient_keys, resource_versions, resources, search_index
+from dossier.domain.people import SSIN, niss_of
 from dossier.errors import (
     BadRequest,
     DossierError,
+    Forbidden,
     Gone,
     MethodNotAllowed,
     PreconditionFailed,
@@ -33,6 +35,7 @@ from dossier.errors import (
 )
 from dossier.search import sql as search_sql
 from dossier.search.params import ID_RE, Include, SearchQuery, parse_search
+from dossier.stores.people import NissIndex
 
 T = TypeVar("T")
 R = resources.c
@@ -576,12 +579,55 @@ class Repository:
         check_writable(resource_type)
         self.policy.gate(resource_type, "c")
         with self._op("create", resource_type):
+            if resource_type == "Patient" and self.ctx.principal.role == "citizen":
+                raise Forbidden("A citizen opens their own dossier with POST /fhir/Patient "
+                                "and their national number.")
+            if resource_type == "Patient" and niss_of(resource) is not None:
+                # one dossier per person: only `POST /fhir/Patient` opens one by number
+                raise Unprocessable("A dossier for a national number (NISS) is opened with "
+                                    "POST /fhir/Patient on its own, not in a Bundle or a "
+                                    "conditional write.", expression=["Patient.identifier"])
             if if_none_exist is not None:
                 found = self._conditional_match(resource_type, if_none_exist)
                 if found is not None:
                     return found, False
             rid = resource_id or new_id()
             return self._write(resource_type, rid, resource, None, "POST"), True
+
+    def open_dossier(self, resource: dict[str, Any],
+                     if_none_exist: str | None = None) -> tuple[Stored, bool]:
+        """`POST /fhir/Patient` (SPEC §13): one dossier per national number. A professional
+        gets the same answer whether or not the person already had a dossier — the one
+        dossier's id, nothing of its content (`Stored.resource` is what they sent) — and
+        no access until the person consents. A citizen opens their own (or gets it back).
+        Concurrent opens for one number are serialised and the unique index backs it."""
+        niss = niss_of(resource)
+        if niss is None:  # a pseudonymous dossier
+            return self.create(resource, if_none_exist=if_none_exist)
+        self.begin("create", "Patient", "c")
+        p = self.ctx.principal
+        with self._op("create", "Patient"):
+            if p.role == "citizen" and p.niss != niss:
+                raise Forbidden("A citizen opens only their own dossier (the national number "
+                                "of their sign-in).")
+            index = self.store(NissIndex)
+            blind = self.sealer.blind(SSIN, niss)
+            index.lock(blind)
+            found = index.find(blind)
+            if found is None:
+                stored = self._write("Patient", new_id(), resource, None, "POST")
+                if p.role == "citizen":
+                    return stored, True
+                found, version = stored.id, stored.version_id
+            elif p.role == "citizen":
+                return self.read("Patient", found), False
+            else:  # the person is told a professional opened (again) their dossier
+                self._note("create", "Patient", found, found, "exists")
+                version = 1
+            shown = {**copy.deepcopy(resource), "id": found}
+            shown.pop("meta", None)
+            return Stored("Patient", found, version, self.ctx.now, False, shown,
+                          RowMeta("Patient", found, found, frozenset()), "POST"), True
 
     def update(self, resource_type: str, resource_id: str, resource: dict[str, Any], *,
                if_match: int | None = None) -> tuple[Stored, bool]:

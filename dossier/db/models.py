@@ -11,6 +11,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    text,
 )
 
 from audit.tables import define_audit_tables
@@ -91,6 +92,8 @@ access_grants = Table(
 
 # Search index of the current versions: token, reference and date parameters.
 # Identifier values are stored as keyed blind indexes, never in clear.
+NISS_ROWS = ("res_type = 'Patient' AND param = 'identifier' AND "
+             "system = 'https://www.ehealth.fgov.be/standards/fhir/core/NamingSystem/ssin'")
 search_index = Table(
     "search_index",
     metadata,
@@ -105,6 +108,9 @@ search_index = Table(
     ),
     Index("ix_search_index_lookup", "res_type", "param", "value"),
     Index("ix_search_index_owner", "res_type", "res_id"),
+    # one dossier per national number (SPEC §13): the NISS blind index of Patients is unique
+    Index("ux_search_index_patient_niss", "value", unique=True,
+          sqlite_where=text(NISS_ROWS), postgresql_where=text(NISS_ROWS)),
 )
 
 # Break-the-glass grants (SPEC §5): short, for one practitioner, reviewed by an auditor.

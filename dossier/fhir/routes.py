@@ -301,6 +301,8 @@ async def create(request: Request, rtype: str) -> Response:
     def work(repo: Any, ctx: RequestContext) -> tuple[Stored, bool]:
         if rtype == "Group" and rosters.handles(ctx.principal):
             return rosters.create(repo, body), True  # a professional's Group is a roster
+        if rtype == "Patient":  # one dossier per person (SPEC §13)
+            return repo.open_dossier(body, if_none_exist)  # type: ignore[no-any-return]
         return repo.create(body, if_none_exist=if_none_exist)  # type: ignore[no-any-return]
 
     stored, created = await in_unit(request, work)
