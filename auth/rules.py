@@ -45,6 +45,7 @@ RULES: dict[Role, dict[str, str]] = {
         **_DIRECTORY_READ,
         **dict.fromkeys(COMPARTMENT_TYPES, "rs"),
         "Patient": "crs",  # opens their own dossier, by their national number (SPEC §13)
+        "RelatedPerson": "cruds",  # names or removes their mandataire, personne de confiance
         "Consent": "cruds",  # only the citizen writes Consent; DELETE revokes
     },
     # Subscription: one's own topic subscriptions (never dossier data, see subscriptions)
@@ -55,6 +56,7 @@ RULES: dict[Role, dict[str, str]] = {
     "admin": {
         **dict.fromkeys(DIRECTORY_TYPES, "cruds"),
         "Patient": "c",  # may open a dossier, then has no access until consent
+        "RelatedPerson": "c",  # records a guardian or a parent (SPEC §13)
     },
 }
 

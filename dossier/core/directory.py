@@ -12,12 +12,8 @@ from sqlalchemy.orm import Session
 
 from auth import Representation
 from dossier.db.models import resources, search_index
+from dossier.domain.people import SSIN, mandate_of, relationship_of
 from schemas.fhirtime import bounds
-
-SSIN = "https://www.ehealth.fgov.be/standards/fhir/core/NamingSystem/ssin"
-ROLE_CODES = "http://terminology.hl7.org/CodeSystem/v3-RoleCode"
-REPRESENTATIVES = ("GUARD", "POWATT", "PRN")
-MANDATE_URL = "https://dossier.brussels/fhir/StructureDefinition/representative-mandate"
 
 R = resources.c
 S = search_index.c
@@ -111,24 +107,6 @@ class StoreDirectory:
                     S.res_type == "PractitionerRole", S.param == "practitioner",
                     S.value == practitioner_ref)))).all()
         return _memberships([content for (content,) in rows], at)
-
-
-def mandate_of(content: dict[str, Any]) -> str | None:
-    """The representative-mandate extension's code (decide | see), if any."""
-    for ext in content.get("extension") or []:
-        if isinstance(ext, dict) and ext.get("url") == MANDATE_URL:
-            code = ext.get("valueCode")
-            return code if code in ("decide", "see") else None
-    return None
-
-
-def relationship_of(content: dict[str, Any]) -> str | None:
-    """GUARD, POWATT or PRN when the RelatedPerson is a representative (SPEC §13)."""
-    for concept in content.get("relationship") or []:
-        for c in (concept or {}).get("coding") or []:
-            if c.get("system") == ROLE_CODES and c.get("code") in REPRESENTATIVES:
-                return str(c["code"])
-    return None
 
 
 def representation(rid: str, patient_id: str | None, content: dict[str, Any],

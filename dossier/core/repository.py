@@ -22,7 +22,13 @@ import schemas
 from dossier.core import access_index, content
 from dossier.core.context import RequestContext
 from dossier.db.models import patient_keys, resource_versions, resources, search_index
-from dossier.domain.people import SSIN, niss_of
+from dossier.domain.people import (
+    SSIN,
+    check_related_person,
+    niss_of,
+    relationship_of,
+    with_parent_end,
+)
 from dossier.errors import (
     BadRequest,
     DossierError,
@@ -666,6 +672,9 @@ class Repository:
             row = self._visible(self.current_row(resource_type, resource_id), resource_type)
             meta = row_meta(row)
             self.policy.check_write(resource_type, row.patient_id, meta.categories, meta)
+            if resource_type == "RelatedPerson" and not row.deleted:
+                check_related_person(self.ctx.principal.role, None,
+                                     self._to_stored(row).resource)
             self._note("delete", resource_type, resource_id, row.patient_id)
             if row.deleted:
                 return
@@ -768,6 +777,15 @@ class Repository:
             raise not_found(resource_type)
         return self.patch(resource_type, found.id, apply)
 
+    def _birth_date(self, related: dict[str, Any]) -> str | None:
+        """The birth date of the person a RelatedPerson belongs to (for a parent's mandate)."""
+        ref = str((related.get("patient") or {}).get("reference") or "")
+        if not ref.startswith("Patient/") or relationship_of(related) != "PRN":
+            return None
+        patient = self.server_read("Patient", ref.split("/", 1)[1])
+        birth = (patient or {}).get("birthDate")
+        return birth if isinstance(birth, str) else None
+
     def server_read(self, resource_type: str, resource_id: str) -> dict[str, Any] | None:
         """A resource as the server itself reads it (derived data), unaudited."""
         row = self.current_row(resource_type, resource_id)
@@ -824,6 +842,9 @@ class Repository:
             old = self._to_stored(existing).resource if existing is not None and \
                 not existing.deleted else None
             resource = content.before_write(resource, old)
+            if resource_type == "RelatedPerson":  # representatives (SPEC §13)
+                check_related_person(self.ctx.principal.role, resource, old)
+                resource = with_parent_end(resource, self._birth_date(resource))
         if not problems and resource_type == "Consent":
             problems = [schemas.Problem(path, message, "invalid")
                         for path, message in consent_problems(resource)]
