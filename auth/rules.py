@@ -49,7 +49,9 @@ RULES: dict[Role, dict[str, str]] = {
         "Consent": "cruds",  # only the citizen writes Consent; DELETE revokes
     },
     # Subscription: one's own topic subscriptions (never dossier data, see subscriptions)
-    "practitioner": {**_DIRECTORY_READ, **_PROFESSIONAL, "Subscription": "crds"},
+    # Consent "c": only the assisted consent of a person present (SPEC §13)
+    "practitioner": {**_DIRECTORY_READ, **_PROFESSIONAL, "Subscription": "crds",
+                     "Consent": "c"},
     "hub": {**_DIRECTORY_READ, **_PROFESSIONAL, "Patient": "rus",  # a hub opens no dossier
             "Subscription": "crds"},
     "auditor": {**_DIRECTORY_READ, "AuditEvent": "rs"},

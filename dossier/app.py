@@ -40,6 +40,7 @@ from dossier.fhir.ops import (  # noqa: F401 - register operations
     content,
     erase,
     patient,
+    people,
 )
 from dossier.fhir.routes import root_router as well_known_router
 from dossier.fhir.routes import router as fhir_router

@@ -295,7 +295,12 @@ _CONSENT = resource({
     "category": el("CodeableConcept", many=True, required=True, binding=vs("consent-category")),
     "patient": ref("Patient", required=True),
     "dateTime": el("dateTime"),
-    "performer": ref("Patient", "RelatedPerson", many=True),
+    "performer": ref("Patient", "RelatedPerson", "Practitioner", many=True),
+    "verification": backbone({  # assisted consent: the person was present (SPEC §13)
+        "verified": el("boolean", required=True),
+        "verifiedWith": ref("Patient", "RelatedPerson"),
+        "verificationDate": el("dateTime"),
+    }, many=True),
     "policyRule": el("CodeableConcept", required=True, binding=vs("consent-policy")),
     "provision": backbone({
         "type": el("code", required=True, binding=vs("consent-provision-type")),

@@ -248,6 +248,8 @@ class ConsentPolicy:
         if resource_type == "Patient" and existing is None and role in (
                 "admin", "practitioner"):
             return  # opening a dossier: then no access until the citizen consents
+        if resource_type == "Consent" and existing is None and role == "practitioner":
+            return  # an assisted consent (Repository._check_assisted has checked it)
         if resource_type == "RelatedPerson" and existing is None and role == "admin":
             return  # a guardian or a parent (dossier/domain/people.py says which)
         if role == "citizen":

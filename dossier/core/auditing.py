@@ -53,6 +53,7 @@ class RequestAudit:
         self.events: list[Event] = []
         self.intent: tuple[str, str] = ("request", "*")
         self.urgent_patients: set[str] = set()
+        self.urgent_notices: set[str] = set()  # told at once, without being BTG reads
         self.written: list[dict[str, Any]] = []
 
     # called by the Repository
@@ -64,6 +65,10 @@ class RequestAudit:
     def urgent(self, patient_id: str) -> None:
         """Break-the-glass: the person is notified at once, with urgency."""
         self.urgent_patients.add(patient_id)
+
+    def notify_urgent(self, patient_id: str) -> None:
+        """The person is told at once (an assisted consent recorded for them)."""
+        self.urgent_notices.add(patient_id)
 
     def expect(self, action: str, resource_type: str) -> None:
         self.intent = (action, resource_type)
@@ -78,6 +83,7 @@ class RequestAudit:
                 event.outcome = outcome
         # a refused request discloses nothing: it is not a consultation
         self.urgent_patients.clear()
+        self.urgent_notices.clear()
 
     def flush(self, session: Session) -> None:
         """Append the records (one per person touched) and their outbox rows, each table
@@ -107,9 +113,10 @@ class RequestAudit:
                                          for pid, record in records], recorded_at=now)
         notices = [(record, pid) for pid, record in records
                    if pid and (is_consultation(record) or pid in self.urgent_patients
-                               or pid in represented)]
+                               or pid in represented or pid in self.urgent_notices)]
         if notices:
-            enqueue_many(session, notices, agent.who, self.urgent_patients, now)
+            enqueue_many(session, notices, agent.who,
+                         self.urgent_patients | self.urgent_notices, now)
         self.written.extend(record for _, record in records)
         self.events = []
         self._pending = False

@@ -23,7 +23,9 @@ from dossier.core import access_index, content
 from dossier.core.context import RequestContext
 from dossier.db.models import patient_keys, resource_versions, resources, search_index
 from dossier.domain.people import (
+    ASSISTED,
     SSIN,
+    check_assisted,
     check_related_person,
     niss_of,
     relationship_of,
@@ -42,6 +44,7 @@ from dossier.errors import (
 from dossier.search import sql as search_sql
 from dossier.search.params import ID_RE, Include, SearchQuery, parse_search
 from dossier.stores.people import NissIndex
+from dossier.stores.people_choices import AssistedRefusals
 
 T = TypeVar("T")
 R = resources.c
@@ -777,6 +780,20 @@ class Repository:
             raise not_found(resource_type)
         return self.patch(resource_type, found.id, apply)
 
+    def _check_assisted(self, consent_body: dict[str, Any], existing: Row[Any] | None) -> None:
+        """A professional's Consent is an assisted consent (SPEC §13), for a person who
+        exists and has not refused it — a refusal answers exactly like a missing person."""
+        if existing is not None:
+            raise Forbidden("Only the person changes or withdraws their consent.")
+        check_assisted(consent_body, self.ctx.principal.practitioner)
+        ref = str((consent_body.get("patient") or {}).get("reference") or "")
+        pid = ref.split("/", 1)[1] if ref.startswith("Patient/") else ""
+        row = self.current_row("Patient", pid) if pid else None
+        if row is None or row.deleted or self.store(AssistedRefusals).refused(pid):
+            self._note("create", "Consent", None, pid if row is not None else None,
+                       "denied" if row is not None else "not-found", detail=ASSISTED)
+            raise not_found("Patient")
+
     def _birth_date(self, related: dict[str, Any]) -> str | None:
         """The birth date of the person a RelatedPerson belongs to (for a parent's mandate)."""
         ref = str((related.get("patient") or {}).get("reference") or "")
@@ -845,6 +862,8 @@ class Repository:
             if resource_type == "RelatedPerson":  # representatives (SPEC §13)
                 check_related_person(self.ctx.principal.role, resource, old)
                 resource = with_parent_end(resource, self._birth_date(resource))
+            if resource_type == "Consent" and self.ctx.principal.role == "practitioner":
+                self._check_assisted(resource, existing)
         if not problems and resource_type == "Consent":
             problems = [schemas.Problem(path, message, "invalid")
                         for path, message in consent_problems(resource)]
@@ -904,6 +923,13 @@ class Repository:
                    patient_id)
         meta = RowMeta(resource_type, resource_id, patient_id, cats)
         stored = Stored(resource_type, resource_id, version, now, False, resource, meta, method)
+        if not trusted and resource_type == "Consent" and \
+                self.ctx.principal.role == "practitioner" and patient_id:
+            # assisted consent: the person is told at once; the auditor reviews it
+            self._note("operation", "Consent", resource_id, patient_id, detail=ASSISTED)
+            notify = getattr(self.audit, "notify_urgent", None)
+            if notify is not None:
+                notify(patient_id)
         if not trusted:
             self.create_server_resource(provenance(self.ctx, stored, existing is None),
                                         patient_id=patient_id, categories=cats,

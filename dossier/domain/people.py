@@ -124,3 +124,22 @@ def with_parent_end(resource: dict[str, Any], child_birth: str | None) -> dict[s
     if not isinstance(end, str) or end[:10] > last:
         period["end"] = last
     return {**resource, "period": period}
+
+
+ASSISTED = "assisted-consent"
+
+
+def check_assisted(resource: dict[str, Any], practitioner: str | None) -> None:
+    """A professional records a Consent only as the person's assisted consent: they are the
+    performer, and the person, present and informed, verified it (SPEC §13)."""
+    patient = (resource.get("patient") or {}).get("reference")
+    performers = [(p or {}).get("reference") for p in resource.get("performer") or []]
+    checks = resource.get("verification") or []
+    verified = bool(checks) and all(
+        isinstance(v, dict) and v.get("verified") is True
+        and (v.get("verifiedWith") or {}).get("reference") == patient
+        and isinstance(v.get("verificationDate"), str) for v in checks)
+    if practitioner is None or performers != [practitioner] or not verified:
+        raise Forbidden("A professional records a consent only as the assisted consent of "
+                        "the person, present and informed: you as performer, and a "
+                        "verification by the person (verified, verifiedWith, date).")
