@@ -676,7 +676,7 @@ class Repository:
             meta = row_meta(row)
             self.policy.check_write(resource_type, row.patient_id, meta.categories, meta)
             if resource_type == "RelatedPerson" and not row.deleted:
-                check_related_person(self.ctx.principal.role, None,
+                check_related_person(self._writer_role(), None,
                                      self._to_stored(row).resource)
             self._note("delete", resource_type, resource_id, row.patient_id)
             if row.deleted:
@@ -780,6 +780,11 @@ class Repository:
             raise not_found(resource_type)
         return self.patch(resource_type, found.id, apply)
 
+    def _writer_role(self) -> str:
+        """The writer's role; the service itself (seed data: `Device/…`) is "server"."""
+        p = self.ctx.principal
+        return "server" if (p.fhir_user or "").startswith("Device/") else p.role
+
     def _check_assisted(self, consent_body: dict[str, Any], existing: Row[Any] | None) -> None:
         """A professional's Consent is an assisted consent (SPEC §13), for a person who
         exists and has not refused it — a refusal answers exactly like a missing person."""
@@ -860,7 +865,7 @@ class Repository:
                 not existing.deleted else None
             resource = content.before_write(resource, old)
             if resource_type == "RelatedPerson":  # representatives (SPEC §13)
-                check_related_person(self.ctx.principal.role, resource, old)
+                check_related_person(self._writer_role(), resource, old)
                 resource = with_parent_end(resource, self._birth_date(resource))
             if resource_type == "Consent" and self.ctx.principal.role == "practitioner":
                 self._check_assisted(resource, existing)
