@@ -77,7 +77,8 @@ def database(kind: str) -> Iterator[tuple[Path, str | None]]:
 
 
 @contextmanager
-def process(args: list[str], env: dict[str, str], ready_url: str) -> Iterator[None]:
+def process(args: list[str], env: dict[str, str], ready_url: str
+            ) -> Iterator[subprocess.Popen[bytes]]:
     proc = subprocess.Popen(args, env={**os.environ, **env}, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, cwd=ROOT / "bench")
     try:
@@ -91,7 +92,7 @@ def process(args: list[str], env: dict[str, str], ready_url: str) -> Iterator[No
             if time.monotonic() > deadline or proc.poll() is not None:
                 raise SystemExit(f"did not start: {' '.join(args)}")
             time.sleep(0.3)
-        yield
+        yield proc
     finally:
         proc.send_signal(signal.SIGINT)
         try:
@@ -151,9 +152,12 @@ def wrk(url: str, script: str, connections: int, seconds: int) -> dict[str, floa
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as handle:
         handle.write(script)
     try:
-        out = subprocess.run(["wrk", f"-t{min(2, connections)}", f"-c{connections}",
-                              f"-d{seconds}s", "--latency", "-s", handle.name, url],
-                             capture_output=True, text=True, check=True).stdout
+        done = subprocess.run(["wrk", f"-t{min(2, connections)}", f"-c{connections}",
+                               f"-d{seconds}s", "--latency", "-s", handle.name, url],
+                              capture_output=True, text=True)
+        if done.returncode:
+            raise SystemExit(f"wrk failed on {url}: {done.stdout[-500:]} {done.stderr[-500:]}")
+        out = done.stdout
     finally:
         os.unlink(handle.name)
     result: dict[str, float] = {"errors": 0.0}
