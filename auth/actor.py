@@ -138,8 +138,12 @@ def _citizen_by_niss(claims: TokenClaims, directory: Directory, now: datetime) -
         raise InvalidToken("no directory to resolve a national number")
     assert claims.niss is not None
     patient, represents = lookup(claims.niss, now)
-    if claims.fhir_user is not None and claims.fhir_user != patient:
-        raise InvalidToken("fhirUser and the national number name different people")
+    if claims.fhir_user is not None:
+        if not _is("Patient", claims.fhir_user):
+            raise InvalidToken("citizen token without a Patient fhirUser")
+        if patient is not None and claims.fhir_user != patient:
+            raise InvalidToken("fhirUser and the national number name different people")
+        patient = claims.fhir_user  # an existing client's fhirUser keeps working
     return _principal(claims, "citizen", patient=patient, represents=tuple(represents))
 
 
