@@ -161,6 +161,11 @@ async def act_for(request: Request) -> Response:
     return response
 
 
+def _mandate_text(user: User, code: str) -> str:
+    text = MANDATES[code]
+    return user.t(text)
+
+
 def _representative_form(form: Any) -> tuple[dict[str, str], FormProblem | None]:
     values = {k: str(form.get(k) or "").strip() for k in ("given", "family", "niss",
                                                           "mandate")}
@@ -186,7 +191,7 @@ async def name_representative(request: Request) -> Response:
     summary = user.t(N_("{name} will be able to sign in with their own identity card and "
                         "act for you: {mandate}. You can remove them at any time.")).format(
         name=f"{values['given']} {values['family']}".strip(),
-        mandate=user.t(MANDATES[values["mandate"]]))
+        mandate=_mandate_text(user, values["mandate"]))
     return render(request, "people/confirm.html", user, summary=summary,
                   action=f"{PREFIX}/me/people/name/confirm", fields=values, many={},
                   back=f"{PREFIX}/me/people")
