@@ -138,6 +138,9 @@ def _citizen_by_niss(claims: TokenClaims, directory: Directory, now: datetime) -
         raise InvalidToken("no directory to resolve a national number")
     assert claims.niss is not None
     patient, represents = lookup(claims.niss, now)
+    linked = getattr(directory, "linked_login", None)
+    if patient is None and claims.fhir_user is None and linked is not None:
+        patient = linked(claims.issuer, claims.subject)  # a pseudonymous dossier, enrolled
     if claims.fhir_user is not None:
         if not _is("Patient", claims.fhir_user):
             raise InvalidToken("citizen token without a Patient fhirUser")

@@ -11,7 +11,7 @@ from sqlalchemy import Engine, false, select
 from sqlalchemy.orm import Session
 
 from auth import Representation
-from dossier.db.models import resources, search_index
+from dossier.db.models import login_links, resources, search_index
 from dossier.domain.people import SSIN, mandate_of, relationship_of
 from schemas.fhirtime import bounds
 
@@ -63,6 +63,12 @@ class StoreDirectory:
                       if rep is not None]
         return own, sorted(represents, key=lambda rep: rep.patient)
 
+    def linked_login(self, issuer: str, subject: str) -> str | None:
+        """The pseudonymous dossier an enrolment code linked to this login, if any."""
+        assert self.blind is not None
+        with self._session() as session:
+            return _linked(session, self.blind("login", f"{issuer}|{subject}"))
+
     @contextmanager
     def _session(self) -> Iterator[Session]:
         if self.session is not None:
@@ -107,6 +113,12 @@ class StoreDirectory:
                     S.res_type == "PractitionerRole", S.param == "practitioner",
                     S.value == practitioner_ref)))).all()
         return _memberships([content for (content,) in rows], at)
+
+
+def _linked(session: Session, login: str) -> str | None:
+    found = session.execute(select(login_links.c.patient_id).where(
+        login_links.c.login == login)).scalar()
+    return f"Patient/{found}" if found else None
 
 
 def representation(rid: str, patient_id: str | None, content: dict[str, Any],

@@ -9,13 +9,16 @@ Forms pre-select nothing and show a summary in words before anything is saved.""
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
 from fastapi import APIRouter
+from markupsafe import Markup
 from starlette.requests import Request
 from starlette.responses import Response
 
 from dossier.domain.people import MANDATE_URL, relationship_of
+from dossier.fhir import operations
 from dossier.fhir.ops import people as ops
 from dossier.portal import codes
 from dossier.portal.consents import FormProblem
@@ -57,6 +60,7 @@ FLASH.update({
                            "the dossier once they grant access."),
     "assisted-recorded": N_("The consent is recorded. The person is told at once and can "
                             "withdraw it in one step."),
+    "enrolled": N_("Done. Your sign-in now opens this dossier."),
 })
 
 
@@ -404,3 +408,86 @@ async def assisted(request: Request, dossier_id: str) -> Response:
             raise PageError(404, N_("A consent cannot be recorded for this dossier.")) from None
         raise
     return redirect(request, f"{PREFIX}/pro/find", user, "assisted-recorded")
+
+
+# ================================================================ enrolment codes
+def qr_svg(text: str) -> Markup | None:
+    """The QR code of `text` as inline SVG (no style, no script), or None without segno."""
+    try:
+        import segno
+    except ImportError:  # pragma: no cover - pinned in pyproject.toml
+        return None
+    out = io.BytesIO()
+    segno.make(text, error="m").save(out, kind="svg", scale=5, xmldecl=False, nl=False,
+                                     title=None)
+    return Markup(out.getvalue().decode("ascii"))  # noqa: S704 - segno's own SVG markup
+
+
+def _code_page(request: Request, user: User, code: str) -> Response:
+    base = portal_of(request).gateway.runtime.settings.public_base
+    link = f"{base}{PREFIX}/me/enrol?code={code}"
+    return render(request, "people/code.html", user, code=code, qr=qr_svg(link), link=link)
+
+
+@router.post("/pro/pseudonymous")
+async def open_pseudonymous(request: Request) -> Response:
+    """A dossier without a national number, and the one-time code to hand to the person."""
+    user = await _professional(request)
+    form = await form_of(request, user)
+    given = str(form.get("given") or "").strip()[:100]
+    body: dict[str, Any] = {"resourceType": "Patient"}
+    if given:
+        body["name"] = [{"use": "usual", "given": [given]}]
+    gw = portal_of(request).gateway
+
+    def work() -> str:
+        with gw.unit(user.ctx) as repo:
+            stored, created = repo.open_dossier(body)
+            return ops.first_code(repo, stored, created) or ""
+    code = await call(work)
+    return _code_page(request, user, code)
+
+
+@router.post("/pro/enrolment/{dossier_id}")
+async def new_code(request: Request, dossier_id: str) -> Response:
+    user = await _professional(request)
+    await form_of(request, user)
+    gw = portal_of(request).gateway
+    result = await call(lambda: gw.operation(user.ctx, "enrolment-code", dossier_id,
+                                             method="POST", body=None))
+    return _code_page(request, user, str(result["parameter"][0]["valueString"]))
+
+
+@router.get("/me/enrol")
+async def enrol_form(request: Request) -> Response:
+    user = await _citizen(request)
+    code = request.query_params.get("code", "")[:32]
+    return render(request, "people/enrol.html", user, code=code, problem=None)
+
+
+@router.post("/me/enrol")
+async def enrol(request: Request) -> Response:
+    user = await _citizen(request)
+    form = await form_of(request, user)
+    code = str(form.get("code") or "").strip()[:32]
+    gw = portal_of(request).gateway
+    body = {"resourceType": "Parameters", "parameter": [{"name": "code", "valueString": code}]}
+
+    def work() -> int:
+        with gw.unit(user.ctx) as repo:
+            result = ops.enrol(repo, operations.Call(None, None, [], body, "POST"))
+            return int(getattr(result, "status_code", 200))
+    try:
+        status = await call(work)
+    except ApiError as error:
+        if error.status != 429:
+            raise
+        status = 429
+    if status != 200:
+        message = N_("Too many wrong codes. Try again in an hour.") if status == 429 else \
+            N_("This code is not valid: it is wrong, used or expired.")
+        return render(request, "people/enrol.html", user, status=status, code="",
+                      problem=FormProblem("code", message))
+    response = redirect(request, f"{PREFIX}/me/people", user, "enrolled")
+    response.delete_cookie(ACTING_COOKIE, path="/portal")
+    return response

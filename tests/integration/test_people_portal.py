@@ -56,7 +56,7 @@ def test_professional_finds_asks_and_records_assisted_consent(site: Site) -> Non
     assert dossier in sw.get("/portal/pro/find").text  # their open request
     summary = sw.post(f"/portal/pro/assisted/{dossier}", data={
         "csrf": csrf_of(found.text), "category": ["identity", "network"], "present": "yes"})
-    assert summary.status_code == 200 and "Check before confirming" in summary.text
+    assert summary.status_code == 200 and 'id="summary"' in summary.text
     fields = re.findall(r'type="hidden" name="(\w+)" value="([^"]*)"', summary.text)
     data: dict[str, Any] = {}
     for k, v in fields:
@@ -64,3 +64,14 @@ def test_professional_finds_asks_and_records_assisted_consent(site: Site) -> Non
     recorded = sw.post(f"/portal/pro/assisted/{dossier}", data=data)
     assert recorded.status_code == 303, recorded.text
     assert sw.get(f"/portal/pro/patients/{dossier}").status_code == 200
+
+
+def test_printable_enrolment_page_with_qr(site: Site) -> None:
+    sw = site.sign_in("sw-janssens")
+    page = form_post(sw, "/portal/pro/find", "/portal/pro/pseudonymous", {"given": "R."})
+    assert page.status_code == 200, page.text
+    code = re.search(r'id="enrolment-code"><strong>([A-Z0-9-]+)<', page.text).group(1)  # type: ignore
+    assert "<svg" in page.text and f"/portal/me/enrol?code={code}" in page.text
+    martin = site.sign_in("martin")
+    wrong = form_post(martin, "/portal/me/enrol", "/portal/me/enrol", {"code": "AAAA"})
+    assert wrong.status_code == 404 and "error-summary" in wrong.text

@@ -4,16 +4,19 @@ consent in advance ($assisted-consent), a professional asks for access
 
 from __future__ import annotations
 
+import secrets
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from dossier.core.repository import Repository
-from dossier.errors import BadRequest, Forbidden, Unprocessable, not_found
+from dossier.core.repository import Repository, Stored
+from dossier.domain.people import niss_of
+from dossier.errors import BadRequest, Forbidden, TooManyRequests, Unprocessable, not_found
 from dossier.fhir import operations
 from dossier.fhir.operations import Call
 from dossier.fhir.wire import fhir_response
 from dossier.stores.access_requests import AccessRequests
+from dossier.stores.enrolment import Enrolment
 from dossier.stores.people_choices import AssistedRefusals
 from schemas.labels import CATEGORIES
 
@@ -225,7 +228,100 @@ def grant(patient_id: str, practitioner: str, categories: list[str],
         "provision": provision}
 
 
+# ---------------------------------------------------------------- enrolment codes
+CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: read aloud, typed
+CODE_VALID = timedelta(days=30)
+WRONG_PER_HOUR = 10
+
+
+def _code_hash(repo: Repository, code: str) -> str:
+    return repo.sealer.blind("enrolment-code", code.replace("-", "").upper())
+
+
+def _login(repo: Repository) -> str:
+    """The login a code links: issuer and subject, as a keyed hash."""
+    claims = repo.ctx.claims
+    assert claims is not None
+    return repo.sealer.blind("login", f"{claims.issuer}|{claims.subject}")
+
+
+def issue_code(repo: Repository, patient_id: str) -> tuple[str, datetime]:
+    """A new one-time code (12 letters, shown once) for a pseudonymous dossier."""
+    raw = "".join(secrets.choice(CODE_ALPHABET) for _ in range(12))
+    code = "-".join(raw[i:i + 4] for i in range(0, 12, 4))
+    by = repo.ctx.principal.practitioner or repo.ctx.principal.fhir_user or "?"
+    expires = repo.store(Enrolment).issue(_code_hash(repo, code), patient_id, by,
+                                          repo.ctx.now, CODE_VALID)
+    repo.note_access("operation", "Patient", patient_id, f"Patient/{patient_id}",
+                     detail="enrolment-code issued")
+    return code, expires
+
+
+def first_code(repo: Repository, stored: Stored, created: bool) -> str | None:
+    """The code given when a professional opens a pseudonymous dossier (SPEC §13)."""
+    p = repo.ctx.principal
+    if not created or p.role not in ("practitioner", "admin") or stored.resource is None \
+            or niss_of(stored.resource) is not None:
+        return None
+    return issue_code(repo, stored.id)[0]
+
+
+def enrolment_code(repo: Repository, call: Call) -> Any:
+    """A new code for a pseudonymous dossier, by a professional who may see who it is."""
+    rid = call.resource_id
+    assert rid is not None
+    p = repo.ctx.principal
+    repo.begin("operation", "Patient", "r")
+    if p.role != "practitioner":
+        raise Forbidden("A professional gives an enrolment code.")
+    patient = repo.read("Patient", rid).resource or {}  # 404 without identity access
+    if niss_of(patient) is not None:
+        raise Unprocessable("This dossier has a national number: the person signs in with "
+                            "it, no code is needed.")
+    code, expires = issue_code(repo, rid)
+    return {"resourceType": "Parameters", "parameter": [
+        {"name": "code", "valueString": code},
+        {"name": "expires", "valueInstant": expires.astimezone(UTC).isoformat().replace(
+            "+00:00", "Z")}]}
+
+
+def enrol(repo: Repository, call: Call) -> Any:
+    """A citizen redeems a code: their login is linked to the dossier. Wrong codes are
+    counted per login; after WRONG_PER_HOUR in an hour, 429. Every attempt is audited."""
+    p = repo.ctx.principal
+    repo.begin("operation", "Patient", None)
+    if p.role != "citizen":
+        raise Forbidden("A person enrols with the code they were given.")
+    codes = [x.get("valueString") for x in _params(call.body, "$enrol")
+             if x.get("name") == "code"]
+    if len(codes) != 1 or not isinstance(codes[0], str) or len(codes[0]) > 32:
+        raise Unprocessable("Give one 'code' (valueString).",
+                            expression=["Parameters.parameter"])
+    store, login, now = repo.store(Enrolment), _login(repo), repo.ctx.now
+    if store.wrong_recently(login, now) >= WRONG_PER_HOUR:
+        repo.note_access("operation", "Patient", None, None, detail="enrol throttled")
+        raise TooManyRequests("Too many wrong codes. Try again in an hour.")
+    patient_id = store.redeem(_code_hash(repo, codes[0]), now)
+    if patient_id is None:
+        store.count_wrong(login, now)  # kept: the answer is not an error that rolls back
+        repo.note_access("operation", "Patient", None, None, detail="enrol wrong-code")
+        return fhir_response({"resourceType": "OperationOutcome", "issue": [{
+            "severity": "error", "code": "not-found",
+            "diagnostics": "This code is not valid: it is wrong, used or expired."}]}, 404)
+    store.link(login, patient_id, now)
+    repo.note_access("operation", "Patient", patient_id, f"Patient/{patient_id}",
+                     detail="enrol linked")
+    return {"resourceType": "Parameters", "parameter": [
+        {"name": "patient", "valueReference": {"reference": f"Patient/{patient_id}"}}]}
+
+
 for _op in (
+    operations.Operation("enrolment-code", "instance", "Patient", frozenset({"POST"}),
+                         enrolment_code, f"{DB}/OperationDefinition/Patient-enrolment-code",
+                         access={"POST": "read"}, stateful=True),
+    operations.Operation("enrol", "system", None, frozenset({"POST"}), enrol,
+                         f"{DB}/OperationDefinition/enrol", access={"POST": "read"},
+                         stateful=True),
     operations.Operation("assisted-consent", "instance", "Patient",
                          frozenset({"GET", "POST"}), assisted_consent,
                          f"{DB}/OperationDefinition/Patient-assisted-consent"),
