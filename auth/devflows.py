@@ -153,9 +153,11 @@ def exchange_code(issuer: DevIssuer, form: Mapping[str, str]) -> dict[str, Any]:
 
 def _id_token(issuer: DevIssuer, user: DemoUser, client_id: str, nonce: str | None) -> str:
     now = int(datetime.now(UTC).timestamp())
-    claims: dict[str, Any] = {"iss": issuer.issuer, "sub": user.fhir_user, "aud": client_id,
-                              "iat": now, "exp": now + USER_TOKEN_TTL, "azp": client_id,
-                              "fhirUser": user.fhir_user, "name": user.name}
+    claims: dict[str, Any] = {"iss": issuer.issuer, "sub": user.fhir_user or user.id,
+                              "aud": client_id, "iat": now, "exp": now + USER_TOKEN_TTL,
+                              "azp": client_id, "name": user.name}
+    if user.fhir_user:  # a representative without a dossier has none (SPEC §13)
+        claims["fhirUser"] = user.fhir_user
     if nonce:
         claims["nonce"] = nonce
     return issuer.sign(claims, typ="JWT")

@@ -67,6 +67,8 @@ class DemoUser:
 DEMO_USERS: list[DemoUser] = [
     DemoUser("martin", "Martin", "Patient/martin", ("citizen",), "citizen", "67031215144"),
     DemoUser("simone", "Simone", "Patient/simone", ("citizen",), "citizen", "43050208418"),
+    DemoUser("piet", "Piet", "", ("citizen",), "Simone's son, her mandataire",
+             "70030105548"),
     DemoUser("ricarda", "Ricarda", "Patient/ricarda", ("citizen",), "citizen"),
     DemoUser("dr-dupont", "Dr Dupont", "Practitioner/dr-dupont", ("practitioner",),
              "general practitioner"),
