@@ -142,3 +142,13 @@ def test_parent_mandate_ends_at_the_18th_birthday(world: World) -> None:
     with pytest.raises((DossierError, AuthForbidden)) as refused:
         read_at(datetime(2028, 6, 1, 12, tzinfo=UTC))  # 18 today
     assert getattr(refused.value, "status", 403) == 403
+
+
+def test_personne_de_confiance_reads_the_access_log(world: World) -> None:
+    pid, me = simone(world)
+    assert me.post("/fhir/RelatedPerson",
+                   f.representative(pid, SON, mandate="see")).status_code == 201
+    world.app.state.runtime.integrate_audit()
+    son = by_niss(world, SON)
+    r = son.get("/fhir/AuditEvent", params={"patient": f"Patient/{pid}"})
+    assert r.status_code == 200 and r.json()["total"] >= 1
