@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select, text, tuple_
+from sqlalchemy import delete, insert, select, text, tuple_
 from sqlalchemy.orm import Session
 
+from audit.authentication import RecordAuthenticator
 from audit.canonical import canonical_bytes
 from audit.chain import GENESIS, chain_hash_from_leaf_hash
 from audit.checkpoint import Checkpoint, Signer, TreeHeadJSON, tree_head_json
@@ -28,6 +29,9 @@ from audit.tables import AuditTables
 
 SEQUENCER_LOCK = 0x646F7373  # "doss": PostgreSQL advisory lock key
 BATCH = 5000
+VERIFY_BATCH = 5000
+LOOKAHEAD = 20_000
+NODE_CHECK_BATCH = 65536
 
 
 class SqlNodeStore:
@@ -57,9 +61,20 @@ class LogState:
 
 
 class AuditStore:
-    def __init__(self, tables: AuditTables, origin: str) -> None:
+    def __init__(self, tables: AuditTables, origin: str,
+                 authenticator: RecordAuthenticator | None = None) -> None:
         self.t = tables
         self.origin = origin
+        # None only for tools that read the log without the key (never the service)
+        self.authenticator = authenticator
+
+    def _row(self, record: dict[str, Any], patient_id: str | None, agent: str | None,
+             recorded_at: datetime) -> dict[str, Any]:
+        leaf = canonical_bytes(record)
+        mac = self.authenticator.mac(leaf) if self.authenticator is not None else None
+        return {"id": record["id"], "recorded_at": recorded_at, "patient_id": patient_id,
+                "agent": agent, "action": record["action"], "outcome": record["outcome"],
+                "record": record, "leaf": leaf, "mac": mac}
 
     def adopt_origin(self, session: Session) -> str:
         """Keep the origin of the log's existing heads: a log keeps its name even when the
@@ -74,8 +89,7 @@ class AuditStore:
                patient_id: str | None, agent: str | None) -> None:
         """Insert one record in the caller's transaction (the request's)."""
         session.execute(insert(self.t.records).values(
-            id=record["id"], recorded_at=recorded_at, patient_id=patient_id, agent=agent,
-            action=record["action"], outcome=record["outcome"], record=record))
+            self._row(record, patient_id, agent, recorded_at)))
 
     def append_many(self, session: Session,
                     records: Sequence[tuple[dict[str, Any], str | None, str | None]], *,
@@ -83,19 +97,18 @@ class AuditStore:
         """Insert (record, patient_id, agent) rows in one multi-row INSERT."""
         if not records:
             return
-        session.execute(insert(self.t.records), [{
-            "id": record["id"], "recorded_at": recorded_at, "patient_id": patient_id,
-            "agent": agent, "action": record["action"], "outcome": record["outcome"],
-            "record": record} for record, patient_id, agent in records])
+        session.execute(insert(self.t.records), [
+            self._row(record, patient_id, agent, recorded_at)
+            for record, patient_id, agent in records])
 
     # ------------------------------------------------------------------ sequencer
     def state(self, session: Session) -> LogState:
-        size = session.execute(select(func.count()).select_from(self.t.leaves)).scalar_one()
-        if size == 0:
+        """Size and last chain hash, from the newest leaf (one primary-key lookup)."""
+        last = session.execute(select(self.t.leaves.c.leaf_index, self.t.leaves.c.chain_hash)
+                               .order_by(self.t.leaves.c.leaf_index.desc()).limit(1)).first()
+        if last is None:
             return LogState(0, GENESIS)
-        last = session.execute(select(self.t.leaves.c.chain_hash).where(
-            self.t.leaves.c.leaf_index == size - 1)).scalar_one()
-        return LogState(int(size), bytes(last))
+        return LogState(int(last.leaf_index) + 1, bytes(last.chain_hash))
 
     def integrate(self, session: Session, signer: Signer, now: datetime) -> int:
         """Sequence pending records and sign a new head; returns the new tree size.
@@ -104,10 +117,11 @@ class AuditStore:
             session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": SEQUENCER_LOCK})
         state = self.state(session)
         leaves = self.t.leaves
+        queue = self.t.pending
         pending = session.execute(
-            select(self.t.records.c.id, self.t.records.c.record)
-            .where(~self.t.records.c.id.in_(select(leaves.c.record_id)))
-            .order_by(self.t.records.c.seq).limit(BATCH)).all()
+            select(self.t.records.c.seq, self.t.records.c.id, self.t.records.c.leaf)
+            .join(queue, queue.c.seq == self.t.records.c.seq)
+            .order_by(queue.c.seq).limit(BATCH)).all()
         head = self.latest_head_row(session)
         if not pending and head is not None and head.tree_size == state.size:
             return state.size
@@ -116,7 +130,9 @@ class AuditStore:
         chain = state.last_chain
         leaf_rows, node_rows = [], []
         for offset, row in enumerate(pending):
-            lh = leaf_hash(canonical_bytes(row.record))
+            leaf = bytes(row.leaf) if row.leaf is not None else self._legacy_leaf(
+                session, row.id)
+            lh = leaf_hash(leaf)
             chain = chain_hash_from_leaf_hash(chain, lh)
             leaf_rows.append({"leaf_index": state.size + offset, "record_id": row.id,
                               "leaf_hash": lh, "chain_hash": chain})
@@ -124,6 +140,7 @@ class AuditStore:
                           for lv, ix, h in compact.append(lh)]
         if leaf_rows:
             session.execute(insert(leaves), leaf_rows)
+            session.execute(delete(queue).where(queue.c.seq.in_([r.seq for r in pending])))
         if node_rows:
             session.execute(insert(self.t.nodes), node_rows)
         size = state.size + len(leaf_rows)
@@ -168,10 +185,18 @@ class AuditStore:
             .where(self.t.leaves.c.leaf_index == index)).first()
 
     def leaf_bytes(self, session: Session, index: int) -> bytes | None:
-        row = session.execute(select(self.t.records.c.record).join(
+        row = session.execute(select(self.t.records.c.id, self.t.records.c.leaf).join(
             self.t.leaves, self.t.leaves.c.record_id == self.t.records.c.id).where(
             self.t.leaves.c.leaf_index == index)).first()
-        return None if row is None else canonical_bytes(row.record)
+        if row is None:
+            return None
+        return bytes(row.leaf) if row.leaf is not None else self._legacy_leaf(session, row.id)
+
+    def _legacy_leaf(self, session: Session, record_id: str) -> bytes:
+        """A record written before migration 0015: its leaf is its canonical JSON."""
+        record = session.execute(select(self.t.records.c.record).where(
+            self.t.records.c.id == record_id)).scalar_one()
+        return canonical_bytes(record)
 
     def inclusion(self, session: Session, index: int, size: int) -> list[bytes]:
         return inclusion_proof(SqlNodeStore(session, self.t), index, size)
@@ -187,36 +212,75 @@ class AuditStore:
         return 0 if row is None else int(row.tree_size)
 
     # ------------------------------------------------------------------ verify
-    def iter_leaves(self, session: Session) -> Iterator[tuple[int, dict[str, Any], bytes,
-                                                               bytes]]:
-        """(index, record, stored leaf hash, stored chain hash) in log order, streamed."""
-        stmt = (select(self.t.leaves.c.leaf_index, self.t.records.c.record,
-                       self.t.leaves.c.leaf_hash, self.t.leaves.c.chain_hash)
-                .join(self.t.records, self.t.records.c.id == self.t.leaves.c.record_id,
-                      isouter=True)
-                .order_by(self.t.leaves.c.leaf_index)
-                .execution_options(yield_per=2000))
-        for row in session.execute(stmt):
-            yield (int(row.leaf_index), row.record, bytes(row.leaf_hash),
-                   bytes(row.chain_hash))
+    def iter_leaves(self, session: Session) -> Iterator[tuple[Any, ...]]:
+        """(leaf_index, leaf_hash, chain_hash, id, leaf, mac) in log order, streamed; `id`
+        is None when the record is gone, `leaf` None for a record older than 0015.
 
-    def verify(self, session: Session, public_jwk: Mapping[str, Any]) -> VerifyResult:
-        """Re-check chain, leaves, Merkle nodes, every signed head and their consistency.
-        Names the first bad leaf index, or the bad tree head."""
+        Two ordered streams merged in memory — leaves by index, records by insertion —
+        instead of one index lookup per leaf: records are sequenced in insertion order,
+        save a few late commits on PostgreSQL, which the look-ahead buffer absorbs."""
+        L, R = self.t.leaves.c, self.t.records.c
+        conn = session.connection().execution_options(yield_per=VERIFY_BATCH)
+        leaves = conn.execute(select(L.leaf_index, L.leaf_hash, L.chain_hash, L.record_id)
+                              .order_by(L.leaf_index))
+        records = iter(conn.execute(select(R.id, R.leaf, R.mac).order_by(R.seq)))
+        ahead: dict[str, tuple[Any, Any]] = {}
+        for index, stored_leaf, stored_chain, rid in leaves:
+            found = ahead.pop(rid, None)
+            if found is None:
+                for r_id, leaf, mac in records:
+                    if r_id == rid:
+                        found = (leaf, mac)
+                        break
+                    ahead[r_id] = (leaf, mac)
+                    if len(ahead) > LOOKAHEAD:
+                        break
+            if found is None:  # far out of order, or gone: look it up
+                row = session.execute(select(R.leaf, R.mac).where(R.id == rid)).first()
+                if row is None:
+                    yield index, stored_leaf, stored_chain, None, None, None
+                    continue
+                found = (row.leaf, row.mac)
+            yield index, stored_leaf, stored_chain, rid, found[0], found[1]
+
+    def verify(self, session: Session, public_jwk: Mapping[str, Any], *,
+               trusted: Checkpoint | None = None) -> VerifyResult:
+        """Re-check every record's MAC, the chain, the Merkle nodes, every signed head and
+        their consistency, in one pass over the stored leaf bytes. With `trusted` (a head
+        published earlier, e.g. by a witness) also check that this log extends it (RFC 9162
+        consistency proof): a truncated or forked log fails. Names the first bad index."""
         from audit.checkpoint import verify_tree_head
         from audit.errors import AuditError
 
+        auth = self.authenticator
         chain = GENESIS
         compact = CompactRange()
-        roots: dict[int, bytes] = {0: EMPTY_ROOT}
         heads = {int(r.tree_size): r for r in session.execute(select(self.t.tree_heads))}
+        wanted = set(heads) | ({trusted.tree_size} if trusted is not None else set())
+        roots: dict[int, bytes] = {0: EMPTY_ROOT}
         store = SqlNodeStore(session, self.t)
         expected: list[tuple[int, int, bytes]] = []
+        seen_macs: set[bytes] = set()
+        authenticated = False
         position = 0
-        for index, record, stored_leaf, stored_chain in self.iter_leaves(session):
-            if index != position or record is None:
+        for index, stored_leaf, stored_chain, rid, leaf, mac in self.iter_leaves(session):
+            if index != position or rid is None:
                 return VerifyResult(False, position, "record missing or out of order")
-            lh = leaf_hash(canonical_bytes(record))
+            if leaf is None:  # written before records were authenticated (0015)
+                if authenticated or mac is not None:
+                    return VerifyResult(False, index, "record not written by the service "
+                                        "(no authentication code)")
+                lh = leaf_hash(self._legacy_leaf(session, rid))
+            else:
+                lh = leaf_hash(leaf)
+                if auth is not None:
+                    if not auth.check_hash(lh, mac):
+                        return VerifyResult(False, index, "record not written by the "
+                                            "service (authentication code invalid)")
+                    if mac in seen_macs:
+                        return VerifyResult(False, index, "record replayed (logged twice)")
+                    seen_macs.add(mac)
+                    authenticated = True
             if lh != stored_leaf:
                 return VerifyResult(False, index, "record changed after it was logged")
             chain = chain_hash_from_leaf_hash(chain, lh)
@@ -224,9 +288,9 @@ class AuditStore:
                 return VerifyResult(False, index, "hash chain broken")
             expected += compact.append(lh)
             position += 1
-            if position in heads:
+            if position in wanted:
                 roots[position] = compact.root()
-            if len(expected) >= 4000:
+            if len(expected) >= NODE_CHECK_BATCH:
                 bad = _first_bad_node(store, expected)
                 if bad is not None:
                     return VerifyResult(False, bad, "stored Merkle node altered")
@@ -255,7 +319,40 @@ class AuditStore:
                 except AuditError:
                     return VerifyResult(False, previous[0], "tree heads inconsistent")
             previous = (size, roots[size])
-        return VerifyResult(True, None, f"{sequenced} records intact")
+        if trusted is not None:
+            problem = self._extends(store, trusted, origin, previous, sequenced, roots)
+            if problem is not None:
+                return problem
+        return VerifyResult(True, None, f"{sequenced} records intact" + (
+            f", consistent with the published head of size {trusted.tree_size}"
+            if trusted is not None else ""))
+
+    @staticmethod
+    def _extends(store: SqlNodeStore, trusted: Checkpoint, origin: str | None,
+                 latest: tuple[int, bytes] | None, sequenced: int,
+                 roots: Mapping[int, bytes]) -> VerifyResult | None:
+        """Does the latest signed head extend a head published earlier?"""
+        from audit.errors import AuditError
+
+        if origin is not None and trusted.origin != origin:
+            return VerifyResult(False, None, "the published head is of another log")
+        size = latest[0] if latest is not None else 0
+        if trusted.tree_size > min(sequenced, size):
+            return VerifyResult(False, min(sequenced, size), (
+                f"log truncated: a head of size {trusted.tree_size} was published, "
+                f"the log now signs only {size} records"))
+        assert latest is not None
+        try:
+            proof = consistency_proof(store, trusted.tree_size, size)
+            verify_consistency(trusted.tree_size, size, trusted.root_hash, latest[1], proof)
+        except AuditError:
+            return VerifyResult(False, max(trusted.tree_size - 1, 0), (
+                f"fork: the log does not extend the published head of size "
+                f"{trusted.tree_size}"))
+        if roots.get(trusted.tree_size) != trusted.root_hash:  # belt and braces
+            return VerifyResult(False, max(trusted.tree_size - 1, 0), "fork: root differs "
+                                "from the published head")
+        return None
 
 
 @dataclass(frozen=True)
@@ -275,7 +372,26 @@ def head_json(row: Any) -> TreeHeadJSON:
 
 
 def _first_bad_node(store: SqlNodeStore, expected: list[tuple[int, int, bytes]]) -> int | None:
-    """The first leaf covered by a stored node that differs from the recomputed one."""
-    stored = store.get_many([(lv, ix) for lv, ix, _ in expected])
-    bad = [ix << lv for lv, ix, h in expected if stored.get((lv, ix)) != h]
+    """The first leaf covered by a stored node that differs from the recomputed one. Reads
+    each level's run of nodes with one range scan of the primary key."""
+    by_level: dict[int, dict[int, bytes]] = {}
+    for lv, ix, h in expected:
+        by_level.setdefault(lv, {})[ix] = h
+    t = store.t
+    bad: list[int] = []
+    for lv, wanted in by_level.items():
+        low, high = min(wanted), max(wanted)
+        rows = store.session.execute(select(t.c.node_index, t.c.hash).where(
+            t.c.level == lv, t.c.node_index >= low, t.c.node_index <= high))
+        seen = 0
+        for ix, h in rows:
+            want = wanted.get(ix)
+            if want is not None:
+                seen += 1
+                if bytes(h) != want:
+                    bad.append(ix << lv)
+        if seen != len(wanted):  # a node deleted: find which
+            present = {int(r[0]) for r in store.session.execute(select(t.c.node_index).where(
+                t.c.level == lv, t.c.node_index >= low, t.c.node_index <= high))}
+            bad += [ix << lv for ix in wanted if ix not in present]
     return min(bad) if bad else None

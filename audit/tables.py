@@ -10,7 +10,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Boolean, Column, Index, Integer, MetaData, String, Table
+from sqlalchemy import (
+    DDL,
+    Boolean,
+    Column,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    event,
+    false,
+)
 
 APPEND_ONLY = ("audit_records", "audit_leaves", "audit_nodes", "audit_tree_heads")
 
@@ -23,6 +34,7 @@ class AuditTables:
     tree_heads: Table
     outbox: Table
     settings: Table
+    pending: Table
 
 
 def define_audit_tables(metadata: MetaData, *, json_type: Any, bytes_type: Any,
@@ -39,6 +51,10 @@ def define_audit_tables(metadata: MetaData, *, json_type: Any, bytes_type: Any,
         Column("action", String(32), nullable=False),
         Column("outcome", String(16), nullable=False),
         Column("record", json_type, nullable=False),
+        # the leaf bytes as written (RFC 8785 of `record`) and their HMAC under a key the
+        # database does not hold; NULL for records written before migration 0015
+        Column("leaf", bytes_type, nullable=True),
+        Column("mac", bytes_type, nullable=True),
         Index("ix_audit_records_patient", "patient_id", "recorded_at"),
         Index("ix_audit_records_recorded", "recorded_at"),
     )
@@ -81,6 +97,8 @@ def define_audit_tables(metadata: MetaData, *, json_type: Any, bytes_type: Any,
         Column("next_attempt_at", datetime_type, nullable=False),
         Column("last_error", String(200), nullable=True),
         Column("sent_at", datetime_type, nullable=True),
+        # an e-mail row waiting for the day's digest (never an urgent one)
+        Column("digest", Boolean, nullable=False, default=False, server_default=false()),
         Index("ix_notification_outbox_due", "status", "next_attempt_at"),
     )
     # The citizen's choices; the e-mail address and webhook URL/secret are sealed.
@@ -90,5 +108,31 @@ def define_audit_tables(metadata: MetaData, *, json_type: Any, bytes_type: Any,
         Column("language", String(8), nullable=False, default="fr"),
         Column("sealed", json_type, nullable=True),
         Column("updated_at", datetime_type, nullable=False),
+        # e-mail: one digest a day instead of one message per consultation
+        Column("email_digest", Boolean, nullable=False, default=False,
+               server_default=false()),
     )
-    return AuditTables(records, leaves, nodes, tree_heads, outbox, settings)
+    # Records not yet sequenced, filled by a trigger on audit_records (no statement of the
+    # request's), emptied by the sequencer: it never scans the log to find new records,
+    # and a PostgreSQL transaction committing late (a lower seq) is not skipped.
+    pending = Table(
+        "audit_pending", metadata,
+        Column("seq", Integer, primary_key=True, autoincrement=False),
+    )
+    for dialect, statements in PENDING_TRIGGER.items():
+        for sql in statements:
+            event.listen(records, "after_create",
+                         DDL(sql).execute_if(dialect=dialect))  # type: ignore[no-untyped-call]
+    return AuditTables(records, leaves, nodes, tree_heads, outbox, settings, pending)
+
+
+PENDING_TRIGGER = {
+    "sqlite": ("CREATE TRIGGER audit_records_pending AFTER INSERT ON audit_records "
+               "BEGIN INSERT INTO audit_pending (seq) VALUES (NEW.seq); END",),
+    "postgresql": (
+        "CREATE OR REPLACE FUNCTION dossier_audit_pending() RETURNS trigger AS $$ BEGIN "
+        "INSERT INTO audit_pending (seq) VALUES (NEW.seq); RETURN NULL; END $$ "
+        "LANGUAGE plpgsql",
+        "CREATE TRIGGER audit_records_pending AFTER INSERT ON audit_records "
+        "FOR EACH ROW EXECUTE FUNCTION dossier_audit_pending()"),
+}

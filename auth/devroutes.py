@@ -20,6 +20,7 @@ from auth.devflows import (
 )
 from auth.devissuer import DEMO_USERS, TOKEN_EXCHANGE, DevIssuer, demo_user
 from auth.errors import OAuthError
+from auth.signin_texts import STYLE, language_of, texts
 from auth.tokenevents import TokenEvent, token_event
 
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
@@ -31,7 +32,7 @@ _PAGE_HEADERS = {
     "Referrer-Policy": "no-referrer",
 }
 _AUTHORIZE_FIELDS = ("response_type", "client_id", "redirect_uri", "scope", "state",
-                     "code_challenge", "code_challenge_method", "nonce")
+                     "code_challenge", "code_challenge_method", "nonce", "ui_locales")
 FormField = Annotated[str | None, Form()]
 
 
@@ -179,6 +180,8 @@ def _error_page(error: OAuthError) -> HTMLResponse:
 
 
 def _sign_in_page(request: AuthorizationRequest, params: dict[str, str]) -> str:
+    lang = language_of(params.get("ui_locales"))
+    words = texts(lang)
     hidden = "".join(
         f'<input type="hidden" name="{name}" value="{escape(value)}">'
         for name, value in params.items() if value
@@ -188,23 +191,23 @@ def _sign_in_page(request: AuthorizationRequest, params: dict[str, str]) -> str:
         f"{escape(user.name)}</button> <span>{escape(user.description)}</span></li>"
         for user in DEMO_USERS
     )
+    client = f"<strong>{escape(request.client.client_id)}</strong>"
     body = (
-        "<h1>Dossier — development sign-in</h1>"
-        f"<p>Application <strong>{escape(request.client.client_id)}</strong> asks to sign you in."
-        " Choose a demo user. This page exists only in the embedded development setup.</p>"
+        f"<h1>{escape(words['title'])}</h1>"
+        f"<p>{escape(words['asks']).format(client=client)} {escape(words['choose'])}</p>"
         f'<form method="post" action="authorize">{hidden}<ul>{buttons}</ul></form>'
+        f'<p class="hint">{escape(words["dev"])}</p>'
     )
-    return _page(body)
+    return _page(body, lang)
 
 
-def _page(body: str) -> str:
+def _page(body: str, lang: str = "en") -> str:
+    """The page around `body`, in `lang`, with the portal's look (inline style)."""
     return (
-        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        f'<!doctype html><html lang="{escape(lang)}"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        "<title>Dossier sign-in</title>"
-        "<style>body{font-family:system-ui,sans-serif;max-width:40rem;margin:2rem auto;"
-        "padding:0 1rem;line-height:1.5}li{margin:.5rem 0;list-style:none}"
-        "button{font-size:1rem;padding:.5rem 1rem;min-width:12rem}"
-        "button:focus{outline:3px solid #1d4ed8;outline-offset:2px}</style>"
-        f"</head><body><main>{body}</main></body></html>"
+        f"<title>{escape(texts(lang)['title'])}</title>"
+        f"<style>{STYLE}</style>"
+        '</head><body><header><p>Dossier</p></header>'
+        f"<main>{body}</main></body></html>"
     )

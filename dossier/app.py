@@ -20,17 +20,19 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from audit.checkpoint import Ed25519FileSigner
 from audit.store import AuditStore
 from auth import AuthError, JWKSCache, TokenValidator, bearer_token, role_of
+from dossier.auditlog.keys import audit_origin as audit_origin  # re-exported
+from dossier.auditlog.keys import key_provider as key_provider
+from dossier.auditlog.keys import record_authenticator
 from dossier.auditlog.routes import router as audit_router
+from dossier.auditlog.witness import witness_from
 from dossier.background import Leadership, periodic
 from dossier.core.access import ConsentPolicy
 from dossier.core.auditing import record_token_event
 from dossier.core.context import RequestContext
 from dossier.core.directory import StoreDirectory
 from dossier.core.runtime import Runtime
-from dossier.crypto import KeyProvider, provider_from_settings
 from dossier.db.engine import make_engine, upgrade
 from dossier.db.models import audit_tables
 from dossier.errors import DossierError
@@ -68,20 +70,6 @@ def outcome(status: int, code: str, message: str) -> Response:
         {"severity": "error", "code": code, "diagnostics": message}]}, status)
 
 
-def key_provider(settings: Settings) -> KeyProvider:
-    if settings.key_provider == "pkcs11":
-        return provider_from_settings("pkcs11", settings.data_dir,
-                                      lib_path=settings.pkcs11_library,
-                                      token_label=settings.pkcs11_token_label,
-                                      pin=settings.pkcs11_pin)
-    return provider_from_settings("local", settings.data_dir)
-
-
-def audit_origin(settings: Settings) -> str:
-    """The checkpoint origin line: the service's public host and path, no scheme."""
-    return settings.public_base.split("://", 1)[1] + "/audit"
-
-
 def build_runtime(settings: Settings, exporter: SpanExporter | None = None) -> Runtime:
     ensure_data_dir(settings.data_dir)
     engine = make_engine(settings.sqlalchemy_url)
@@ -96,16 +84,18 @@ def build_runtime(settings: Settings, exporter: SpanExporter | None = None) -> R
         upgrade(engine)
     provider, tracer = make_tracer(settings, exporter)
     keys = key_provider(settings)
-    key_folder = settings.data_dir / "keys"
-    signer = Ed25519FileSigner.load_or_create(key_folder / "audit-signing.pem")
+    signer = keys.audit_signer()  # a file of the local provider, or a key on the HSM
     query_key = hmac.new(keys.blind_index_key(), b"audit-query-values",
                          hashlib.sha256).digest()
     runtime = Runtime(settings=settings, engine=engine, tracer_provider=provider,
                       tracer=tracer, key_provider=keys, signer=signer, query_key=query_key,
-                      audit_store=AuditStore(audit_tables, audit_origin(settings)),
+                      audit_store=AuditStore(audit_tables, audit_origin(settings),
+                                             record_authenticator(keys)),
                       policy_factory=lambda session, ctx: ConsentPolicy(
                           session, ctx.principal, ctx.now))
     runtime.on_change = capture  # subscriptions: told of every write, in its transaction
+    if settings.audit_witness:
+        runtime.publish_head = witness_from(settings.audit_witness).publish
     runtime.after_commit["exports"] = lambda: threading.Thread(
         target=export.run_starting, args=(runtime,), name="export", daemon=True).start()
     runtime.after_commit["checkpoint-wal"] = lambda: checkpoint_wal(runtime.engine)

@@ -132,24 +132,43 @@ def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
 
     from sqlalchemy.orm import Session
 
-    from audit.checkpoint import Ed25519FileSigner, public_jwk
+    from audit.checkpoint import public_jwk, verify_tree_head
+    from audit.errors import AuditError
     from audit.store import AuditStore
-    from dossier.app import audit_origin
+    from dossier.auditlog.keys import audit_origin, key_provider, record_authenticator
+    from dossier.auditlog.witness import WitnessError, load_head
+    from dossier.crypto import KeyUnavailable
     from dossier.db.engine import make_engine
     from dossier.db.models import audit_tables
 
-    engine = make_engine(settings.sqlalchemy_url)
-    store = AuditStore(audit_tables, audit_origin(settings))
     key_file = settings.data_dir / "keys" / "audit-signing.pem"
-    if not key_file.exists():
+    if settings.key_provider == "local" and not key_file.exists():
         print("error: no audit signing key in the data directory", file=sys.stderr)
         return 2
-    jwk = public_jwk(Ed25519FileSigner.load_or_create(key_file).public_key())
+    try:
+        keys = key_provider(settings)
+        authenticator = record_authenticator(keys)
+        jwk = public_jwk(keys.audit_signer().public_key())
+    except (KeyUnavailable, ValueError) as exc:
+        print(f"error: the key provider is unavailable ({exc})", file=sys.stderr)
+        return 2
+    trusted = None
+    if args.action == "verify" and args.since:
+        try:
+            trusted = verify_tree_head(load_head(args.since), jwk)
+        except WitnessError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        except AuditError as exc:
+            print(f"audit log damaged: the published head is not one this log signed ({exc})")
+            return 1
+    engine = make_engine(settings.sqlalchemy_url)
+    store = AuditStore(audit_tables, audit_origin(settings), authenticator)
     try:
         with Session(engine) as session:
             store.adopt_origin(session)
             if args.action == "verify":
-                result = store.verify(session, jwk)
+                result = store.verify(session, jwk, trusted=trusted)
                 if result.ok:
                     print(f"audit log intact: {result.detail}")
                     return 0
@@ -211,6 +230,9 @@ def parser() -> argparse.ArgumentParser:
     a.add_argument("--start", type=int, help="export: first index (default 0)")
     a.add_argument("--end", type=int, help="export: index after the last (default: signed size)")
     a.add_argument("--output", help="export: NDJSON file (default stdout)")
+    a.add_argument("--since", metavar="CHECKPOINT", help="verify: a tree head published "
+                   "earlier (a witness URL or directory, or a tree-head JSON file); the log "
+                   "must extend it (catches truncation and forks)")
     COMMANDS.update({"serve": cmd_serve, "db": cmd_db, "dev-token": cmd_dev_token,
                      "keys": cmd_keys, "audit": cmd_audit})
     for extend in EXTENSIONS:

@@ -50,7 +50,10 @@ class Settings(BaseSettings):
     # migrated, seeded and loaded the demo, so a worker only builds its app
     prepared: bool = False
     # the audit sequencer signs a new tree head this often (0: only when asked, for tests)
-    audit_sequencer_seconds: float = Field(default=1.0, ge=0, le=3600)
+    audit_sequencer_seconds: float = Field(default=0.5, ge=0, le=3600)
+    # a witness the sequencer publishes each new signed tree head to: a directory (on
+    # another disk or host) or an http(s) URL that accepts a POSTed head (off when unset)
+    audit_witness: str | None = None
     # portal: its OAuth client at the issuer (registered automatically on the dev issuer)
     portal_client_id: str = "dossier-portal"
     portal_client_secret: str | None = Field(default=None, repr=False)

@@ -211,6 +211,15 @@ class ConsentPolicy:
         if wanted:
             self._load(wanted)
 
+    def bounded(self, resource_type: str) -> bool:
+        """`narrow` will start this actor's statement over `resource_type` from a bounded
+        set of dossiers (a citizen's own; a professional's grants)."""
+        role = self.principal.role
+        if role == "citizen":
+            return True
+        return role in PROFESSIONALS and resource_type != "*" and \
+            resource_type not in DIRECTORY_TYPES
+
     def narrow(self, stmt: Any, table: Any = resources, resource_type: str = "*") -> Any:
         """`stmt` (over `table`, of `resource_type` or "*") narrowed in SQL to the rows
         this actor may read: the directory; a citizen's own dossier; for a professional,

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 import consent
 import schemas
+from audit.record import LISTING
 from dossier.core import access_index, content
 from dossier.core.context import RequestContext
 from dossier.db.models import patient_keys, resource_versions, resources, search_index
@@ -101,6 +102,9 @@ class AccessPolicy(Protocol):
         """`stmt` (over `table`, of `resource_type` or any) narrowed in SQL to what the
         actor may read."""
 
+    def bounded(self, resource_type: str) -> bool:
+        """Whether `narrow` starts from a bounded set of dossiers."""
+
     def prepare(self, patient_ids: Iterable[str | None]) -> None:
         """Read at once what the per-row decisions of these patients' rows need."""
 
@@ -167,6 +171,9 @@ class OpenPolicy:
 
     def narrow(self, stmt: Any, table: Any = resources, resource_type: str = "*") -> Any:
         return stmt
+
+    def bounded(self, resource_type: str) -> bool:
+        return False
 
     def prepare(self, patient_ids: Iterable[str | None]) -> None:
         return None
@@ -415,17 +422,23 @@ class Repository:
             return out, total
 
     def search(self, resource_type: str, raw: list[tuple[str, str]], *,
-               lenient: bool = False) -> SearchResult:
+               lenient: bool = False, listing: bool = False) -> SearchResult:
+        """`listing`: the portal's list of a professional's people (Patient names only):
+        recorded as such, and not notified to each person (audit.record.LISTING)."""
         check_type(resource_type)
         self.begin("search", resource_type, "s")
         with self._op("search", resource_type):
             q = parse_search(resource_type, raw, lenient=lenient, default_count=self.page_size,
                              max_count=self.max_page_size)
-            return self.run_search(q, raw)
+            detail = LISTING if listing and resource_type == "Patient" else None
+            return self.run_search(q, raw, detail)
 
-    def run_search(self, q: SearchQuery, raw: list[tuple[str, str]]) -> SearchResult:
-        stmt = self.policy.narrow(search_sql.build_search(q, self.sealer.blind, None),
-                                  resources, q.resource_type)
+    def run_search(self, q: SearchQuery, raw: list[tuple[str, str]],
+                   detail: str | None = None) -> SearchResult:
+        stmt = self.policy.narrow(
+            search_sql.build_search(q, self.sealer.blind,
+                                    self.policy.bounded(q.resource_type)),
+            resources, q.resource_type)
         total = self.session.execute(
             select(func.count()).select_from(stmt.subquery())).scalar_one()
         rows = self.session.execute(with_keys(
@@ -436,7 +449,7 @@ class Repository:
         included = self._includes(q.includes, matches, notes)
         patients = {s.meta.patient_id for s in matches + included if s.meta.patient_id}
         self._note("search", q.resource_type, None, None, query=q.canonical_params(raw),
-                   patients=patients)
+                   patients=patients, detail=detail)
         return SearchResult(matches, included, total, q, notes)
 
     def _includes(self, includes: list[Include], matches: list[Stored],

@@ -20,7 +20,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
-from audit.checkpoint import Signer
+from audit.checkpoint import Signer, TreeHeadJSON
 from audit.store import AuditStore
 from auth import resolve_principal
 from dossier.core.auditing import RequestAudit
@@ -60,6 +60,9 @@ class Runtime:
     on_change: Any = None  # (Repository, Stored) -> None, for every write (subscriptions)
     # post-commit actions a unit may ask for by name (wake a worker, checkpoint the WAL)
     after_commit: dict[str, Callable[[], None]] = field(default_factory=dict)
+    # publishes a signed tree head to the witness (DOSSIER_AUDIT_WITNESS), or None
+    publish_head: Callable[[TreeHeadJSON], None] | None = None
+    published_size: int = -1
 
     def sealer(self) -> Sealer:
         """A fresh sealer per request: data keys never outlive the request."""
@@ -177,4 +180,21 @@ class Runtime:
     def integrate_audit(self) -> int:
         """Run the sequencer once: sequence pending records and sign a tree head."""
         with Session(self.engine) as session, session.begin():
-            return self.audit_store.integrate(session, self.signer, datetime.now(UTC))
+            size = self.audit_store.integrate(session, self.signer, datetime.now(UTC))
+        if self.publish_head is not None and size != self.published_size:
+            self._publish()
+        return size
+
+    def _publish(self) -> None:
+        """Give the latest signed head to the witness; on failure retry on the next run."""
+        with self.system_session() as session:
+            head = self.audit_store.tree_head(session)
+        if head is None or self.publish_head is None:
+            return
+        try:
+            self.publish_head(head)
+        except Exception as exc:  # noqa: BLE001 - the witness is outside; keep sequencing
+            log.warning("tree head %d not published to the witness: %s", head["tree_size"],
+                        exc)
+            return
+        self.published_size = head["tree_size"]

@@ -5,6 +5,8 @@ Objects on the token (``key_label`` defaults to ``dossier-kek``)::
     <key_label>:1, :2, ...     AES-256, WRAP/UNWRAP, sensitive, non-extractable: KEK versions
     <key_label>:blind-index    generic secret, SIGN only, non-extractable: root of the
                                blind-index key (derived with CKM_SHA256_HMAC, never rotated)
+    <key_label>:audit-signing  Ed25519 key pair (CKM_EDDSA), private half non-extractable:
+                               signs the audit log's tree heads on the token
 
 Data keys are wrapped on the token with CKM_AES_KEY_WRAP (RFC 3394): the KEK
 never leaves the HSM. Tested against SoftHSM2. ``python-pkcs11`` is imported
@@ -18,6 +20,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from typing import TYPE_CHECKING, Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
 from dossier.crypto.errors import DecryptionError, KeyUnavailable
 from dossier.crypto.local import KEY_BYTES
 
@@ -25,6 +29,8 @@ if TYPE_CHECKING:
     import pkcs11
 
 _INDEX_SUFFIX = "blind-index"
+_SIGNING_SUFFIX = "audit-signing"
+_ED25519_OID = "1.3.101.112"
 _INDEX_INFO = b"dossier/blind-index-key/v1"
 
 
@@ -135,6 +141,28 @@ class Pkcs11KeyProvider:
                 )
         return self._index_key
 
+    def audit_signer(self) -> Pkcs11Ed25519Signer:
+        """An Ed25519 key pair on the token (``<key_label>:audit-signing``, CKM_EDDSA); the
+        private key is sensitive and non-extractable: tree heads are signed on the HSM."""
+        with self._guard():
+            if self._find_pair_half(self._p11.ObjectClass.PRIVATE_KEY) is None:
+                self._generate_signing_pair()
+            point = bytes(self._find_pair_half(self._p11.ObjectClass.PUBLIC_KEY)[
+                self._p11.Attribute.EC_POINT])
+        raw = point[2:] if len(point) == 34 and point[:2] == b"\x04\x20" else point
+        try:
+            public = Ed25519PublicKey.from_public_bytes(raw)
+        except ValueError:
+            raise KeyUnavailable("the audit signing key on the token is not Ed25519") from None
+        return Pkcs11Ed25519Signer(self, public)
+
+    def sign_audit(self, data: bytes) -> bytes:
+        with self._guard():
+            key = self._find_pair_half(self._p11.ObjectClass.PRIVATE_KEY)
+            if key is None:
+                raise KeyUnavailable("the audit signing key is missing from the token")
+            return bytes(key.sign(data, mechanism=self._p11.Mechanism.EDDSA))
+
     def close(self) -> None:
         with self._lock:
             self._drop_session()
@@ -231,12 +259,48 @@ class Pkcs11KeyProvider:
             template=self._secret_template(),
         )
 
+    def _find_pair_half(self, object_class: Any) -> Any:
+        p11 = self._p11
+        try:
+            return self._open().get_key(object_class, p11.KeyType.EC_EDWARDS,
+                                        label=f"{self.key_label}:{_SIGNING_SUFFIX}")
+        except p11.NoSuchKey:
+            return None
+
+    def _generate_signing_pair(self) -> None:
+        from pkcs11.util.ec import encode_named_curve_parameters
+
+        p11 = self._p11
+        a = p11.Attribute
+        params = self._open().create_domain_parameters(
+            p11.KeyType.EC_EDWARDS, {a.EC_PARAMS: encode_named_curve_parameters(_ED25519_OID)},
+            local=True)
+        params.generate_keypair(
+            store=True, label=f"{self.key_label}:{_SIGNING_SUFFIX}",
+            public_template={a.TOKEN: True, a.VERIFY: True, a.MODIFIABLE: False},
+            private_template={a.TOKEN: True, a.PRIVATE: True, a.SENSITIVE: True,
+                              a.EXTRACTABLE: False, a.SIGN: True, a.MODIFIABLE: False})
+
     def _generate_index_root(self) -> None:
         p11 = self._p11
         self._open().generate_key(
             p11.KeyType.GENERIC_SECRET, 256, label=f"{self.key_label}:{_INDEX_SUFFIX}",
             store=True, capabilities=p11.MechanismFlag.SIGN, template=self._secret_template(),
         )
+
+
+class Pkcs11Ed25519Signer:
+    """Signs tree heads on the token; the public key is read once."""
+
+    def __init__(self, provider: Pkcs11KeyProvider, public: Ed25519PublicKey) -> None:
+        self._provider = provider
+        self._public = public
+
+    def sign(self, data: bytes) -> bytes:
+        return self._provider.sign_audit(data)
+
+    def public_key(self) -> Ed25519PublicKey:
+        return self._public
 
 
 def _is_outage(p11: Any, exc: Exception) -> bool:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from audit.checkpoint import Signer
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +56,13 @@ class KeyProvider(Protocol):
         """The 32-byte key of the identifier blind index.
 
         Kept apart from the KEKs: rotating a KEK must not change any blind index.
+        """
+        ...
+
+    def audit_signer(self) -> Signer:
+        """The Ed25519 key that signs the audit log's tree heads (created on first use).
+
+        Never rotated with KEKs: every head the log ever signed verifies with it.
         """
         ...
 

@@ -5,6 +5,7 @@ Layout (directory 0700, every file 0600, written once and never rewritten)::
     keys/kek-000001.key   32 random bytes: KEK version 1 (id "local:1")
     keys/kek-000002.key   KEK version 2, made by rotate(); the highest is current
     keys/blind-index.key  32 random bytes: the blind-index key, never rotated with KEKs
+    keys/audit-signing.pem  the audit log's Ed25519 tree-head key (PKCS#8), never rotated
 
 Data keys are wrapped with AES key wrap (RFC 3394), the same bytes an HSM's
 CKM_AES_KEY_WRAP produces, so KEKs can later move into an HSM unchanged.
@@ -21,12 +22,14 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap, aes_key_wrap
 
+from audit.checkpoint import Ed25519FileSigner
 from dossier.crypto.errors import DecryptionError, KeyUnavailable
 
 KEY_BYTES = 32
 _PREFIX = "local:"
 _KEK_FILE = re.compile(r"^kek-(\d{6})\.key$")
 _INDEX_FILE = "blind-index.key"
+_SIGNING_FILE = "audit-signing.pem"  # the audit log's Ed25519 tree-head key
 
 
 class LocalFileKeyProvider:
@@ -34,6 +37,7 @@ class LocalFileKeyProvider:
 
     def __init__(self, directory: Path) -> None:
         self.keys_dir = Path(directory) / "keys"
+        self._signer: Ed25519FileSigner | None = None
         _make_private_dir(self.keys_dir)
         # first start: make KEK 1 and the blind-index key (a concurrent starter may win)
         with contextlib.suppress(FileExistsError):
@@ -91,6 +95,12 @@ class LocalFileKeyProvider:
 
     def blind_index_key(self) -> bytes:
         return _read_key(self.keys_dir / _INDEX_FILE)
+
+    def audit_signer(self) -> Ed25519FileSigner:
+        """keys/audit-signing.pem (PKCS#8, 0600), kept in memory once loaded."""
+        if self._signer is None:
+            self._signer = Ed25519FileSigner.load_or_create(self.keys_dir / _SIGNING_FILE)
+        return self._signer
 
     def close(self) -> None:
         """Nothing to release: keys are read from disk on use."""

@@ -40,8 +40,8 @@ def install_portal(app: FastAPI, runtime: Runtime) -> None:
         _ = portal.oidc  # register the portal as a public client of the dev issuer now
     app.state.portal = portal
     app.mount("/portal/static", StaticFiles(directory=str(STATIC)), name="portal-static")
-    for router in (routes.router, people.router, citizen.router, professional.router,
-                   auditor.router):
+    for router in (routes.front, routes.router, people.router, citizen.router,
+                   professional.router, auditor.router):
         app.include_router(router)
     for exc_class, handler in routes.HANDLERS.items():
         app.add_exception_handler(exc_class, handler)

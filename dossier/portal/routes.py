@@ -32,6 +32,7 @@ from dossier.portal.web import (
     HOME,
     LoginRequired,
     PageError,
+    language,
     portal_of,
     render,
     session_of,
@@ -39,6 +40,7 @@ from dossier.portal.web import (
 )
 
 router = APIRouter(prefix="/portal", include_in_schema=False)
+front = APIRouter(include_in_schema=False)
 API_MESSAGES = {
     400: N_("Something in the request was not right. Nothing was changed."),
     403: N_("You are not allowed to do this."),
@@ -49,6 +51,12 @@ API_MESSAGES = {
     503: N_("The service is busy or the access log cannot be written. Nothing was changed. "
             "Please try again in a moment."),
 }
+
+
+@front.get("/")
+async def root() -> Response:
+    """People who type the bare address land on the portal (the API lives at /fhir)."""
+    return RedirectResponse("/portal/", status_code=303)
 
 
 @router.get("")
@@ -74,7 +82,8 @@ async def login(request: Request) -> Response:
     verifier, challenge = pkce_pair()
     state, nonce = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
     try:
-        url = await run_in_threadpool(portal.oidc.authorize_url, state, challenge, nonce)
+        url = await run_in_threadpool(portal.oidc.authorize_url, state, challenge, nonce,
+                                      language(request))
     except SignInError:
         raise PageError(503, N_("Signing in is not possible right now. Please try again "
                                 "later.")) from None

@@ -14,6 +14,7 @@ from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
+from audit.notify import LANGUAGES as NOTICE_LANGUAGES
 from auth import AuthError
 from dossier.core.context import RequestContext
 from dossier.portal.csrf import checked_form
@@ -180,6 +181,11 @@ async def form_of(request: Request, user: User) -> FormData:
     return await checked_form(request, user.session, portal_of(request).origin)
 
 
+# the languages a person may choose for their messages (e-mails are written by audit.notify)
+MESSAGE_LANGUAGES = [(code, LANGUAGE_NAMES[code]) for code in LANGUAGES
+                     if code in NOTICE_LANGUAGES]
+
+
 def lang_links(request: Request, current: str) -> list[dict[str, Any]]:
     """Links to this page in each language (keeping a GET page's own query)."""
     params = [(k, v) for k, v in request.query_params.multi_items() if k != "lang"] \
@@ -204,7 +210,8 @@ def render(request: Request, template: str, user: User | None = None, *, status:
                                         path.startswith(href + "/"))}
            for href, label in NAV.get(role or "", [])]
     html = portal.env.get_template(template).render(
-        _=t, t=t, lang=t.lang, languages=lang_links(request, t.lang), nav=nav, role=role,
+        _=t, t=t, lang=t.lang, direction=t.direction, message_languages=MESSAGE_LANGUAGES,
+        languages=lang_links(request, t.lang), nav=nav, role=role,
         csrf=session.csrf if session else "", flash=flash, signed_in=session is not None,
         prefix=PREFIX, path=path, **values)
     response = HTMLResponse(html, status_code=status)

@@ -162,8 +162,10 @@ def test_audit_verify_names_the_first_bad_record(world: World, settings: Any, ba
                                   {"r": rid}).scalar_one()
             record = json.loads(record) if isinstance(record, str) else record
             record["outcome"] = "denied"
-            conn.execute(text("UPDATE audit_records SET record = :rec WHERE id = :r"),
-                         {"rec": json.dumps(record), "r": rid})
+            leaf = json.dumps(record, sort_keys=True, separators=(",", ":")).encode()
+            conn.execute(text("UPDATE audit_records SET record = :rec, leaf = :leaf "
+                              "WHERE id = :r"), {"rec": json.dumps(record), "leaf": leaf,
+                                                 "r": rid})
         elif tamper == "delete":
             conn.execute(text("DELETE FROM audit_records WHERE id = :r"), {"r": rid})
         else:

@@ -97,7 +97,7 @@ def grant(site: Site, client: TestClient, actor: str) -> None:
     token = csrf_of(client.get("/portal/me/access").text)
     r = client.post("/portal/me/access/grant", data={
         "csrf": token, "actor": actor, "category": ["identity", "demarches", "network"],
-        "action": ["access"]})
+        "action": ["access"], "confirm": "yes"})
     assert r.status_code == 303, r.text
 
 
@@ -350,7 +350,7 @@ def test_citizen_choices_are_section_12_consents_and_take_effect(site: Site) -> 
     r = martin.post("/portal/me/access/grant", data={
         "csrf": token, "actor": "Group/profession-persphysician",
         "category": ["identity", "network", "fragility"], "action": ["access", "collect"],
-        "start": "2026-01-01", "end": "2030-12-31"})
+        "start": "2026-01-01", "end": "2030-12-31", "confirm": "yes"})
     assert r.status_code == 303
     group = next(c for c in site.consents() if c["status"] == "active" and
                  provision_of(c).get("actor", [{}])[0].get("reference", {}).get("reference")
@@ -473,14 +473,21 @@ def test_a_professional_moves_a_demarche_on_but_never_out_of_a_closed_status(
         site: Site) -> None:
     janssens = site.sign_in("sw-janssens")
     page = janssens.get("/portal/pro/patients/martin").text
-    forms = re.findall(r'action="(/portal/pro/patients/martin/demarches/[0-9a-f-]+)"', page)
-    assert len(forms) == 1  # only the open démarche can change; the completed one cannot
+    # one status form; only the open démarche can change, the completed one cannot
+    assert page.count('action="/portal/pro/patients/martin/demarches"') == 1
+    open_ids = re.findall(r'<option value="([0-9a-f-]{36})">', page)
+    assert len(open_ids) == 1
+    forms = [f"/portal/pro/patients/martin/demarches/{open_ids[0]}"]
     token = csrf_of(page)
-    r = janssens.post(forms[0], data={"csrf": token, "status": "completed",
-                                      "business": "decision-positive"})
+    kept = janssens.post("/portal/pro/patients/martin/demarches", data={
+        "csrf": token, "demarche": open_ids[0], "status": "", "business": ""})
+    assert kept.status_code == 400  # "keep as it is" twice: nothing to change
+    r = janssens.post("/portal/pro/patients/martin/demarches", data={
+        "csrf": token, "demarche": open_ids[0], "status": "completed",
+        "business": "decision-positive"})
     assert r.status_code == 303
     page = janssens.get("/portal/pro/patients/martin").text
-    assert "/portal/pro/patients/martin/demarches/" not in page  # both closed now
+    assert 'action="/portal/pro/patients/martin/demarches"' not in page  # both closed now
     refused = janssens.post(forms[0], data={"csrf": token, "status": "in-progress"})
     assert refused.status_code == 422  # the server's rule, shown with its explanation
     assert "partOf" in refused.text or "closed" in refused.text

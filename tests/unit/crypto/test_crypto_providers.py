@@ -162,3 +162,42 @@ def test_field_cipher_end_to_end(provider: KeyProvider) -> None:
     (stored,) = rewrap_all(provider, [stored])
     with FieldCipher(provider) as cipher:
         assert cipher.open(clear, sealed, cipher.data_key("p1", stored), **ctx) == patient
+
+
+def test_the_audit_signing_key_comes_from_the_provider(
+        provider_factory: Callable[[], KeyProvider]) -> None:
+    """Tree heads are signed with the provider's Ed25519 key (on the token for PKCS#11),
+    the same key after a restart and after a KEK rotation."""
+    from cryptography.hazmat.primitives import serialization
+
+    from audit.checkpoint import public_jwk
+
+    first = provider_factory()
+    signer = first.audit_signer()
+    signature = signer.sign(b"dossier.test/audit\n1\n")
+    assert len(signature) == 64
+    signer.public_key().verify(signature, b"dossier.test/audit\n1\n")
+    first.rotate()
+    again = provider_factory().audit_signer()
+    raw = serialization.Encoding.Raw, serialization.PublicFormat.Raw
+    assert again.public_key().public_bytes(*raw) == signer.public_key().public_bytes(*raw)
+    assert public_jwk(again.public_key())["kid"] == public_jwk(signer.public_key())["kid"]
+    again.public_key().verify(again.sign(b"x"), b"x")
+
+
+def test_the_hsm_signing_key_never_leaves_the_token(softhsm_token: object) -> None:
+    import uuid
+
+    import pkcs11
+
+    from dossier.crypto import Pkcs11KeyProvider
+
+    token = softhsm_token
+    with Pkcs11KeyProvider(token.lib_path, token.label, token.pin,  # type: ignore[attr-defined]
+                           key_label=f"sig-{uuid.uuid4().hex[:8]}") as provider:
+        provider.audit_signer()
+        private = provider._find_pair_half(pkcs11.ObjectClass.PRIVATE_KEY)
+        assert private[pkcs11.Attribute.SENSITIVE] is True
+        assert private[pkcs11.Attribute.EXTRACTABLE] is False
+        with pytest.raises(pkcs11.PKCS11Error):
+            private[pkcs11.Attribute.VALUE]

@@ -1,0 +1,342 @@
+"""The audit log at scale (issue 14 item 4): `audit verify` of 1,000,000 records, the
+sequencer's append rate and head latency at that size, an inclusion proof at 10,000,000.
+
+How the log is generated in bulk (minutes of set-up stand for months of requests):
+- records: the shape `audit.record.build_record` gives a consented read or search
+  (random ids, 500 practitioners, 20,000 people); leaf bytes by orjson with sorted keys,
+  which equals RFC 8785 for this shape (checked on the first 2,000 against
+  `audit.canonical.canonical_bytes`); the HMAC of the service (`record_authenticator`);
+  inserted with multi-row INSERTs;
+- the log over them: leaf hashes, chain hashes, the perfect Merkle nodes and a signed
+  head every 5,000 records, computed with the sequencer's own code (`CompactRange`,
+  `chain_hash_from_leaf_hash`, `tree_head_json`) in memory and inserted in bulk.
+Then the timed steps go through the service's code: `AuditStore.verify` (what `dossier
+audit verify` runs) and the CLI itself, `AuditStore.append_many` (requests) and
+`AuditStore.integrate` (the sequencer), `AuditStore.inclusion` + `leaf_bytes` (what
+`/audit/proof/inclusion` reads). Each timed step is repeated and the median reported.
+
+    .venv/bin/python bench/bench_audit_scale.py --database sqlite --records 1000000
+    .venv/bin/python bench/bench_audit_scale.py --database postgres --records 1000000
+    .venv/bin/python bench/bench_audit_scale.py --database sqlite --proof-size 10000000
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+from sqlalchemy import create_engine, delete, insert, text
+from sqlalchemy.orm import Session
+
+from audit.canonical import canonical_bytes
+from audit.chain import GENESIS, chain_hash_from_leaf_hash
+from audit.checkpoint import Checkpoint, public_jwk, tree_head_json
+from audit.hashing import leaf_hash
+from audit.merkle import CompactRange
+from audit.record import Agent, Event, build_record
+from audit.store import AuditStore
+from dossier.app import audit_origin, checkpoint_wal, record_authenticator
+from dossier.crypto import LocalFileKeyProvider
+from dossier.db.engine import make_engine, upgrade
+from dossier.db.models import audit_tables
+from dossier.settings import load_settings
+
+START = datetime(2027, 1, 4, 8, 0, tzinfo=UTC)
+HEAD_EVERY = 5000
+CHUNK = 10_000
+PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+
+
+def uid(rng: random.Random) -> str:
+    return str(uuid.UUID(int=rng.getrandbits(128), version=4))
+
+
+def records(n: int, seed: int = 6962) -> Iterator[dict[str, Any]]:
+    rng = random.Random(seed)
+    key = rng.randbytes(32)
+    staff = [(f"Practitioner/{uid(rng)}", f"Organization/{uid(rng)}") for _ in range(500)]
+    people = [uid(rng) for _ in range(20_000)]
+    template = [build_record(
+        record_id="x", recorded=START, request_id="r", purpose="TREAT", query_key=key,
+        agent=Agent(who="Practitioner/p", role="practitioner", client="portal",
+                    organizations=("Organization/o",)), patient="Patient/x",
+        events=[Event("search", "Task", query=[("patient", "Patient/x")])])]
+    del template
+    for i in range(n):
+        who, org = rng.choice(staff)
+        pid = rng.choice(people)
+        rtype = rng.choice(("Task", "Patient", "Observation", "CareTeam"))
+        events = ([Event("read", rtype, uid(rng))] if rng.random() < 0.6 else
+                  [Event("search", rtype, query=[("patient", f"Patient/{pid}")])])
+        yield build_record(
+            record_id=uid(rng), recorded=START + timedelta(seconds=i), request_id=uid(rng),
+            agent=Agent(who=who, role="practitioner", client="portal",
+                        organizations=(org,)),
+            patient=f"Patient/{pid}", events=events, purpose="TREAT", query_key=key)
+
+
+def leaf_of(record: dict[str, Any]) -> bytes:
+    return orjson.dumps(record, option=orjson.OPT_SORT_KEYS)
+
+
+class Log:
+    """A data directory and database laid out like the service's, with its keys."""
+
+    def __init__(self, root: Path, database: str) -> None:
+        self.data_dir = root / "data"
+        self.data_dir.mkdir(mode=0o700)
+        self.url: str | None = None
+        if database == "postgres":
+            name = f"bench_audit_{uuid.uuid4().hex[:8]}"
+            admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+            with admin.connect() as conn:
+                conn.execute(text(f'CREATE DATABASE "{name}"'))
+            admin.dispose()
+            self.url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+            self.db_name = name
+        self.settings = load_settings(data_dir=self.data_dir, database_url=self.url)
+        self.engine = make_engine(self.settings.sqlalchemy_url)
+        upgrade(self.engine)
+        keys = LocalFileKeyProvider(self.data_dir)
+        self.signer = keys.audit_signer()
+        self.jwk = public_jwk(self.signer.public_key())
+        self.store = AuditStore(audit_tables, audit_origin(self.settings),
+                                record_authenticator(keys))
+        self.size = 0
+        self.compact = CompactRange()
+        self.chain = GENESIS
+
+    def drop(self) -> None:
+        self.engine.dispose()
+        if self.url:
+            admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+            with admin.connect() as conn:
+                conn.execute(text(f'DROP DATABASE "{self.db_name}" WITH (FORCE)'))
+            admin.dispose()
+
+    def bulk(self, n: int) -> float:
+        """Insert n records and their sequenced log in bulk; returns seconds."""
+        began = time.perf_counter()
+        auth = self.store.authenticator
+        assert auth is not None
+        t = audit_tables
+        gen = records(n)
+        checked = 0
+        while self.size < n:
+            recs, leaves, nodes, heads = [], [], [], []
+            for record in (next(gen) for _ in range(min(CHUNK, n - self.size))):
+                leaf = leaf_of(record)
+                if checked < 2000:
+                    assert leaf == canonical_bytes(record), "orjson differs from RFC 8785"
+                    checked += 1
+                recs.append({"id": record["id"], "recorded_at": START,
+                             "patient_id": record["patient"][8:],
+                             "agent": record["agent"]["who"], "action": record["action"],
+                             "outcome": record["outcome"], "record": record, "leaf": leaf,
+                             "mac": auth.mac(leaf)})
+                lh = leaf_hash(leaf)
+                self.chain = chain_hash_from_leaf_hash(self.chain, lh)
+                leaves.append({"leaf_index": self.size, "record_id": record["id"],
+                               "leaf_hash": lh, "chain_hash": self.chain})
+                nodes += [{"level": lv, "node_index": ix, "hash": h}
+                          for lv, ix, h in self.compact.append(lh)]
+                self.size += 1
+                if self.size % HEAD_EVERY == 0 or self.size == n:
+                    head = tree_head_json(Checkpoint(self.store.origin, self.size,
+                                                     self.compact.root()), self.signer, START)
+                    heads.append({"tree_size": self.size, "root_hash": self.compact.root(),
+                                  "signed_at": START, "checkpoint": head["checkpoint"],
+                                  "signature": __import__("base64").b64decode(
+                                      head["signature"])})
+            with Session(self.engine) as s, s.begin():
+                for table, rows in ((t.records, recs), (t.leaves, leaves), (t.nodes, nodes),
+                                    (t.tree_heads, heads)):
+                    if rows:
+                        s.execute(insert(table), rows)
+                s.execute(delete(t.pending))  # sequenced here, in bulk
+        if self.url is None:
+            checkpoint_wal(self.engine)
+        else:
+            with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
+                c.exec_driver_sql("VACUUM ANALYZE")
+        return time.perf_counter() - began
+
+    def verify(self) -> float:
+        began = time.perf_counter()
+        with Session(self.engine) as s:
+            result = self.store.verify(s, self.jwk)
+        elapsed = time.perf_counter() - began
+        assert result.ok, result.detail
+        return elapsed
+
+    def cli(self) -> float:
+        env = {"PATH": "/usr/bin:/bin"}
+        if self.url:
+            env["DATABASE_URL"] = self.url
+        began = time.perf_counter()
+        done = subprocess.run([sys.executable, "-m", "dossier", "audit", "verify",
+                               "--data-dir", str(self.data_dir)], capture_output=True,
+                              text=True, env=env, check=False)
+        elapsed = time.perf_counter() - began
+        assert done.returncode == 0, done.stdout + done.stderr
+        return elapsed
+
+    def sequencer(self, count: int, per_tx: int = 10) -> tuple[float, float, float]:
+        """Requests append `count` records (per_tx a transaction, as requests do); then the
+        sequencer integrates them. Returns (appends/s of the sequencer, seconds of one tick
+        with 3,000 pending = one second of traffic at the target, idle tick seconds)."""
+        gen = records(count + 3000, seed=self.size + count)
+
+        def write(k: int) -> None:
+            for _ in range(0, k, per_tx):
+                with Session(self.engine) as s, s.begin():
+                    self.store.append_many(s, [(next(gen), "p", "a")
+                                               for _ in range(per_tx)], recorded_at=START)
+
+        write(count)
+        began = time.perf_counter()
+        pending = count
+        while pending > 0:
+            before = self.size
+            with Session(self.engine) as s, s.begin():
+                self.size = self.store.integrate(s, self.signer, START)
+            pending -= self.size - before
+        rate = count / (time.perf_counter() - began)
+        write(3000)
+        began = time.perf_counter()
+        with Session(self.engine) as s, s.begin():
+            self.size = self.store.integrate(s, self.signer, START)
+        tick = time.perf_counter() - began
+        began = time.perf_counter()
+        with Session(self.engine) as s, s.begin():
+            self.store.integrate(s, self.signer, START)
+        idle = time.perf_counter() - began
+        return rate, tick, idle
+
+    def latency(self, seconds: float, rate: int, period: float,
+                per_tx: int = 10) -> tuple[float, float, float, int]:
+        """Requests commit `rate` records/s (per_tx per transaction) for `seconds` while a
+        sequencer thread ticks every `period` s. For every record: time from its commit to
+        the signing of the first head that includes it. Returns (median, p95, max, count
+        of records committed)."""
+        import threading
+
+        gen = records(int(seconds * rate) + per_tx, seed=self.size * 7 + 1)
+        stop = threading.Event()
+        signed: list[tuple[float, int]] = []
+
+        def sequencer() -> None:
+            while not stop.is_set():
+                with Session(self.engine) as s, s.begin():
+                    size = self.store.integrate(s, self.signer, START)
+                signed.append((time.perf_counter(), size))
+                stop.wait(period)
+
+        thread = threading.Thread(target=sequencer, daemon=True)
+        thread.start()
+        committed: list[tuple[str, float]] = []
+        began = time.perf_counter()
+        sent = 0
+        while time.perf_counter() - began < seconds:
+            due = began + sent / rate
+            if time.perf_counter() < due:
+                time.sleep(due - time.perf_counter())
+            batch = [next(gen) for _ in range(per_tx)]
+            with Session(self.engine) as s, s.begin():
+                self.store.append_many(s, [(r, "p", "a") for r in batch], recorded_at=START)
+            at = time.perf_counter()
+            committed += [(r["id"], at) for r in batch]
+            sent += per_tx
+        achieved = sent / (time.perf_counter() - began)
+        while not signed or signed[-1][1] < self.size + sent:
+            time.sleep(0.05)
+        stop.set()
+        thread.join()
+        with Session(self.engine) as s:
+            where = self.store.index_of(s, [rid for rid, _ in committed])
+        heads = sorted(signed)
+        delays = []
+        for rid, at in committed:
+            index = where[rid]
+            first = next(t for t, size in heads if size > index and t >= at)
+            delays.append(first - at)
+        self.size = heads[-1][1]
+        delays.sort()
+        print(f"  (writers achieved {achieved:,.0f} records/s)")
+        return (statistics.median(delays), delays[int(len(delays) * 0.95)], delays[-1],
+                len(delays))
+
+    def proofs(self, count: int, size: int) -> list[float]:
+        rng = random.Random(9162)
+        times = []
+        for _ in range(count):
+            index = rng.randrange(size)
+            began = time.perf_counter()
+            with Session(self.engine) as s:
+                self.store.leaf_bytes(s, index)
+                self.store.inclusion(s, index, size)
+            times.append(time.perf_counter() - began)
+        return times
+
+
+def median(fn: Callable[[], float], repeat: int) -> tuple[float, list[float]]:
+    runs = [fn() for _ in range(repeat)]
+    return statistics.median(runs), runs
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    p.add_argument("--database", choices=["sqlite", "postgres"], default="sqlite")
+    p.add_argument("--records", type=int, default=1_000_000)
+    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--appends", type=int, default=30_000)
+    p.add_argument("--period", type=float, default=0.5, help="sequencer period (s)")
+    p.add_argument("--proof-size", type=int, default=0, help="build a log of this size "
+                   "and time inclusion proofs at it (instead of verify)")
+    args = p.parse_args(argv)
+    print(f"load before: {os.getloadavg()}")
+    with tempfile.TemporaryDirectory(prefix="bench-audit-scale-") as tmp:
+        log = Log(Path(tmp), args.database)
+        try:
+            n = args.proof_size or args.records
+            print(f"bulk {n:,} records: {log.bulk(n):.1f} s")
+            if args.proof_size:
+                times = log.proofs(1000, n)
+                times.sort()
+                print(f"inclusion proof at {n:,}: median {statistics.median(times)*1e3:.2f} "
+                      f"ms, p95 {times[int(len(times)*0.95)]*1e3:.2f} ms (1000 proofs)")
+                return
+            med, runs = median(log.verify, args.repeat)
+            print(f"AuditStore.verify {n:,}: median {med:.2f} s runs "
+                  f"{[round(r, 2) for r in runs]} -> {n/med:,.0f} records/s")
+            cli_med, cli_runs = median(log.cli, args.repeat)
+            print(f"CLI dossier audit verify: median {cli_med:.2f} s runs "
+                  f"{[round(r, 2) for r in cli_runs]}")
+            for _ in range(args.repeat):
+                med_l, p95, worst, count = log.latency(10, 3000, args.period)
+                print(f"head latency at {log.size:,} (3,000 records/s offered, sequencer "
+                      f"every {args.period} s, {count:,} records): median {med_l:.3f} s, "
+                      f"p95 {p95:.3f} s, max {worst:.3f} s")
+            for _ in range(args.repeat):
+                rate, tick, idle = log.sequencer(args.appends)
+                print(f"sequencer at {log.size:,}: {rate:,.0f} appends/s; tick with 3,000 "
+                      f"pending {tick:.3f} s; idle tick {idle:.3f} s")
+        finally:
+            log.drop()
+            print(f"load after: {os.getloadavg()}")
+
+
+if __name__ == "__main__":
+    main()
