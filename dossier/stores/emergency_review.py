@@ -41,11 +41,11 @@ class EmergencyReview:
     def emergency_ids(self) -> list[str]:
         """Every record made under break-the-glass, and every assisted consent (SPEC §13),
         newest first (ids only)."""
-        btg = self.session.execute(select(A.seq, A.id).where(
-            A.record["purpose"].as_string() == "BTG")).all()
+        btg = [(seq, rid) for seq, rid in self.session.execute(select(A.seq, A.id).where(
+            A.record["purpose"].as_string() == "BTG"))]
         return [i for _, i in sorted(btg + self._assisted(), reverse=True)]
 
-    def _assisted(self) -> list[Any]:
+    def _assisted(self) -> list[tuple[int, str]]:
         """Records of a professional's assisted consent: a Consent create with the
         `assisted-consent` event (scanned among professionals' multi-event records)."""
         rows = self.session.execute(select(A.seq, A.id, A.record).where(

@@ -75,3 +75,19 @@ def test_printable_enrolment_page_with_qr(site: Site) -> None:
     martin = site.sign_in("martin")
     wrong = form_post(martin, "/portal/me/enrol", "/portal/me/enrol", {"code": "AAAA"})
     assert wrong.status_code == 404 and "error-summary" in wrong.text
+
+
+def test_assisted_consent_is_in_the_auditors_review_queue(site: Site) -> None:
+    sw = site.sign_in("sw-janssens")
+    found = form_post(sw, "/portal/pro/find", "/portal/pro/find", {"niss": f.niss("820304", 5)})
+    dossier = re.search(r'id="dossier-id">([^<]+)<', found.text).group(1)  # type: ignore
+    confirmed = sw.post(f"/portal/pro/assisted/{dossier}", data={
+        "csrf": csrf_of(found.text), "category": ["identity"], "present": "yes",
+        "confirmed": "yes"})
+    assert confirmed.status_code == 303
+    site.app.state.runtime.integrate_audit()
+    auditor = site.sign_in("auditor")
+    queue = auditor.get("/portal/audit/break-glass?lang=en")
+    assert queue.status_code == 200
+    card = re.search(r'<li class="card emergency">.*?</li>', queue.text, re.S)
+    assert card and "Assisted consent" in card.group(0) and dossier in card.group(0)
