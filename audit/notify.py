@@ -336,7 +336,7 @@ def verify_webhook_signature(secret: str | bytes, body: bytes, header: str | Non
     macs: list[str] = []
     for part in header.split(","):
         name, _, value = part.strip().partition("=")
-        if name == "t" and value.isdigit() and len(value) <= 12:
+        if name == "t" and (value.isascii() and value.isdigit()) and len(value) <= 12:
             timestamp = int(value)
         elif name == "v1":
             macs.append(value)

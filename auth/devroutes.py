@@ -9,6 +9,7 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
+from auth.accounts import authenticate
 from auth.devflows import (
     AuthorizationRequest,
     RedirectError,
@@ -18,7 +19,7 @@ from auth.devflows import (
     issue_code,
     token_exchange,
 )
-from auth.devissuer import DEMO_USERS, TOKEN_EXCHANGE, DevIssuer, demo_user
+from auth.devissuer import TOKEN_EXCHANGE, DevIssuer
 from auth.errors import OAuthError
 from auth.signin_texts import STYLE, language_of, texts
 from auth.tokenevents import TokenEvent, token_event
@@ -61,23 +62,27 @@ def build_router(issuer: DevIssuer) -> APIRouter:
 
     @router.post("/authorize")
     def authorize(
-        user: FormField = None, response_type: FormField = None, client_id: FormField = None,
+        request: Request, username: FormField = None, password: FormField = None,
+        response_type: FormField = None, client_id: FormField = None,
         redirect_uri: FormField = None, scope: FormField = None, state: FormField = None,
         code_challenge: FormField = None, code_challenge_method: FormField = None,
-        nonce: FormField = None,
+        nonce: FormField = None, ui_locales: FormField = None,
     ) -> Response:
         params = {
             "response_type": response_type, "client_id": client_id,
             "redirect_uri": redirect_uri, "scope": scope, "state": state,
             "code_challenge": code_challenge, "code_challenge_method": code_challenge_method,
-            "nonce": nonce,
+            "nonce": nonce, "ui_locales": ui_locales,
         }
         clean = {k: v for k, v in params.items() if v is not None}
         try:
             checked = check_authorization_request(issuer, clean)
-            chosen = demo_user(user or "")
-            if chosen is None:
-                raise RedirectError(checked.redirect_uri, "access_denied", checked.state)
+            chosen = authenticate(issuer.state, username or "", password or "")
+            if chosen is None:  # the same page again: nobody is signed in without a password
+                _refused(issuer, request)
+                return HTMLResponse(_sign_in_page(checked, clean, failed=True),
+                                    status_code=401,
+                                    headers=_sign_in_headers(checked.redirect_uri))
             code = issue_code(issuer, checked, chosen)
         except OAuthError as error:
             if error.error == "invalid_scope" and clean.get("redirect_uri"):
@@ -90,7 +95,8 @@ def build_router(issuer: DevIssuer) -> APIRouter:
 
     @router.post("/token")
     def token(
-        grant_type: FormField = None, code: FormField = None, redirect_uri: FormField = None,
+        request: Request, grant_type: FormField = None, code: FormField = None,
+        redirect_uri: FormField = None,
         client_id: FormField = None, code_verifier: FormField = None, scope: FormField = None,
         client_assertion_type: FormField = None, client_assertion: FormField = None,
         subject_token: FormField = None, subject_token_type: FormField = None,
@@ -118,6 +124,7 @@ def build_router(issuer: DevIssuer) -> APIRouter:
             else:
                 raise OAuthError("unsupported_grant_type", "This grant type is not supported.")
         except OAuthError as error:
+            _refused(issuer, request)
             if not _told(issuer, token_event(grant_type, clean, error.error, None)):
                 return _unavailable()
             return JSONResponse(error.body(), status_code=error.status,
@@ -128,6 +135,11 @@ def build_router(issuer: DevIssuer) -> APIRouter:
         return JSONResponse(body, headers=_NO_STORE)
 
     return router
+
+
+def _refused(issuer: DevIssuer, request: Request) -> None:
+    if issuer.on_refusal is not None:
+        issuer.on_refusal(request.client.host if request.client else "unknown")
 
 
 def _sign_in_headers(redirect_uri: str) -> dict[str, str]:
@@ -179,23 +191,28 @@ def _error_page(error: OAuthError) -> HTMLResponse:
     return HTMLResponse(_page(body), status_code=400, headers=_PAGE_HEADERS)
 
 
-def _sign_in_page(request: AuthorizationRequest, params: dict[str, str]) -> str:
+def _sign_in_page(request: AuthorizationRequest, params: dict[str, str],
+                  failed: bool = False) -> str:
     lang = language_of(params.get("ui_locales"))
     words = texts(lang)
     hidden = "".join(
         f'<input type="hidden" name="{name}" value="{escape(value)}">'
-        for name, value in params.items() if value
-    )
-    buttons = "".join(
-        f'<li><button type="submit" name="user" value="{escape(user.id)}">'
-        f"{escape(user.name)}</button> <span>{escape(user.description)}</span></li>"
-        for user in DEMO_USERS
+        for name, value in params.items() if value and name in _AUTHORIZE_FIELDS
     )
     client = f"<strong>{escape(request.client.client_id)}</strong>"
+    error = (f'<p role="alert" id="error"><strong>{escape(words["wrong"])}</strong></p>'
+             if failed else "")
     body = (
         f"<h1>{escape(words['title'])}</h1>"
-        f"<p>{escape(words['asks']).format(client=client)} {escape(words['choose'])}</p>"
-        f'<form method="post" action="authorize">{hidden}<ul>{buttons}</ul></form>'
+        f"<p>{escape(words['asks']).format(client=client)}</p>"
+        f'{error}<form method="post" action="authorize">{hidden}'
+        f'<p><label for="username">{escape(words["username"])}</label><br>'
+        '<input id="username" name="username" autocomplete="username" required'
+        ' maxlength="64"></p>'
+        f'<p><label for="password">{escape(words["password"])}</label><br>'
+        '<input id="password" name="password" type="password" required'
+        ' autocomplete="current-password" maxlength="1024"></p>'
+        f'<p><button type="submit">{escape(words["submit"])}</button></p></form>'
         f'<p class="hint">{escape(words["dev"])}</p>'
     )
     return _page(body, lang)

@@ -151,11 +151,11 @@ def search_events(repo: Repository, store: AuditStore,
         if key not in PARAMS:
             raise BadRequest(f"The AuditEvent search parameter '{key[:64]}' is not supported.")
         if key == "_count":
-            if not value.isdigit():
+            if not (value.isascii() and value.isdigit()):
                 raise BadRequest("_count must be a whole number.")
             count = min(int(value), repo.max_page_size)
         elif key == "_offset":
-            if not value.isdigit():
+            if not (value.isascii() and value.isdigit()):
                 raise BadRequest("_offset must be a whole number.")
             offset = int(value)
         elif key == "patient":

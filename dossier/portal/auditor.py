@@ -81,7 +81,7 @@ def filters_of(query: Any) -> tuple[dict[str, str], list[tuple[str, str]]]:
 
 
 def page_number(text: str | None) -> int:
-    return int(text) if text and text.isdigit() and len(text) < 7 else 0
+    return int(text) if text and (text.isascii() and text.isdigit()) and len(text) < 7 else 0
 
 
 def _rows(repo: Any, events: list[dict[str, Any]], user: User) -> list[dict[str, Any]]:

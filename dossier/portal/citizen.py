@@ -323,7 +323,7 @@ async def log(request: Request) -> Response:
 
 
 def _page_number(text: str | None) -> int:
-    return int(text) if text and text.isdigit() and len(text) < 7 else 0
+    return int(text) if text and (text.isascii() and text.isdigit()) and len(text) < 7 else 0
 
 
 @router.get("/log/{record_id}/receipt")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import secrets
+import time
 from urllib.parse import urlencode
 
 from fastapi import APIRouter
@@ -22,9 +23,11 @@ from dossier.portal.session import (
     LOGIN_COOKIE,
     LOGIN_TTL,
     SESSION_COOKIE,
+    SESSION_TTL,
     PortalSession,
     clear_cookie,
     new_csrf,
+    new_sid,
     set_secure_cookie,
     write_session,
 )
@@ -129,7 +132,9 @@ async def callback(request: Request) -> Response:
     if role not in HOME:
         raise PageError(403, N_("This portal is for citizens, professionals and auditors."))
     session = PortalSession(token=token, role=role, user=str(ctx.fhir_user),
-                            csrf=new_csrf(), expires=token_expiry(token))
+                            csrf=new_csrf(), expires=token_expiry(token), sid=new_sid())
+    await run_in_threadpool(portal.sessions.open, session.sid,
+                            min(session.expires, int(time.time()) + SESSION_TTL))
     response = RedirectResponse(pending.get("next") or HOME[role], status_code=303)
     write_session(response, portal.codec, session)
     clear_cookie(response, LOGIN_COOKIE)
@@ -140,6 +145,8 @@ async def callback(request: Request) -> Response:
 async def logout(request: Request) -> Response:
     session = session_of(request)
     await checked_form(request, session, portal_of(request).origin)
+    if session is not None:  # the cookie stops working everywhere, not only here
+        await run_in_threadpool(portal_of(request).sessions.end, session.sid)
     response = RedirectResponse("/portal/", status_code=303)
     clear_cookie(response, SESSION_COOKIE)
     return response

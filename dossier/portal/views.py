@@ -338,14 +338,3 @@ def reviewed_record(event: dict[str, Any]) -> str | None:
         if reference.startswith("AuditEvent/"):
             return reference.split("/", 1)[1]
     return None
-
-
-# ------------------------------------------------------------------ notifications
-def notification_row(communication: dict[str, Any], t: Translator) -> dict[str, Any]:
-    about = [ref(a) for a in communication.get("about") or []]
-    records = [a.split("/", 1)[1] for a in about if a and a.startswith("AuditEvent/")]
-    text = " ".join(p.get("contentString", "") for p in communication.get("payload") or []
-                    if isinstance(p, dict))
-    return {"id": communication.get("id"), "when": t.moment(communication.get("sent")),
-            "urgent": communication.get("priority") == "urgent", "text": text,
-            "records": records}

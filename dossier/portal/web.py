@@ -10,6 +10,7 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
@@ -30,6 +31,7 @@ from dossier.portal.session import (
     set_secure_cookie,
     write_session,
 )
+from dossier.stores.portal_sessions import PortalSessions
 
 TEMPLATES = Path(__file__).parent / "templates"
 PREFIX = "/portal"
@@ -57,8 +59,11 @@ NAV: dict[str, list[tuple[str, str]]] = {
                 (f"{PREFIX}/me/preview", N_("See what someone sees")),
                 (f"{PREFIX}/me/log", N_("Who looked")),
                 (f"{PREFIX}/me/notifications", N_("Messages")),
-                (f"{PREFIX}/me/settings", N_("Settings and my data"))],
+                (f"{PREFIX}/me/settings", N_("Settings and my data")),
+                (f"{PREFIX}/services", N_("Find a service"))],
     "practitioner": [(f"{PREFIX}/pro", N_("My people")),
+                     (f"{PREFIX}/pro/inbox", N_("Inbox")),
+                     (f"{PREFIX}/services", N_("Find a service")),
                      (f"{PREFIX}/pro/break-glass", N_("Emergency access"))],
     "auditor": [(f"{PREFIX}/audit", N_("Access log")),
                 (f"{PREFIX}/audit/integrity", N_("Integrity")),
@@ -76,6 +81,7 @@ FLASH = {
     "btg-allowed": N_("Done. Emergency access is possible again, with a notice to you."),
     "settings-saved": N_("Done. Your choices are saved."),
     "demarche-saved": N_("The démarche is recorded."),
+    "answer-sent": N_("Your answer is sent."),
     "network-saved": N_("The network is updated."),
     "fragility-saved": N_("The assessment is recorded."),
     "btg-open": N_("Emergency access is open for 60 minutes. The person is notified and an "
@@ -105,6 +111,7 @@ class Portal:
     codec: SessionCodec
     origin: str
     oidc_factory: Callable[[], OidcClient]
+    sessions: PortalSessions
     env: Environment = field(default_factory=lambda: make_environment())
     _oidc: OidcClient | None = None
 
@@ -163,8 +170,9 @@ def session_of(request: Request) -> PortalSession | None:
 async def signed_in(request: Request, *roles: str) -> User:
     """The signed-in user, with the RequestContext /fhir would build from their token."""
     session = session_of(request)
-    if session is None:
-        raise LoginRequired
+    if session is None or not await run_in_threadpool(
+            portal_of(request).sessions.alive, session.sid):
+        raise LoginRequired  # no cookie, or one whose session was ended (logout, expiry)
     try:
         ctx = await portal_of(request).gateway.context(session.token)
     except AuthError:

@@ -2,14 +2,30 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, Select, and_, exists, false, func, not_, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    CompoundSelect,
+    Select,
+    String,
+    and_,
+    cast,
+    exists,
+    false,
+    func,
+    literal,
+    not_,
+    or_,
+    select,
+    union_all,
+)
 
 from dossier.db.models import resources, search_index
 from dossier.search.params import Condition, DateRange, SearchQuery, Token
-from schemas.search import compartment_params
+from schemas.search import compartment_params, search_parameters
 
 Blind = Callable[[str, str], str]
 R = resources.c
@@ -61,8 +77,52 @@ def _like_escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
+LOCATION = "Location/"
+_CTE_NAMES = itertools.count()
+
+
+def _territory_clause(rtype: str, cond: Condition, how: str,
+                      probe: bool) -> ColumnElement[bool]:
+    """The territory's containment (SPEC §14), in one statement: "below" — the resource
+    points (by `cond.name`) to a given Location or any Location inside it; "serves" — by
+    its coverage area, to a given Location or one inside or above it; "served" — to a
+    Location whose postal code starts with a given value, or one inside or above it."""
+    T = search_index.alias("territory")
+    if how in ("below", "serves"):
+        place_ids = [str(v)[len(LOCATION):] for v in cond.values]
+        seed = select(cast(resources.c.res_id, String).label("id")).where(
+            resources.c.res_type == "Location", resources.c.deleted == false(),
+            resources.c.res_id.in_(place_ids))
+    else:
+        seed = select(cast(T.c.res_id, String).label("id")).where(
+            T.c.res_type == "Location", T.c.param == "address-postalcode",
+            or_(*(T.c.value.like(f"{_like_escape(str(v))}%", escape="\\")
+                  for v in cond.values)))
+    n = next(_CTE_NAMES)
+    below = seed.cte(f"below_{n}", recursive=True)
+    step = search_index.alias("step")
+    below = below.union_all(select(cast(step.c.res_id, String)).where(
+        step.c.res_type == "Location", step.c.param == "partof",
+        step.c.value == literal(LOCATION) + below.c.id))
+    places: Select[tuple[str]] | CompoundSelect[tuple[str]] = select(
+        literal(LOCATION) + below.c.id)
+    if how in ("served", "serves"):
+        above = seed.cte(f"above_{n}", recursive=True)
+        up = search_index.alias("up")
+        parent = cast(func.substr(up.c.value, len(LOCATION) + 1), String)
+        above = above.union_all(select(parent).where(
+            up.c.res_type == "Location", up.c.param == "partof", up.c.res_id == above.c.id))
+        places = union_all(places, select(literal(LOCATION) + above.c.id))
+    return _index_exists(rtype, cond.name if how == "below" else "coverage-area",
+                         S.value.in_(places), probe)
+
+
 def condition_clause(rtype: str, cond: Condition, blind: Blind,
                      probe: bool = False) -> ColumnElement[bool]:
+    declared = search_parameters(rtype).get(cond.name)
+    if declared is not None and declared.territory is not None and cond.kind != "missing":
+        clause = _territory_clause(rtype, cond, declared.territory, probe)
+        return not_(clause) if cond.negated else clause
     if cond.kind == "missing":  # :missing=true → no index row for the parameter
         present = exists(select(1).where(S.res_type == rtype, S.res_id == R.res_id,
                                          S.param == cond.name))

@@ -21,7 +21,7 @@ from fastapi.testclient import TestClient
 from dossier.app import create_app
 from dossier.portal.auditor import csv_cell
 from dossier.settings import load_settings
-from tests.browser.seed import GP, Seeded, seed
+from tests.browser.seed import GP, PASSWORD, Seeded, seed
 
 BASE = "https://testserver"
 FHIR = "application/fhir+json"
@@ -54,7 +54,8 @@ class Site:
         params = dict(parse_qsl(authorize.query))
         assert params["code_challenge_method"] == "S256"
         assert client.get(f"{authorize.path}?{authorize.query}").status_code == 200
-        chosen = client.post("/auth/authorize", data={**params, "user": user})
+        chosen = client.post("/auth/authorize", data={**params, "username": user,
+                                                       "password": PASSWORD})
         back = urlsplit(chosen.headers["location"])
         assert back.path == "/portal/callback"
         landed = client.get(f"{back.path}?{back.query}")
@@ -160,7 +161,7 @@ def test_session_cookie_is_secure_httponly_samesite_and_host_only(site: Site) ->
     login = set_cookies(start)["__Host-dossier-login"]
     authorize = urlsplit(start.headers["location"])
     chosen = client.post("/auth/authorize", data={**dict(parse_qsl(authorize.query)),
-                                                  "user": "martin"})
+                                                  "username": "martin", "password": PASSWORD})
     back = urlsplit(chosen.headers["location"])
     landed = client.get(f"{back.path}?{back.query}")
     session = set_cookies(landed)[SESSION]
@@ -182,7 +183,7 @@ def test_session_cookie_is_encrypted_and_holds_no_personal_data(site: Site) -> N
     assert stat.S_IMODE(os.stat(key_file).st_mode) == 0o600
     assert "eyJ" not in raw and "martin" not in raw.lower()  # no readable token or id
     value = json.loads(Fernet(key_file.read_bytes().strip()).decrypt(raw.encode()))
-    assert set(value) == {"token", "role", "user", "csrf", "expires", "flash"}
+    assert set(value) == {"token", "role", "user", "csrf", "expires", "flash", "sid"}
     assert value["user"] == "Patient/martin" and value["role"] == "citizen"
     text = json.dumps(value).lower()
     for secret in site.seeded.names:
@@ -192,6 +193,28 @@ def test_session_cookie_is_encrypted_and_holds_no_personal_data(site: Site) -> N
                         cookies={SESSION: tampered})
     r = forged.get("/portal/me")
     assert r.status_code == 303 and r.headers["location"].startswith("/portal/login")
+
+
+def test_a_cookie_captured_before_logout_no_longer_works(site: Site) -> None:
+    """Issue 16 defect 5: logout ends the session on the server, not only in the browser
+    (a second app on the same database stands for another worker)."""
+    martin = site.sign_in("martin")
+    captured = martin.cookies.get(SESSION)
+    assert captured
+    thief = TestClient(site.app, base_url=BASE, follow_redirects=False,
+                       cookies={SESSION: captured})
+    assert thief.get("/portal/me").status_code == 200  # the cookie works before logout
+    other = site.sign_in("martin")  # another session of the same person
+    token = csrf_of(martin.get("/portal/me").text)
+    assert martin.post("/portal/logout", data={"csrf": token}).status_code == 303
+    for path in ("/portal/me", "/portal/me/access", "/portal/me/settings"):
+        r = thief.get(path)
+        assert r.status_code == 303 and r.headers["location"].startswith("/portal/login")
+    r = thief.post("/portal/me/access/grant", data={"csrf": token, "actor": GP,
+                                                    "category": ["identity"],
+                                                    "action": ["access"]})
+    assert r.status_code in (401, 403)
+    assert other.get("/portal/me").status_code == 200  # only that session ended
 
 
 # ------------------------------------------------------------------ CSP and headers
@@ -308,7 +331,8 @@ def test_sign_in_refuses_a_forged_state_and_never_redirects_away(site: Site) -> 
     client = TestClient(site.app, base_url=BASE, follow_redirects=False)
     start = client.get("/portal/login", params={"next": "https://evil.example/x"})
     params = dict(parse_qsl(urlsplit(start.headers["location"]).query))
-    chosen = client.post("/auth/authorize", data={**params, "user": "martin"})
+    chosen = client.post("/auth/authorize", data={**params, "username": "martin",
+                                                       "password": PASSWORD})
     back = dict(parse_qsl(urlsplit(chosen.headers["location"]).query))
     forged = client.get("/portal/callback", params={**back, "state": "forged"})
     assert forged.status_code == 400 and SESSION not in forged.headers.get("set-cookie", "")
@@ -325,7 +349,7 @@ def test_language_from_query_cookie_or_accept_language(site: Site) -> None:
     assert '<html lang="nl">' in client.get("/portal/",
                                             headers={"Accept-Language": "nl-BE,fr;q=0.5"}).text
     assert '<html lang="fr">' in client.get("/portal/",
-                                            headers={"Accept-Language": "es"}).text
+                                            headers={"Accept-Language": "de"}).text
     chosen = client.get("/portal/?lang=en", headers={"Accept-Language": "nl"})
     assert '<html lang="en">' in chosen.text
     assert "lang=en" in chosen.headers["set-cookie"] and "Secure" in chosen.headers["set-cookie"]

@@ -7,7 +7,7 @@ database that already holds two dossiers for one number stops here: they must be
 first.
 
 Revision ID: 0016
-Revises: 0018
+Revises: 0017
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from alembic import op
 from dossier.db.types import UTCDateTime
 
 revision = "0016"
-down_revision = "0018"
+down_revision = "0017"
 branch_labels = None
 depends_on = None
 

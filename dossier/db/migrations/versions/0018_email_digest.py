@@ -4,7 +4,7 @@
 `notification_outbox.digest`: this e-mail row waits for the day's digest (urgent rows never).
 
 Revision ID: 0018
-Revises: 0013
+Revises: 0015
 """
 
 from __future__ import annotations
