@@ -303,6 +303,7 @@ login_links = Table(
     Column("login", String(64), primary_key=True),
     Column("patient_id", String(64), nullable=False),
     Column("linked_at", UTCDateTime(), nullable=False),
+)
 
 # The embedded issuer's state (issue 16): sign-in accounts (scrypt hashes), authorization
 # codes (by their SHA-256, single use: taken with one DELETE) and the jti values of client
