@@ -49,6 +49,11 @@ def test_simone_names_piet_who_grants_her_home_nurses(visitors: Any, live: Live)
     click(piet, f"button[name=patient][value={live.seeded.simone}]")
     piet.go("/portal/me/access")
     piet.page.select_option("#actor", NURSES)
+    piet.page.check("#category-network")
+    piet.page.check("#category-fragility")
+    piet.page.check("#action-access")
+    click(piet, "form[action$='/me/access/grant'] button[type=submit]")
+    assert piet.page.locator("#grant-summary").count() == 1  # a summary in words first
     click(piet, "form[action$='/me/access/grant'] button[type=submit]")
     piet.shot("people-piet-grants-nurses")
     with api(live, f"Patient/{live.seeded.simone}", "citizen") as her:
