@@ -35,7 +35,7 @@ from dossier.core.auditing import record_token_event
 from dossier.core.context import RequestContext
 from dossier.core.directory import StoreDirectory
 from dossier.core.runtime import Runtime
-from dossier.db.engine import make_engine, upgrade
+from dossier.db.engine import make_engine, refresh_statistics, upgrade
 from dossier.db.models import audit_tables
 from dossier.errors import DossierError
 from dossier.exports import bulk as export
@@ -64,6 +64,8 @@ from dossier.telemetry import RequestMetrics, make_meter, make_tracer, request_s
 from dossier.throttle import Throttle, ThrottleGate, client_address
 
 log = logging.getLogger("dossier")
+
+STATISTICS_SECONDS = 600.0  # SQLite planner statistics (db/engine.py refresh_statistics)
 
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
@@ -161,7 +163,12 @@ def start_workers(runtime: Runtime) -> list[Any]:
         workers.append(periodic("subscriptions", s.notify_worker_seconds,
                                 lambda: run_deliveries(runtime)))
     if s.maintenance_seconds > 0:
+        statistics_due = [0.0]  # monotonic time of the next planner statistics refresh
+
         def maintain() -> None:
+            if time.monotonic() >= statistics_due[0]:
+                refresh_statistics(runtime.engine)  # at start, then every 10 minutes
+                statistics_due[0] = time.monotonic() + STATISTICS_SECONDS
             export.purge_expired(runtime)
             export.run_starting(runtime)
             record_finished(runtime.engine, runtime.audit_store, runtime.query_key,

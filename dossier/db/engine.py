@@ -54,6 +54,20 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     return create_engine(url, **kwargs)
 
 
+def refresh_statistics(engine: Engine) -> None:
+    """SQLite only: refresh the query planner's statistics (ANALYZE, sampled: at most
+    1,000 rows per index, so its cost does not grow with the database). Without them SQLite
+    guessed that a consented search should scan every resource of the type rather than
+    start from the reader's grants (826 ms instead of 8 ms on 10,000 dossiers).
+    PostgreSQL's autovacuum does this by itself."""
+    if engine.dialect.name != "sqlite":
+        return
+    with engine.connect() as conn:
+        conn.exec_driver_sql("PRAGMA analysis_limit=1000")
+        conn.exec_driver_sql("ANALYZE")
+        conn.commit()
+
+
 def alembic_config(engine_or_conn: Any) -> Config:
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
