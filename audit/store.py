@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, insert, select, text, tuple_
+from sqlalchemy import and_, delete, insert, or_, select, text
 from sqlalchemy.orm import Session
 
 from audit.authentication import RecordAuthenticator
@@ -48,9 +48,11 @@ class SqlNodeStore:
     def get_many(self, ids: Sequence[NodeID]) -> Mapping[NodeID, bytes]:
         if not ids:
             return {}
-        rows = self.session.execute(select(self.t.c.level, self.t.c.node_index, self.t.c.hash)
-                                    .where(tuple_(self.t.c.level, self.t.c.node_index)
-                                           .in_(list(ids)))).all()
+        # (level = ? AND node_index = ?) OR …: a primary-key lookup per node on both
+        # databases (SQLite scans the whole table for a row-value IN list)
+        c = self.t.c
+        rows = self.session.execute(select(c.level, c.node_index, c.hash).where(or_(
+            *(and_(c.level == lv, c.node_index == ix) for lv, ix in set(ids))))).all()
         return {(r.level, r.node_index): bytes(r.hash) for r in rows}
 
 
