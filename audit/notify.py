@@ -1,4 +1,4 @@
-"""Access notifications, pure (SPEC §6): texts in fr/nl/en, grouping, retry schedule and
+"""Access notifications, pure (SPEC §6): texts in fr/nl/en/es, grouping, retry schedule and
 webhook signatures. No database and no network here; see audit/transport.py for sending.
 
 A message names who consulted the dossier (name or reference, organisations), what
@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 BRUSSELS = ZoneInfo("Europe/Brussels")
-LANGUAGES = ("fr", "nl", "en")
+LANGUAGES = ("fr", "nl", "en", "es")
 DEFAULT_LANGUAGE = "fr"
 SIGNATURE_HEADER = "X-Dossier-Signature"
 
@@ -26,6 +26,7 @@ T = TypeVar("T")
 TEXTS: Mapping[str, Mapping[str, str]] = {
     "fr": {
         "subject": "Votre dossier a été consulté",
+        "subject_digest": "Votre dossier : les consultations du jour",
         "subject_urgent": "URGENT : accès d'urgence à votre dossier",
         "one": "{who} a consulté votre dossier.",
         "many": "{who} a consulté votre dossier {n} fois.",
@@ -42,6 +43,7 @@ TEXTS: Mapping[str, Mapping[str, str]] = {
     },
     "nl": {
         "subject": "Uw dossier werd geraadpleegd",
+        "subject_digest": "Uw dossier: de raadplegingen van de dag",
         "subject_urgent": "DRINGEND: noodtoegang tot uw dossier",
         "one": "{who} heeft uw dossier geraadpleegd.",
         "many": "{who} heeft uw dossier {n} keer geraadpleegd.",
@@ -58,6 +60,7 @@ TEXTS: Mapping[str, Mapping[str, str]] = {
     },
     "en": {
         "subject": "Your dossier was consulted",
+        "subject_digest": "Your dossier: the day's consultations",
         "subject_urgent": "URGENT: emergency access to your dossier",
         "one": "{who} consulted your dossier.",
         "many": "{who} consulted your dossier {n} times.",
@@ -72,6 +75,23 @@ TEXTS: Mapping[str, Mapping[str, str]] = {
         "client": "the application {client}",
         "unknown": "a service",
     },
+    "es": {
+        "subject": "Su expediente ha sido consultado",
+        "subject_digest": "Su expediente: las consultas del día",
+        "subject_urgent": "URGENTE: acceso de urgencia a su expediente",
+        "one": "{who} consultó su expediente.",
+        "many": "{who} consultó su expediente {n} veces.",
+        "urgent": "Acceso de urgencia (romper el cristal): {who} abrió su expediente sin su "
+                  "consentimiento, alegando una urgencia. Un auditor revisará este acceso. Si "
+                  "no lo reconoce, indíquelo desde su portal.",
+        "for": "{who} para {orgs}",
+        "when": "%d/%m/%Y a las %H:%M (hora de Bruselas)",
+        "log": "Registro de accesos",
+        "proof": "Prueba de inclusión",
+        "operator": "un miembro del personal del servicio",
+        "client": "la aplicación {client}",
+        "unknown": "un servicio",
+    },
 }
 
 ACTIONS: Mapping[str, Mapping[str, str]] = {
@@ -84,6 +104,9 @@ ACTIONS: Mapping[str, Mapping[str, str]] = {
     "en": {"read": "read", "vread": "read of a version", "search": "search",
            "history": "history", "operation": "operation", "create": "addition",
            "update": "change", "delete": "deletion"},
+    "es": {"read": "lectura", "vread": "lectura de una versión", "search": "búsqueda",
+           "history": "historial", "operation": "operación", "create": "alta",
+           "update": "modificación", "delete": "supresión"},
 }
 
 TYPES: Mapping[str, Mapping[str, str]] = {
@@ -101,6 +124,11 @@ TYPES: Mapping[str, Mapping[str, str]] = {
            "RelatedPerson": "relatives", "Observation": "social fragility",
            "Flag": "fragility flag", "Consent": "consents", "Communication": "notifications",
            "Provenance": "provenance", "AuditEvent": "access log", "*": "dossier"},
+    "es": {"Patient": "identidad", "Task": "trámites", "CareTeam": "red",
+           "RelatedPerson": "allegados", "Observation": "fragilidad social",
+           "Flag": "señal de fragilidad", "Consent": "consentimientos",
+           "Communication": "notificaciones", "Provenance": "procedencia",
+           "AuditEvent": "registro de accesos", "*": "expediente"},
 }
 
 
@@ -216,6 +244,32 @@ def compose(accesses: Sequence[Access], language: str, base_url: str = "") -> Me
                    tuple(a.record_id for a in ordered))
 
 
+def compose_digest(accesses: Sequence[Access], language: str,
+                   base_url: str = "") -> Message:
+    """The daily digest: one section per actor (as `compose`), in order of first look."""
+    if not accesses:
+        raise ValueError("a digest needs at least one access")
+    by_actor: dict[str | None, list[Access]] = {}
+    for access in sorted(accesses, key=lambda a: (a.recorded, a.record_id)):
+        by_actor.setdefault(access.actor, []).append(access)
+    parts = [compose(group, language, base_url) for group in by_actor.values()]
+    lang = language_of(language)
+    return Message(lang, TEXTS[lang]["subject_digest"],
+                   "\n\n".join(p.text.rstrip("\n") for p in parts) + "\n",
+                   any(p.urgent for p in parts),
+                   tuple(r for p in parts for r in p.record_ids))
+
+
+def next_digest(now: datetime, hour: int = 7) -> datetime:
+    """The next daily digest time (`hour`:00 Brussels time) after `now`."""
+    local = now.astimezone(BRUSSELS)
+    at = local.replace(hour=hour, minute=0, second=0, microsecond=0)
+    if at <= local:
+        at = (local + timedelta(days=1)).replace(hour=hour, minute=0, second=0,
+                                                 microsecond=0)
+    return at
+
+
 def group_within(items: Sequence[T], key: Callable[[T], Hashable],
                  at: Callable[[T], datetime], window: timedelta) -> list[list[T]]:
     """Split items into groups of one key whose times lie within `window` of the group's
@@ -282,7 +336,7 @@ def verify_webhook_signature(secret: str | bytes, body: bytes, header: str | Non
     macs: list[str] = []
     for part in header.split(","):
         name, _, value = part.strip().partition("=")
-        if name == "t" and value.isdigit() and len(value) <= 12:
+        if name == "t" and (value.isascii() and value.isdigit()) and len(value) <= 12:
             timestamp = int(value)
         elif name == "v1":
             macs.append(value)

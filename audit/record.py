@@ -14,6 +14,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 READ_ACTIONS = frozenset({"read", "vread", "search", "history", "operation"})
+# a professional's list of their own people (names only): recorded and provable, but not
+# a consultation the person is told about (a message per name on a list is noise)
+LISTING = "caseload-list"
 
 
 @dataclass(frozen=True)
@@ -83,4 +86,5 @@ def is_consultation(record: dict[str, Any]) -> bool:
         return False
     if record["agent"].get("who") == record["patient"]:
         return False
-    return any(e["action"] in READ_ACTIONS for e in record["events"])
+    return any(e["action"] in READ_ACTIONS and e.get("detail") != LISTING
+               for e in record["events"])

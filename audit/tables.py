@@ -10,7 +10,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import DDL, Boolean, Column, Index, Integer, MetaData, String, Table, event
+from sqlalchemy import (
+    DDL,
+    Boolean,
+    Column,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    event,
+    false,
+)
 
 APPEND_ONLY = ("audit_records", "audit_leaves", "audit_nodes", "audit_tree_heads")
 
@@ -86,6 +97,8 @@ def define_audit_tables(metadata: MetaData, *, json_type: Any, bytes_type: Any,
         Column("next_attempt_at", datetime_type, nullable=False),
         Column("last_error", String(200), nullable=True),
         Column("sent_at", datetime_type, nullable=True),
+        # an e-mail row waiting for the day's digest (never an urgent one)
+        Column("digest", Boolean, nullable=False, default=False, server_default=false()),
         Index("ix_notification_outbox_due", "status", "next_attempt_at"),
     )
     # The citizen's choices; the e-mail address and webhook URL/secret are sealed.
@@ -95,6 +108,9 @@ def define_audit_tables(metadata: MetaData, *, json_type: Any, bytes_type: Any,
         Column("language", String(8), nullable=False, default="fr"),
         Column("sealed", json_type, nullable=True),
         Column("updated_at", datetime_type, nullable=False),
+        # e-mail: one digest a day instead of one message per consultation
+        Column("email_digest", Boolean, nullable=False, default=False,
+               server_default=false()),
     )
     # Records not yet sequenced, filled by a trigger on audit_records (no statement of the
     # request's), emptied by the sequencer: it never scans the log to find new records,

@@ -11,7 +11,7 @@ import math
 import threading
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from joserfc import jwt
 from joserfc.errors import JoseError
@@ -23,6 +23,13 @@ ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 ASSERTION_ALGORITHMS = ("RS256", "RS384", "ES256", "ES384", "EdDSA")
 MAX_ASSERTION_LIFETIME = 300
 LEEWAY = 60
+
+
+class SeenJti(Protocol):
+    """Where jti values are remembered (the issuer's state: the database in the service)."""
+
+    def first_use(self, client_id: str, jti: str, expires_at: float, now: float) -> bool:
+        """Record ``jti``; ``False`` when it was already used and has not expired."""
 
 
 class JtiCache:
@@ -55,7 +62,7 @@ def assertion_client_id(assertion: str) -> str:
 
 
 def verify_assertion(assertion: str, *, client_id: str, jwks: Mapping[str, Any],
-                     token_endpoint: str, replay: JtiCache, now: datetime) -> None:
+                     token_endpoint: str, replay: SeenJti, now: datetime) -> None:
     """Raise ``OAuthError(invalid_client)`` unless the assertion authenticates ``client_id``."""
     claims = _signed_claims(assertion, jwks, lambda reason: invalid_client(
         f"client_assertion {reason}"))
@@ -67,7 +74,7 @@ def verify_assertion(assertion: str, *, client_id: str, jwks: Mapping[str, Any],
 
 
 def verify_subject_token(token: str, *, client_id: str, jwks: Mapping[str, Any],
-                         token_endpoint: str, replay: JtiCache, now: datetime) -> str:
+                         token_endpoint: str, replay: SeenJti, now: datetime) -> str:
     """The ``sub`` of an RFC 8693 subject token the client signed for the user it relays.
 
     Same rules as a client assertion, except ``sub`` names the user; its jti is kept
@@ -107,7 +114,7 @@ def _signed_claims(token: str, jwks: Mapping[str, Any],
 
 
 def _check_claims(claims: Mapping[str, Any], *, client_id: str, token_endpoint: str,
-                  replay: JtiCache, now: float, fail: Callable[[str], OAuthError]) -> None:
+                  replay: SeenJti, now: float, fail: Callable[[str], OAuthError]) -> None:
     aud = claims.get("aud")
     if token_endpoint not in ([aud] if isinstance(aud, str) else aud or []):
         raise fail("aud must be the token endpoint")
@@ -128,5 +135,7 @@ def _check_claims(claims: Mapping[str, Any], *, client_id: str, token_endpoint: 
 
 def _number(value: object) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if isinstance(value, int) and not 0 <= value <= 253402300799:  # float() would overflow
         return None
     return float(value) if math.isfinite(value) else None

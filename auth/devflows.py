@@ -15,13 +15,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from auth.accounts import Account
 from auth.clientauth import (
     ASSERTION_TYPE,
     assertion_client_id,
     verify_assertion,
     verify_subject_token,
 )
-from auth.devissuer import DEFAULT_SCOPES, Client, DemoUser, DevIssuer, demo_user
+from auth.devissuer import DEFAULT_SCOPES, Client, DevIssuer
 from auth.errors import InvalidToken, OAuthError, invalid_client
 from auth.rules import SCOPE_CONTEXT, Role
 from auth.scopes import NON_RESOURCE_SCOPES, Scope, covered, format_scopes, parse_scopes
@@ -103,18 +104,16 @@ def granted_scope(requested: str, role: Role, registered: str) -> str:
     return " ".join([*dict.fromkeys(kept), format_scopes(resource)])
 
 
-def issue_code(issuer: DevIssuer, request: AuthorizationRequest, user: DemoUser) -> str:
-    """A single-use authorization code for ``user``, valid one minute."""
+def issue_code(issuer: DevIssuer, request: AuthorizationRequest, user: Account) -> str:
+    """A single-use authorization code for ``user``, valid one minute (kept in the
+    issuer's state: any process of the service redeems it, only once)."""
     scope = granted_scope(request.scope, user.roles[0], request.client.scope)
     code = secrets.token_urlsafe(32)
-    now = time.monotonic()
-    for stale in [c for c, entry in list(issuer.codes.items()) if entry["expires"] < now]:
-        issuer.codes.pop(stale, None)
-    issuer.codes[code] = {
+    issuer.state.put_code(code, {
         "client_id": request.client.client_id, "redirect_uri": request.redirect_uri,
-        "challenge": request.code_challenge, "user": user.id, "scope": scope,
-        "nonce": request.nonce, "expires": now + CODE_TTL,
-    }
+        "challenge": request.code_challenge, "user": user.username, "scope": scope,
+        "nonce": request.nonce,
+    }, time.time() + CODE_TTL)
     return code
 
 
@@ -128,16 +127,17 @@ def exchange_code(issuer: DevIssuer, form: Mapping[str, str]) -> dict[str, Any]:
     client = issuer.client(form.get("client_id", ""))
     if client is None or client.backend:
         raise invalid_client("Unknown public client.")
-    entry = issuer.codes.pop(form.get("code", ""), None)  # single use, even on failure
+    code = form.get("code", "")
+    entry = issuer.state.take_code(code, time.time()) if code else None  # single use
     verifier = form.get("code_verifier", "")
-    if (entry is None or entry["expires"] < time.monotonic()
-            or entry["client_id"] != client.client_id
+    if (entry is None or entry["client_id"] != client.client_id
             or entry["redirect_uri"] != form.get("redirect_uri")):
         raise OAuthError("invalid_grant", "The authorization code is invalid or expired.")
     if not _VERIFIER.fullmatch(verifier) or not secrets.compare_digest(
             pkce_challenge(verifier), entry["challenge"]):
         raise OAuthError("invalid_grant", "The PKCE code verifier does not match.")
-    user = demo_user(entry["user"])
+    found = issuer.state.account(entry["user"])  # removed since: no token
+    user = found[0] if found else None
     if user is None:
         raise OAuthError("invalid_grant", "The authorization code is invalid or expired.")
     token = issuer.mint(user.fhir_user, list(user.roles), entry["scope"], USER_TOKEN_TTL,
@@ -151,7 +151,7 @@ def exchange_code(issuer: DevIssuer, form: Mapping[str, str]) -> dict[str, Any]:
     return response
 
 
-def _id_token(issuer: DevIssuer, user: DemoUser, client_id: str, nonce: str | None) -> str:
+def _id_token(issuer: DevIssuer, user: Account, client_id: str, nonce: str | None) -> str:
     now = int(datetime.now(UTC).timestamp())
     claims: dict[str, Any] = {"iss": issuer.issuer, "sub": user.fhir_user, "aud": client_id,
                               "iat": now, "exp": now + USER_TOKEN_TTL, "azp": client_id,
@@ -173,7 +173,7 @@ def backend_client(issuer: DevIssuer, form: Mapping[str, str]) -> Client:
     if client is None or not client.backend:
         raise invalid_client("Unknown client.")
     verify_assertion(assertion, client_id=client_id, jwks=issuer.client_jwks(client),
-                     token_endpoint=issuer.token_endpoint, replay=issuer.replay,
+                     token_endpoint=issuer.token_endpoint, replay=issuer.state,
                      now=datetime.now(UTC))
     return client
 
@@ -211,7 +211,7 @@ def token_exchange(issuer: DevIssuer, form: Mapping[str, str]) -> dict[str, Any]
     now = datetime.now(UTC)
     subject = verify_subject_token(
         form["subject_token"], client_id=client.client_id, jwks=issuer.client_jwks(client),
-        token_endpoint=issuer.token_endpoint, replay=issuer.replay, now=now)
+        token_endpoint=issuer.token_endpoint, replay=issuer.state, now=now)
     practitioner = _fhir_reference(subject, issuer.audience)
     if not may_act_for(issuer, client, practitioner, now):
         raise OAuthError("invalid_request", "This client may not act for that user.")

@@ -22,8 +22,8 @@ from joserfc import jwt
 from joserfc.jwk import ECKey
 
 from auth import _jose
+from auth.accounts import IssuerState, MemoryState
 from auth.actor import Directory
-from auth.clientauth import JtiCache
 from auth.rules import ROLES, Role
 from auth.scopes import parse_scopes
 from auth.tokenevents import TokenEvent
@@ -71,6 +71,19 @@ DEMO_USERS: list[DemoUser] = [
              "general practitioner"),
     DemoUser("sw-janssens", "Janssens", "Practitioner/sw-janssens", ("practitioner",),
              "social worker"),
+    # the other practitioners of the demo dossiers (dossier/seed/demo.py PRACTITIONERS)
+    DemoUser("sw-lambert", "Lambert", "Practitioner/sw-lambert", ("practitioner",),
+             "prison social worker"),
+    DemoUser("psy-claes", "Claes", "Practitioner/psy-claes", ("practitioner",),
+             "psychologist"),
+    DemoUser("dr-maes", "Dr Maes", "Practitioner/dr-maes", ("practitioner",),
+             "hospital physician"),
+    DemoUser("nurse-peeters", "Peeters", "Practitioner/nurse-peeters", ("practitioner",),
+             "home nurse"),
+    DemoUser("coord-haddad", "Haddad", "Practitioner/coord-haddad", ("practitioner",),
+             "care coordinator"),
+    DemoUser("sw-garcia", "Garcia", "Practitioner/sw-garcia", ("practitioner",),
+             "debt-service social worker"),
     DemoUser("auditor", "Data protection officer", "Person/auditor", ("auditor",), "auditor"),
     DemoUser("admin", "Operator", "Person/admin", ("admin",), "administrator"),
 ]
@@ -106,7 +119,8 @@ class DevIssuer:
     """Signs access tokens for the embedded default and serves the OAuth endpoints."""
 
     def __init__(self, data_dir: Path, issuer_url: str, audience: str, *,
-                 http: httpx.Client | None = None, directory: Directory | None = None) -> None:
+                 http: httpx.Client | None = None, directory: Directory | None = None,
+                 state: IssuerState | None = None) -> None:
         check_issuer_url(issuer_url, allow_http=True)
         self.data_dir = Path(data_dir)
         self.issuer = issuer_url.rstrip("/")
@@ -118,9 +132,13 @@ class DevIssuer:
         # told of every token-endpoint refusal and of every backend token issued (the
         # service writes them to its audit log); raising refuses the request (fail closed)
         self.on_token: Callable[[TokenEvent], None] | None = None
+        # told the client address of each refused sign-in or token request (the service
+        # throttles floods per address)
+        self.on_refusal: Callable[[str], None] | None = None
         self._lock = threading.Lock()
-        self.replay = JtiCache()
-        self.codes: dict[str, dict[str, Any]] = {}  # authorization codes, single use
+        # accounts, authorization codes and jti values seen: in the service's database
+        # (shared by all its processes); in memory for a lone issuer
+        self.state: IssuerState = state if state is not None else MemoryState()
         self._keys = _load_or_create_keys(self.data_dir / KEY_FILE)
         _write_json(self.data_dir / ISSUER_FILE,
                     {"issuer": self.issuer, "audience": self.audience})
@@ -153,7 +171,14 @@ class DevIssuer:
             with self._lock:
                 self._keys = _load_or_create_keys(self.data_dir / KEY_FILE)
             return self.jwks()
-        return StaticKeys(load)
+
+        def version() -> object:
+            try:
+                info = os.stat(self.data_dir / KEY_FILE)
+            except OSError:
+                return None
+            return (info.st_mtime_ns, info.st_size, info.st_ino)
+        return StaticKeys(load, version)
 
     def rotate_key(self) -> str:
         """Sign with a new key from now on; the previous one still verifies. Returns the new kid."""

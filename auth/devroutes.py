@@ -9,6 +9,7 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
+from auth.accounts import authenticate
 from auth.devflows import (
     AuthorizationRequest,
     RedirectError,
@@ -18,8 +19,9 @@ from auth.devflows import (
     issue_code,
     token_exchange,
 )
-from auth.devissuer import DEMO_USERS, TOKEN_EXCHANGE, DevIssuer, demo_user
+from auth.devissuer import TOKEN_EXCHANGE, DevIssuer
 from auth.errors import OAuthError
+from auth.signin_texts import STYLE, language_of, texts
 from auth.tokenevents import TokenEvent, token_event
 
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
@@ -31,7 +33,7 @@ _PAGE_HEADERS = {
     "Referrer-Policy": "no-referrer",
 }
 _AUTHORIZE_FIELDS = ("response_type", "client_id", "redirect_uri", "scope", "state",
-                     "code_challenge", "code_challenge_method", "nonce")
+                     "code_challenge", "code_challenge_method", "nonce", "ui_locales")
 FormField = Annotated[str | None, Form()]
 
 
@@ -60,23 +62,27 @@ def build_router(issuer: DevIssuer) -> APIRouter:
 
     @router.post("/authorize")
     def authorize(
-        user: FormField = None, response_type: FormField = None, client_id: FormField = None,
+        request: Request, username: FormField = None, password: FormField = None,
+        response_type: FormField = None, client_id: FormField = None,
         redirect_uri: FormField = None, scope: FormField = None, state: FormField = None,
         code_challenge: FormField = None, code_challenge_method: FormField = None,
-        nonce: FormField = None,
+        nonce: FormField = None, ui_locales: FormField = None,
     ) -> Response:
         params = {
             "response_type": response_type, "client_id": client_id,
             "redirect_uri": redirect_uri, "scope": scope, "state": state,
             "code_challenge": code_challenge, "code_challenge_method": code_challenge_method,
-            "nonce": nonce,
+            "nonce": nonce, "ui_locales": ui_locales,
         }
         clean = {k: v for k, v in params.items() if v is not None}
         try:
             checked = check_authorization_request(issuer, clean)
-            chosen = demo_user(user or "")
-            if chosen is None:
-                raise RedirectError(checked.redirect_uri, "access_denied", checked.state)
+            chosen = authenticate(issuer.state, username or "", password or "")
+            if chosen is None:  # the same page again: nobody is signed in without a password
+                _refused(issuer, request)
+                return HTMLResponse(_sign_in_page(checked, clean, failed=True),
+                                    status_code=401,
+                                    headers=_sign_in_headers(checked.redirect_uri))
             code = issue_code(issuer, checked, chosen)
         except OAuthError as error:
             if error.error == "invalid_scope" and clean.get("redirect_uri"):
@@ -89,7 +95,8 @@ def build_router(issuer: DevIssuer) -> APIRouter:
 
     @router.post("/token")
     def token(
-        grant_type: FormField = None, code: FormField = None, redirect_uri: FormField = None,
+        request: Request, grant_type: FormField = None, code: FormField = None,
+        redirect_uri: FormField = None,
         client_id: FormField = None, code_verifier: FormField = None, scope: FormField = None,
         client_assertion_type: FormField = None, client_assertion: FormField = None,
         subject_token: FormField = None, subject_token_type: FormField = None,
@@ -117,6 +124,7 @@ def build_router(issuer: DevIssuer) -> APIRouter:
             else:
                 raise OAuthError("unsupported_grant_type", "This grant type is not supported.")
         except OAuthError as error:
+            _refused(issuer, request)
             if not _told(issuer, token_event(grant_type, clean, error.error, None)):
                 return _unavailable()
             return JSONResponse(error.body(), status_code=error.status,
@@ -127,6 +135,11 @@ def build_router(issuer: DevIssuer) -> APIRouter:
         return JSONResponse(body, headers=_NO_STORE)
 
     return router
+
+
+def _refused(issuer: DevIssuer, request: Request) -> None:
+    if issuer.on_refusal is not None:
+        issuer.on_refusal(request.client.host if request.client else "unknown")
 
 
 def _sign_in_headers(redirect_uri: str) -> dict[str, str]:
@@ -178,33 +191,40 @@ def _error_page(error: OAuthError) -> HTMLResponse:
     return HTMLResponse(_page(body), status_code=400, headers=_PAGE_HEADERS)
 
 
-def _sign_in_page(request: AuthorizationRequest, params: dict[str, str]) -> str:
+def _sign_in_page(request: AuthorizationRequest, params: dict[str, str],
+                  failed: bool = False) -> str:
+    lang = language_of(params.get("ui_locales"))
+    words = texts(lang)
     hidden = "".join(
         f'<input type="hidden" name="{name}" value="{escape(value)}">'
-        for name, value in params.items() if value
+        for name, value in params.items() if value and name in _AUTHORIZE_FIELDS
     )
-    buttons = "".join(
-        f'<li><button type="submit" name="user" value="{escape(user.id)}">'
-        f"{escape(user.name)}</button> <span>{escape(user.description)}</span></li>"
-        for user in DEMO_USERS
-    )
+    client = f"<strong>{escape(request.client.client_id)}</strong>"
+    error = (f'<p role="alert" id="error"><strong>{escape(words["wrong"])}</strong></p>'
+             if failed else "")
     body = (
-        "<h1>Dossier — development sign-in</h1>"
-        f"<p>Application <strong>{escape(request.client.client_id)}</strong> asks to sign you in."
-        " Choose a demo user. This page exists only in the embedded development setup.</p>"
-        f'<form method="post" action="authorize">{hidden}<ul>{buttons}</ul></form>'
+        f"<h1>{escape(words['title'])}</h1>"
+        f"<p>{escape(words['asks']).format(client=client)}</p>"
+        f'{error}<form method="post" action="authorize">{hidden}'
+        f'<p><label for="username">{escape(words["username"])}</label><br>'
+        '<input id="username" name="username" autocomplete="username" required'
+        ' maxlength="64"></p>'
+        f'<p><label for="password">{escape(words["password"])}</label><br>'
+        '<input id="password" name="password" type="password" required'
+        ' autocomplete="current-password" maxlength="1024"></p>'
+        f'<p><button type="submit">{escape(words["submit"])}</button></p></form>'
+        f'<p class="hint">{escape(words["dev"])}</p>'
     )
-    return _page(body)
+    return _page(body, lang)
 
 
-def _page(body: str) -> str:
+def _page(body: str, lang: str = "en") -> str:
+    """The page around `body`, in `lang`, with the portal's look (inline style)."""
     return (
-        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        f'<!doctype html><html lang="{escape(lang)}"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        "<title>Dossier sign-in</title>"
-        "<style>body{font-family:system-ui,sans-serif;max-width:40rem;margin:2rem auto;"
-        "padding:0 1rem;line-height:1.5}li{margin:.5rem 0;list-style:none}"
-        "button{font-size:1rem;padding:.5rem 1rem;min-width:12rem}"
-        "button:focus{outline:3px solid #1d4ed8;outline-offset:2px}</style>"
-        f"</head><body><main>{body}</main></body></html>"
+        f"<title>{escape(texts(lang)['title'])}</title>"
+        f"<style>{STYLE}</style>"
+        '</head><body><header><p>Dossier</p></header>'
+        f"<main>{body}</main></body></html>"
     )

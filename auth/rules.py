@@ -15,7 +15,7 @@ ROLES: tuple[Role, ...] = ("citizen", "practitioner", "auditor", "admin", "hub")
 
 # The directory, kept by admin and readable by every authenticated user.
 DIRECTORY_TYPES = frozenset({"Organization", "Practitioner", "PractitionerRole", "Group",
-                             "Endpoint"})
+                             "Endpoint", "Location", "HealthcareService"})
 
 # Resource types that live in a patient's compartment.
 COMPARTMENT_TYPES = frozenset({
@@ -38,6 +38,7 @@ _PROFESSIONAL = {
     # Flag is derived and Provenance written by the server; nobody deletes entries.
     "Patient": "crus", "Task": "crus", "CareTeam": "crus", "RelatedPerson": "crus",
     "Observation": "crus", "Flag": "rs", "Provenance": "rs",
+    "Communication": "rs",  # one's own inbox only (SPEC §14; core/access.py)
 }
 
 RULES: dict[Role, dict[str, str]] = {
@@ -47,7 +48,9 @@ RULES: dict[Role, dict[str, str]] = {
         "Consent": "cruds",  # only the citizen writes Consent; DELETE revokes
     },
     # Subscription: one's own topic subscriptions (never dossier data, see subscriptions)
-    "practitioner": {**_DIRECTORY_READ, **_PROFESSIONAL, "Subscription": "crds"},
+    # HealthcareService: their own organisation's services only (core/access.py)
+    "practitioner": {**_DIRECTORY_READ, **_PROFESSIONAL, "Subscription": "crds",
+                     "HealthcareService": "crsud"},
     "hub": {**_DIRECTORY_READ, **_PROFESSIONAL, "Patient": "rus",  # a hub opens no dossier
             "Subscription": "crds"},
     "auditor": {**_DIRECTORY_READ, "AuditEvent": "rs"},

@@ -68,12 +68,23 @@ class KeySource(Protocol):
 class StaticKeys:
     """Keys from a JWKS dict, or from a loader called again when a kid is unknown."""
 
-    def __init__(self, jwks: Mapping[str, Any] | Callable[[], Mapping[str, Any]]) -> None:
+    def __init__(self, jwks: Mapping[str, Any] | Callable[[], Mapping[str, Any]],
+                 version: Callable[[], object] | None = None) -> None:
         self._loader = jwks if callable(jwks) else None
+        # when given, asked at every use: a changed value (the key file's mtime) reloads, so
+        # a key rotated out stops verifying at once, not at the next unknown kid
+        self._version = version
+        self._seen = version() if version else None
         self._keys = _jose.import_public_keys(jwks() if callable(jwks) else jwks)
         self._lock = threading.Lock()
 
     def get_key(self, kid: str | None, alg: str) -> _jose.PublicKey:
+        if self._version is not None and self._loader is not None:
+            now = self._version()
+            if now != self._seen:
+                with self._lock:
+                    self._keys = _jose.import_public_keys(self._loader())
+                    self._seen = now
         key = _jose.find_key(self._keys, kid, alg)
         if key is None and self._loader is not None:
             with self._lock:
@@ -314,13 +325,22 @@ def _header(token: str) -> dict[str, Any]:
     return header
 
 
+MAX_TIMESTAMP = 253402300799  # 9999-12-31T23:59:59Z
+
+
 def _number(claims: Mapping[str, Any], name: str, *, required: bool) -> float | None:
     value = claims.get(name)
     if value is None:
         if required:
             raise InvalidToken(f"{name} missing")
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidToken(f"{name} is not a number")
+    # e.g. exp=1e308 or a 5,000-digit integer: no datetime holds it (compared before any
+    # float conversion, which would overflow)
+    if not 0 <= value <= MAX_TIMESTAMP:
+        raise InvalidToken(f"{name} is out of range")
+    if not math.isfinite(value):
         raise InvalidToken(f"{name} is not a number")
     return float(value)
 

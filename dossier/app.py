@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -28,6 +29,7 @@ from dossier.auditlog.keys import record_authenticator
 from dossier.auditlog.routes import router as audit_router
 from dossier.auditlog.witness import witness_from
 from dossier.background import Leadership, periodic
+from dossier.coordination import discharge  # noqa: F401 - register operations
 from dossier.core.access import ConsentPolicy
 from dossier.core.auditing import record_token_event
 from dossier.core.context import RequestContext
@@ -46,13 +48,19 @@ from dossier.fhir.ops import (  # noqa: F401 - register operations
 from dossier.fhir.routes import root_router as well_known_router
 from dossier.fhir.routes import router as fhir_router
 from dossier.fhir.wire import fhir_response
+from dossier.guard import Guard
 from dossier.hubs import locator, registration  # noqa: F401 - register operations
 from dossier.portal import install_portal
+from dossier.seed.accounts import ensure_accounts
 from dossier.seed.groups import ensure_profession_groups
+from dossier.seed.territory import ensure_territory
 from dossier.settings import Settings, ensure_data_dir
+from dossier.stores.issuer import DatabaseIssuerState
+from dossier.stores.refusals import record_finished
 from dossier.subscriptions.routes import router as subscription_router
 from dossier.subscriptions.service import capture, run_deliveries
 from dossier.telemetry import RequestMetrics, make_meter, make_tracer, request_span
+from dossier.throttle import Throttle, ThrottleGate, client_address
 
 log = logging.getLogger("dossier")
 
@@ -102,6 +110,8 @@ def build_runtime(settings: Settings, exporter: SpanExporter | None = None) -> R
         runtime.audit_store.adopt_origin(session)
     if not settings.prepared:
         ensure_profession_groups(runtime)
+        ensure_accounts(DatabaseIssuerState(engine), settings)
+        ensure_territory(runtime)
         if settings.demo:
             from dossier.seed.demo import load_demo
 
@@ -153,6 +163,8 @@ def start_workers(runtime: Runtime) -> list[Any]:
         def maintain() -> None:
             export.purge_expired(runtime)
             export.run_starting(runtime)
+            record_finished(runtime.engine, runtime.audit_store, runtime.query_key,
+                            datetime.now(UTC))  # one record per address and minute
 
         workers.append(periodic("maintenance", s.maintenance_seconds, maintain))
     return workers
@@ -166,9 +178,11 @@ def install_auth(app: FastAPI, runtime: Runtime) -> None:
 
         base = settings.public_base
         issuer = DevIssuer(settings.data_dir, f"{base}/auth", f"{base}/fhir",
-                           directory=StoreDirectory(runtime.engine))  # whom hubs act for
+                           directory=StoreDirectory(runtime.engine),  # whom hubs act for
+                           state=DatabaseIssuerState(runtime.engine))  # shared by workers
         issuer.on_token = lambda event: record_token_event(
             runtime.audit_store, runtime.engine, runtime.query_key, event)
+        issuer.on_refusal = lambda address: app.state.throttle.refused(address)
         app.include_router(issuer.router(), prefix="/auth")
         app.state.dev_issuer = issuer
         runtime.extras["dev_issuer"] = issuer  # $register-hub
@@ -228,6 +242,8 @@ def create_app(settings: Settings, *, exporter: SpanExporter | None = None,
     app = FastAPI(title="Dossier", version="0.1.0", docs_url=None, redoc_url=None,
                   openapi_url=None, lifespan=lifespan)
     app.state.runtime = runtime
+    throttle = Throttle(runtime.engine, settings.throttle_refusals_per_minute)
+    app.state.throttle = throttle
     install_auth(app, runtime)
     install_error_handlers(app)
 
@@ -255,6 +271,8 @@ def create_app(settings: Settings, *, exporter: SpanExporter | None = None,
 
         app.add_middleware(ApiCors, origins=settings.cors_origin_list,
                            allow_credentials=settings.cors_allow_credentials)
+    app.add_middleware(ThrottleGate, throttle=throttle)
+    app.add_middleware(Guard)  # outermost of ours: no exception text or parameter in a log
     return app
 
 
@@ -274,14 +292,43 @@ def _route_template(request: Request) -> str:
     return "/" + "/".join(names)
 
 
+def _allowed(request: Request) -> str:
+    """The methods the app's routes accept on this path (the Allow header of a 405)."""
+    from starlette.routing import Match
+
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches({**request.scope, "method": "GET"})
+        if match != Match.NONE:
+            methods |= set(getattr(route, "methods", None) or ())
+        for method in ("POST", "PUT", "DELETE", "PATCH"):
+            match, _ = route.matches({**request.scope, "method": method})
+            if match == Match.FULL:
+                methods.add(method)
+    return ", ".join(sorted(methods))
+
+
+async def _count_refusal(request: Request) -> None:
+    """A request refused before anybody is known counts against its address (throttle)."""
+    throttle = getattr(request.app.state, "throttle", None)
+    if throttle is not None:
+        await run_in_threadpool(throttle.refused, client_address(request.scope))
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(DossierError)
     async def dossier_error(request: Request, exc: DossierError) -> Response:
-        response = fhir_response(exc.outcome(), exc.status, exc.headers)
-        return response
+        headers = dict(exc.headers)
+        if exc.status == 401:
+            await _count_refusal(request)
+        if exc.status == 405 and "Allow" not in headers:
+            headers["Allow"] = _allowed(request) or "GET"
+        return fhir_response(exc.outcome(), exc.status, headers)
 
     @app.exception_handler(AuthError)
     async def auth_error(request: Request, exc: AuthError) -> Response:
+        if exc.status == 401:
+            await _count_refusal(request)
         return fhir_response({"resourceType": "OperationOutcome", "issue": [
             {"severity": "error", "code": exc.code, "diagnostics": exc.message}]},
             exc.status, exc.headers)
@@ -291,7 +338,11 @@ def install_error_handlers(app: FastAPI) -> None:
         if exc.status_code == 404:
             return outcome(404, "not-found", "Unknown URL.")
         if exc.status_code == 405:
-            return outcome(405, "not-supported", "This method is not allowed on this URL.")
+            response = outcome(405, "not-supported", "This method is not allowed on this URL.")
+            allow = (exc.headers or {}).get("Allow") or _allowed(request)
+            if allow:
+                response.headers["Allow"] = allow
+            return response
         return outcome(exc.status_code, "processing", "The request could not be processed.")
 
     @app.exception_handler(RequestValidationError)

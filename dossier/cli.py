@@ -100,7 +100,12 @@ def cmd_dev_token(args: argparse.Namespace, settings: Settings) -> int:
     if not settings.embedded:
         print("error: dev-token works only with the embedded dev issuer", file=sys.stderr)
         return 2
-    from auth.devissuer import dev_token
+    from auth.devissuer import KEY_FILE, dev_token
+
+    if not (settings.data_dir / KEY_FILE).is_file():  # never a new folder and a new key
+        print(f"error: {settings.data_dir} holds no dev issuer key; give the --data-dir of "
+              "a server that has started once (dossier serve)", file=sys.stderr)
+        return 2
 
     roles = [r.strip() for r in args.roles.split(",") if r.strip()]
     try:
@@ -113,12 +118,73 @@ def cmd_dev_token(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_users(args: argparse.Namespace, settings: Settings) -> int:
+    """Sign-in accounts of the embedded issuer (operators, and people when there is no
+    external issuer)."""
+    if not settings.embedded:
+        print("error: accounts belong to the embedded issuer; this service uses "
+              f"{settings.oidc_issuer}", file=sys.stderr)
+        return 2
+    from auth.accounts import new_password
+    from dossier.db.engine import make_engine, upgrade
+    from dossier.settings import ensure_data_dir
+    from dossier.stores.issuer import DatabaseIssuerState
+
+    if not settings.database_url:
+        ensure_data_dir(settings.data_dir)
+    owner = make_engine(settings.migration_database_url or settings.sqlalchemy_url)
+    upgrade(owner)
+    owner.dispose()
+    engine = make_engine(settings.sqlalchemy_url)
+    state = DatabaseIssuerState(engine)
+    try:
+        if args.action == "list":
+            for row in state.accounts():
+                demo = " (demo)" if row["demo"] else ""
+                print(f"{row['username']}\t{','.join(row['roles'])}\t{row['fhir_user']}{demo}")
+            return 0
+        if not args.username:
+            print(f"error: users {args.action} needs a username", file=sys.stderr)
+            return 2
+        if args.action == "remove":
+            if not state.remove_account(args.username):
+                print(f"error: no account named {args.username}", file=sys.stderr)
+                return 1
+            print(f"account {args.username} removed")
+            return 0
+        roles = [r.strip() for r in (args.role or "").split(",") if r.strip()]
+        password = sys.stdin.readline().rstrip("\n") if args.password_stdin else new_password()
+        try:
+            state.add_account(args.username, password, roles, fhir_user=args.fhir_user,
+                              name=args.name, replace=args.replace)
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        print(f"account {args.username} ({','.join(roles)}) saved")
+        if not args.password_stdin:
+            print(f"password (shown once): {password}")
+        return 0
+    finally:
+        engine.dispose()
+
+
 def cmd_keys(args: argparse.Namespace, settings: Settings) -> int:
     from dossier.app import key_provider
-    from dossier.crypto.rewrap import rotate
+    from dossier.crypto.rewrap import retire, rotate
 
     provider = key_provider(settings)
     try:
+        if args.action == "retire":
+            if not args.kek:
+                print("error: keys retire needs --kek KEK_ID", file=sys.stderr)
+                return 2
+            try:
+                retire(settings, provider, args.kek)
+            except ValueError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return 2
+            print(f"key-encryption key {args.kek} destroyed")
+            return 0
         kek_id, count = rotate(settings, provider)
     finally:
         provider.close()
@@ -219,8 +285,20 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--roles", required=True, help="citizen, practitioner, auditor, admin, hub")
     t.add_argument("--scope")
     t.add_argument("--ttl", type=int, default=3600, help="seconds; negative = already expired")
+    u = sub.add_parser("users", help="sign-in accounts of the embedded issuer")
+    u.add_argument("action", choices=["add", "remove", "list"])
+    u.add_argument("username", nargs="?")
+    u.add_argument("--data-dir")
+    u.add_argument("--role", help="add: admin, auditor, practitioner or citizen (R[,R])")
+    u.add_argument("--fhir-user", help="add: Patient/… or Practitioner/… (operators: "
+                   "Person/<username>)")
+    u.add_argument("--name", help="add: the name shown after sign-in")
+    u.add_argument("--password-stdin", action="store_true",
+                   help="add: read the password from stdin (default: make one and print it)")
+    u.add_argument("--replace", action="store_true", help="add: replace an existing account")
     k = sub.add_parser("keys", help="key management")
-    k.add_argument("action", choices=["rotate"])
+    k.add_argument("action", choices=["rotate", "retire"])
+    k.add_argument("--kek", help="retire: the KEK id to destroy (after a rotate)")
     k.add_argument("--data-dir")
     a = sub.add_parser("audit", help="verify or export the audit log")
     a.add_argument("action", choices=["verify", "export"])
@@ -232,7 +310,7 @@ def parser() -> argparse.ArgumentParser:
                    "earlier (a witness URL or directory, or a tree-head JSON file); the log "
                    "must extend it (catches truncation and forks)")
     COMMANDS.update({"serve": cmd_serve, "db": cmd_db, "dev-token": cmd_dev_token,
-                     "keys": cmd_keys, "audit": cmd_audit})
+                     "keys": cmd_keys, "audit": cmd_audit, "users": cmd_users})
     for extend in EXTENSIONS:
         extend(sub)
     return p

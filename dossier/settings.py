@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     pkcs11_token_label: str | None = None
     pkcs11_pin: str | None = Field(default=None, repr=False)
     demo: bool = False
+    # the sign-in password of the demo people (with --demo); unset: a new one is made and
+    # printed at each start (issue 16: nobody signs in without a password)
+    demo_password: str | None = Field(default=None, repr=False, min_length=12)
     # set by `serve --workers N` for its worker processes: the parent has already
     # migrated, seeded and loaded the demo, so a worker only builds its app
     prepared: bool = False
@@ -59,6 +62,8 @@ class Settings(BaseSettings):
     notify_worker_seconds: float = Field(default=5.0, ge=0, le=3600)
     # expired export jobs and files, export jobs nobody took (0 = off)
     maintenance_seconds: float = Field(default=5.0, ge=0, le=3600)
+    # refused unauthenticated requests per client address and minute before 429 (0: off)
+    throttle_refusals_per_minute: int = Field(default=30, ge=0, le=1_000_000)
     notify_smtp_host: str | None = None
     notify_smtp_port: int = Field(default=25, ge=1, le=65535)
     notify_smtp_from: str = "dossier@localhost"

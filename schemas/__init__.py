@@ -9,7 +9,15 @@ Pure: no I/O beyond reading the package's own JSON files.
 from __future__ import annotations
 
 from schemas.compartment import patient_of, references
-from schemas.labels import CATEGORIES, categories, security_labels
+from schemas.labels import (
+    CATEGORIES,
+    REDACTED,
+    categories,
+    keep_psy_items,
+    psy_items,
+    security_labels,
+    without_psy_items,
+)
 from schemas.problem import Problem
 from schemas.profiles import (
     DIRECTORY_TYPES,
@@ -63,6 +71,7 @@ __all__ = [
     "OBSERVATION_CODE_SYSTEM",
     "ORGANISATION_SECTOR_SYSTEM",
     "PROFESSION_SYSTEM",
+    "REDACTED",
     "SERVER_WRITTEN_TYPES",
     "SOCIAL_FRAGILITY",
     "SSIN_SYSTEM",
@@ -78,7 +87,9 @@ __all__ = [
     "encrypted_elements",
     "extract_index",
     "identifiers",
+    "keep_psy_items",
     "patient_of",
+    "psy_items",
     "references",
     "search_parameters",
     "security_labels",
@@ -86,4 +97,5 @@ __all__ = [
     "validate",
     "value_set_url",
     "value_sets",
+    "without_psy_items",
 ]

@@ -8,7 +8,7 @@ from typing import Any
 from schemas import terminology
 from schemas.paths import codings, values_at
 from schemas.profiles import PROFILES
-from schemas.urls import CATEGORY_SYSTEM, V3_ACT_CODE, V3_CONFIDENTIALITY
+from schemas.urls import CATEGORY_SYSTEM, V3_ACT_CODE, V3_CONFIDENTIALITY, V3_OBSERVATION_VALUE
 
 CATEGORIES: tuple[str, ...] = ("identity", "demarches", "network", "fragility", "psy")
 _SOCIAL = frozenset({"demarches", "network", "fragility", "psy"})
@@ -19,18 +19,71 @@ def categories(resource: Mapping[str, Any]) -> frozenset[str]:
 
     Patient → identity; RelatedPerson, CareTeam → network; Task → demarches;
     Observation, Flag → fragility; plus psy when a coding at one of the profile's
-    psy paths (Task.code, CareTeam.participant.role) has the code-system property
-    psy=true. Consent, the directory and server-written types → none.
+    psy paths (Task.code) has the code-system property psy=true, or when every item of
+    its psy items (CareTeam.participant) is psy (some only: see `psy_items`).
+    Consent, the directory and server-written types → none.
     """
     profile = PROFILES.get(str(resource.get("resourceType")))
     if profile is None or profile.category is None:
         return frozenset()
     found = {profile.category}
     for path in profile.psy_paths:
-        for value in values_at(resource, path):
-            if any(terminology.concept_property(s, c, "psy") is True for s, c in codings(value)):
-                found.add("psy")
+        if any(_psy_coded(value) for value in values_at(resource, path)):
+            found.add("psy")
+    if profile.psy_items is not None:
+        items = resource.get(profile.psy_items[0])
+        psy = psy_items(resource)
+        if psy and isinstance(items, list) and len(psy) == len(items):
+            found.add("psy")
     return frozenset(found)
+
+
+REDACTED = {"system": V3_OBSERVATION_VALUE, "code": "REDACTED", "display": "redacted"}
+
+
+def _psy_coded(value: Any) -> bool:
+    return any(terminology.concept_property(s, c, "psy") is True for s, c in codings(value))
+
+
+def psy_items(resource: Mapping[str, Any]) -> list[int]:
+    """Indexes of the items that are psy by themselves (element-level label, SPEC §14):
+    a CareTeam participant whose role is tied to mental health."""
+    profile = PROFILES.get(str(resource.get("resourceType")))
+    if profile is None or profile.psy_items is None:
+        return []
+    element, inner = profile.psy_items
+    items = resource.get(element)
+    if not isinstance(items, list):
+        return []
+    return [i for i, item in enumerate(items) if isinstance(item, Mapping)
+            and any(_psy_coded(v) for v in values_at(item, inner))]
+
+
+def without_psy_items(resource: dict[str, Any]) -> dict[str, Any]:
+    """The resource without its psy items (the same object when it has none); a copy
+    that says it was redacted (meta.security REDACTED) when it had some."""
+    hidden = psy_items(resource)
+    if not hidden:
+        return resource
+    element = PROFILES[str(resource["resourceType"])].psy_items[0]  # type: ignore[index]
+    out = dict(resource)
+    out[element] = [item for i, item in enumerate(resource[element]) if i not in hidden]
+    meta = dict(out.get("meta") or {})
+    meta["security"] = [*meta.get("security", []), dict(REDACTED)]
+    out["meta"] = meta
+    return out
+
+
+def keep_psy_items(new: dict[str, Any], old: Mapping[str, Any]) -> dict[str, Any]:
+    """`new` with the psy items of `old` after its own: what a writer who could not see
+    them sends never removes them."""
+    hidden = psy_items(old)
+    if not hidden:
+        return new
+    element = PROFILES[str(old["resourceType"])].psy_items[0]  # type: ignore[index]
+    mine = new.get(element)
+    return {**new, element: [*(mine if isinstance(mine, list) else []),
+                             *(old[element][i] for i in hidden)]}
 
 
 def security_labels(categories: frozenset[str]) -> list[dict[str, str]]:

@@ -52,12 +52,15 @@ class Profile:
     encrypted: tuple[str, ...] = ()  # top-level elements encrypted with the patient's key
     category: str | None = None  # base dossier-category; None: none (directory, Consent)
     psy_paths: tuple[str, ...] = ()  # codings here carrying property psy=true add "psy"
+    # (list element, path within an item): an item with a psy coding there is psy by itself
+    # and hidden from readers without psy; the resource is psy only when every item is
+    psy_items: tuple[str, str] | None = None
 
 
 PRIMITIVES: Mapping[str, type] = {
     "boolean": bool, "integer": int, "positiveInt": int, "unsignedInt": int,
     "string": str, "code": str, "id": str, "uri": str, "url": str, "canonical": str,
-    "date": str, "dateTime": str, "instant": str,
+    "date": str, "dateTime": str, "instant": str, "time": str,
 }
 
 # Element names that carry free text. Refused wherever a profile does not list
@@ -244,6 +247,7 @@ _CARE_TEAM = resource({
 
 _TASK = resource({
     "status": el("code", required=True, binding=vs("task-status")),
+    "statusReason": el("CodeableConcept", binding=vs("referral-decline-reason")),
     "intent": el("code", required=True, binding=vs("task-intent")),
     "priority": el("code", binding=vs("request-priority")),
     "code": el("CodeableConcept", required=True, binding=vs("demarche-type")),
@@ -303,6 +307,45 @@ _CONSENT = resource({
     }, required=True),
 })
 
+# The territory (SPEC §14): region, bassins, communes (or their parts), quartiers.
+# Directory data, not personal data: a name and description are allowed here.
+_LOCATION = resource({
+    "identifier": el("Identifier", many=True),
+    "status": el("code", binding=vs("location-status")),
+    "name": el("string", required=True),
+    "alias": el("string", many=True),
+    "description": el("string"),
+    "type": el("CodeableConcept", many=True, required=True, binding=vs("territory-level")),
+    "telecom": el("ContactPoint", many=True),
+    "address": el("Address"),
+    "partOf": ref("Location"),
+})
+
+# The répertoire: one service of the social-health offer (SPEC §14).
+_HEALTHCARE_SERVICE = resource({
+    "identifier": el("Identifier", many=True),
+    "active": el("boolean"),
+    "providedBy": ref("Organization", required=True),
+    "type": el("CodeableConcept", many=True, required=True, binding=vs("service-type")),
+    "location": ref("Location", many=True),
+    "name": el("string", required=True),
+    "comment": el("string"),
+    "telecom": el("ContactPoint", many=True),
+    "coverageArea": ref("Location", many=True),
+    "eligibility": backbone({
+        "code": el("CodeableConcept", required=True, binding=vs("service-eligibility")),
+    }, many=True),
+    "communication": el("CodeableConcept", many=True, binding=vs("languages")),
+    "referralMethod": el("CodeableConcept", many=True, binding=vs("service-referral-method")),
+    "appointmentRequired": el("boolean"),
+    "availableTime": backbone({
+        "daysOfWeek": el("code", many=True, binding=vs("days-of-week")),
+        "allDay": el("boolean"),
+        "availableStartTime": el("time"),
+        "availableEndTime": el("time"),
+    }, many=True),
+})
+
 PROFILES: Mapping[str, Profile] = {
     p.type: p for p in (
         Profile("Patient", _PATIENT, patient=("id",), encrypted=PERSONAL, category="identity"),
@@ -311,10 +354,12 @@ PROFILES: Mapping[str, Profile] = {
         Profile("Organization", _ORGANIZATION),
         Profile("Group", _GROUP),
         Profile("Endpoint", _ENDPOINT),
+        Profile("Location", _LOCATION),
+        Profile("HealthcareService", _HEALTHCARE_SERVICE),
         Profile("RelatedPerson", _RELATED_PERSON, patient=("patient",), encrypted=PERSONAL,
                 category="network"),
         Profile("CareTeam", _CARE_TEAM, patient=("subject",), category="network",
-                psy_paths=("participant.role",)),
+                psy_items=("participant", "role")),
         Profile("Task", _TASK, patient=("for",), category="demarches", psy_paths=("code",)),
         Profile("Observation", _OBSERVATION, patient=("subject",), category="fragility"),
         Profile("Flag", _FLAG, patient=("subject",), category="fragility"),
@@ -328,7 +373,8 @@ PROFILES: Mapping[str, Profile] = {
 SUPPORTED_TYPES: tuple[str, ...] = tuple(t for t, p in PROFILES.items() if p.root is not None)
 SERVER_WRITTEN_TYPES: tuple[str, ...] = tuple(t for t, p in PROFILES.items() if p.root is None)
 DIRECTORY_TYPES: frozenset[str] = frozenset(
-    {"Organization", "Practitioner", "PractitionerRole", "Group", "Endpoint"})
+    {"Organization", "Practitioner", "PractitionerRole", "Group", "Endpoint", "Location",
+     "HealthcareService"})
 
 
 def element_at(resource_type: str, path: str) -> Element | None:

@@ -31,6 +31,10 @@ class SearchParam:
     type: ParamType
     paths: tuple[str, ...]
     target_types: frozenset[str] = frozenset()
+    # "below": a Location value also finds what points to any Location inside it (partOf);
+    # "serves": also what points to a Location inside or above it (coverage-area);
+    # "served": a postal code finds what covers a Location with it, inside or above it
+    territory: Literal["below", "serves", "served"] | None = None
 
 
 def _token(name: str, *paths: str) -> SearchParam:
@@ -62,6 +66,25 @@ _PARAMS: Mapping[str, tuple[SearchParam, ...]] = {
         _token("identifier", "identifier"), _token("active", "active"),
         SearchParam("name", "string", ("name",)), _token("type", "type"),
         _ref("partof", "partOf", "Organization"),
+        SearchParam("address-postalcode", "string", ("address.postalCode",)),
+    ),
+    "Location": (
+        _token("identifier", "identifier"), _token("status", "status"),
+        SearchParam("name", "string", ("name", "alias")), _token("type", "type"),
+        _ref("partof", "partOf", "Location"),
+        SearchParam("address-postalcode", "string", ("address.postalCode",)),
+    ),
+    "HealthcareService": (
+        _token("identifier", "identifier"), _token("active", "active"),
+        SearchParam("name", "string", ("name",)),
+        _token("type", "type"), _token("service-type", "type"),
+        _ref("organization", "providedBy", "Organization"),
+        _ref("location", "location", "Location"),
+        SearchParam("coverage-area", "reference", ("coverageArea",), frozenset({"Location"}),
+                    territory="below"),
+        SearchParam("serves", "reference", (), frozenset({"Location"}), territory="serves"),
+        SearchParam("address-postalcode", "string", (), territory="served"),
+        _token("language", "communication"), _token("eligibility", "eligibility.code"),
     ),
     "Group": (
         _ref("member", "member.entity", "Practitioner", "PractitionerRole"),

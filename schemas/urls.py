@@ -46,6 +46,7 @@ FLAG_DETAIL_URL = "http://hl7.org/fhir/StructureDefinition/flag-detail"  # stand
 # HL7 terminology used in security labels and Consent (§4, §12).
 V3_ACT_CODE = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
 V3_CONFIDENTIALITY = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality"
+V3_OBSERVATION_VALUE = "http://terminology.hl7.org/CodeSystem/v3-ObservationValue"
 V3_ACT_REASON = "http://terminology.hl7.org/CodeSystem/v3-ActReason"
 CONSENT_ACTION_SYSTEM = "http://terminology.hl7.org/CodeSystem/consentaction"
 CONSENT_SCOPE_SYSTEM = "http://terminology.hl7.org/CodeSystem/consentscope"

@@ -144,11 +144,11 @@ def search_events(repo: Repository, store: AuditStore,
         if key not in PARAMS:
             raise BadRequest(f"The AuditEvent search parameter '{key[:64]}' is not supported.")
         if key == "_count":
-            if not value.isdigit():
+            if not (value.isascii() and value.isdigit()):
                 raise BadRequest("_count must be a whole number.")
             count = min(int(value), repo.max_page_size)
         elif key == "_offset":
-            if not value.isdigit():
+            if not (value.isascii() and value.isdigit()):
                 raise BadRequest("_offset must be a whole number.")
             offset = int(value)
         elif key == "patient":
@@ -162,8 +162,11 @@ def search_events(repo: Repository, store: AuditStore,
             clauses.append(A.record["purpose"].as_string() == value)
         elif key == "agent":
             clauses.append(A.agent == value)
-        elif key == "_id":
-            clauses.append(A.id == value)
+        elif key == "_id":  # one id, or a comma-separated list of up to 100
+            ids = value.split(",")
+            if len(ids) > 100:
+                raise BadRequest("_id lists at most 100 ids.")
+            clauses.append(A.id.in_(ids))
         elif key == "outcome":
             codes = {v: k for k, v in OUTCOME.items()}
             names = [k for k, v in OUTCOME.items() if v == value] or [value]

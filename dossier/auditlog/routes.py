@@ -30,7 +30,7 @@ def _rt(request: Request) -> Runtime:
 
 def _int(request: Request, name: str) -> int:
     value = request.query_params.get(name)
-    if value is None or not value.isdigit() or len(value) > 15:
+    if value is None or not (value.isascii() and value.isdigit()) or len(value) > 15:
         raise BadRequest(f"'{name}' must be a whole number.")
     return int(value)
 

@@ -68,6 +68,14 @@ def load_consents(session: Session, patient_ids: list[str]) -> dict[str, list[co
     return out
 
 
+def _own_messages(T: Any, practitioner: str | None) -> Any:
+    """Messages addressed to this practitioner (resources.addressee); none from a table
+    without the column (versions: a message is read where it is, not in history)."""
+    if practitioner is None or not hasattr(T, "addressee"):
+        return false()
+    return T.addressee == practitioner
+
+
 class ConsentPolicy:
     def __init__(self, session: Session, principal: Principal, now: datetime) -> None:
         self.session = session
@@ -78,6 +86,7 @@ class ConsentPolicy:
         self._grants: list[Any] | None = None  # this practitioner's live break-glass grants
         self.last_decision: consent.Decision | None = None
         self.break_glass_used: set[str] = set()
+        self._scoped: dict[str, bool] = {}
         # off for standing access (subscriptions): break-the-glass is for one urgent read
         self.break_glass_allowed = True
 
@@ -165,15 +174,46 @@ class ConsentPolicy:
         return decision.permit
 
     # ---------------------------------------------------------------- rows
+    def scoped(self, resource_type: str) -> bool:
+        """Whether the token's scopes let it read ``resource_type`` (asked once per type and
+        request). Every row shown is checked by its own type, so an `_include`, a
+        `_revinclude`, `$everything` or a history never shows a type the scopes exclude."""
+        found = self._scoped.get(resource_type)
+        if found is None:
+            try:
+                self.gate(resource_type, "r")
+                found = True
+            except Forbidden:
+                found = False
+            self._scoped[resource_type] = found
+        return found
+
     def can_read(self, row: RowMeta) -> bool:
+        if not self.scoped(row.resource_type):
+            return False
         role = self.principal.role
         if row.patient_id is None:
             return row.resource_type in DIRECTORY_TYPES or self._own_server_row(row)
         if role == "citizen":
             return self.principal.patient == f"Patient/{row.patient_id}"
+        if role in PROFESSIONALS and row.resource_type == "Communication":
+            # a professional reads only the messages addressed to them (SPEC §14)
+            return row.addressee is not None and row.addressee == self.principal.practitioner
         if role in PROFESSIONALS and row.resource_type != "Consent":
             return self.decide(row.patient_id, row.categories, "access")
         return False
+
+    def sees(self, patient_id: str, category: str) -> bool:
+        """Whether the actor holds `category` of this dossier by the person's Consents now
+        (element-level labels, SPEC §14). Break-the-glass never opens psy, so its grants
+        are not read here."""
+        role = self.principal.role
+        if role == "citizen":
+            return self.principal.patient == f"Patient/{patient_id}"
+        if role not in PROFESSIONALS:
+            return False
+        return category in consent.granted_categories(
+            self.actor, self.provisions(patient_id), "access", self.now)
 
     def _own_server_row(self, row: RowMeta) -> bool:
         return False
@@ -184,6 +224,15 @@ class ConsentPolicy:
         wanted = sorted({p for p in patient_ids if p and p not in self._provisions})
         if wanted:
             self._load(wanted)
+
+    def bounded(self, resource_type: str) -> bool:
+        """`narrow` will start this actor's statement over `resource_type` from a bounded
+        set of dossiers (a citizen's own; a professional's grants)."""
+        role = self.principal.role
+        if role == "citizen":
+            return True
+        return role in PROFESSIONALS and resource_type != "*" and \
+            resource_type not in DIRECTORY_TYPES
 
     def narrow(self, stmt: Any, table: Any = resources, resource_type: str = "*") -> Any:
         """`stmt` (over `table`, of `resource_type` or "*") narrowed in SQL to the rows
@@ -202,10 +251,14 @@ class ConsentPolicy:
             return stmt.where(directory)
         if resource_type in DIRECTORY_TYPES:
             return stmt.where(directory)
+        mine = _own_messages(T, self.principal.practitioner)
+        if resource_type == "Communication":  # the inbox: one's own messages, no others
+            return stmt.where(mine)
         grants = access_index.granted(
             self.actor.references(), self.now,
             break_glass=bool(self.principal.practitioner and self.break_glass_allowed))
-        visible = and_(T.res_type != "Consent", access_index.readable(T.cat_mask, grants))
+        visible = and_(T.res_type != "Consent", or_(T.res_type != "Communication", mine),
+                       access_index.readable(T.cat_mask, grants))
         if resource_type != "*":  # one dossier type: start from the actor's grants
             return stmt.join(grants, grants.c.patient_id == T.patient_id).where(visible)
         return stmt.outerjoin(grants, grants.c.patient_id == T.patient_id).where(
@@ -213,11 +266,15 @@ class ConsentPolicy:
 
     # ---------------------------------------------------------------- writes
     def check_write(self, resource_type: str, patient_id: str | None,
-                    categories: frozenset[str], existing: RowMeta | None) -> None:
+                    categories: frozenset[str], existing: RowMeta | None, *,
+                    providers: frozenset[str] = frozenset()) -> None:
         role = self.principal.role
         if patient_id is None:
             if resource_type in DIRECTORY_TYPES and role == "admin":
                 return
+            if resource_type == "HealthcareService" and role == "practitioner" and \
+                    providers and providers <= self.principal.organizations:
+                return  # an organisation's members keep its services (SPEC §14)
             raise Forbidden("Only an administrator keeps the directory.")
         patient_ref = f"Patient/{patient_id}"
         if resource_type == "Patient" and existing is None and role in (

@@ -40,7 +40,11 @@ def flag_id(patient_id: str) -> str:
 
 
 def after_write(repo: Repository, stored: Stored) -> None:
-    """Keep the patient's fragility Flag in step with their latest assessment."""
+    """Keep the patient's fragility Flag in step with their latest assessment; tell
+    professionals what coordination asks them to know (dossier/coordination/events.py)."""
+    from dossier.coordination.events import after_write as tell  # here: no import cycle
+
+    tell(repo, stored)
     if stored.resource is None or not is_fragility_assessment(stored.resource):
         return
     patient_id = stored.meta.patient_id

@@ -10,7 +10,7 @@ import re
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 import consent
 import schemas
+from audit.record import LISTING
 from dossier.core import access_index, content
 from dossier.core.context import RequestContext
 from dossier.db.models import patient_keys, resource_versions, resources, search_index
@@ -51,6 +52,7 @@ class RowMeta:
     patient_id: str | None
     categories: frozenset[str]
     deleted: bool = False
+    addressee: str | None = None  # a message only this practitioner reads
 
 
 @dataclass
@@ -89,11 +91,19 @@ class AccessPolicy(Protocol):
         """`stmt` (over `table`, of `resource_type` or any) narrowed in SQL to what the
         actor may read."""
 
+    def bounded(self, resource_type: str) -> bool:
+        """Whether `narrow` starts from a bounded set of dossiers."""
+
     def prepare(self, patient_ids: Iterable[str | None]) -> None:
         """Read at once what the per-row decisions of these patients' rows need."""
 
     def check_write(self, resource_type: str, patient_id: str | None,
-                    categories: frozenset[str], existing: RowMeta | None) -> None: ...
+                    categories: frozenset[str], existing: RowMeta | None, *,
+                    providers: frozenset[str] = frozenset()) -> None: ...
+
+    def sees(self, patient_id: str, category: str) -> bool:
+        """Whether the actor is granted this category of the person's dossier (for the
+        element-level psy label)."""
 
 
 class Sealer(Protocol):
@@ -156,12 +166,19 @@ class OpenPolicy:
     def narrow(self, stmt: Any, table: Any = resources, resource_type: str = "*") -> Any:
         return stmt
 
+    def bounded(self, resource_type: str) -> bool:
+        return False
+
     def prepare(self, patient_ids: Iterable[str | None]) -> None:
         return None
 
     def check_write(self, resource_type: str, patient_id: str | None,
-                    categories: frozenset[str], existing: RowMeta | None) -> None:
+                    categories: frozenset[str], existing: RowMeta | None, *,
+                    providers: frozenset[str] = frozenset()) -> None:
         return None
+
+    def sees(self, patient_id: str, category: str) -> bool:
+        return True
 
 
 class NullAudit:
@@ -183,11 +200,39 @@ def with_keys(stmt: Any, table: Any = resources) -> Any:
 
 def row_meta(row: Row[Any]) -> RowMeta:
     cats = frozenset(c for c in (row.categories or "").split(",") if c)
-    return RowMeta(row.res_type, row.res_id, row.patient_id, cats, bool(row.deleted))
+    return RowMeta(row.res_type, row.res_id, row.patient_id, cats, bool(row.deleted),
+                   getattr(row, "addressee", None))
 
 
 def new_id() -> str:
     return str(uuid.uuid4())
+
+
+MASKED = {"extension": [{"url": "http://hl7.org/fhir/StructureDefinition/data-absent-reason",
+                         "valueCode": "masked"}]}
+# references the reader might not be allowed to follow: entries of a dossier (a Patient
+# reference names the dossier the reader already sees; the directory is public)
+MASKABLE = frozenset({"Task", "CareTeam", "RelatedPerson", "Observation", "Flag",
+                      "Provenance", "Consent", "Communication"})
+
+
+def _entry_refs(resource: Any) -> Iterator[dict[str, Any]]:
+    """Every Reference object naming a dossier entry, in place (to be masked)."""
+    if isinstance(resource, dict):
+        text = resource.get("reference")
+        if isinstance(text, str) and text.split("/", 1)[0] in MASKABLE:
+            yield resource
+        for key, value in resource.items():
+            if key not in ("resourceType", "meta", "text"):
+                yield from _entry_refs(value)
+    elif isinstance(resource, list):
+        for item in resource:
+            yield from _entry_refs(item)
+
+
+def _erased(row: Row[Any]) -> bool:
+    """A version emptied by `$erase` (dossier/fhir/ops/erase.py purge): no content left."""
+    return not row.deleted and not row.content and row.sealed is None
 
 
 class Repository:
@@ -286,7 +331,8 @@ class Repository:
             select(resources).where(R.res_type == resource_type, R.res_id == resource_id))
         ).first()
 
-    def _to_stored(self, row: Row[Any], method: str = "PUT") -> Stored:
+    def _to_stored(self, row: Row[Any], method: str = "PUT", *,
+                   policy: AccessPolicy | None = None, redact: bool = True) -> Stored:
         meta = row_meta(row)
         resource = None
         know = getattr(self.sealer, "know", None)
@@ -296,6 +342,11 @@ class Repository:
             resource = self.sealer.open(self.session, row.res_type, row.res_id,
                                         copy.deepcopy(row.content), row.sealed, row.patient_id,
                                         row.version_id)
+            if redact and row.patient_id and schemas.psy_items(resource):
+                # element-level psy (SPEC §14): hidden from a reader not granted psy
+                sees = getattr(policy or self.policy, "sees", None)
+                if sees is None or not sees(row.patient_id, "psy"):
+                    resource = schemas.without_psy_items(resource)
         return Stored(row.res_type, row.res_id, row.version_id, row.last_updated,
                       bool(row.deleted), resource, meta, method)
 
@@ -312,6 +363,9 @@ class Repository:
         A refused attempt on an existing dossier is logged against that person, with the
         decision's reasons."""
         if row is None:
+            # the same work as for a hidden row (its person's Consents are read), so the
+            # time of the answer does not tell hidden from missing
+            self.policy.prepare(["~missing~"])
             self._note(self.intent, resource_type, None, None, "not-found")
             raise not_found(resource_type)
         if not self.policy.can_read(row_meta(row)):
@@ -354,7 +408,7 @@ class Repository:
                        reasons=self._reasons())
             if row.deleted:
                 raise Gone(f"This {resource_type} was deleted.")
-            return self._to_stored(row)
+            return self._masked(self._to_stored(row))
 
     def vread(self, resource_type: str, resource_id: str, version_id: int) -> Stored:
         check_type(resource_type)
@@ -370,7 +424,9 @@ class Repository:
             self._note("vread", resource_type, resource_id, row.patient_id)
             if row.deleted:
                 raise Gone(f"This version of the {resource_type} is a deletion.")
-            return self._to_stored(row, row.method)
+            if _erased(row):  # like the current version: gone for a former reader
+                raise Gone(f"This {resource_type} was erased.")
+            return self._masked(self._to_stored(row, row.method))
 
     def history(self, resource_type: str | None, resource_id: str | None, *,
                 since: datetime | None, count: int | None, offset: int) -> tuple[list[Stored], int]:
@@ -397,23 +453,30 @@ class Repository:
                 .limit(size).offset(offset), resource_versions)).all()
             self.policy.prepare(r.patient_id for r in rows)
             out = [self._to_stored(r, r.method) for r in rows
-                   if self.policy.can_read(row_meta(r))]
+                   if self.policy.can_read(row_meta(r)) and not _erased(r)]
+            self.mask_references(out)
             self._note("history", resource_type or "*", resource_id, None,
                        patients={s.meta.patient_id for s in out if s.meta.patient_id})
             return out, total
 
     def search(self, resource_type: str, raw: list[tuple[str, str]], *,
-               lenient: bool = False) -> SearchResult:
+               lenient: bool = False, listing: bool = False) -> SearchResult:
+        """`listing`: the portal's list of a professional's people (Patient names only):
+        recorded as such, and not notified to each person (audit.record.LISTING)."""
         check_type(resource_type)
         self.begin("search", resource_type, "s")
         with self._op("search", resource_type):
             q = parse_search(resource_type, raw, lenient=lenient, default_count=self.page_size,
                              max_count=self.max_page_size)
-            return self.run_search(q, raw)
+            detail = LISTING if listing and resource_type == "Patient" else None
+            return self.run_search(q, raw, detail)
 
-    def run_search(self, q: SearchQuery, raw: list[tuple[str, str]]) -> SearchResult:
-        stmt = self.policy.narrow(search_sql.build_search(q, self.sealer.blind, None),
-                                  resources, q.resource_type)
+    def run_search(self, q: SearchQuery, raw: list[tuple[str, str]],
+                   detail: str | None = None) -> SearchResult:
+        stmt = self.policy.narrow(
+            search_sql.build_search(q, self.sealer.blind,
+                                    self.policy.bounded(q.resource_type)),
+            resources, q.resource_type)
         total = self.session.execute(
             select(func.count()).select_from(stmt.subquery())).scalar_one()
         rows = self.session.execute(with_keys(
@@ -422,9 +485,10 @@ class Repository:
         matches = [self._to_stored(r) for r in rows if self.policy.can_read(row_meta(r))]
         notes: list[str] = []
         included = self._includes(q.includes, matches, notes)
+        self.mask_references(matches + included)
         patients = {s.meta.patient_id for s in matches + included if s.meta.patient_id}
         self._note("search", q.resource_type, None, None, query=q.canonical_params(raw),
-                   patients=patients)
+                   patients=patients, detail=detail)
         return SearchResult(matches, included, total, q, notes)
 
     def _includes(self, includes: list[Include], matches: list[Stored],
@@ -472,6 +536,46 @@ class Repository:
                 out.append(self._to_stored(row))
         return out
 
+    def _masked(self, stored: Stored) -> Stored:
+        self.mask_references([stored])
+        return stored
+
+    def mask_references(self, items: Iterable[Stored],
+                        policy: AccessPolicy | None = None) -> None:
+        """Replace each reference to a dossier entry the reader may not see (or that is
+        gone) by a `masked` data-absent-reason (SPEC §5: nothing leaks through
+        references). One query for the whole response, only when some entry references
+        another entry not already in it."""
+        items = [s for s in items if s.resource]
+        shown = {f"{s.resource_type}/{s.id}" for s in items}
+        found: dict[str, list[dict[str, Any]]] = {}
+        for stored in items:
+            for ref in _entry_refs(stored.resource):
+                found.setdefault(ref["reference"], []).append(ref)
+        unknown = sorted(r for r in found if r not in shown)
+        if not unknown:
+            return
+        visible: set[str] = set()
+        wanted: dict[str, list[str]] = {}
+        for reference in unknown:
+            rtype, _, rid = reference.partition("/")
+            if ID_RE.fullmatch(rid):
+                wanted.setdefault(rtype, []).append(rid)
+        if wanted:
+            rows: Any = self.session.execute(select(
+                R.res_type, R.res_id, R.patient_id, R.categories, R.deleted).where(
+                R.deleted == false(), or_(*[(R.res_type == t) & R.res_id.in_(ids)
+                                            for t, ids in sorted(wanted.items())]))).all()
+            judge = policy or self.policy
+            judge.prepare(r.patient_id for r in rows)
+            visible = {f"{r.res_type}/{r.res_id}" for r in rows
+                       if judge.can_read(row_meta(r))}
+        for reference in unknown:
+            if reference not in visible:
+                for ref in found[reference]:
+                    ref.clear()
+                    ref.update(copy.deepcopy(MASKED))
+
     def _may(self, interaction: str, resource_type: str | None) -> bool:
         if resource_type is None:
             return True
@@ -493,7 +597,8 @@ class Repository:
         stmt = judge.narrow(stmt)
         rows = self.session.execute(stmt.order_by(
             (R.res_type != "Patient"), R.res_type, R.last_updated, R.res_id)).all()
-        out = [self._to_stored(r) for r in rows if judge.can_read(row_meta(r))]
+        out = [self._to_stored(r, policy=judge) for r in rows if judge.can_read(row_meta(r))]
+        self.mask_references(out, judge)  # a preview masks what that actor would not see
         if out:
             self._note(action, "Patient", patient_id, patient_id, detail=operation)
         else:
@@ -545,6 +650,7 @@ class Repository:
             (R.res_type != "Patient"), R.res_type, R.last_updated, R.res_id)
             .limit(count).offset(offset))).all()
         out = [self._to_stored(r) for r in rows if self.policy.can_read(row_meta(r))]
+        self.mask_references(out)
         seen = total > 0 or self.session.execute(
             select(func.count()).select_from(visible.limit(1).subquery())).scalar_one() > 0
         if seen:
@@ -619,7 +725,8 @@ class Repository:
         with self._op("delete", resource_type):
             row = self._visible(self.current_row(resource_type, resource_id), resource_type)
             meta = row_meta(row)
-            self.policy.check_write(resource_type, row.patient_id, meta.categories, meta)
+            self.policy.check_write(resource_type, row.patient_id, meta.categories, meta,
+                                    **self._providers(resource_type, {}, row))
             self._note("delete", resource_type, resource_id, row.patient_id)
             if row.deleted:
                 return
@@ -725,7 +832,18 @@ class Repository:
     def server_read(self, resource_type: str, resource_id: str) -> dict[str, Any] | None:
         """A resource as the server itself reads it (derived data), unaudited."""
         row = self.current_row(resource_type, resource_id)
-        return None if row is None or row.deleted else self._to_stored(row).resource
+        return None if row is None or row.deleted else self._to_stored(
+            row, redact=False).resource
+
+    def server_version(self, resource_type: str, resource_id: str,
+                       version_id: int) -> dict[str, Any] | None:
+        """One earlier version as the server sees it (what a write changed); None when it
+        is missing or a deletion."""
+        row = self.session.execute(select(resource_versions).where(
+            V.res_type == resource_type, V.res_id == resource_id, V.version_id == version_id
+        )).first()
+        return None if row is None or row.deleted else self._to_stored(
+            row, redact=False).resource
 
     def server_write(self, resource: dict[str, Any]) -> Stored:
         """Write a server-derived resource (a Flag, a Communication) in this transaction."""
@@ -735,7 +853,8 @@ class Repository:
 
     def create_server_resource(self, body: dict[str, Any], *, patient_id: str | None = None,
                                categories: frozenset[str] = frozenset(),
-                               check_model: bool = True) -> Stored:
+                               check_model: bool = True,
+                               addressee: str | None = None) -> Stored:
         """Store a resource only the server writes (Communication): version 1, its versions
         row and search index, sealed. Checked against the FHIR R4 model; its references
         may point into the audit log (`about → AuditEvent/x`), so they are not resolved."""
@@ -762,10 +881,11 @@ class Repository:
                   "categories": ",".join(sorted(categories)),
                   "cat_mask": access_index.mask_of(categories), "content": clear,
                   "sealed": sealed}
-        self._insert(resources, [values])
+        self._insert(resources, [{**values, "addressee": addressee}])
         self._insert(resource_versions, [{"method": "POST", **values}])
         self._insert(search_index, self._index_rows(resource_type, resource_id, resource))
-        meta = RowMeta(resource_type, resource_id, patient_id, frozenset())
+        meta = RowMeta(resource_type, resource_id, patient_id, frozenset(),
+                       addressee=addressee)
         return Stored(resource_type, resource_id, 1, now, False, resource, meta, "POST")
 
     def _write(self, resource_type: str, resource_id: str, body: dict[str, Any],
@@ -775,8 +895,8 @@ class Repository:
         problems = schemas.validate(resource)  # meta too: a null or empty meta is refused
         client_meta = resource.pop("meta", None)
         if not problems and not trusted:
-            old = self._to_stored(existing).resource if existing is not None and \
-                not existing.deleted else None
+            old = self._to_stored(existing, redact=False).resource if existing is not None \
+                and not existing.deleted else None
             resource = content.before_write(resource, old)
         if not problems and resource_type == "Consent":
             problems = [schemas.Problem(path, message, "invalid")
@@ -788,6 +908,9 @@ class Repository:
         if existing is not None and existing.patient_id and patient_id != existing.patient_id:
             raise Unprocessable("A resource cannot be moved to another person's dossier.",
                                 expression=[f"{resource_type}.subject"])
+        writes_psy = bool(schemas.psy_items(resource))
+        if not problems and not trusted:
+            resource = self._keep_hidden_psy(resource, existing, patient_id)
         categories = set(schemas.categories(resource))
         if _asks_psy(client_meta) or (existing is not None and
                                       "psy" in row_meta(existing).categories):
@@ -795,8 +918,10 @@ class Repository:
         cats = frozenset(categories)
         if not trusted:
             try:
-                self.policy.check_write(resource_type, patient_id, cats,
-                                        row_meta(existing) if existing is not None else None)
+                self.policy.check_write(resource_type, patient_id,
+                                        cats | ({"psy"} if writes_psy else set()),
+                                        row_meta(existing) if existing is not None else None,
+                                        **self._providers(resource_type, resource, existing))
             except DossierError:
                 self._note("create" if existing is None else "update", resource_type,
                            resource_id if existing is not None else None, patient_id,
@@ -844,7 +969,37 @@ class Repository:
             content.after_write(self, stored)
         if self.on_change is not None:
             self.on_change(self, stored)
+        if patient_id and not trusted and schemas.psy_items(resource):
+            sees = getattr(self.policy, "sees", None)
+            if sees is None or not sees(patient_id, "psy"):  # the answer is a read too
+                return replace(stored, resource=schemas.without_psy_items(resource))
         return stored
+
+    def _providers(self, resource_type: str, resource: dict[str, Any],
+                   existing: Row[Any] | None) -> dict[str, frozenset[str]]:
+        """A HealthcareService's organisations, before and after the write: its members may
+        keep it (the policy decides)."""
+        if resource_type != "HealthcareService":
+            return {}
+        sources = [resource]
+        if existing is not None and not existing.deleted:
+            sources.append(self._to_stored(existing, redact=False).resource or {})
+        found = [(r.get("providedBy") or {}).get("reference") for r in sources if r]
+        if any(not isinstance(f, str) for f in found):
+            return {}  # nothing to compare: the directory's rule (admins) applies
+        return {"providers": frozenset(str(f) for f in found)}
+
+    def _keep_hidden_psy(self, resource: dict[str, Any], existing: Row[Any] | None,
+                         patient_id: str | None) -> dict[str, Any]:
+        """A writer not granted psy never saw the psy items (CareTeam participants): they
+        stay as they were, after the writer's own items."""
+        if existing is None or existing.deleted or not patient_id:
+            return resource
+        sees = getattr(self.policy, "sees", None)
+        if sees is not None and sees(patient_id, "psy"):
+            return resource
+        old = self._to_stored(existing, redact=False).resource
+        return resource if old is None else schemas.keep_psy_items(resource, old)
 
     def _label_history_psy(self, resource_type: str, resource_id: str) -> None:
         """A resource newly labelled psy: its earlier versions and its Provenance become psy
@@ -866,8 +1021,11 @@ class Repository:
 
     def _index_rows(self, resource_type: str, resource_id: str,
                     resource: dict[str, Any]) -> list[dict[str, Any]]:
+        # psy items are not searchable: a search would tell a reader without psy that they
+        # are there
         rows = [{"res_type": resource_type, "res_id": resource_id, "param": p, "system": s,
-                 "value": v[:255]} for p, s, v in schemas.extract_index(resource)]
+                 "value": v[:255]}
+                for p, s, v in schemas.extract_index(schemas.without_psy_items(resource))]
         for system, value in schemas.identifiers(resource):
             rows.append({"res_type": resource_type, "res_id": resource_id,
                          "param": "identifier", "system": system[:255],
@@ -947,7 +1105,8 @@ def check_type(resource_type: str) -> None:
 def check_writable(resource_type: str) -> None:
     check_type(resource_type)
     if resource_type in schemas.SERVER_WRITTEN_TYPES:
-        raise MethodNotAllowed(f"{resource_type} resources are written by the server only.")
+        raise MethodNotAllowed(f"{resource_type} resources are written by the server only.",
+                               headers={"Allow": "GET"})
 
 
 def not_found_type(resource_type: str) -> DossierError:

@@ -42,8 +42,11 @@ resources = Table(
     Column("cat_mask", Integer, nullable=False, default=0, server_default="0"),
     Column("content", JSONType, nullable=False),
     Column("sealed", JSONType, nullable=True),
+    # a server-written message only this practitioner reads ("Practitioner/x"; issue 18)
+    Column("addressee", String(80), nullable=True),
     Index("ix_resources_type_updated", "res_type", "last_updated"),
     Index("ix_resources_patient", "patient_id", "res_type"),
+    Index("ix_resources_addressee", "addressee", "res_type"),
 )
 
 resource_versions = Table(
@@ -104,7 +107,8 @@ search_index = Table(
         ["res_type", "res_id"], ["resources.res_type", "resources.res_id"], ondelete="CASCADE"
     ),
     Index("ix_search_index_lookup", "res_type", "param", "value"),
-    Index("ix_search_index_owner", "res_type", "res_id"),
+    # covers a per-row probe of a bounded search (search/sql.py), and deletes by owner
+    Index("ix_search_index_owner", "res_type", "res_id", "param", "value", "system"),
 )
 
 # Break-the-glass grants (SPEC §5): short, for one practitioner, reviewed by an auditor.
@@ -231,4 +235,58 @@ rosters = Table(
     Column("version_id", Integer, nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
     Index("ix_rosters_owner", "owner"),
+)
+
+# The embedded issuer's state (issue 16): sign-in accounts (scrypt hashes), authorization
+# codes (by their SHA-256, single use: taken with one DELETE) and the jti values of client
+# assertions already seen. In the database so every process of the service shares them.
+issuer_accounts = Table(
+    "issuer_accounts",
+    metadata,
+    Column("username", String(64), primary_key=True),
+    Column("password_hash", String(255), nullable=False),
+    Column("fhir_user", String(255), nullable=False),
+    Column("roles", JSONType, nullable=False),
+    Column("name", String(255), nullable=False),
+    Column("demo", Boolean, nullable=False),  # made by --demo
+    Column("created_at", UTCDateTime(), nullable=False),
+)
+
+issuer_codes = Table(
+    "issuer_codes",
+    metadata,
+    Column("code_hash", String(64), primary_key=True),
+    Column("entry", JSONType, nullable=False),
+    Column("expires_at", Integer, nullable=False),  # seconds since the epoch
+    Index("ix_issuer_codes_expires", "expires_at"),
+)
+
+issuer_jti = Table(
+    "issuer_jti",
+    metadata,
+    Column("client_id", String(255), primary_key=True),
+    Column("jti", String(255), primary_key=True),
+    Column("expires_at", Integer, nullable=False),
+    Index("ix_issuer_jti_expires", "expires_at"),
+)
+
+# Portal sessions (issue 16): the cookie names one of these rows by a random id (stored
+# hashed); logout deletes the row, so a captured cookie no longer works anywhere.
+portal_sessions = Table(
+    "portal_sessions",
+    metadata,
+    Column("id_hash", String(64), primary_key=True),
+    Column("expires_at", Integer, nullable=False),
+    Index("ix_portal_sessions_expires", "expires_at"),
+)
+
+# Requests refused before anybody is known (bad tokens, wrong passwords), counted per
+# client address and minute: the throttle reads it; old windows are deleted.
+refusal_windows = Table(
+    "refusal_windows",
+    metadata,
+    Column("address", String(64), primary_key=True),
+    Column("minute", Integer, primary_key=True),  # minutes since the epoch
+    Column("refusals", Integer, nullable=False),
+    Column("recorded", Boolean, nullable=False),  # its audit record is written
 )

@@ -14,9 +14,10 @@ from dossier.domain._time import require_aware, start_of
 from dossier.domain.codes import BUSINESS_STATUS_SYSTEM
 from dossier.errors import Unprocessable
 
-TASK_STATUSES = ("requested", "in-progress", "on-hold", "completed", "cancelled", "failed")
-OPEN_STATUSES = frozenset({"requested", "in-progress", "on-hold"})
-CLOSED_STATUSES = frozenset({"completed", "cancelled", "failed"})
+TASK_STATUSES = ("requested", "accepted", "rejected", "in-progress", "on-hold", "completed",
+                 "cancelled", "failed")
+OPEN_STATUSES = frozenset({"requested", "accepted", "in-progress", "on-hold"})
+CLOSED_STATUSES = frozenset({"completed", "cancelled", "failed", "rejected"})
 
 # A démarche may be recorded in any status: workers also record what was done
 # before the dossier existed. Only later changes are constrained.
@@ -26,7 +27,11 @@ INITIAL_STATUSES = frozenset(TASK_STATUSES)
 # not a change and is always allowed. Nothing goes back to "requested", and
 # nothing leaves a closed status.
 TRANSITIONS: dict[str, frozenset[str]] = {
-    "requested": frozenset({"in-progress", "on-hold", "completed", "cancelled", "failed"}),
+    # a referral is accepted or rejected by the organisation that owns it (SPEC §14)
+    "requested": frozenset({"accepted", "rejected", "in-progress", "on-hold", "completed",
+                            "cancelled", "failed"}),
+    "accepted": frozenset({"in-progress", "on-hold", "completed", "cancelled", "failed"}),
+    "rejected": frozenset(),
     "in-progress": frozenset({"on-hold", "completed", "cancelled", "failed"}),
     "on-hold": frozenset({"in-progress", "completed", "cancelled", "failed"}),
     "completed": frozenset(),

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -32,6 +31,7 @@ from dossier.core.context import RequestContext, owner_of
 from dossier.core.repository import AuditNote, Repository, RowMeta
 from dossier.core.runtime import Runtime
 from dossier.core.standing import standing_claims, token_claims
+from dossier.crypto import envelope
 from dossier.db.models import export_jobs, resources
 from dossier.errors import (
     BadRequest,
@@ -143,7 +143,7 @@ def parse_request(level: str, pairs: list[tuple[str, str]], *, lenient: bool = F
         elif key in seen:
             raise BadRequest(f"The $export parameter '{key[:64]}' is given twice.")
         elif key == "_since":
-            if not value[:1].isdigit():
+            if not (value[:1].isascii() and value[:1].isdigit()):
                 raise BadRequest("_since must be an instant, e.g. 2027-03-01T00:00:00Z.")
             since = parse_date(value).low
         elif value not in OUTPUT_FORMATS:
@@ -208,7 +208,7 @@ def kick_off(repo: Repository, call: Call) -> Any:
     if jobs.running_for(owner):
         raise TooManyRequests("An export of yours is still running; wait for it or "
                               "cancel it first.", headers={"Retry-After": "30"})
-    kek_id, wrapped = repo.services.key_provider.wrap(os.urandom(32))
+    _, kek_id, wrapped = envelope.new_data_key(repo.services.key_provider)
     path = {"system": "$export", "patient": "Patient/$export"}.get(
         level, f"Group/{rid}/$export")
     query = f"?{urlencode(pairs)}" if pairs else ""

@@ -33,7 +33,16 @@ PARAMETERS: dict[str, list[Param]] = {
     "discharge-readiness": [
         ("at", "in", 1, "1", "dateTime"), ("destination", "in", 0, "1", "Reference"),
         ("language", "in", 0, "1", "code"), ("ready", "out", 1, "1", "boolean"),
-        ("reason", "out", 0, "*", "CodeableConcept"), ("contact", "out", 0, "*", "Reference")],
+        ("reason", "out", 0, "*", "CodeableConcept"), ("contact", "out", 0, "*", "Reference"),
+        ("plan", "out", 0, "1", "Reference"), ("confirmed", "out", 0, "1", "integer"),
+        ("refused", "out", 0, "1", "integer")],
+    "discharge-plan": [
+        ("at", "in", 1, "1", "dateTime"), ("destination", "in", 0, "1", "Reference"),
+        ("plan", "out", 1, "1", "Reference"), ("asked", "out", 0, "*", "Reference"),
+        ("informal", "out", 0, "*", "Reference"), ("answer", "out", 0, "*", None)],
+    "discharge-confirm": [
+        ("plan", "in", 1, "1", "Reference"), ("available", "in", 1, "1", "boolean"),
+        ("onBehalfOf", "in", 0, "1", "Reference"), ("recorded", "out", 1, "1", "Reference")],
     "access-preview": [("actor", "in", 1, "1", "string"), ("return", "out", 1, "1", "Bundle")],
     "break-glass": [
         ("reason", "in", 1, "1", "string"), ("grant", "out", 1, "1", "string"),
@@ -166,7 +175,8 @@ def search_parameter_definitions() -> dict[str, dict[str, Any]]:
     for rtype in sorted(set(schemas.SUPPORTED_TYPES) | set(schemas.SERVER_WRITTEN_TYPES)):
         for p in declared(rtype):
             sid = f"{rtype}-{p.name}"
-            expression = " | ".join(_fhirpath(rtype, path) for path in p.paths)
+            expression = " | ".join(_fhirpath(rtype, path) for path in p.paths) or \
+                f"{rtype}.coverageArea"  # "served": a postal code of the territory
             sp: dict[str, Any] = {
                 "resourceType": "SearchParameter", "id": sid,
                 "url": search_parameter_url(rtype, p.name), "version": __version__,
@@ -188,6 +198,16 @@ def search_parameter_definitions() -> dict[str, dict[str, Any]]:
 
 def _description(resource_type: str, p: schemas.SearchParam) -> str:
     where = ", ".join(p.paths)
+    if p.territory == "below":
+        return (f"{resource_type} by {where}: a Location of the territory finds what names it "
+                "or any Location inside it (partOf), e.g. a bassin finds its communes' and "
+                "quartiers' services.")
+    if p.territory == "serves":
+        return (f"{resource_type} serving a Location of the territory: what covers it, a "
+                "Location inside it or one above it (the bassin, the region).")
+    if p.territory == "served":
+        return (f"{resource_type} by postal code (starts-with): what covers a Location of the "
+                "territory with that postal code, a Location inside it or one above it.")
     if p.name == "identifier":
         return (f"{resource_type} by identifier ({where}): system|value only, matched "
                 "through a keyed blind index (a value without its system matches nothing).")

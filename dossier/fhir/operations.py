@@ -9,7 +9,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from auth.rules import SCOPE_CONTEXT
+from auth.scopes import allows
+from dossier.errors import Forbidden
+
 if TYPE_CHECKING:
+    from auth.actor import Principal
     from dossier.core.repository import Repository
 
 
@@ -49,6 +54,25 @@ class Operation:
     def writes(self, method: str) -> bool:
         """Whether the unit changes the database (takes the write lock on SQLite)."""
         return self.stateful or self.access.get(method, "write") == "write"
+
+    def check_scopes(self, method: str, principal: Principal,
+                     resource_type: str | None) -> None:
+        """The token's scopes must allow what the operation declares for ``method``: a
+        "read" needs `r` on the type it is invoked on, a "write" needs `u` (a method with
+        no declaration counts as a write). System level: on any type (`*` or some type).
+        Roles are the handler's business; this is the scope half of the gate."""
+        interaction = "r" if self.access.get(method, "write") == "read" else "u"
+        context = SCOPE_CONTEXT[principal.role]
+        usable = [s for s in principal.scopes if s.context == context]
+        resource_type = resource_type or self.resource_type
+        if resource_type is not None:
+            ok = allows(usable, resource_type, interaction)
+        else:
+            ok = any(interaction in s.interactions for s in usable)
+        if not ok:
+            kind = "read" if interaction == "r" else "change"
+            raise Forbidden(f"The scopes of your token do not allow ${self.name}: it needs "
+                            f"to {kind} {resource_type or 'data'}.")
 
 
 REGISTRY: dict[tuple[str, str, str | None], Operation] = {}

@@ -59,11 +59,13 @@ async def context(request: Request) -> RequestContext:
     return ctx
 
 
+TYPE_METHODS = "GET, POST, PUT, DELETE, PATCH"  # search, create, conditional operations
+
+
 def base_of(request: Request) -> str:
-    rt = runtime_of(request)
-    if rt.settings.base_url:
-        return rt.settings.base_url + "/fhir"
-    return str(request.base_url).rstrip("/") + "/fhir"
+    """The configured base (DOSSIER_BASE_URL, else the bind address): never the Host
+    header, which the client chooses (it would go into Location, fullUrl, export links)."""
+    return runtime_of(request).settings.public_base.rstrip("/") + "/fhir"
 
 
 def lenient(request: Request) -> bool:
@@ -313,7 +315,8 @@ async def conditional_update(request: Request, rtype: str) -> Response:
     """`PUT /fhir/Type?search`: update the one match, create when none, 412 on several."""
     raw = search_params(request)
     if not raw:
-        raise MethodNotAllowed("PUT needs a resource id (Type/id) or search parameters.")
+        raise MethodNotAllowed("PUT needs a resource id (Type/id) or search parameters.",
+                               headers={"Allow": TYPE_METHODS})
     check_content_type(request)
     body = parse_resource(await read_body(request, runtime_of(request).settings.max_body_bytes))
     header = request.headers.get("if-match")
@@ -330,7 +333,8 @@ async def conditional_delete(request: Request, rtype: str) -> Response:
     several."""
     raw = search_params(request)
     if not raw:
-        raise MethodNotAllowed("DELETE needs a resource id (Type/id) or search parameters.")
+        raise MethodNotAllowed("DELETE needs a resource id (Type/id) or search parameters.",
+                               headers={"Allow": TYPE_METHODS})
     deleted = await in_unit(request, lambda repo, ctx: repo.delete_where(rtype, raw))
     return deleted_response(request, "deleted" if deleted else "matched nothing: nothing "
                             "was deleted")
@@ -340,7 +344,8 @@ async def conditional_delete(request: Request, rtype: str) -> Response:
 async def conditional_patch(request: Request, rtype: str) -> Response:
     raw = search_params(request)
     if not raw:
-        raise MethodNotAllowed("PATCH needs a resource id (Type/id) or search parameters.")
+        raise MethodNotAllowed("PATCH needs a resource id (Type/id) or search parameters.",
+                               headers={"Allow": TYPE_METHODS})
     apply = await _patch_body(request)
     stored = await in_unit(request, lambda repo, ctx: repo.patch_where(rtype, raw, apply))
     return resource_response(request, stored, done="patched")
@@ -356,7 +361,8 @@ async def patch(request: Request, rtype: str, rid: str) -> Response:
 
     def work(repo: Repository, ctx: RequestContext) -> Stored:
         if rtype == "Group" and rosters.is_roster_id(rid) and rosters.handles(ctx.principal):
-            raise MethodNotAllowed("A roster is replaced whole: use PUT.")
+            raise MethodNotAllowed("A roster is replaced whole: use PUT.",
+                                   headers={"Allow": "GET, PUT, DELETE"})
         return repo.patch(rtype, rid, apply, if_match=if_match)
 
     stored = await in_unit(request, work)
@@ -380,7 +386,8 @@ def deleted_response(request: Request, what: str) -> Response:
 async def type_operation(request: Request, rtype: str, op: str) -> Response:
     """POST at type level is for operations ($locate, $export); nothing else is posted here."""
     if not op.startswith("$"):
-        raise MethodNotAllowed("This method is not allowed on this URL.")
+        raise MethodNotAllowed("This method is not allowed on this URL.",
+                               headers={"Allow": "GET, PUT, DELETE, PATCH"})
     return await _operation(request, rtype, None, op=op)
 
 
@@ -454,7 +461,7 @@ async def instance_history(request: Request, rtype: str, rid: str) -> Response:
 @router.get("/{rtype}/{rid}/_history/{vid}")
 async def vread(request: Request, rtype: str, rid: str, vid: str) -> Response:
     check_id(rid)
-    if not vid.isdigit() or len(vid) > 9:
+    if not (vid.isascii() and vid.isdigit()) or len(vid) > 9:
         raise NotFound(f"No {rtype[:64]} resource with that id is available.")
     stored = await in_unit(request, lambda repo, ctx: repo.vread(rtype, rid, int(vid)))
     return resource_response(request, stored)
@@ -465,7 +472,8 @@ async def instance_operation(request: Request, rtype: str, rid: str, op: str) ->
     check_id(rid)
     if rtype == "Patient" and not op.startswith("$"):
         if request.method != "GET":
-            raise MethodNotAllowed("A compartment is searched with GET.")
+            raise MethodNotAllowed("A compartment is searched with GET.",
+                                   headers={"Allow": "GET"})
         return await _search(request, op, search_params(request),
                              compartment=f"Patient/{rid}")
     return await _operation(request, rtype, rid, op=op)
@@ -482,7 +490,8 @@ async def _operation(request: Request, rtype: str, rid: str | None,
     if found is None:
         raise NotFound(f"The operation ${name[:64]} is not supported here.")
     if request.method not in found.methods:
-        raise MethodNotAllowed(f"${name} does not accept {request.method}.")
+        raise MethodNotAllowed(f"${name} does not accept {request.method}.",
+                               headers={"Allow": ", ".join(sorted(found.methods))})
     body = None
     if request.method == "POST":
         raw_body = await read_body(request, runtime_of(request).settings.max_body_bytes)
@@ -491,8 +500,13 @@ async def _operation(request: Request, rtype: str, rid: str | None,
             body = parse_resource(raw_body)
     call = operations.Call(resource_type, rid, list(request.query_params.multi_items()),
                            body, request.method, prefer=request.headers.get("prefer", ""))
-    result = await in_unit(request, lambda repo, ctx: found.handler(repo, call),
-                           writes=found.writes(request.method))
+
+    def work(repo: Any, ctx: RequestContext) -> Any:
+        # the scopes must allow what the operation declares: read or write
+        found.check_scopes(request.method, ctx.principal, resource_type)
+        return found.handler(repo, call)
+
+    result = await in_unit(request, work, writes=found.writes(request.method))
     if isinstance(result, Response):
         return result
     return fhir_response(result)
@@ -519,11 +533,12 @@ async def _history(request: Request, rtype: str | None, rid: str | None) -> Resp
             since = parse_date(value).low
             kept.append((key, value))
         elif key == "_count":
-            if not value.isdigit() or len(value) > 9:
+            if not (value.isascii() and value.isdigit()) or len(value) > 9:
                 raise BadRequest("_count must be a whole number.")
             count = int(value)
         elif key == "_offset":
-            if not value.isdigit() or len(value) > 9 or int(value) > 1_000_000:
+            if not (value.isascii() and value.isdigit()) or len(value) > 9 \
+                    or int(value) > 1_000_000:
                 raise BadRequest("_offset must be a whole number.")
             offset = int(value)
         elif key not in PRESENTATION and not lenient(request):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from datetime import datetime
 from email.utils import format_datetime
@@ -23,7 +24,7 @@ async def read_body(request: Request, limit: int) -> bytes:
     """Read the request body, refusing more than `limit` bytes before buffering it all."""
     declared = request.headers.get("content-length")
     if declared is not None:
-        if not declared.isdigit():
+        if not (declared.isascii() and declared.isdigit()) or len(declared) > 15:
             raise BadRequest("The Content-Length header is not a number.")
         if int(declared) > limit:
             raise PayloadTooLarge(f"The request body is larger than the limit of {limit} bytes.")
@@ -71,8 +72,25 @@ def _no_constants(name: str) -> Any:
     raise BadRequest("The JSON body contains NaN or Infinity, which JSON does not allow.")
 
 
+MAX_NUMBER_DIGITS = 40  # no FHIR value needs more; Python refuses beyond 4300 with an error
+
+
+def _int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_NUMBER_DIGITS:
+        raise BadRequest("The JSON body contains a number with too many digits.")
+    return int(text)
+
+
+def _float(text: str) -> float:
+    value = float(text)
+    if len(text) > 2 * MAX_NUMBER_DIGITS or not math.isfinite(value):
+        raise BadRequest("The JSON body contains a number out of range.")
+    return value
+
+
 def parse_json(body: bytes) -> Any:
-    """Strict JSON: UTF-8, no duplicate keys, no NaN/Infinity, bounded nesting."""
+    """Strict JSON: UTF-8, no duplicate keys, no NaN/Infinity, numbers of bounded size,
+    no NUL character in any string (PostgreSQL cannot store it), bounded nesting."""
     if not body.strip():
         raise BadRequest("The request body is empty; a FHIR resource in JSON was expected.")
     try:
@@ -80,7 +98,8 @@ def parse_json(body: bytes) -> Any:
     except UnicodeDecodeError:
         raise BadRequest("The request body is not valid UTF-8.") from None
     try:
-        value = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
+        value = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants,
+                           parse_int=_int, parse_float=_float)
     except json.JSONDecodeError as exc:
         raise BadRequest(
             f"The request body is not valid JSON (line {exc.lineno}, column {exc.colno})."
@@ -89,7 +108,20 @@ def parse_json(body: bytes) -> Any:
         raise BadRequest("The JSON body is nested too deeply.") from None
     if _depth(value) > 32:
         raise BadRequest("The JSON body is nested too deeply.")
+    if _has_nul(value):
+        raise BadRequest("The JSON body contains a NUL character (\\u0000), which is not "
+                         "allowed.")
     return value
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any("\x00" in k or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
 
 
 def _depth(value: Any, level: int = 0) -> int:

@@ -69,7 +69,7 @@ def _ids(repo: Repository, resource_type: str, *conditions: Condition) -> list[s
     """Ids of live resources matching the conditions, through the search SQL (bound
     parameters, blind index for identifiers), without the actor's read narrowing."""
     q = SearchQuery(resource_type, conditions=list(conditions))
-    stmt: Select[Any] = search_sql.build_search(q, repo.sealer.blind, None)
+    stmt: Select[Any] = search_sql.build_search(q, repo.sealer.blind, False)
     stmt = stmt.with_only_columns(R.res_id).order_by(R.res_id).limit(MAX_DOSSIERS)
     return [str(rid) for (rid,) in repo.session.execute(stmt).all()]
 

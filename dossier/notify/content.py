@@ -17,7 +17,15 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 import schemas
-from audit.notify import DEFAULT_LANGUAGE, LANGUAGES, Access, Message, access_from_record, compose
+from audit.notify import (
+    DEFAULT_LANGUAGE,
+    LANGUAGES,
+    Access,
+    Message,
+    access_from_record,
+    compose,
+    compose_digest,
+)
 from audit.transport import DeliveryError
 from dossier.core.repository import Repository, Stored, new_id
 from dossier.db.models import (
@@ -40,7 +48,8 @@ class Prepared:
 
 
 def prepare(runtime: Any, session: Session, patient_id: str, channel: str,
-            record_ids: Sequence[str], urgent_ids: set[str], base_url: str) -> Prepared:
+            record_ids: Sequence[str], urgent_ids: set[str], base_url: str,
+            digest: bool = False) -> Prepared:
     """Everything one delivery needs, or a DeliveryError (no personal data in it)."""
     erased = session.execute(select(patient_keys.c.erased_at).where(
         patient_keys.c.patient_id == patient_id)).scalar_one_or_none()
@@ -60,8 +69,9 @@ def prepare(runtime: Any, session: Session, patient_id: str, channel: str,
         else:
             raise DeliveryError("channel no longer chosen", permanent=True)
     accesses = load_accesses(runtime, session, record_ids, urgent_ids)
-    message = compose(accesses, language or patient_language(session, patient_id),
-                      "" if channel == "inbox" else base_url)
+    write = compose_digest if digest else compose
+    message = write(accesses, language or patient_language(session, patient_id),
+                    "" if channel == "inbox" else base_url)
     return Prepared(message, accesses, contact)
 
 

@@ -34,6 +34,7 @@ class NotificationSettings:
     email: str | None = None
     webhook_url: str | None = None
     webhook_secret: str | None = None
+    email_digest: bool = False  # one e-mail a day (urgent ones still at once)
 
     @property
     def channels(self) -> tuple[str, ...]:
@@ -70,11 +71,12 @@ def set_notification_settings(runtime: Any, session: Session, patient_id: str, *
                               language: str, email: str | None = None,
                               webhook_url: str | None = None,
                               webhook_secret: str | None = None,
-                              allow_local_webhooks: bool = False) -> NotificationSettings:
+                              allow_local_webhooks: bool = False,
+                              email_digest: bool = False) -> NotificationSettings:
     """Replace the person's choices (in the caller's transaction). A webhook without a
     secret gets a fresh random one, returned once here. Raises ValueError on bad input."""
     if language not in LANGUAGES:
-        raise ValueError("language must be fr, nl or en")
+        raise ValueError("language must be one of " + ", ".join(LANGUAGES))
     if email is not None and (len(email) > 254 or not EMAIL_RE.fullmatch(email)):
         raise ValueError("the e-mail address is not valid")
     if webhook_url is not None:
@@ -89,7 +91,8 @@ def set_notification_settings(runtime: Any, session: Session, patient_id: str, *
         values["webhook"] = {"url": webhook_url, "secret": webhook_secret}
     sealer = SettingsSealer(runtime.key_provider)
     sealed = sealer.seal_values(session, patient_id, values) if values else None
-    row = {"language": language, "sealed": sealed, "updated_at": datetime.now(UTC)}
+    row = {"language": language, "sealed": sealed, "updated_at": datetime.now(UTC),
+           "email_digest": bool(email_digest and email)}
     exists = session.execute(select(N.patient_id).where(N.patient_id == patient_id)).first()
     if exists is None:
         session.execute(insert(notification_settings).values(patient_id=patient_id, **row))
@@ -97,13 +100,14 @@ def set_notification_settings(runtime: Any, session: Session, patient_id: str, *
         session.execute(update(notification_settings).where(
             N.patient_id == patient_id).values(**row))
     return NotificationSettings(language, email, webhook_url,
-                                webhook_secret if webhook_url else None)
+                                webhook_secret if webhook_url else None,
+                                bool(email_digest and email))
 
 
 def get_notification_settings(runtime: Any, session: Session,
                               patient_id: str) -> NotificationSettings | None:
     """The person's choices, opened; None when they never chose."""
-    row = session.execute(select(N.language, N.sealed).where(
+    row = session.execute(select(N.language, N.sealed, N.email_digest).where(
         N.patient_id == patient_id)).first()
     if row is None:
         return None
@@ -113,4 +117,4 @@ def get_notification_settings(runtime: Any, session: Session,
                                                                   dict(row.sealed))
     hook = opened.get("webhook") or {}
     return NotificationSettings(row.language, opened.get("email"), hook.get("url"),
-                                hook.get("secret"))
+                                hook.get("secret"), bool(row.email_digest))

@@ -27,7 +27,7 @@ from typing import Any
 from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
-from audit.notify import RetryPolicy, delivery_key, group_within
+from audit.notify import RetryPolicy, delivery_key, group_within, next_digest
 from audit.transport import DeliveryError, SmtpConfig, post_webhook, send_email, webhook_body
 from auth import Principal
 from dossier.core.context import RequestContext
@@ -118,6 +118,7 @@ class Due:
     created_at: datetime
     channel: str
     attempts: int
+    digest: bool = False  # an e-mail row of the daily digest
 
 
 # ---------------------------------------------------------------------------- worker
@@ -152,8 +153,14 @@ def _batch(runtime: Any, now: datetime, config: DeliveryConfig,
     for _ in range(2):  # the inbox first; then the e-mail and webhook rows it fanned out
         rows = claim(runtime.engine, now, config)
         window = timedelta(seconds=config.group_window_seconds)
-        groups = group_within(rows, lambda r: (r.patient_id, r.agent, r.channel, r.urgent),
+        groups = group_within([r for r in rows if not r.digest],
+                              lambda r: (r.patient_id, r.agent, r.channel, r.urgent),
                               lambda r: r.created_at, window)
+        digests: dict[str, list[Due]] = {}
+        for row in rows:  # the day's digest: one e-mail per person, every actor in it
+            if row.digest:
+                digests.setdefault(row.patient_id, []).append(row)
+        groups += list(digests.values())
         claimed += len(rows)
         delivered += sum(deliver_group(runtime, g, now, config, rand) for g in groups)
         if not any(r.channel == "inbox" for r in rows):
@@ -166,7 +173,7 @@ def claim(engine: Any, now: datetime, config: DeliveryConfig) -> list[Due]:
     with Session(engine) as session, session.begin():
         rows = session.execute(
             select(OB.id, OB.patient_id, OB.record_id, OB.agent, OB.urgent, OB.created_at,
-                   OB.channel, OB.attempts)
+                   OB.channel, OB.attempts, OB.digest)
             .where(OB.status == "pending", OB.next_attempt_at <= now)
             .order_by(OB.urgent.desc(), OB.next_attempt_at, OB.created_at, OB.id)
             .limit(config.batch_size).with_for_update(skip_locked=True)).all()
@@ -181,7 +188,7 @@ def claim(engine: Any, now: datetime, config: DeliveryConfig) -> list[Due]:
                 attempts=OB.attempts + 1,
                 next_attempt_at=now + timedelta(seconds=config.lease_seconds)))
     return [Due(r.id, r.patient_id, r.record_id, r.agent, bool(r.urgent), r.created_at,
-                r.channel, r.attempts + 1) for r in live]
+                r.channel, r.attempts + 1, bool(r.digest)) for r in live]
 
 
 def deliver_group(runtime: Any, group: Sequence[Due], now: datetime, config: DeliveryConfig,
@@ -253,14 +260,23 @@ def _deliver_inbox(runtime: Any, group: Sequence[Due], now: datetime,
 def fan_out(session: Session, group: Sequence[Due], now: datetime) -> None:
     """A request writes one outbox row per notice (the inbox, always); once it is in the
     inbox, the channels the person chose (e-mail, webhook) get their own rows, in the
-    same transaction, so each is retried on its own."""
-    chosen = session.execute(select(notification_settings.c.sealed).where(
-        notification_settings.c.patient_id == group[0].patient_id)).scalar_one_or_none()
-    channels = [c for c in ("email", "webhook") if c in (chosen or {})]
-    rows = [{"id": str(uuid.uuid4()), "patient_id": due.patient_id, "record_id": due.record_id,
-             "agent": due.agent, "urgent": due.urgent, "created_at": due.created_at,
-             "channel": channel, "status": "pending", "attempts": 0, "next_attempt_at": now}
-            for due in group for channel in channels]
+    same transaction, so each is retried on its own. A person who chose the daily digest
+    gets their e-mail rows at the next digest time; urgent ones go at once."""
+    chosen = session.execute(select(notification_settings.c.sealed,
+                                    notification_settings.c.email_digest).where(
+        notification_settings.c.patient_id == group[0].patient_id)).first()
+    channels = [c for c in ("email", "webhook") if c in ((chosen and chosen.sealed) or {})]
+    daily = bool(chosen and chosen.email_digest)
+    rows = []
+    for due in group:
+        for channel in channels:
+            digest = daily and channel == "email" and not due.urgent
+            rows.append({
+                "id": str(uuid.uuid4()), "patient_id": due.patient_id,
+                "record_id": due.record_id, "agent": due.agent, "urgent": due.urgent,
+                "created_at": due.created_at, "channel": channel, "status": "pending",
+                "attempts": 0, "digest": digest,
+                "next_attempt_at": next_digest(now) if digest else now})
     if rows:
         session.execute(insert(notification_outbox), rows)
 
@@ -293,4 +309,4 @@ def _prepare(runtime: Any, session: Session, group: Sequence[Due],
              config: DeliveryConfig) -> Prepared:
     return prepare(runtime, session, group[0].patient_id, group[0].channel,
                    [d.record_id for d in group], {d.record_id for d in group if d.urgent},
-                   config.base_url)
+                   config.base_url, digest=group[0].digest)

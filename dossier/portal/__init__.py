@@ -17,13 +17,14 @@ from dossier.portal.gateway import Gateway
 from dossier.portal.oidc import OidcClient, embedded_client, external_client
 from dossier.portal.session import SessionCodec, load_or_create_key
 from dossier.portal.web import Portal, PortalHeaders, origin_of
+from dossier.stores.portal_sessions import PortalSessions
 
 STATIC = Path(__file__).parent / "static"
 
 
 def install_portal(app: FastAPI, runtime: Runtime) -> None:
     """Mount /portal on the app (after the API routers): pages, static files, headers."""
-    from dossier.portal import auditor, citizen, professional, routes
+    from dossier.portal import auditor, citizen, coordination, professional, routes
 
     settings = runtime.settings
     base = settings.public_base
@@ -35,12 +36,14 @@ def install_portal(app: FastAPI, runtime: Runtime) -> None:
 
     portal = Portal(gateway=Gateway(app, runtime),
                     codec=SessionCodec(load_or_create_key(settings.data_dir)),
-                    origin=origin_of(base), oidc_factory=oidc)
+                    origin=origin_of(base), oidc_factory=oidc,
+                    sessions=PortalSessions(runtime.engine))
     if issuer is not None:
         _ = portal.oidc  # register the portal as a public client of the dev issuer now
     app.state.portal = portal
     app.mount("/portal/static", StaticFiles(directory=str(STATIC)), name="portal-static")
-    for router in (routes.router, citizen.router, professional.router, auditor.router):
+    for router in (routes.front, routes.router, citizen.router, professional.router,
+                   auditor.router, coordination.router):
         app.include_router(router)
     for exc_class, handler in routes.HANDLERS.items():
         app.add_exception_handler(exc_class, handler)

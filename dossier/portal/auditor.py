@@ -3,19 +3,18 @@ and the review of every break-the-glass access.
 
 A review (approved / flagged) is written to the access log itself, through the
 Repository's audit sink, as an `operation` on `AuditEvent/<id>` whose detail says the
-decision: append-only, signed, and checkable by anyone with the log. It is read back from
-the signed leaf (the inclusion proof's `leaf`), so it shows once the sequencer has sealed
-it. A dedicated review table would be simpler to query (see the report).
+decision: append-only, signed, and checkable by anyone with the log. The queue covers
+every emergency access in the log (dossier/stores/emergency_review.py), with a count of
+those still unreviewed; the professional's sealed reason is opened for the auditor on
+request, and that reading is itself recorded in the log.
 """
 
 from __future__ import annotations
 
-import base64
 import csv
 import io
-import json
 import re
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 from urllib.parse import urlencode
 
@@ -34,14 +33,13 @@ from dossier.portal.gateway import ApiError, call
 from dossier.portal.i18n import N_
 from dossier.portal.web import PageError, User, form_of, portal_of, redirect, render, signed_in
 from dossier.search.params import ID_RE
+from dossier.stores.emergency_review import DECISIONS, REVIEW, EmergencyReview
 
 router = APIRouter(prefix="/portal/audit", include_in_schema=False)
 PAGE = 50
 BATCH = 200
 CSV_LIMIT = 100_000
-SCAN_LIMIT = 2_000
-REVIEW = "break-glass-review:"
-DECISIONS = ("approved", "flagged")
+QUEUE_SHOWN = 50
 AGENT_RE = re.compile(r"^[A-Z][A-Za-z]{1,63}/[A-Za-z0-9\-.]{1,64}$")
 FIELDS = ("from", "to", "agent", "patient", "outcome", "action")
 
@@ -83,14 +81,21 @@ def filters_of(query: Any) -> tuple[dict[str, str], list[tuple[str, str]]]:
 
 
 def page_number(text: str | None) -> int:
-    return int(text) if text and text.isdigit() and len(text) < 7 else 0
+    return int(text) if text and (text.isascii() and text.isdigit()) and len(text) < 7 else 0
 
 
 def _rows(repo: Any, events: list[dict[str, Any]], user: User) -> list[dict[str, Any]]:
     agents = {views.audit_agent(e)[0] or "" for e in events} - {""}
     names = directory.names_for(repo, agents, user.t.lang)
     organisations = directory.organisations_of(repo, agents)
-    return [views.audit_row(e, names, organisations, user.t) for e in events]
+    return [views.audit_row(e, names, organisations, user.t, "auditor") for e in events]
+
+
+def _choices(repo: Any, user: User) -> dict[str, Any]:
+    """The professionals (directory) and the dossiers of the log, to pick from."""
+    listing = directory.listing(repo, user.t.lang)
+    return {"professionals": listing["people"],
+            "dossiers": repo.store(EmergencyReview).dossiers()}
 
 
 # ------------------------------------------------------------------ the log
@@ -102,8 +107,14 @@ async def log(request: Request) -> Response:
         values, raw = filters_of(request.query_params)
     except FormProblem as problem:
         values = {name: str(request.query_params.get(name) or "")[:80] for name in FIELDS}
+        gw = portal_of(request).gateway
+
+        def lists() -> dict[str, Any]:
+            with gw.unit(user.ctx) as repo:
+                return _choices(repo, user)
         return render(request, "audit/log.html", user, status=400, values=values,
-                      problem=problem, rows=[], total=0, page=0, more=False, query="")
+                      problem=problem, rows=[], total=0, page=0, more=False, query="",
+                      **await call(lists))
     gw = portal_of(request).gateway
     store = gw.runtime.audit_store
 
@@ -111,7 +122,8 @@ async def log(request: Request) -> Response:
         with gw.unit(user.ctx) as repo:
             events, total, _, _ = auditevents.search_events(
                 repo, store, [*raw, ("_count", str(PAGE)), ("_offset", str(page * PAGE))])
-            return {"rows": _rows(repo, events, user), "total": total}
+            return {"rows": _rows(repo, events, user), "total": total,
+                    **_choices(repo, user)}
     data = await call(work)
     query = urlencode({k: v for k, v in values.items() if v})
     return render(request, "audit/log.html", user, values=values, problem=None, page=page,
@@ -137,21 +149,22 @@ async def export(request: Request) -> Response:
     def work() -> str:
         out = io.StringIO()
         writer = csv.writer(out)
-        writer.writerow(["log_index", "recorded", "agent", "role", "organisation", "patient",
-                         "action", "outcome", "purpose", "resource_types", "id"])
+        t = user.t
+        writer.writerow([t("Log index"), t("When"), t("Who"), t("Role"), t("Organisation"),
+                         t("Dossier"), t("Action"), t("What"), t("Result"), t("Purpose"),
+                         "agent", "action", "outcome", "purpose", "id"])
         with gw.unit(user.ctx) as repo:
             offset = 0
             while offset < CSV_LIMIT:
                 events, total, _, _ = auditevents.search_events(
                     repo, store, [*raw, ("_count", str(BATCH)), ("_offset", str(offset))])
-                agents = {views.audit_agent(e)[0] or "" for e in events} - {""}
-                organisations = directory.organisations_of(repo, agents)
-                for e in events:
-                    row = views.audit_row(e, {}, organisations, user.t)
+                for row in _rows(repo, events, user):
                     writer.writerow([csv_cell(v) for v in (
-                        row["index"], row["recorded"], row["who_ref"], row["role"],
-                        row["organisation"], row["patient"], row["action"], row["outcome"],
-                        row["purpose"], " ".join(row["targets"]), row["id"])])
+                        row["index"], row["when"], row["who"], row["role_label"],
+                        row["organisation"], row["patient"], row["action_words"],
+                        row["what_words"], row["outcome_label"], row["purpose_label"],
+                        row["who_ref"], row["action"], row["outcome"], row["purpose"],
+                        row["id"])])
                 offset += BATCH
                 if not events or offset >= total:
                     break
@@ -205,58 +218,67 @@ async def verify(request: Request) -> Response:
 
 
 # ------------------------------------------------------------------ break-the-glass review
-async def _decisions(request: Request, user: User,
-                     reviews: list[tuple[str, int | None]]) -> dict[str, str]:
-    """Reviewed record id → decision, read from each review's signed leaf."""
-    gw = portal_of(request).gateway
-    head = await _head(request, user)
-    size = int(head["tree_size"]) if head else 0
-    decisions: dict[str, str] = {}
-    for reviewed, index in reviews:
-        if index is None or index >= size:
-            decisions.setdefault(reviewed, "pending")
-            continue
-        proof = await gw.audit_json("inclusion", user.session.token,
-                                    f"index={index}&tree_size={size}")
-        record = json.loads(base64.b64decode(proof["leaf"]))
-        for event in record.get("events") or []:
-            detail = str(event.get("detail") or "")
-            if detail.startswith(REVIEW) and detail[len(REVIEW):] in DECISIONS:
-                decisions[reviewed] = detail[len(REVIEW):]
-    return decisions
-
-
 @router.get("/break-glass")
 async def review_queue(request: Request) -> Response:
     user = await auditor(request)
     gw = portal_of(request).gateway
     store = gw.runtime.audit_store
 
-    def work() -> tuple[list[dict[str, Any]], list[tuple[str, int | None]]]:
-        found: list[dict[str, Any]] = []
-        reviews: list[tuple[str, int | None]] = []
+    def work() -> dict[str, Any]:
         with gw.unit(user.ctx) as repo:
-            for offset in range(0, SCAN_LIMIT, BATCH):
-                events, total, _, _ = auditevents.search_events(
-                    repo, store, [("_count", str(BATCH)), ("_offset", str(offset))])
-                for event in events:
-                    if views.purpose(event) == views.BTG:
-                        found.append(event)
-                    elif views.audit_agent(event)[1] == "auditor" and \
-                            event.get("action") == "E" and views.reviewed_record(event):
-                        reviews.append((str(views.reviewed_record(event)),
-                                        views.log_index(event)))
-                if offset + BATCH >= total:
-                    break
-            return _rows(repo, found, user), reviews
-    rows, reviews = await call(work)
-    decisions = await _decisions(request, user, reviews)
-    for row in rows:
-        row["decision"] = decisions.get(str(row["id"]), "")
-    waiting = [r for r in rows if not r["decision"]]
-    done = [r for r in rows if r["decision"]]
-    return render(request, "audit/break_glass.html", user, waiting=waiting, done=done,
-                  limit=SCAN_LIMIT)
+            review = repo.store(EmergencyReview)
+            every = review.emergency_ids()
+            decisions = review.decisions()
+            waiting_ids = [i for i in every if i not in decisions]
+            done_ids = [i for i in every if i in decisions]
+            shown = waiting_ids[:QUEUE_SHOWN] + done_ids[:QUEUE_SHOWN]
+            events: list[dict[str, Any]] = []
+            for start in range(0, len(shown), 100):
+                found, _, _, _ = auditevents.search_events(repo, store, [
+                    ("_id", ",".join(shown[start:start + 100])), ("_count", "100")])
+                events += found
+            rows = {str(r["id"]): r for r in _rows(repo, events, user)}
+        for record_id, row in rows.items():
+            row["decision"] = decisions.get(record_id, "")
+        return {"waiting": [rows[i] for i in waiting_ids[:QUEUE_SHOWN] if i in rows],
+                "done": [rows[i] for i in done_ids[:QUEUE_SHOWN] if i in rows],
+                "unreviewed": len(waiting_ids), "total": len(every)}
+    return render(request, "audit/break_glass.html", user, shown=QUEUE_SHOWN,
+                  **await call(work))
+
+
+@router.get("/break-glass/{record_id}")
+async def reason(request: Request, record_id: str) -> Response:
+    """The reason the professional gave, opened for the auditor; the reading is logged
+    against the person (it is their sealed data)."""
+    user = await auditor(request)
+    if not ID_RE.match(record_id):
+        raise PageError(404, N_("This entry is not an emergency access."))
+    gw = portal_of(request).gateway
+    store = gw.runtime.audit_store
+
+    def work() -> dict[str, Any]:
+        with gw.unit(user.ctx) as repo:
+            events, _, _, _ = auditevents.search_events(repo, store, [("_id", record_id)])
+            if not events or views.purpose(events[0]) != views.BTG:
+                raise PageError(404, N_("This entry is not an emergency access."))
+            row = _rows(repo, events, user)[0]
+            who = row["who_ref"]
+            at = datetime.fromisoformat(str(events[0].get("recorded")).replace("Z", "+00:00"))
+            grant = repo.store(EmergencyReview).grant_for(row["patient"], who, at)
+            text = None
+            if grant is not None and grant.sealed_reason:
+                opened = repo.sealer.open_fields(  # type: ignore[attr-defined]
+                    repo.session, grant.patient_id, "BreakGlass", grant.id,
+                    dict(grant.sealed_reason))
+                text = str(opened.get("reason") or "")
+                repo.note_access("read", "AuditEvent", record_id,
+                                 f"Patient/{grant.patient_id}", detail="break-glass-reason")
+            row["decision"] = repo.store(EmergencyReview).decisions().get(record_id, "")
+        return {"row": row, "reason": text,
+                "granted": user.t.moment(grant.granted_at) if grant else "",
+                "expires": user.t.moment(grant.expires_at) if grant else ""}
+    return render(request, "audit/break_glass_reason.html", user, **await call(work))
 
 
 @router.post("/break-glass/{record_id}")

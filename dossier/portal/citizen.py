@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from dossier.auditlog import events as auditevents
-from dossier.portal import codes, consents, dossier_data, views
+from dossier.portal import codes, consents, dossier_data, messages, views
 from dossier.portal import names as directory
 from dossier.portal.consents import FormProblem
 from dossier.portal.gateway import ApiError, call
@@ -59,7 +59,8 @@ async def my_dossier(request: Request) -> Response:
 
 # ------------------------------------------------------------------ who can see what
 async def _access_page(request: Request, user: User, status: int = 200,
-                       problem: FormProblem | None = None) -> Response:
+                       problem: FormProblem | None = None,
+                       chosen: dict[str, Any] | None = None) -> Response:
     gw = portal_of(request).gateway
 
     def work() -> dict[str, Any]:
@@ -81,7 +82,7 @@ async def _access_page(request: Request, user: User, status: int = 200,
 
     data = await call(work)
     return render(request, "citizen/access.html", user, status=status, problem=problem,
-                  categories=_category_options(user), **data)
+                  categories=_category_options(user), chosen=chosen or {}, **data)
 
 
 def _category_options(user: User) -> list[tuple[str, str]]:
@@ -114,13 +115,27 @@ def _with_lang(request: Request, path: str) -> str:
 
 @router.post("/access/grant")
 async def grant(request: Request) -> Response:
+    """Two steps: the choices, then a summary in words to confirm (nothing pre-selected;
+    consent is an affirmative act)."""
     user = await citizen(request)
     form = await form_of(request, user)
     gw = portal_of(request).gateway
+    actor = str(form.get("actor") or "")
+    chosen: dict[str, Any] = {"categories": [str(v) for v in form.getlist("category")],
+                              "actions": [str(v) for v in form.getlist("action")],
+                              "actor": actor, "start": str(form.get("start") or ""),
+                              "end": str(form.get("end") or "")}
     try:
         body = consents.grant_from_form(form, user.patient_id, now_text(user))
     except FormProblem as problem:
-        return await _access_page(request, user, 400, problem)
+        return await _access_page(request, user, 400, problem, chosen)
+    if form.get("confirm") != "yes":
+        def names() -> dict[str, str]:
+            with gw.unit(user.ctx) as repo:
+                return directory.names_for(repo, {actor}, user.t.lang)
+        who = (await call(names)).get(actor) or actor
+        return render(request, "citizen/grant_confirm.html", user, chosen=chosen,
+                      summary=consents.summary(who, body, user.t))
 
     def work() -> None:
         with gw.unit(user.ctx) as repo:
@@ -306,7 +321,7 @@ async def log(request: Request) -> Response:
 
 
 def _page_number(text: str | None) -> int:
-    return int(text) if text and text.isdigit() and len(text) < 7 else 0
+    return int(text) if text and (text.isascii() and text.isdigit()) and len(text) < 7 else 0
 
 
 @router.get("/log/{record_id}/receipt")
@@ -355,8 +370,11 @@ async def notifications(request: Request) -> Response:
                 ("recipient", f"Patient/{user.patient_id}"),
                 ("category", f"{NOTIFICATION_CATEGORY}|access-notification"),
                 ("_sort", "-sent"), ("_count", "100")])
-        return [views.notification_row(s.resource, user.t) for s in result.matches
-                if s.resource is not None]
+            found = [s.resource for s in result.matches if s.resource is not None]
+            events = messages.load_events(repo, gw.runtime.audit_store,
+                                          messages.records_of(found))
+            names, organisations = messages.load_names(repo, events, user.t.lang)
+        return messages.build(found, events, names, organisations, user.t)
     rows = await call(work)
     return render(request, "citizen/notifications.html", user, rows=rows)
 
@@ -364,7 +382,7 @@ async def notifications(request: Request) -> Response:
 # ------------------------------------------------------------------ settings and my data
 def _settings_view(parameters: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {"language": "fr", "email": "", "webhook": "", "channels": [],
-                           "secret": ""}
+                           "secret": "", "email_frequency": "immediate"}
     for p in parameters.get("parameter") or []:
         name = p.get("name")
         value = next((v for k, v in p.items() if k.startswith("value")), "")
@@ -372,6 +390,8 @@ def _settings_view(parameters: dict[str, Any]) -> dict[str, Any]:
             out["channels"].append(value)
         elif name == "webhook-secret":
             out["secret"] = value
+        elif name == "email-frequency":
+            out["email_frequency"] = value
         elif name in out:
             out[name] = value
     return out
@@ -397,8 +417,11 @@ async def save_settings(request: Request) -> Response:
     gw = portal_of(request).gateway
     parameters: list[dict[str, Any]] = [
         {"name": "language", "valueCode": language if language in LANGUAGES else "fr"}]
+    daily = form.get("email_frequency") == "daily"
     if email:
         parameters.append({"name": "email", "valueString": email})
+        parameters.append({"name": "email-frequency",
+                           "valueCode": "daily" if daily else "immediate"})
     if webhook:
         parameters.append({"name": "webhook", "valueUrl": webhook})
     body = {"resourceType": "Parameters", "parameter": parameters}
@@ -409,7 +432,8 @@ async def save_settings(request: Request) -> Response:
         if error.status != 422:
             raise
         current = {"language": language, "email": email, "webhook": webhook,
-                   "channels": [], "secret": ""}
+                   "channels": [], "secret": "",
+                   "email_frequency": "daily" if daily else "immediate"}
         return render(request, "citizen/settings.html", user, status=400, current=current,
                       problem=FormProblem("email", N_("This address could not be used. "
                                                       "Please check it.")),

@@ -7,6 +7,7 @@ from functools import lru_cache
 from typing import Any
 
 import schemas
+from dossier.portal.i18n import catalogue
 
 DB = schemas.CANONICAL
 CATEGORIES = ("identity", "demarches", "network", "fragility", "psy")
@@ -36,7 +37,8 @@ def label(system: str, code: str | None, lang: str) -> str:
         for designation in concept.get("designation") or []:
             if designation.get("language") == lang and designation.get("value"):
                 return str(designation["value"])
-        return str(concept.get("display") or code)
+        display = str(concept.get("display") or code)
+        return catalogue(lang).get(display) or display  # a language added as data
     return code
 
 

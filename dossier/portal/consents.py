@@ -12,7 +12,7 @@ from starlette.datastructures import FormData
 
 from dossier.core.repository import Repository
 from dossier.portal import codes
-from dossier.portal.i18n import N_
+from dossier.portal.i18n import N_, Translator
 from dossier.portal.views import BTG
 
 ACTOR_RE = re.compile(r"^(Practitioner|Organization|Group)/[A-Za-z0-9\-.]{1,64}$")
@@ -149,3 +149,40 @@ def refuse_break_glass(repo: Repository, patient_id: str, refuse: bool, now: str
     if not refuse:
         for consent in existing:
             withdraw(repo, str(consent["id"]))
+
+
+# ------------------------------------------------------------------ the summary in words
+WHAT = {"identity": N_("your identity"), "demarches": N_("your démarches"),
+        "network": N_("your network"), "fragility": N_("your fragility"),
+        "psy": N_("the mental-health part of your dossier")}
+SENTENCES = {
+    ("access",): N_("{who} will see {what}"),
+    ("collect",): N_("{who} will be able to add to {what}"),
+    ("access", "collect"): N_("{who} will see {what} and be able to add to it"),
+}
+
+
+def in_words(items: list[str], t: Translator) -> str:
+    """'a', 'a and b', 'a, b and c' in the reader's language."""
+    if len(items) <= 1:
+        return "".join(items)
+    return t("{first} and {last}").format(first=", ".join(items[:-1]), last=items[-1])
+
+
+def summary(who: str, consent: dict[str, Any], t: Translator) -> str:
+    """What a permission does, as one sentence: 'Els Peeters will see your network and
+    your fragility until 1 March 2027.'"""
+    provision = consent.get("provision") or {}
+    categories = [c.get("code") for c in provision.get("securityLabel") or []
+                  if c.get("code") in WHAT]
+    actions = tuple(a for a in codes.ACTIONS if any(
+        c.get("code") == a for x in provision.get("action") or []
+        for c in x.get("coding") or []))
+    sentence = t(SENTENCES.get(actions, SENTENCES[("access",)])).format(
+        who=who, what=in_words([t(WHAT[c]) for c in categories], t))
+    window = provision.get("period") or {}
+    if window.get("start"):
+        sentence += " " + t("from {day}").format(day=t.day(window["start"]))
+    if window.get("end"):
+        sentence += " " + t("until {day}").format(day=t.day(window["end"]))
+    return sentence + "."

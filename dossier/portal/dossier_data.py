@@ -3,7 +3,7 @@ filtered and audited as one consultation), then the directory names it mentions.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from dossier.core.context import RequestContext
@@ -11,7 +11,7 @@ from dossier.portal import names as directory
 from dossier.portal import views
 from dossier.portal.gateway import Gateway
 from dossier.portal.i18n import Translator
-from dossier.portal.netmap import Node, layout
+from dossier.portal.netmap import NARROW, WIDE, Canvas, Node, layout
 
 
 @dataclass
@@ -24,6 +24,10 @@ class Dossier:
     fragility: dict[str, Any] | None
     resources: dict[str, list[dict[str, Any]]]
     names: dict[str, str]
+    phone_nodes: list[Node] = field(default_factory=list)  # the narrow map
+    canvases: tuple[Canvas, Canvas] = (WIDE, NARROW)
+    # the categories this viewer may see (their own permission, not the person's data)
+    may_see: frozenset[str] = frozenset({"identity", "demarches", "network", "fragility"})
 
 
 def resources_of(bundle: dict[str, Any]) -> list[dict[str, Any]]:
@@ -45,15 +49,16 @@ def mentioned(groups: dict[str, list[dict[str, Any]]]) -> set[str]:
 
 
 def build(patient_id: str, resources: list[dict[str, Any]], names: dict[str, str],
-          t: Translator) -> Dossier:
+          t: Translator, contacts: dict[str, list[str]] | None = None) -> Dossier:
     groups = views.by_type(resources)
     members = views.network_members(groups.get("CareTeam", []),
-                                    groups.get("RelatedPerson", []), names, t)
+                                    groups.get("RelatedPerson", []), names, t, contacts)
     patient = next(iter(groups.get("Patient", [])), None)
     return Dossier(patient_id, views.person_name(patient),
                    views.demarche_rows(groups.get("Task", []), names, t), members,
-                   layout(members), views.fragility_view(groups.get("Observation", []), t),
-                   groups, names)
+                   layout(members, WIDE),
+                   views.fragility_view(groups.get("Observation", []), t),
+                   groups, names, layout(members, NARROW))
 
 
 def load(gw: Gateway, ctx: RequestContext, patient_id: str, t: Translator) -> Dossier:
@@ -62,7 +67,16 @@ def load(gw: Gateway, ctx: RequestContext, patient_id: str, t: Translator) -> Do
     groups = views.by_type(resources)
     refs = mentioned(groups)
     names: dict[str, str] = {}
-    if refs:
-        with gw.unit(ctx) as repo:
+    contacts: dict[str, list[str]] = {}
+    may_see: frozenset[str] | None = None
+    with gw.unit(ctx) as repo:
+        if refs:
             names = directory.names_for(repo, refs, t.lang)
-    return build(patient_id, resources, names, t)
+            contacts = directory.contacts_for(repo, refs)
+        granted = getattr(repo.policy, "granted", None)  # ConsentPolicy: their own grants
+        if ctx.principal.role == "practitioner" and callable(granted):
+            may_see = frozenset(granted(patient_id))
+    dossier = build(patient_id, resources, names, t, contacts)
+    if may_see is not None:
+        dossier.may_see = frozenset(may_see)
+    return dossier

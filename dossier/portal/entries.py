@@ -163,9 +163,14 @@ def readiness_body(at: datetime, destination: str | None, language: str) -> dict
 def status_change(task: dict[str, Any], form: FormData, today: str) -> dict[str, Any]:
     """The same démarche with a new status (and step); a closing gets its end date. The
     server checks the transition (a closed démarche never changes again)."""
-    status = _one_of(form, "status", codes.DEMARCHE_STATUSES, N_("Choose where it stands."))
+    status = _one_of(form, "status", codes.DEMARCHE_STATUSES, N_("Choose where it stands."),
+                     required=False)  # empty: keep as it is
     business = _one_of(form, "business", codes.codes(codes.BUSINESS_STATUS_SYSTEM),
                        N_("Choose a step from the list."), required=False)
+    if status is None and business is None:
+        raise FormProblem("status", N_("Choose a new status or a new step: nothing was "
+                                       "changed."))
+    status = status or str(task.get("status") or "")
     body = {k: v for k, v in task.items() if k != "meta"}
     body["status"] = status
     if business:

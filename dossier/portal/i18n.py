@@ -1,14 +1,17 @@
-"""French, Dutch and English for the portal.
+"""The portal's languages: French, Dutch, English, Spanish (and any added as data).
 
 English is the source text (the msgid); `locales/<lang>/LC_MESSAGES/*.po` (portal.po, and
-one file per concern) hold the French and Dutch translations, read with Babel when the
-portal starts (no build step).
+one file per concern) hold the translations, read with Babel when the portal starts (no
+build step). `locales/languages.json` lists the languages (name, Babel locale, writing
+direction): adding one is a data-only step (docs/i18n.md). A text missing from a
+catalogue shows in English.
 The language comes from `?lang=`, then the `lang` cookie, then Accept-Language; French
 when nothing matches (Brussels' first language of services).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from datetime import date, datetime
 from functools import lru_cache
@@ -18,11 +21,19 @@ from zoneinfo import ZoneInfo
 from babel.dates import format_date, format_datetime
 from babel.messages.pofile import read_po
 
-LANGUAGES = ("fr", "nl", "en")
-DEFAULT_LANGUAGE = "fr"
-LANGUAGE_NAMES = {"fr": "Français", "nl": "Nederlands", "en": "English"}
-BABEL_LOCALES = {"fr": "fr_BE", "nl": "nl_BE", "en": "en_GB"}
 LOCALE_DIR = Path(__file__).parent / "locales"
+_TABLE = {code: entry for code, entry in json.loads(
+    (LOCALE_DIR / "languages.json").read_text(encoding="utf-8")).items()
+    if not code.startswith("_")}
+LANGUAGES = tuple(_TABLE)
+DEFAULT_LANGUAGE = "fr"
+LANGUAGE_NAMES = {code: str(entry["name"]) for code, entry in _TABLE.items()}
+BABEL_LOCALES = {code: str(entry["locale"]) for code, entry in _TABLE.items()}
+DIRECTIONS = {code: "rtl" if entry.get("dir") == "rtl" else "ltr"
+              for code, entry in _TABLE.items()}
+DAY_PATTERNS = {code: str(entry.get("day") or "d MMMM y") for code, entry in _TABLE.items()}
+MOMENT_PATTERNS = {code: str(entry.get("moment") or "d MMMM y, HH:mm")
+                   for code, entry in _TABLE.items()}
 DOMAIN = "portal"
 BRUSSELS = ZoneInfo("Europe/Brussels")
 
@@ -53,6 +64,7 @@ class Translator:
     def __init__(self, lang: str) -> None:
         self.lang = lang if lang in LANGUAGES else DEFAULT_LANGUAGE
         self.locale = BABEL_LOCALES[self.lang]
+        self.direction = DIRECTIONS[self.lang]
         self._messages = catalogue(self.lang)
 
     def gettext(self, message: str) -> str:
@@ -65,7 +77,8 @@ class Translator:
         moment = _as_datetime(value)
         if moment is None:
             return str(value or "")
-        return format_datetime(moment, "d MMMM y, HH:mm", tzinfo=BRUSSELS, locale=self.locale)
+        return format_datetime(moment, MOMENT_PATTERNS[self.lang], tzinfo=BRUSSELS,
+                               locale=self.locale)
 
     def day(self, value: date | datetime | str | None) -> str:
         """A calendar day; a date-time is read in Brussels time."""
@@ -77,11 +90,12 @@ class Translator:
         if isinstance(value, datetime):
             value = value.astimezone(BRUSSELS).date()
         if isinstance(value, date):
-            return format_date(value, "d MMMM y", locale=self.locale)
+            return format_date(value, DAY_PATTERNS[self.lang], locale=self.locale)
         moment = _as_datetime(value)
         if moment is None:
             return str(value or "")
-        return format_date(moment.astimezone(BRUSSELS).date(), "d MMMM y", locale=self.locale)
+        return format_date(moment.astimezone(BRUSSELS).date(), DAY_PATTERNS[self.lang],
+                           locale=self.locale)
 
 
 def _as_datetime(value: datetime | str | None) -> datetime | None:

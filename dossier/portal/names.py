@@ -8,7 +8,7 @@ from typing import Any
 
 from dossier.core.repository import Repository
 from dossier.portal import codes
-from dossier.portal.views import person_name, ref
+from dossier.portal.views import contact_lines, person_name, ref
 
 MAX = "200"
 
@@ -41,6 +41,29 @@ def names_for(repo: Repository, refs: set[str], lang: str) -> dict[str, str]:
                 reference = f"{resource_type}/{resource.get('id')}"
                 names[reference] = _display(resource, lang)
     return names
+
+
+def contacts_for(repo: Repository, refs: set[str]) -> dict[str, list[str]]:
+    """The directory's contact data (telecom, address) of practitioners and organisations;
+    a practitioner without their own gets those of their active roles."""
+    out: dict[str, list[str]] = {}
+    for resource_type in ("Practitioner", "Organization"):
+        ids = _ids(refs, resource_type)
+        for start in range(0, len(ids), 100):
+            chunk = ids[start:start + 100]
+            for resource in _search(repo, resource_type, [("_id", ",".join(chunk))]):
+                lines = contact_lines(resource)
+                if lines:
+                    out[f"{resource_type}/{resource.get('id')}"] = lines
+    missing = [r for r in refs if r.startswith("Practitioner/") and r not in out]
+    if missing:
+        for role in _search(repo, "PractitionerRole", [("practitioner", ",".join(
+                sorted(missing)[:100])), ("active", "true")]):
+            who = ref(role.get("practitioner")) or ""
+            lines = contact_lines(role)
+            if who and lines:
+                out.setdefault(who, []).extend(x for x in lines if x not in out.get(who, []))
+    return out
 
 
 def _display(resource: dict[str, Any], lang: str) -> str:

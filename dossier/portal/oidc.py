@@ -37,13 +37,18 @@ class OidcClient:
     discover: Callable[[], dict[str, Any]]
     exchange: Callable[[dict[str, str]], dict[str, Any]]
 
-    def authorize_url(self, state: str, challenge: str, nonce: str) -> str:
+    def authorize_url(self, state: str, challenge: str, nonce: str,
+                      language: str | None = None) -> str:
+        """`language`: the portal's, as `ui_locales`, so the sign-in page speaks it."""
         endpoint = str(self.discover()["authorization_endpoint"])
-        query = urlencode({
+        params = {
             "response_type": "code", "client_id": self.client_id,
             "redirect_uri": self.redirect_uri, "scope": self.scope, "state": state,
             "nonce": nonce, "code_challenge": challenge, "code_challenge_method": "S256",
-        })
+        }
+        if language:
+            params["ui_locales"] = language
+        query = urlencode(params)
         return f"{endpoint}?{query}"
 
     def redeem(self, code: str, verifier: str) -> str:

@@ -56,7 +56,7 @@ async def people(request: Request) -> Response:
 
     def work() -> list[dict[str, Any]]:
         with gw.unit(user.ctx) as repo:
-            found = repo.search("Patient", [("_count", "200")])
+            found = repo.search("Patient", [("_count", "200")], listing=True)
         rows = [{"id": s.id, "name": views.person_name(s.resource)} for s in found.matches]
         return sorted(rows, key=lambda r: ((r["name"] or "~").lower(), r["id"]))
     rows = await call(work)
@@ -68,7 +68,9 @@ async def person(request: Request, patient_id: str) -> Response:
     user = await professional(request)
     dossier = await load(request, user, patient_id)
     return render(request, "pro/person.html", user, dossier=dossier,
-                  steps=codes.options(codes.BUSINESS_STATUS_SYSTEM, user.t.lang))
+                  steps=codes.options(codes.BUSINESS_STATUS_SYSTEM, user.t.lang),
+                  status_choices=[(s, user.t(views.STATUS_LABELS[s]))
+                                  for s in views.STATUS_ORDER])
 
 
 # ------------------------------------------------------------------ démarche
@@ -114,10 +116,23 @@ async def record_demarche(request: Request, patient_id: str) -> Response:
     return redirect(request, f"/portal/pro/patients/{patient_id}", user, "demarche-saved")
 
 
+@router.post("/patients/{patient_id}/demarches")
+async def change_chosen_demarche(request: Request, patient_id: str) -> Response:
+    """The one status form under the timeline: the démarche is chosen in the form."""
+    user = await professional(request)
+    form = await form_of(request, user)
+    return await _change(request, user, form, patient_id, str(form.get("demarche") or ""))
+
+
 @router.post("/patients/{patient_id}/demarches/{task_id}")
 async def change_demarche(request: Request, patient_id: str, task_id: str) -> Response:
     user = await professional(request)
     form = await form_of(request, user)
+    return await _change(request, user, form, patient_id, task_id)
+
+
+async def _change(request: Request, user: User, form: Any, patient_id: str,
+                  task_id: str) -> Response:
     check_id(patient_id)
     if not ID_RE.match(task_id):
         raise PageError(404, NOT_AVAILABLE)
@@ -282,7 +297,12 @@ async def discharge(request: Request, patient_id: str) -> Response:
 
 
 def _readiness_view(parameters: dict[str, Any], dossier: Dossier, user: User) -> dict[str, Any]:
-    ready, reasons, contacts = False, [], []
+    """What the check says; when the viewer's access does not include fragility, no advice
+    is drawn from it ("no assessment" would only echo their own permission)."""
+    ready: bool | None = False
+    reasons: list[str] = []
+    contacts: list[dict[str, Any]] = []
+    hidden = "fragility" not in dossier.may_see
     members = {m.reference: m for m in dossier.members}
     for p in parameters.get("parameter") or []:
         if p.get("name") == "ready":
@@ -290,6 +310,8 @@ def _readiness_view(parameters: dict[str, Any], dossier: Dossier, user: User) ->
         elif p.get("name") == "reason":
             concept = p.get("valueCodeableConcept") or {}
             code = next((c.get("code") for c in concept.get("coding") or []), None)
+            if hidden and code == "no-assessment":
+                continue
             text = REASON_TEXTS.get(code or "", {}).get(user.t.lang) or concept.get("text") \
                 or next((c.get("display") for c in concept.get("coding") or []), "") or ""
             reasons.append(text)
@@ -299,8 +321,12 @@ def _readiness_view(parameters: dict[str, Any], dossier: Dossier, user: User) ->
             contacts.append({"name": member.name if member else
                              dossier.names.get(reference, user.t("Someone in the network")),
                              "roles": ", ".join(member.role_labels) if member else "",
-                             "available": bool(member and member.available)})
-    return {"ready": ready, "reasons": reasons, "contacts": contacts}
+                             "available": bool(member and member.available),
+                             "contact": member.contact if member else []})
+    if hidden and not ready and not reasons:
+        ready = None  # nothing against it that they may see; fragility not known to them
+    return {"ready": ready, "reasons": reasons, "contacts": contacts,
+            "fragility_hidden": hidden}
 
 
 # ------------------------------------------------------------------ break-the-glass

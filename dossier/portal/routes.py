@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import secrets
+import time
 from urllib.parse import urlencode
 
 from fastapi import APIRouter
@@ -22,9 +23,11 @@ from dossier.portal.session import (
     LOGIN_COOKIE,
     LOGIN_TTL,
     SESSION_COOKIE,
+    SESSION_TTL,
     PortalSession,
     clear_cookie,
     new_csrf,
+    new_sid,
     set_secure_cookie,
     write_session,
 )
@@ -32,6 +35,7 @@ from dossier.portal.web import (
     HOME,
     LoginRequired,
     PageError,
+    language,
     portal_of,
     render,
     session_of,
@@ -39,6 +43,7 @@ from dossier.portal.web import (
 )
 
 router = APIRouter(prefix="/portal", include_in_schema=False)
+front = APIRouter(include_in_schema=False)
 API_MESSAGES = {
     400: N_("Something in the request was not right. Nothing was changed."),
     403: N_("You are not allowed to do this."),
@@ -49,6 +54,12 @@ API_MESSAGES = {
     503: N_("The service is busy or the access log cannot be written. Nothing was changed. "
             "Please try again in a moment."),
 }
+
+
+@front.get("/")
+async def root() -> Response:
+    """People who type the bare address land on the portal (the API lives at /fhir)."""
+    return RedirectResponse("/portal/", status_code=303)
 
 
 @router.get("")
@@ -74,7 +85,8 @@ async def login(request: Request) -> Response:
     verifier, challenge = pkce_pair()
     state, nonce = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
     try:
-        url = await run_in_threadpool(portal.oidc.authorize_url, state, challenge, nonce)
+        url = await run_in_threadpool(portal.oidc.authorize_url, state, challenge, nonce,
+                                      language(request))
     except SignInError:
         raise PageError(503, N_("Signing in is not possible right now. Please try again "
                                 "later.")) from None
@@ -120,7 +132,9 @@ async def callback(request: Request) -> Response:
     if role not in HOME:
         raise PageError(403, N_("This portal is for citizens, professionals and auditors."))
     session = PortalSession(token=token, role=role, user=str(ctx.fhir_user),
-                            csrf=new_csrf(), expires=token_expiry(token))
+                            csrf=new_csrf(), expires=token_expiry(token), sid=new_sid())
+    await run_in_threadpool(portal.sessions.open, session.sid,
+                            min(session.expires, int(time.time()) + SESSION_TTL))
     response = RedirectResponse(pending.get("next") or HOME[role], status_code=303)
     write_session(response, portal.codec, session)
     clear_cookie(response, LOGIN_COOKIE)
@@ -131,6 +145,8 @@ async def callback(request: Request) -> Response:
 async def logout(request: Request) -> Response:
     session = session_of(request)
     await checked_form(request, session, portal_of(request).origin)
+    if session is not None:  # the cookie stops working everywhere, not only here
+        await run_in_threadpool(portal_of(request).sessions.end, session.sid)
     response = RedirectResponse("/portal/", status_code=303)
     clear_cookie(response, SESSION_COOKIE)
     return response

@@ -3,7 +3,8 @@
 The cookie is a Fernet token (AES-128-CBC + HMAC-SHA256) under a key kept in
 `data_dir/keys/portal-session.key` (created once, mode 0600). It holds the access token,
 the user's pseudonymous reference, the role, the CSRF token and at most one message key
-for the next page — never a name or any other personal data. Attributes: Secure,
+for the next page — never a name or any other personal data — and the session's id,
+which must name a live row of `portal_sessions` (logout deletes it). Attributes: Secure,
 HttpOnly, SameSite=Lax, Path=/ under the `__Host-` prefix (no Domain: this host only).
 """
 
@@ -37,6 +38,11 @@ class PortalSession:
     csrf: str
     expires: int  # the access token's exp (seconds since the epoch)
     flash: str | None = None  # a message key (never text or data) for the next page
+    sid: str = ""  # the server-side identity (dossier/stores/portal_sessions.py); logout ends it
+
+
+def new_sid() -> str:
+    return secrets.token_urlsafe(32)
 
 
 def new_csrf() -> str:

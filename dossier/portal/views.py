@@ -31,6 +31,9 @@ AUDIT_OUTCOMES = {"0": N_("Allowed"), "4": N_("Refused or not found"), "8": N_("
 ROLE_LABELS = {"citizen": N_("You"), "practitioner": N_("Professional"),
                "hub": N_("Connected service"), "auditor": N_("Auditor"),
                "admin": N_("Administrator")}
+AUDITOR_ACTIONS = {"C": N_("Create"), "R": N_("Read"), "U": N_("Update"), "D": N_("Delete"),
+                   "E": N_("Search or operation")}
+PURPOSE_LABELS = {"TREAT": N_("Care"), "BTG": N_("Emergency (break-the-glass)")}
 TYPE_LABELS = {
     "Patient": N_("your identity and dossier"), "Task": N_("démarches"),
     "CareTeam": N_("network"), "RelatedPerson": N_("network"),
@@ -109,12 +112,35 @@ class Member:
     role_labels: list[str] = field(default_factory=list)
     kind: str = "professional"  # professional | informal | service
     available: bool = False
+    contact: list[str] = field(default_factory=list)  # phone, e-mail, address, as written
+
+
+def contact_lines(resource: dict[str, Any]) -> list[str]:
+    """Telecom and address of a directory entry or a shared RelatedPerson, as written."""
+    lines: list[str] = []
+    for telecom in resource.get("telecom") or []:
+        if isinstance(telecom, dict) and isinstance(telecom.get("value"), str) and \
+                telecom.get("system") in ("phone", "email", "sms", "url", None):
+            lines.append(telecom["value"][:120])
+    for address in resource.get("address") or []:
+        if not isinstance(address, dict):
+            continue
+        text = address.get("text") if isinstance(address.get("text"), str) else ", ".join(
+            p for p in [*(address.get("line") or []),
+                        " ".join(x for x in (address.get("postalCode"), address.get("city"))
+                                 if isinstance(x, str))] if isinstance(p, str) and p)
+        if text:
+            lines.append(text[:200])
+    return lines[:4]
 
 
 def network_members(care_teams: list[dict[str, Any]], related: list[dict[str, Any]],
-                    names: dict[str, str], t: Translator) -> list[Member]:
+                    names: dict[str, str], t: Translator,
+                    contacts: dict[str, list[str]] | None = None) -> list[Member]:
     """Everyone in the person's network, merged by reference; RelatedPersons outside any
-    care team are listed too."""
+    care team are listed too. `contacts`: the directory's contact data by reference."""
+    contacts = dict(contacts or {})
+    contacts.update({f"RelatedPerson/{r.get('id')}": contact_lines(r) for r in related})
     members: dict[str, Member] = {}
     related_names = {f"RelatedPerson/{r.get('id')}": person_name(r) for r in related}
     for team in care_teams:
@@ -148,6 +174,7 @@ def network_members(care_teams: list[dict[str, Any]], related: list[dict[str, An
             member.kind = "service"
         if not member.name:
             member.name = ", ".join(member.role_labels) or t("Someone in the network")
+        member.contact = contacts.get(member.reference, [])
     return sorted(members.values(), key=lambda m: (not m.available, m.kind, m.name.lower()))
 
 
@@ -254,23 +281,35 @@ def audit_targets(event: dict[str, Any]) -> list[str]:
 
 
 def audit_row(event: dict[str, Any], names: dict[str, str], organisations: dict[str, str],
-              t: Translator) -> dict[str, Any]:
+              t: Translator, viewer: str = "citizen") -> dict[str, Any]:
+    """One log line in words; `viewer` "auditor" names the citizen as such (not "You")."""
     who, role = audit_agent(event)
     targets = audit_targets(event)
     what = ", ".join(dict.fromkeys(t(TYPE_LABELS[x]) for x in targets if x in TYPE_LABELS))
+    role_label = t(N_("The person themself")) if viewer == "auditor" and role == "citizen" \
+        else t(ROLE_LABELS[role]) if role in ROLE_LABELS else who or ""
+    code = str(event.get("action", ""))
+    if viewer == "auditor":  # neutral words, not addressed to the person
+        what = ", ".join(dict.fromkeys(
+            t(N_("identity")) if x == "Patient" else t(TYPE_LABELS[x])
+            for x in targets if x in TYPE_LABELS))
+    why = purpose(event) or ""
+    why_label = t(PURPOSE_LABELS[why]) if why in PURPOSE_LABELS else why
     return {
         "id": event.get("id"),
         "when": t.moment(event.get("recorded")),
         "recorded": event.get("recorded", ""),
         "who_ref": who or "",
-        "who": names.get(who or "", "") or (t(ROLE_LABELS[role]) if role in ROLE_LABELS
-                                             else who or ""),
+        "who": names.get(who or "", "") or role_label,
         "role": role,
-        "role_label": t(ROLE_LABELS.get(role, role)),
+        "role_label": role_label if viewer == "auditor" else t(ROLE_LABELS.get(role, role)),
         "organisation": organisations.get(who or "", ""),
         "action": event.get("action", ""),
         "action_label": t(AUDIT_ACTIONS.get(str(event.get("action")), "looked at")),
         "what": what or t("your dossier"),
+        "action_words": t(AUDITOR_ACTIONS.get(code, N_("Search or operation"))),
+        "what_words": what or t("Dossier"),
+        "purpose_label": why_label,
         "targets": targets,
         "outcome": event.get("outcome", ""),
         "outcome_label": t(AUDIT_OUTCOMES.get(str(event.get("outcome")), "Error")),
@@ -288,14 +327,3 @@ def reviewed_record(event: dict[str, Any]) -> str | None:
         if reference.startswith("AuditEvent/"):
             return reference.split("/", 1)[1]
     return None
-
-
-# ------------------------------------------------------------------ notifications
-def notification_row(communication: dict[str, Any], t: Translator) -> dict[str, Any]:
-    about = [ref(a) for a in communication.get("about") or []]
-    records = [a.split("/", 1)[1] for a in about if a and a.startswith("AuditEvent/")]
-    text = " ".join(p.get("contentString", "") for p in communication.get("payload") or []
-                    if isinstance(p, dict))
-    return {"id": communication.get("id"), "when": t.moment(communication.get("sent")),
-            "urgent": communication.get("priority") == "urgent", "text": text,
-            "records": records}

@@ -9,10 +9,12 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
+from audit.notify import LANGUAGES as NOTICE_LANGUAGES
 from auth import AuthError
 from dossier.core.context import RequestContext
 from dossier.portal.csrf import checked_form
@@ -28,6 +30,7 @@ from dossier.portal.session import (
     set_secure_cookie,
     write_session,
 )
+from dossier.stores.portal_sessions import PortalSessions
 
 TEMPLATES = Path(__file__).parent / "templates"
 PREFIX = "/portal"
@@ -53,8 +56,11 @@ NAV: dict[str, list[tuple[str, str]]] = {
                 (f"{PREFIX}/me/preview", N_("See what someone sees")),
                 (f"{PREFIX}/me/log", N_("Who looked")),
                 (f"{PREFIX}/me/notifications", N_("Messages")),
-                (f"{PREFIX}/me/settings", N_("Settings and my data"))],
+                (f"{PREFIX}/me/settings", N_("Settings and my data")),
+                (f"{PREFIX}/services", N_("Find a service"))],
     "practitioner": [(f"{PREFIX}/pro", N_("My people")),
+                     (f"{PREFIX}/pro/inbox", N_("Inbox")),
+                     (f"{PREFIX}/services", N_("Find a service")),
                      (f"{PREFIX}/pro/break-glass", N_("Emergency access"))],
     "auditor": [(f"{PREFIX}/audit", N_("Access log")),
                 (f"{PREFIX}/audit/integrity", N_("Integrity")),
@@ -72,6 +78,7 @@ FLASH = {
     "btg-allowed": N_("Done. Emergency access is possible again, with a notice to you."),
     "settings-saved": N_("Done. Your choices are saved."),
     "demarche-saved": N_("The démarche is recorded."),
+    "answer-sent": N_("Your answer is sent."),
     "network-saved": N_("The network is updated."),
     "fragility-saved": N_("The assessment is recorded."),
     "btg-open": N_("Emergency access is open for 60 minutes. The person is notified and an "
@@ -101,6 +108,7 @@ class Portal:
     codec: SessionCodec
     origin: str
     oidc_factory: Callable[[], OidcClient]
+    sessions: PortalSessions
     env: Environment = field(default_factory=lambda: make_environment())
     _oidc: OidcClient | None = None
 
@@ -153,8 +161,9 @@ def session_of(request: Request) -> PortalSession | None:
 async def signed_in(request: Request, *roles: str) -> User:
     """The signed-in user, with the RequestContext /fhir would build from their token."""
     session = session_of(request)
-    if session is None:
-        raise LoginRequired
+    if session is None or not await run_in_threadpool(
+            portal_of(request).sessions.alive, session.sid):
+        raise LoginRequired  # no cookie, or one whose session was ended (logout, expiry)
     try:
         ctx = await portal_of(request).gateway.context(session.token)
     except AuthError:
@@ -167,6 +176,11 @@ async def signed_in(request: Request, *roles: str) -> User:
 async def form_of(request: Request, user: User) -> FormData:
     """The posted form once its CSRF token is checked (CsrfError otherwise)."""
     return await checked_form(request, user.session, portal_of(request).origin)
+
+
+# the languages a person may choose for their messages (e-mails are written by audit.notify)
+MESSAGE_LANGUAGES = [(code, LANGUAGE_NAMES[code]) for code in LANGUAGES
+                     if code in NOTICE_LANGUAGES]
 
 
 def lang_links(request: Request, current: str) -> list[dict[str, Any]]:
@@ -193,7 +207,8 @@ def render(request: Request, template: str, user: User | None = None, *, status:
                                         path.startswith(href + "/"))}
            for href, label in NAV.get(role or "", [])]
     html = portal.env.get_template(template).render(
-        _=t, t=t, lang=t.lang, languages=lang_links(request, t.lang), nav=nav, role=role,
+        _=t, t=t, lang=t.lang, direction=t.direction, message_languages=MESSAGE_LANGUAGES,
+        languages=lang_links(request, t.lang), nav=nav, role=role,
         csrf=session.csrf if session else "", flash=flash, signed_in=session is not None,
         prefix=PREFIX, path=path, **values)
     response = HTMLResponse(html, status_code=status)

@@ -153,12 +153,13 @@ def parse_search(resource_type: str, raw: list[tuple[str, str]], *, lenient: boo
                 refuse("_total must be accurate, estimate or none.", key)
             continue
         if name == "_count":
-            if not value.isdigit() or len(value) > 9:
+            if not (value.isascii() and value.isdigit()) or len(value) > 9:
                 raise BadRequest("_count must be a whole number.")
             q.count = min(int(value), max_count)
             continue
         if name == "_offset":
-            if not value.isdigit() or len(value) > 9 or int(value) > 1_000_000:
+            if not (value.isascii() and value.isdigit()) or len(value) > 9 \
+                    or int(value) > 1_000_000:
                 raise BadRequest("_offset must be a whole number.")
             q.offset = int(value)
             continue

@@ -208,10 +208,75 @@ PRACTITIONERS = [  # id, given, family, organisation, profession (CD-HCPARTY)
 ]
 
 
+SERVICES = [  # id, organisation, service type, name, coverage areas, languages, eligibility
+    ("svc-debt-sud", "debt-service", "debt-mediation", "Médiation de dettes — Bruxelles-Sud",
+     ("bassin-sud",), ("fr", "es", "nl"), ("brussels-resident", "free-of-charge")),
+    ("svc-cpas-midi", "cpas-midi", "social-support", "Service social du CPAS",
+     ("commune-bruxelles-pentagone", "commune-bruxelles-laeken",
+      "commune-bruxelles-neder-over-heembeek", "commune-bruxelles-haren",
+      "commune-bruxelles-sud", "commune-bruxelles-nord-est"), ("fr", "nl"),
+     ("commune-resident",)),
+    ("svc-home-nursing", "home-care", "home-nursing", "Soins infirmiers à domicile",
+     ("brussels-region",), ("fr", "nl", "en"), ("brussels-resident",)),
+    ("svc-tilleuls", "centre-tilleuls", "elderly-day-centre", "Centre de jour Les Tilleuls",
+     ("bassin-sud-est", "bassin-sud"), ("fr", "nl"), ("older-people",)),
+    ("svc-mm-canal", "mm-canal", "general-medicine", "Maison médicale du Canal",
+     ("quartier-gare-de-l-ouest", "quartier-karreveld", "commune-molenbeek-saint-jean"),
+     ("fr", "nl", "ar"), ("commune-resident", "any-residence-status")),
+    ("svc-mm-canal-psy", "mm-canal", "mental-health", "Consultations psychologiques",
+     ("commune-molenbeek-saint-jean",), ("fr", "ar"), ("on-referral",)),
+    ("svc-shelter", "shelter-porte", "emergency-shelter", "Maison d'accueil La Porte",
+     ("brussels-region",), ("fr", "nl", "en"), ("homeless", "any-residence-status")),
+    ("svc-housing-canal", "housing-canal", "housing-support", "Agence immobilière sociale",
+     ("bassin-centre-ouest",), ("fr", "nl"), ("low-income",)),
+]
+
+
+def service(sid: str, org: str, kind: str, name: str, areas: tuple[str, ...],
+            languages: tuple[str, ...], eligibility: tuple[str, ...]) -> Resource:
+    return {"resourceType": "HealthcareService", "id": sid, "active": True,
+            "providedBy": {"reference": f"Organization/{org}"}, "name": name,
+            "type": [coding(f"{DB}/CodeSystem/service-type", kind)],
+            "coverageArea": [{"reference": f"Location/{a}"} for a in areas],
+            "communication": [coding("urn:ietf:bcp:47", c) for c in languages],
+            "eligibility": [{"code": coding(f"{DB}/CodeSystem/service-eligibility", e)}
+                            for e in eligibility],
+            "availableTime": [{"daysOfWeek": ["mon", "tue", "thu"],
+                               "availableStartTime": "09:00:00",
+                               "availableEndTime": "12:30:00"}],
+            "referralMethod": [coding(
+                "http://terminology.hl7.org/CodeSystem/service-referral-method", "phone")]}
+
+
 def directory() -> list[Resource]:
     out = [organization(*o) for o in ORGANIZATIONS]
     for pid, given, family, org, profession in PRACTITIONERS:
         out += [practitioner(pid, given, family), practitioner_role(pid, org, profession)]
+    return out + [service(*s) for s in SERVICES]
+
+
+def simone_discharge(d: Days) -> list[Resource]:
+    """Her return home is planned by her case manager for tomorrow 11:00; the network was
+    asked ($discharge-plan) and her home nurse confirmed."""
+    from dossier.coordination.discharge import PLAN_CODE
+    from dossier.coordination.messages import message
+
+    now = datetime.now(BRUSSELS)
+    plan = {"resourceType": "Task", "id": "simone-discharge", "status": "in-progress",
+            "intent": "plan", "code": coding(f"{DB}/CodeSystem/demarche-type", PLAN_CODE),
+            "for": {"reference": "Patient/simone"}, "authoredOn": d.at(-1, 16),
+            "requester": {"reference": "Practitioner/coord-haddad"},
+            "executionPeriod": {"start": d.at(1, 11)}}
+    out: list[Resource] = [plan]
+    for who in ("dr-dupont", "sw-janssens", "nurse-peeters", "dr-maes"):
+        out.append({**message("simone", f"Practitioner/{who}", "discharge-request",
+                              ["Task/simone-discharge"], now,
+                              sender="Practitioner/coord-haddad"),
+                    "id": f"simone-discharge-ask-{who}"})
+    out.append({**message("simone", "Practitioner/coord-haddad", "discharge-confirmation",
+                          ["Task/simone-discharge"], now, sender="Practitioner/nurse-peeters",
+                          in_response_to="Communication/simone-discharge-ask-nurse-peeters"),
+                "id": "simone-discharge-nurse-yes"})
     return out
 
 
@@ -302,6 +367,7 @@ def simone(d: Days) -> list[Resource]:
              "appointment-set", d.day(-2)),
         task("simone-allowance", p, "disability-allowance", "requested", "cpas-midi",
              "sw-janssens", "submitted", d.day(-1)),
+        *simone_discharge(d),
     ]
 
 
@@ -332,6 +398,10 @@ def _put(repo: Repository, resource: Resource) -> bool:
     """Write the resource unless its id exists (live, deleted or erased). True if written."""
     if repo.current_row(resource["resourceType"], resource["id"]) is not None:
         return False
+    if resource["resourceType"] == "Communication":  # a message to one professional
+        repo.create_server_resource(resource,
+                                    addressee=resource["recipient"][0]["reference"])
+        return True
     repo.update(resource["resourceType"], resource["id"], resource)
     return True
 

@@ -140,7 +140,7 @@ async def read(request: Request, sub_id: str) -> Response:
 @router.put("/{sub_id}")
 async def update(request: Request, sub_id: str) -> Response:
     raise MethodNotAllowed("A Subscription cannot be changed here: delete it and create a "
-                           "new one.")
+                           "new one.", headers={"Allow": "GET, DELETE"})
 
 
 @router.delete("/{sub_id}")

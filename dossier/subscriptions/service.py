@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import random
 import re
 import uuid
@@ -22,7 +21,6 @@ from datetime import UTC, datetime, timedelta
 from itertools import groupby
 from typing import Any
 
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session
 
@@ -34,6 +32,7 @@ from dossier.core.access import ConsentPolicy, load_consents
 from dossier.core.context import RequestContext
 from dossier.core.directory import PreloadedDirectory, StoreDirectory
 from dossier.core.repository import Repository, RowMeta, Stored, row_meta
+from dossier.crypto import envelope
 from dossier.db.models import subscription_events, subscriptions
 from dossier.errors import DossierError, Unprocessable
 from dossier.fhir.bundles import instant
@@ -363,19 +362,15 @@ def notification(base: str, sub_id: str, status: str, kind: str, events_sent: in
 def seal(rt: Any, sub_id: str, req: Request) -> dict[str, Any]:
     """Column values keeping the channel headers (often a secret) and the reason (free
     text, which may describe a person) encrypted with a per-subscription key."""
-    key = os.urandom(32)
-    kek_id, wrapped = rt.key_provider.wrap(key)
-    nonce = os.urandom(12)
     plain = json.dumps({"headers": list(req.headers), "reason": req.reason}).encode()
-    sealed = nonce + AESGCM(key).encrypt(nonce, plain, f"subscription/{sub_id}".encode())
-    return {"kek_id": kek_id, "wrapped_key": wrapped, "sealed": sealed}
+    box = envelope.seal(rt.key_provider, plain, f"subscription/{sub_id}".encode())
+    return {"kek_id": box.kek_id, "wrapped_key": box.wrapped_key, "sealed": box.sealed}
 
 
 def unseal(rt: Any, sub: Any) -> dict[str, Any]:
     """{"headers": [...], "reason": ...} of a stored subscription."""
-    key = rt.key_provider.unwrap(sub.kek_id, sub.wrapped_key)
-    raw = AESGCM(key).decrypt(sub.sealed[:12], sub.sealed[12:],
-                              f"subscription/{sub.id}".encode())
+    raw = envelope.open_sealed(rt.key_provider, sub.kek_id, sub.wrapped_key, sub.sealed,
+                               f"subscription/{sub.id}".encode())
     value: dict[str, Any] = json.loads(raw)
     return value
 

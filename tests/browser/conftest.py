@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.browser.seed import Seeded, seed
+from tests.browser.seed import PASSWORD, Seeded, seed
 
 CHROMIUM = "/usr/bin/chromium"
 LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -134,7 +134,9 @@ def open_visitor(browser: Any, live: Live, user: str, locale: str = "en-GB",
     visitor.go("/portal/")
     page.locator("main a.button").first.click()  # "Sign in", in whatever language
     page.wait_for_url(re.compile(r".*/auth/authorize\?.*"))
-    page.locator(f"button[name=user][value={user}]").click()
+    page.locator("#username").fill(user)
+    page.locator("#password").fill(PASSWORD)
+    page.locator("form button[type=submit]").click()
     page.wait_for_url(re.compile(rf".*{re.escape(HOMES[user])}$"))
     return visitor
 

@@ -19,6 +19,7 @@ SIMONE = "simone"
 MARTIN_FAMILY = "Vandercammen"
 MARTIN_NISS = f.niss("650312", 457)
 NEIGHBOUR_FAMILY = "Peeters"
+PASSWORD = "portal test password"
 
 
 @dataclass
@@ -64,7 +65,12 @@ def open_dossier(runtime: Any, patient: dict[str, Any]) -> None:
 
 
 def seed(http: Any, app: Any) -> Seeded:
-    """Directory, two dossiers, Martin's grant to his social worker and her entries."""
+    """Directory, two dossiers, Martin's grant to his social worker and her entries; the
+    demo people's sign-in accounts (password ``PASSWORD``)."""
+    from dossier.seed.accounts import load_demo_accounts
+    from dossier.stores.issuer import DatabaseIssuerState
+
+    load_demo_accounts(DatabaseIssuerState(app.state.runtime.engine), PASSWORD)
     issuer = app.state.dev_issuer
     admin = Writer(http, issuer.mint("Person/admin", ["admin"], None, 3600))
     admin.put(_with_id(f.organization("Maison médicale du Midi", "health"), "mm-midi"))

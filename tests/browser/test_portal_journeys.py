@@ -47,8 +47,13 @@ def test_citizen_grants_previews_revokes_and_the_professional_gets_404(
     martin.go("/portal/me/access")
     assert page.locator("html").get_attribute("lang") == "fr"
     page.select_option("#actor", "Practitioner/dr-dupont")
-    page.check("#category-identity")  # démarches and network are ticked by default
+    for box in ("#category-identity", "#category-demarches", "#category-network",
+                "#action-access"):  # nothing is ticked in advance
+        page.check(box)
     submit(martin, "/me/access/grant")
+    assert "Anne Dupont" in page.locator("#grant-summary").inner_text()  # a summary first
+    page.locator("form[action$='/me/access/grant'] button[type=submit]").click()
+    page.wait_for_load_state()
     assert "L'autorisation est enregistrée" in page.locator("[role=status]").inner_text()
     card = page.locator("li.card", has_text="Anne Dupont")
     assert card.count() == 1
@@ -107,8 +112,12 @@ def test_professional_records_a_demarche_updates_network_and_checks_discharge(
     assert "housing" in timeline.lower()
     recorded = page.locator("li.demarche", has_text="Requested")
     assert recorded.count() == 1
-    recorded.locator("select[name=status]").select_option("in-progress")
-    recorded.locator("button[type=submit]").click()
+    form = page.locator("form.status-form")  # one form under the timeline
+    assert form.locator("#status").input_value() == ""  # "keep as it is"
+    choice = form.locator("#demarche option", has_text="Requested").get_attribute("value")
+    form.locator("#demarche").select_option(choice)
+    form.locator("#status").select_option("in-progress")
+    form.locator("button[type=submit]").click()
     page.wait_for_load_state()
     assert page.locator("li.demarche", has_text="Requested").count() == 0
     assert page.locator("li.demarche .status-in-progress").count() == 2
@@ -142,7 +151,8 @@ def test_auditor_filters_the_log_and_exports_csv(visitors: object, live: Live) -
     live.seal_log()
     auditor: Visitor = visitors("auditor")  # type: ignore[operator]
     page = auditor.page
-    page.fill("#agent", "Practitioner/sw-janssens")
+    auditor.go("/portal/audit")  # the lists are filled from the directory and the log
+    page.select_option("#agent", "Practitioner/sw-janssens")
     page.select_option("#outcome", "0")
     page.locator("form.filters button[type=submit]").click()
     page.wait_for_url(re.compile(r".*agent=Practitioner%2Fsw-janssens.*"))

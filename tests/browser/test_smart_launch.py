@@ -23,7 +23,7 @@ from urllib.parse import urlencode
 import httpx
 import pytest
 
-from tests.browser.seed import seed
+from tests.browser.seed import PASSWORD, seed
 
 pytestmark = pytest.mark.browser
 APP_DIR = Path(__file__).parent / "smart_app"
@@ -85,7 +85,9 @@ def test_smart_app_launch_from_another_origin(browser: Any, app_origin: str,
     try:
         page.goto(f"{app_origin}/app.html?{query}")
         page.wait_for_url(re.compile(r".*/auth/authorize\?.*"))  # the issuer's sign-in
-        page.locator("button[name=user][value=sw-janssens]").click()  # Martin granted her
+        page.locator("#username").fill("sw-janssens")  # Martin granted her
+        page.locator("#password").fill(PASSWORD)
+        page.locator("form button[type=submit]").click()
         page.wait_for_url(re.compile(rf"^{re.escape(app_origin)}/app\.html\?.*code=.*"))
         page.wait_for_function("document.getElementById('step').textContent !== 'starting'"
                                " && document.getElementById('step').textContent !== "

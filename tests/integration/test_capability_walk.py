@@ -13,6 +13,8 @@ from tests.integration.conftest import Api, World
 
 PREFERENCE = ("practitioner", "admin", "citizen", "auditor", "hub")
 VALUES = {"token": "x", "date": "ge2000-01-01", "string": "a"}
+TERRITORY = "https://dossier.brussels/fhir/CodeSystem/territory-level"
+SERVICE_TYPE = "https://dossier.brussels/fhir/CodeSystem/service-type"
 AUDIT_VALUES = {"outcome": "0", "action": "R", "purpose": "TREAT", "agent": "Practitioner/x"}
 
 
@@ -43,6 +45,8 @@ class Walk:
             "Practitioner": world.gp_ref.split("/")[1],
             "Endpoint": world.admin.create(f.endpoint())["id"],
             "Group": "profession-persphysician",
+            "Location": "bassin-sud",
+            "HealthcareService": world.admin.create(self.service())["id"],
         }
         bundle = gp.get("/fhir/Flag", params={"patient": ref}).json()
         made["Flag"] = bundle["entry"][0]["resource"]["id"]
@@ -64,7 +68,15 @@ class Walk:
         roles = roles_of(interaction)
         # a practitioner's Groups are its own rosters; the directory's are the admin's
         order = ("admin", *PREFERENCE) if rtype == "Group" else PREFERENCE
+        if rtype == "Communication":  # a professional reads only their own messages
+            order = ("citizen", *PREFERENCE)
         return self.apis[next(r for r in order if r in roles)]
+
+    def service(self) -> dict[str, Any]:
+        return {"resourceType": "HealthcareService", "name": "Walk",
+                "providedBy": {"reference": self.world.org_ref},
+                "type": [{"coding": [{"system": SERVICE_TYPE, "code": "legal-aid"}]}],
+                "coverageArea": [{"reference": "Location/bassin-nord"}]}
 
     def new(self, rtype: str) -> dict[str, Any]:
         """A fresh resource of the type, to create (and, for delete, to delete)."""
@@ -84,6 +96,11 @@ class Walk:
             "Endpoint": lambda: f.endpoint("https://walk.example/fhir"),
             "Group": lambda: {"resourceType": "Group", "type": "practitioner", "actual": True,
                               "member": [{"entity": {"reference": self.world.gp_ref}}]},
+            "Location": lambda: {"resourceType": "Location", "name": "Quartier Walk",
+                                 "type": [{"coding": [{"system": TERRITORY,
+                                                       "code": "quartier"}]}],
+                                 "partOf": {"reference": "Location/commune-jette"}},
+            "HealthcareService": self.service,
         }
         return bodies[rtype]()  # type: ignore[no-any-return]
 
@@ -96,7 +113,8 @@ def search_value(rtype: str, param: dict[str, Any], walk: Walk) -> str:
         return walk.made[rtype]
     if param["type"] == "reference":
         return f"Patient/{walk.pid}" if param["name"] in ("patient", "subject", "for") \
-            else "Organization/x" if param["name"] in ("organization", "owner", "partof") \
+            else "Organization/x" if param["name"] in ("organization", "owner") or (
+                param["name"] == "partof" and rtype != "Location") \
             else f"{param.get('target', ['Practitioner'])[0]}/x"
     return VALUES[param["type"]]
 

@@ -47,7 +47,7 @@ def test_demo_loads_once_and_demo_users_see_what_consent_allows(
             # every FHIR id the demo users name exists (Person/ are operator accounts)
             named = [u.fhir_user.split("/") for u in DEMO_USERS
                      if not u.fhir_user.startswith("Person/")]
-            assert len(named) == 5
+            assert len(named) == 11  # 3 citizens and the 8 demo practitioners
             with app.state.runtime.engine.connect() as conn:
                 for rtype, rid in named:
                     assert conn.execute(select(resources.c.res_id).where(

@@ -204,9 +204,10 @@ def test_inbox_communication_per_section_12(world: World) -> None:
     assert [(r.channel, r.status) for r in outbox(world, pid)] == [("inbox", "sent")]
     assert deliver(world, config()) == 0
     assert len(inbox(world, pid)) == 1
-    # professionals never read the citizen's notifications
-    assert world.gp.get("/fhir/Communication", params={
-        "recipient": f"Patient/{pid}"}).status_code == 403
+    # professionals never read the citizen's notifications: their own inbox only (§14)
+    others = world.gp.get("/fhir/Communication", params={"recipient": f"Patient/{pid}"})
+    assert others.status_code == 200 and others.json()["total"] == 0
+    assert world.gp.get(f"/fhir/Communication/{note['id']}").status_code == 404
 
 
 def test_without_choices_the_inbox_speaks_the_patients_language(world: World) -> None:

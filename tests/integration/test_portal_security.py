@@ -21,7 +21,7 @@ from fastapi.testclient import TestClient
 from dossier.app import create_app
 from dossier.portal.auditor import csv_cell
 from dossier.settings import load_settings
-from tests.browser.seed import GP, Seeded, seed
+from tests.browser.seed import GP, PASSWORD, Seeded, seed
 
 BASE = "https://testserver"
 FHIR = "application/fhir+json"
@@ -54,7 +54,8 @@ class Site:
         params = dict(parse_qsl(authorize.query))
         assert params["code_challenge_method"] == "S256"
         assert client.get(f"{authorize.path}?{authorize.query}").status_code == 200
-        chosen = client.post("/auth/authorize", data={**params, "user": user})
+        chosen = client.post("/auth/authorize", data={**params, "username": user,
+                                                       "password": PASSWORD})
         back = urlsplit(chosen.headers["location"])
         assert back.path == "/portal/callback"
         landed = client.get(f"{back.path}?{back.query}")
@@ -97,7 +98,7 @@ def grant(site: Site, client: TestClient, actor: str) -> None:
     token = csrf_of(client.get("/portal/me/access").text)
     r = client.post("/portal/me/access/grant", data={
         "csrf": token, "actor": actor, "category": ["identity", "demarches", "network"],
-        "action": ["access"]})
+        "action": ["access"], "confirm": "yes"})
     assert r.status_code == 303, r.text
 
 
@@ -158,7 +159,7 @@ def test_session_cookie_is_secure_httponly_samesite_and_host_only(site: Site) ->
     login = set_cookies(start)["__Host-dossier-login"]
     authorize = urlsplit(start.headers["location"])
     chosen = client.post("/auth/authorize", data={**dict(parse_qsl(authorize.query)),
-                                                  "user": "martin"})
+                                                  "username": "martin", "password": PASSWORD})
     back = urlsplit(chosen.headers["location"])
     landed = client.get(f"{back.path}?{back.query}")
     session = set_cookies(landed)[SESSION]
@@ -180,7 +181,7 @@ def test_session_cookie_is_encrypted_and_holds_no_personal_data(site: Site) -> N
     assert stat.S_IMODE(os.stat(key_file).st_mode) == 0o600
     assert "eyJ" not in raw and "martin" not in raw.lower()  # no readable token or id
     value = json.loads(Fernet(key_file.read_bytes().strip()).decrypt(raw.encode()))
-    assert set(value) == {"token", "role", "user", "csrf", "expires", "flash"}
+    assert set(value) == {"token", "role", "user", "csrf", "expires", "flash", "sid"}
     assert value["user"] == "Patient/martin" and value["role"] == "citizen"
     text = json.dumps(value).lower()
     for secret in site.seeded.names:
@@ -190,6 +191,28 @@ def test_session_cookie_is_encrypted_and_holds_no_personal_data(site: Site) -> N
                         cookies={SESSION: tampered})
     r = forged.get("/portal/me")
     assert r.status_code == 303 and r.headers["location"].startswith("/portal/login")
+
+
+def test_a_cookie_captured_before_logout_no_longer_works(site: Site) -> None:
+    """Issue 16 defect 5: logout ends the session on the server, not only in the browser
+    (a second app on the same database stands for another worker)."""
+    martin = site.sign_in("martin")
+    captured = martin.cookies.get(SESSION)
+    assert captured
+    thief = TestClient(site.app, base_url=BASE, follow_redirects=False,
+                       cookies={SESSION: captured})
+    assert thief.get("/portal/me").status_code == 200  # the cookie works before logout
+    other = site.sign_in("martin")  # another session of the same person
+    token = csrf_of(martin.get("/portal/me").text)
+    assert martin.post("/portal/logout", data={"csrf": token}).status_code == 303
+    for path in ("/portal/me", "/portal/me/access", "/portal/me/settings"):
+        r = thief.get(path)
+        assert r.status_code == 303 and r.headers["location"].startswith("/portal/login")
+    r = thief.post("/portal/me/access/grant", data={"csrf": token, "actor": GP,
+                                                    "category": ["identity"],
+                                                    "action": ["access"]})
+    assert r.status_code in (401, 403)
+    assert other.get("/portal/me").status_code == 200  # only that session ended
 
 
 # ------------------------------------------------------------------ CSP and headers
@@ -306,7 +329,8 @@ def test_sign_in_refuses_a_forged_state_and_never_redirects_away(site: Site) -> 
     client = TestClient(site.app, base_url=BASE, follow_redirects=False)
     start = client.get("/portal/login", params={"next": "https://evil.example/x"})
     params = dict(parse_qsl(urlsplit(start.headers["location"]).query))
-    chosen = client.post("/auth/authorize", data={**params, "user": "martin"})
+    chosen = client.post("/auth/authorize", data={**params, "username": "martin",
+                                                       "password": PASSWORD})
     back = dict(parse_qsl(urlsplit(chosen.headers["location"]).query))
     forged = client.get("/portal/callback", params={**back, "state": "forged"})
     assert forged.status_code == 400 and SESSION not in forged.headers.get("set-cookie", "")
@@ -323,7 +347,7 @@ def test_language_from_query_cookie_or_accept_language(site: Site) -> None:
     assert '<html lang="nl">' in client.get("/portal/",
                                             headers={"Accept-Language": "nl-BE,fr;q=0.5"}).text
     assert '<html lang="fr">' in client.get("/portal/",
-                                            headers={"Accept-Language": "es"}).text
+                                            headers={"Accept-Language": "de"}).text
     chosen = client.get("/portal/?lang=en", headers={"Accept-Language": "nl"})
     assert '<html lang="en">' in chosen.text
     assert "lang=en" in chosen.headers["set-cookie"] and "Secure" in chosen.headers["set-cookie"]
@@ -348,7 +372,7 @@ def test_citizen_choices_are_section_12_consents_and_take_effect(site: Site) -> 
     r = martin.post("/portal/me/access/grant", data={
         "csrf": token, "actor": "Group/profession-persphysician",
         "category": ["identity", "network", "fragility"], "action": ["access", "collect"],
-        "start": "2026-01-01", "end": "2030-12-31"})
+        "start": "2026-01-01", "end": "2030-12-31", "confirm": "yes"})
     assert r.status_code == 303
     group = next(c for c in site.consents() if c["status"] == "active" and
                  provision_of(c).get("actor", [{}])[0].get("reference", {}).get("reference")
@@ -471,14 +495,21 @@ def test_a_professional_moves_a_demarche_on_but_never_out_of_a_closed_status(
         site: Site) -> None:
     janssens = site.sign_in("sw-janssens")
     page = janssens.get("/portal/pro/patients/martin").text
-    forms = re.findall(r'action="(/portal/pro/patients/martin/demarches/[0-9a-f-]+)"', page)
-    assert len(forms) == 1  # only the open démarche can change; the completed one cannot
+    # one status form; only the open démarche can change, the completed one cannot
+    assert page.count('action="/portal/pro/patients/martin/demarches"') == 1
+    open_ids = re.findall(r'<option value="([0-9a-f-]{36})">', page)
+    assert len(open_ids) == 1
+    forms = [f"/portal/pro/patients/martin/demarches/{open_ids[0]}"]
     token = csrf_of(page)
-    r = janssens.post(forms[0], data={"csrf": token, "status": "completed",
-                                      "business": "decision-positive"})
+    kept = janssens.post("/portal/pro/patients/martin/demarches", data={
+        "csrf": token, "demarche": open_ids[0], "status": "", "business": ""})
+    assert kept.status_code == 400  # "keep as it is" twice: nothing to change
+    r = janssens.post("/portal/pro/patients/martin/demarches", data={
+        "csrf": token, "demarche": open_ids[0], "status": "completed",
+        "business": "decision-positive"})
     assert r.status_code == 303
     page = janssens.get("/portal/pro/patients/martin").text
-    assert "/portal/pro/patients/martin/demarches/" not in page  # both closed now
+    assert 'action="/portal/pro/patients/martin/demarches"' not in page  # both closed now
     refused = janssens.post(forms[0], data={"csrf": token, "status": "in-progress"})
     assert refused.status_code == 422  # the server's rule, shown with its explanation
     assert "partOf" in refused.text or "closed" in refused.text

@@ -13,7 +13,8 @@ from dossier.notify.preferences import get_notification_settings, set_notificati
 
 DB = "https://dossier.brussels/fhir"
 FIELDS = {"language": "valueCode", "email": "valueString", "webhook": "valueUrl",
-          "webhook-secret": "valueString"}
+          "webhook-secret": "valueString", "email-frequency": "valueCode"}
+FREQUENCIES = ("immediate", "daily")
 
 
 def _values(body: dict[str, Any] | None) -> dict[str, str]:
@@ -24,7 +25,8 @@ def _values(body: dict[str, Any] | None) -> dict[str, str]:
         name = p.get("name") if isinstance(p, dict) else None
         if name not in FIELDS or not isinstance(p.get(FIELDS[name]), str) or name in out:
             raise Unprocessable("Parameters are language (valueCode), email (valueString), "
-                                "webhook (valueUrl) and webhook-secret (valueString), once each.",
+                                "webhook (valueUrl), webhook-secret (valueString) and "
+                                "email-frequency (valueCode immediate or daily), once each.",
                                 expression=["Parameters.parameter"])
         out[name] = p[FIELDS[name]]
     return out
@@ -47,12 +49,16 @@ def notification_settings(repo: Repository, call: Call) -> Any:
         current = get_notification_settings(repo.services, repo.session, rid)
     else:
         values = _values(body)
+        if values.get("email-frequency", "immediate") not in FREQUENCIES:
+            raise Unprocessable("email-frequency is immediate or daily.",
+                                expression=["Parameters.parameter"])
         try:
             current = set_notification_settings(
                 repo.services, repo.session, rid, language=values.get("language", "fr"),
                 email=values.get("email"), webhook_url=values.get("webhook"),
                 webhook_secret=values.get("webhook-secret"),
-                allow_local_webhooks=repo.services.settings.notify_allow_local_webhooks)
+                allow_local_webhooks=repo.services.settings.notify_allow_local_webhooks,
+                email_digest=values.get("email-frequency") == "daily")
         except ValueError as exc:
             raise Unprocessable(str(exc), expression=["Parameters.parameter"]) from None
         if "webhook" in values and "webhook-secret" not in values:
@@ -63,6 +69,9 @@ def notification_settings(repo: Repository, call: Call) -> Any:
         parameters.append({"name": "channel", "valueCode": channel})
     if current and current.email:
         parameters.append({"name": "email", "valueString": current.email})
+    if current and current.email:
+        parameters.append({"name": "email-frequency",
+                           "valueCode": "daily" if current.email_digest else "immediate"})
     if current and current.webhook_url:
         parameters.append({"name": "webhook", "valueUrl": current.webhook_url})
     if secret:

@@ -454,7 +454,11 @@ def discharge(repo: Repository, call: Call) -> Any:
     patient = _of_type(items, "Patient")
     language = ask.language or patient_language(
         patient[0].resource if patient else None) or "en"
-    return readiness_parameters(result, language)
+    answer = readiness_parameters(result, language)
+    from dossier.coordination.discharge import readiness_answers  # registers its operations
+
+    answer["parameter"] += readiness_answers(repo, rid, ask.at)  # the plan's confirmations
+    return answer
 
 
 for _op in (

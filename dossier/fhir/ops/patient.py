@@ -10,6 +10,7 @@ from typing import Any
 
 import consent
 from auth import Principal
+from auth.scopes import parse_scopes
 from dossier.core.access import ConsentPolicy
 from dossier.core.context import RequestContext
 from dossier.core.directory import StoreDirectory
@@ -65,7 +66,7 @@ def everything(repo: Repository, call: Call) -> Any:
         if key in ("_format", "_pretty"):
             continue
         if key in ("_count", "_offset"):
-            if not value.isdigit() or len(value) > 9 or (key == "_offset" and
+            if not (value.isascii() and value.isdigit()) or len(value) > 9 or (key == "_offset" and
                                                           int(value) > 1_000_000):
                 raise BadRequest(f"{key} must be a whole number.")
             if key == "_count":
@@ -121,12 +122,13 @@ def _preview_principal(repo: Repository, actor: str, directory: StoreDirectory,
                          fhir_user=actor, patient=None, practitioner=actor,
                          organizations=frozenset(o for o, _ in roles if o),
                          professions=frozenset(c for _, c in roles if c), client_id=None,
-                         scopes=(), on_behalf_of=None)
+                         scopes=parse_scopes("user/*.rs"),  # the most any token of theirs reads
+                         on_behalf_of=None)
     if kind == "Organization":
         return Principal(role="hub", roles=frozenset({"hub"}), fhir_user=actor, patient=None,
                          practitioner=None, organizations=frozenset({actor}),
-                         professions=frozenset(), client_id=None, scopes=(),
-                         on_behalf_of=None)
+                         professions=frozenset(), client_id=None,
+                         scopes=parse_scopes("system/*.rs"), on_behalf_of=None)
     raise BadRequest("actor must be a Practitioner or an Organization.")
 
 

@@ -19,6 +19,7 @@ from joserfc import jwt
 from joserfc.jwk import ECKey, RSAKey
 
 from auth import _jose
+from auth.accounts import Account, MemoryState
 from auth.actor import resolve_principal
 from auth.clientauth import ASSERTION_TYPE
 from auth.devissuer import DevIssuer
@@ -38,9 +39,17 @@ class EmptyDirectory:
         return []
 
 
+PASSWORD = "correct horse battery"
+
+
 @pytest.fixture
 def issuer(tmp_path: Path) -> DevIssuer:
-    return DevIssuer(tmp_path, f"{BASE}/auth", f"{BASE}/fhir")
+    state = MemoryState()
+    for username, fhir_user, role in [("martin", "Patient/martin", "citizen"),
+                                      ("dr-dupont", "Practitioner/dr-dupont", "practitioner"),
+                                      ("admin", "Person/admin", "admin")]:
+        state.add(Account(username, fhir_user, (role,), username), PASSWORD)  # type: ignore[arg-type]
+    return DevIssuer(tmp_path, f"{BASE}/auth", f"{BASE}/fhir", state=state)
 
 
 @pytest.fixture
@@ -250,7 +259,7 @@ def redirect_query(response: Any) -> dict[str, str]:
 
 
 def sign_in(client: TestClient, user: str, challenge: str, **overrides: str) -> dict[str, str]:
-    form = {**authorize_params(challenge, **overrides), "user": user}
+    form = {**authorize_params(challenge, **overrides), "username": user, "password": PASSWORD}
     return redirect_query(client.post("/auth/authorize", data=form))
 
 
@@ -260,13 +269,39 @@ def redeem(client: TestClient, code: str, verifier: str, **overrides: str) -> An
     return client.post("/auth/token", data=form)
 
 
-def test_sign_in_page_offers_the_demo_users(client: TestClient, portal: str) -> None:
+def test_sign_in_page_asks_for_a_password(client: TestClient, portal: str) -> None:
     response = client.get("/auth/authorize", params=authorize_params(pkce()[1]))
     assert response.status_code == 200
     assert response.headers["x-frame-options"] == "DENY"
-    for user in ("martin", "simone", "ricarda", "dr-dupont", "sw-janssens", "auditor",
-                 "admin"):
-        assert f'value="{user}"' in response.text
+    assert 'name="username"' in response.text
+    assert 'type="password"' in response.text
+    assert 'value="admin"' not in response.text  # nobody is offered
+
+
+@pytest.mark.parametrize("form", [{"user": "admin"}, {"username": "admin"},
+                                  {"username": "admin", "password": ""},
+                                  {"username": "admin", "password": "wrong password!"},
+                                  {"username": "auditor", "password": PASSWORD},
+                                  {"username": "dr-dupont", "password": PASSWORD + " "}])
+def test_no_code_without_the_password(client: TestClient, portal: str,
+                                      form: dict[str, str]) -> None:
+    """Issue 16 defect 1: `user=admin` alone gave a code, and the code an admin token."""
+    response = client.post("/auth/authorize", data={**authorize_params(pkce()[1]), **form})
+    assert response.status_code == 401
+    assert "location" not in response.headers
+    assert "Wrong username or password" in response.text
+
+
+def test_a_code_is_redeemed_once_also_by_another_issuer_on_the_same_state(
+        tmp_path: Path, issuer: DevIssuer, client: TestClient, portal: str) -> None:
+    other = DevIssuer(tmp_path, issuer.issuer, issuer.audience, state=issuer.state)
+    app = FastAPI()
+    app.include_router(other.router(), prefix="/auth")
+    verifier, challenge = pkce()
+    code = sign_in(client, "martin", challenge)["code"]
+    with TestClient(app, base_url=BASE) as second:
+        assert redeem(second, code, verifier).status_code == 200
+    assert redeem(client, code, verifier).status_code == 400
 
 
 def test_citizen_code_flow(client: TestClient, portal: str, issuer: DevIssuer,
@@ -301,7 +336,7 @@ def test_practitioner_gets_user_scopes_only(client: TestClient, portal: str,
 
 def test_wrong_verifier_and_reuse_are_refused(client: TestClient, portal: str) -> None:
     verifier, challenge = pkce()
-    code = sign_in(client, "simone", challenge)["code"]
+    code = sign_in(client, "martin", challenge)["code"]
     assert_oauth_error(redeem(client, code, pkce()[0]), 400, "invalid_grant")
     assert_oauth_error(redeem(client, code, verifier), 400, "invalid_grant")  # single use
 
@@ -310,9 +345,9 @@ def test_code_is_bound_to_client_and_redirect(client: TestClient, portal: str,
                                               issuer: DevIssuer) -> None:
     issuer.register_client("other", redirect_uris=[REDIRECT])
     verifier, challenge = pkce()
-    code = sign_in(client, "simone", challenge)["code"]
+    code = sign_in(client, "martin", challenge)["code"]
     assert_oauth_error(redeem(client, code, verifier, client_id="other"), 400, "invalid_grant")
-    code = sign_in(client, "simone", challenge)["code"]
+    code = sign_in(client, "martin", challenge)["code"]
     assert_oauth_error(redeem(client, code, verifier, redirect_uri=f"{BASE}/x"),
                        400, "invalid_grant")
     assert_oauth_error(redeem(client, "made-up", verifier), 400, "invalid_grant")
@@ -344,12 +379,15 @@ def test_unknown_client_or_redirect_never_redirects(client: TestClient, portal: 
     assert response.status_code == 400
     assert "location" not in response.headers
     response = client.post("/auth/authorize",
-                           data={**authorize_params(pkce()[1], **overrides), "user": "martin"})
+                           data={**authorize_params(pkce()[1], **overrides), "username": "martin",
+                                 "password": PASSWORD})
     assert response.status_code == 400
 
 
-def test_unknown_user_is_access_denied(client: TestClient, portal: str) -> None:
-    assert sign_in(client, "mallory", pkce()[1])["error"] == "access_denied"
+def test_unknown_user_is_refused_like_a_wrong_password(client: TestClient,
+                                                       portal: str) -> None:
+    form = {**authorize_params(pkce()[1]), "username": "mallory", "password": PASSWORD}
+    assert client.post("/auth/authorize", data=form).status_code == 401
 
 
 def test_scope_outside_the_role_is_invalid_scope(client: TestClient, portal: str) -> None:

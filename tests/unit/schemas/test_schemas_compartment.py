@@ -15,10 +15,11 @@ ROLE = schemas.NETWORK_ROLE_SYSTEM
 def test_supported_and_server_written_types() -> None:
     assert schemas.SUPPORTED_TYPES == (
         "Patient", "Practitioner", "PractitionerRole", "Organization", "Group", "Endpoint",
-        "RelatedPerson", "CareTeam", "Task", "Observation", "Flag", "Consent")
+        "Location", "HealthcareService", "RelatedPerson", "CareTeam", "Task", "Observation",
+        "Flag", "Consent")
     assert schemas.SERVER_WRITTEN_TYPES == ("AuditEvent", "Provenance", "Communication")
     assert {"Organization", "Practitioner", "PractitionerRole", "Group",
-            "Endpoint"} == schemas.DIRECTORY_TYPES
+            "Endpoint", "Location", "HealthcareService"} == schemas.DIRECTORY_TYPES
 
 
 @pytest.mark.parametrize(("resource", "expected"), [
@@ -44,13 +45,31 @@ def test_mental_health_demarche_is_psy() -> None:
     assert schemas.categories(resource) == {"demarches", "psy"}
 
 
-@pytest.mark.parametrize(("role", "psy"), [("psychologist", True), ("psychiatrist", True),
-                                           ("general-practitioner", False)])
-def test_network_with_a_mental_health_participant_is_psy(role: str, psy: bool) -> None:
+@pytest.mark.parametrize("role", ["psychologist", "psychiatrist", "general-practitioner"])
+def test_a_mental_health_participant_is_psy_by_itself(role: str) -> None:
+    """SPEC §14: one psy participant labels that participant, not the whole network map."""
     resource = care_team()
     resource["participant"].append({"role": [{"coding": [{"system": ROLE, "code": role}]}],
                                     "member": {"reference": "Practitioner/x"}})
-    assert ("psy" in schemas.categories(resource)) is psy
+    psy = role != "general-practitioner"
+    assert schemas.categories(resource) == {"network"}
+    assert schemas.psy_items(resource) == ([len(resource["participant"]) - 1] if psy else [])
+    redacted = schemas.without_psy_items(resource)
+    if psy:
+        assert len(redacted["participant"]) == len(resource["participant"]) - 1
+        assert schemas.REDACTED in redacted["meta"]["security"]
+        assert "Practitioner/x" not in str(redacted)
+        kept = schemas.keep_psy_items({**redacted, "status": "inactive"}, resource)
+        assert kept["participant"] == resource["participant"]
+    else:
+        assert redacted is resource
+
+
+def test_a_team_of_psy_participants_only_is_psy() -> None:
+    resource = care_team()
+    resource["participant"] = [{"role": [{"coding": [{"system": ROLE, "code": "psychologist"}]}],
+                                "member": {"reference": "Practitioner/x"}}]
+    assert schemas.categories(resource) == {"network", "psy"}
 
 
 def test_psy_is_fail_safe() -> None:
@@ -161,7 +180,7 @@ def test_search_parameters_shape() -> None:
         for name, param in schemas.search_parameters(resource_type).items():
             assert name == param.name
             assert param.type in ("token", "reference", "date", "string")
-            assert param.paths
+            assert param.paths or param.territory in ("served", "serves")  # the territory
             if param.type != "reference":
                 assert param.target_types == frozenset()
 

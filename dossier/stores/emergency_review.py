@@ -1,0 +1,73 @@
+"""The auditor's review of emergency access (SPEC §6, issue 19): every break-the-glass
+record of the log, the reviews already written to the log, and the sealed reason a
+professional gave (opened only for an auditor, and that reading is audited by the caller).
+
+Reviews are audit records themselves (`operation` on `AuditEvent/<id>`, detail
+`break-glass-review:<decision>`), so the log stays the one source of truth.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from dossier.db.models import audit_records, break_glass
+
+A = audit_records.c
+B = break_glass.c
+REVIEW = "break-glass-review:"
+DECISIONS = ("approved", "flagged")
+
+
+@dataclass(frozen=True)
+class Grant:
+    id: str
+    patient_id: str
+    practitioner: str
+    granted_at: datetime
+    expires_at: datetime
+    sealed_reason: dict[str, Any] | None
+
+
+class EmergencyReview:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def emergency_ids(self) -> list[str]:
+        """Every record made under break-the-glass, newest first (ids only)."""
+        return list(self.session.execute(select(A.id).where(
+            A.record["purpose"].as_string() == "BTG").order_by(A.seq.desc())).scalars())
+
+    def decisions(self) -> dict[str, str]:
+        """Reviewed record id → the latest decision written to the log."""
+        rows = self.session.execute(select(A.record).where(
+            A.action.in_(("operation", "multiple")), A.patient_id.is_(None))
+            .order_by(A.seq)).scalars()
+        out: dict[str, str] = {}
+        for record in rows:
+            for event in record.get("events") or ():
+                detail = str(event.get("detail") or "")
+                decision = detail[len(REVIEW):]
+                if detail.startswith(REVIEW) and decision in DECISIONS and event.get("id"):
+                    out[str(event["id"])] = decision
+        return out
+
+    def dossiers(self, limit: int = 500) -> list[str]:
+        """The dossiers most recently in the log (pseudonymous ids), to pick from."""
+        rows = self.session.execute(select(A.patient_id).where(A.patient_id.is_not(None))
+                                    .order_by(A.seq.desc()).limit(limit * 20)).scalars()
+        return sorted(dict.fromkeys(rows))[:limit]
+
+    def grant_for(self, patient_id: str, practitioner: str, at: datetime) -> Grant | None:
+        """The grant under which `practitioner` acted on `patient_id` at `at`."""
+        row = self.session.execute(select(break_glass).where(
+            B.patient_id == patient_id, B.practitioner == practitioner,
+            B.granted_at <= at, B.expires_at >= at).order_by(B.granted_at.desc())).first()
+        if row is None:
+            return None
+        return Grant(row.id, row.patient_id, row.practitioner, row.granted_at,
+                     row.expires_at, row.reason)
