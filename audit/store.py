@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, insert, or_, select, text
+from sqlalchemy import and_, delete, func, insert, or_, select, text
 from sqlalchemy.orm import Session
 
 from audit.authentication import RecordAuthenticator
@@ -269,6 +269,14 @@ class AuditStore:
             result = self._walk(session, stream, wanted, roots, store)
         if isinstance(result, VerifyResult):
             return result
+        t = self.t
+        hidden = session.execute(select(  # one statement: one snapshot on both databases
+            select(func.count()).select_from(t.records).scalar_subquery()
+            - select(func.count()).select_from(t.leaves).scalar_subquery()
+            - select(func.count()).select_from(t.pending).scalar_subquery())).scalar_one()
+        if hidden:
+            return VerifyResult(False, result, f"{hidden} records neither in the log nor "
+                                "waiting for the sequencer (hidden from it)")
         return self._check_heads(public_jwk, heads, roots, store, result, trusted)
 
     def _walk(self, session: Session, stream: Iterator[tuple[Any, ...]], wanted: set[int],
