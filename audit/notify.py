@@ -27,6 +27,10 @@ TEXTS: Mapping[str, Mapping[str, str]] = {
     "fr": {
         "subject": "Votre dossier a été consulté",
         "subject_digest": "Votre dossier : les consultations du jour",
+        "subject_notice": "Votre dossier : un professionnel a agi pour vous",
+        "notice": "{who} a enregistré quelque chose pour vous avec votre accord (par exemple "
+                  "une autorisation donnée à son guichet). Vous en êtes averti tout de suite ; "
+                  "si vous n'étiez pas d'accord, annulez-le depuis votre portail.",
         "subject_urgent": "URGENT : accès d'urgence à votre dossier",
         "one": "{who} a consulté votre dossier.",
         "many": "{who} a consulté votre dossier {n} fois.",
@@ -44,6 +48,10 @@ TEXTS: Mapping[str, Mapping[str, str]] = {
     "nl": {
         "subject": "Uw dossier werd geraadpleegd",
         "subject_digest": "Uw dossier: de raadplegingen van de dag",
+        "subject_notice": "Uw dossier: een professional handelde voor u",
+        "notice": "{who} heeft iets voor u vastgelegd met uw akkoord (bijvoorbeeld een "
+                  "toestemming gegeven aan het loket). U wordt meteen verwittigd; was u niet "
+                  "akkoord, maak het dan ongedaan via uw portaal.",
         "subject_urgent": "DRINGEND: noodtoegang tot uw dossier",
         "one": "{who} heeft uw dossier geraadpleegd.",
         "many": "{who} heeft uw dossier {n} keer geraadpleegd.",
@@ -61,6 +69,10 @@ TEXTS: Mapping[str, Mapping[str, str]] = {
     "en": {
         "subject": "Your dossier was consulted",
         "subject_digest": "Your dossier: the day's consultations",
+        "subject_notice": "Your dossier: a professional acted for you",
+        "notice": "{who} recorded something for you with your agreement (for example a "
+                  "permission given at their desk). You are told at once; if you did not "
+                  "agree, undo it from your portal.",
         "subject_urgent": "URGENT: emergency access to your dossier",
         "one": "{who} consulted your dossier.",
         "many": "{who} consulted your dossier {n} times.",
@@ -78,6 +90,10 @@ TEXTS: Mapping[str, Mapping[str, str]] = {
     "es": {
         "subject": "Su expediente ha sido consultado",
         "subject_digest": "Su expediente: las consultas del día",
+        "subject_notice": "Su expediente: un profesional actuó por usted",
+        "notice": "{who} registró algo por usted con su acuerdo (por ejemplo, un permiso "
+                  "dado en su ventanilla). Se le avisa enseguida; si no estaba de acuerdo, "
+                  "deshágalo desde su portal.",
         "subject_urgent": "URGENTE: acceso de urgencia a su expediente",
         "one": "{who} consultó su expediente.",
         "many": "{who} consultó su expediente {n} veces.",
@@ -145,6 +161,7 @@ class Access:
     urgent: bool = False
     log_index: int | None = None
     tree_size: int | None = None  # size of the latest signed tree head
+    emergency: bool = False  # break-the-glass (urgent too); urgent alone: e.g. assisted consent
 
 
 @dataclass(frozen=True)
@@ -178,9 +195,9 @@ def access_from_record(record: Mapping[str, Any], *, urgent: bool = False,
         if pair not in actions:
             actions.append(pair)
     recorded = datetime.fromisoformat(str(record["recorded"]).replace("Z", "+00:00"))
+    emergency = record.get("purpose") == "BTG"
     return Access(str(record["id"]), recorded, actor, names.get(actor) if actor else None,
-                  orgs, tuple(actions), urgent or record.get("purpose") == "BTG",
-                  log_index, tree_size)
+                  orgs, tuple(actions), urgent or emergency, log_index, tree_size, emergency)
 
 
 def describe_actor(access: Access, language: str) -> str:
@@ -227,11 +244,14 @@ def compose(accesses: Sequence[Access], language: str, base_url: str = "") -> Me
     texts = TEXTS[lang]
     ordered = sorted(accesses, key=lambda a: (a.recorded, a.record_id))
     urgent = any(a.urgent for a in ordered)
+    emergency = any(a.emergency for a in ordered)
     who = describe_actor(ordered[0], lang)
     n = len(ordered)
     lines = [texts["one"].format(who=who) if n == 1 else texts["many"].format(who=who, n=n)]
-    if urgent:
+    if emergency:
         lines += ["", texts["urgent"].format(who=who)]
+    elif urgent:  # told at once, but not an emergency access (an assisted consent)
+        lines += ["", texts["notice"].format(who=who)]
     for access in ordered:
         when = access.recorded.astimezone(BRUSSELS).strftime(texts["when"])
         lines += ["", f"- {when}: {describe_actions(access, lang)}",
@@ -239,7 +259,8 @@ def compose(accesses: Sequence[Access], language: str, base_url: str = "") -> Me
         proof = proof_path(access)
         if proof:
             lines.append(f"  {texts['proof']}: {base_url}{proof}")
-    subject = texts["subject_urgent" if urgent else "subject"]
+    subject = texts["subject_urgent" if emergency else "subject_notice" if urgent
+                    else "subject"]
     return Message(lang, subject, "\n".join(lines) + "\n", urgent,
                    tuple(a.record_id for a in ordered))
 

@@ -6,7 +6,14 @@ because only the embedded default needs it.
 
 from __future__ import annotations
 
-from auth.actor import Directory, Principal, check_interaction, resolve_principal, role_of
+from auth.actor import (
+    Directory,
+    Principal,
+    Representation,
+    check_interaction,
+    resolve_principal,
+    role_of,
+)
 from auth.errors import AuthError, Forbidden, InvalidToken, IssuerUnavailable, OAuthError
 from auth.rules import COMPARTMENT_TYPES, DIRECTORY_TYPES, ROLES, Role
 from auth.scopes import Scope, allows, format_scopes, parse_scopes
@@ -32,6 +39,7 @@ __all__ = [
     "KeySource",
     "OAuthError",
     "Principal",
+    "Representation",
     "Role",
     "Scope",
     "StaticKeys",

@@ -36,6 +36,18 @@ class Directory(Protocol):
 
 
 @dataclass(frozen=True)
+class Representation:
+    """A person this citizen represents (SPEC §13): through which RelatedPerson, with
+    which mandate (``decide`` | ``see``), and whether it is still in force."""
+
+    patient: str  # "Patient/x"
+    related_person: str  # "RelatedPerson/y"
+    relationship: str  # GUARD | POWATT | PRN
+    mandate: str  # decide | see
+    in_force: bool
+
+
+@dataclass(frozen=True)
 class Principal:
     """The actor of a request, as the consent decision and the audit see it."""
 
@@ -50,6 +62,12 @@ class Principal:
     scopes: tuple[Scope, ...]
     on_behalf_of: str | None  # hub only: the practitioner whose grants apply
     subject: str = ""  # the token's sub, for the audit
+    niss: str | None = None  # a citizen signed in with their national number
+    represents: tuple[Representation, ...] = ()  # the people a citizen represents
+
+    def representation(self, patient_ref: str) -> Representation | None:
+        """How this citizen represents ``patient_ref`` (None: they do not)."""
+        return next((r for r in self.represents if r.patient == patient_ref), None)
 
 
 def _is(kind: str, reference: str | None) -> bool:
@@ -69,12 +87,14 @@ def _principal(claims: TokenClaims, role: Role, *, patient: str | None = None,
                practitioner: str | None = None,
                organizations: frozenset[str] = frozenset(),
                professions: frozenset[str] = frozenset(),
-               on_behalf_of: str | None = None) -> Principal:
+               on_behalf_of: str | None = None,
+               represents: tuple[Representation, ...] = ()) -> Principal:
     return Principal(
         role=role, roles=claims.roles, fhir_user=claims.fhir_user, patient=patient,
         practitioner=practitioner, organizations=organizations, professions=professions,
         client_id=claims.client_id, scopes=claims.scopes, on_behalf_of=on_behalf_of,
-        subject=claims.subject,
+        subject=claims.subject, niss=claims.niss if role == "citizen" else None,
+        represents=represents,
     )
 
 
@@ -83,6 +103,8 @@ def resolve_principal(claims: TokenClaims, directory: Directory, now: datetime) 
     role = role_of(claims)
     fhir_user = claims.fhir_user
     if role == "citizen":
+        if claims.niss is not None:
+            return _citizen_by_niss(claims, directory, now)
         if fhir_user is None or not _is("Patient", fhir_user):
             raise InvalidToken("citizen token without a Patient fhirUser")
         return _principal(claims, role, patient=fhir_user)
@@ -106,6 +128,26 @@ def resolve_principal(claims: TokenClaims, directory: Directory, now: datetime) 
         return _principal(claims, role, organizations=frozenset({fhir_user}))
     # admin and auditor: operator accounts, which need not exist in FHIR.
     return _principal(claims, role)
+
+
+def _citizen_by_niss(claims: TokenClaims, directory: Directory, now: datetime) -> Principal:
+    """A citizen named by their national number: their own dossier (if any) and the people
+    they represent, matched by the keyed blind index (SPEC §8, §13)."""
+    lookup = getattr(directory, "citizen", None)
+    if lookup is None:
+        raise InvalidToken("no directory to resolve a national number")
+    assert claims.niss is not None
+    patient, represents = lookup(claims.niss, now)
+    linked = getattr(directory, "linked_login", None)
+    if patient is None and claims.fhir_user is None and linked is not None:
+        patient = linked(claims.issuer, claims.subject)  # a pseudonymous dossier, enrolled
+    if claims.fhir_user is not None:
+        if not _is("Patient", claims.fhir_user):
+            raise InvalidToken("citizen token without a Patient fhirUser")
+        if patient is not None and claims.fhir_user != patient:
+            raise InvalidToken("fhirUser and the national number name different people")
+        patient = claims.fhir_user  # an existing client's fhirUser keeps working
+    return _principal(claims, "citizen", patient=patient, represents=tuple(represents))
 
 
 def _practitioner(fhir_user: str | None, directory: Directory,
@@ -144,6 +186,9 @@ def check_interaction(principal: Principal, resource_type: str, interaction: str
     usable = [scope for scope in principal.scopes if scope.context == context]
     if not allows(usable, resource_type, interaction):
         raise Forbidden(f"no {context}/ scope for {interaction} {resource_type}")
-    if (principal.role == "citizen" and resource_type in COMPARTMENT_TYPES
-            and (compartment_patient is None or compartment_patient != principal.patient)):
-        raise Forbidden("outside the citizen's own compartment")
+    if principal.role == "citizen" and resource_type in COMPARTMENT_TYPES:
+        opening = resource_type == "Patient" and interaction in "cs" and principal.niss
+        reachable = {principal.patient} | {r.patient for r in principal.represents}
+        if not opening and (compartment_patient is None or compartment_patient not in
+                            reachable):
+            raise Forbidden("outside the citizen's own compartment")

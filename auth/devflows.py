@@ -22,7 +22,7 @@ from auth.clientauth import (
     verify_assertion,
     verify_subject_token,
 )
-from auth.devissuer import DEFAULT_SCOPES, Client, DevIssuer
+from auth.devissuer import DEFAULT_SCOPES, Client, DevIssuer, demo_user
 from auth.errors import InvalidToken, OAuthError, invalid_client
 from auth.rules import SCOPE_CONTEXT, Role
 from auth.scopes import NON_RESOURCE_SCOPES, Scope, covered, format_scopes, parse_scopes
@@ -141,7 +141,7 @@ def exchange_code(issuer: DevIssuer, form: Mapping[str, str]) -> dict[str, Any]:
     if user is None:
         raise OAuthError("invalid_grant", "The authorization code is invalid or expired.")
     token = issuer.mint(user.fhir_user, list(user.roles), entry["scope"], USER_TOKEN_TTL,
-                        client_id=client.client_id)
+                        client_id=client.client_id, niss=_niss_of(user.username))
     response: dict[str, Any] = {"access_token": token, "token_type": "Bearer",
                                 "expires_in": USER_TOKEN_TTL, "scope": entry["scope"]}
     if user.fhir_user.startswith("Patient/"):
@@ -151,11 +151,19 @@ def exchange_code(issuer: DevIssuer, form: Mapping[str, str]) -> dict[str, Any]:
     return response
 
 
+def _niss_of(username: str) -> str | None:
+    """A demo citizen's national number: their token carries it (SPEC §8, §13)."""
+    demo = demo_user(username)
+    return demo.niss if demo is not None else None
+
+
 def _id_token(issuer: DevIssuer, user: Account, client_id: str, nonce: str | None) -> str:
     now = int(datetime.now(UTC).timestamp())
-    claims: dict[str, Any] = {"iss": issuer.issuer, "sub": user.fhir_user, "aud": client_id,
-                              "iat": now, "exp": now + USER_TOKEN_TTL, "azp": client_id,
-                              "fhirUser": user.fhir_user, "name": user.name}
+    claims: dict[str, Any] = {"iss": issuer.issuer, "sub": user.fhir_user or user.username,
+                              "aud": client_id, "iat": now, "exp": now + USER_TOKEN_TTL,
+                              "azp": client_id, "name": user.name}
+    if user.fhir_user:  # a representative without a dossier has none (SPEC §13)
+        claims["fhirUser"] = user.fhir_user
     if nonce:
         claims["nonce"] = nonce
     return issuer.sign(claims, typ="JWT")

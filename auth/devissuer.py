@@ -27,7 +27,7 @@ from auth.actor import Directory
 from auth.rules import ROLES, Role
 from auth.scopes import parse_scopes
 from auth.tokenevents import TokenEvent
-from auth.tokens import StaticKeys, check_issuer_url
+from auth.tokens import NISS_CLAIM, StaticKeys, check_issuer_url
 
 if TYPE_CHECKING:
     from fastapi import APIRouter
@@ -61,11 +61,14 @@ class DemoUser:
     fhir_user: str
     roles: tuple[Role, ...]
     description: str
+    niss: str | None = None  # a citizen signs in with their national number (SPEC §8)
 
 
 DEMO_USERS: list[DemoUser] = [
-    DemoUser("martin", "Martin", "Patient/martin", ("citizen",), "citizen"),
-    DemoUser("simone", "Simone", "Patient/simone", ("citizen",), "citizen"),
+    DemoUser("martin", "Martin", "Patient/martin", ("citizen",), "citizen", "67031215144"),
+    DemoUser("simone", "Simone", "Patient/simone", ("citizen",), "citizen", "43050208418"),
+    DemoUser("piet", "Piet", "", ("citizen",), "Simone's son, her mandataire",
+             "70030105548"),
     DemoUser("ricarda", "Ricarda", "Patient/ricarda", ("citizen",), "citizen"),
     DemoUser("dr-dupont", "Dr Dupont", "Practitioner/dr-dupont", ("practitioner",),
              "general practitioner"),
@@ -139,6 +142,7 @@ class DevIssuer:
         # accounts, authorization codes and jti values seen: in the service's database
         # (shared by all its processes); in memory for a lone issuer
         self.state: IssuerState = state if state is not None else MemoryState()
+        self.niss_claim = NISS_CLAIM  # the service's DOSSIER_OIDC_NISS_CLAIM
         self._keys = _load_or_create_keys(self.data_dir / KEY_FILE)
         _write_json(self.data_dir / ISSUER_FILE,
                     {"issuer": self.issuer, "audience": self.audience})
@@ -199,8 +203,10 @@ class DevIssuer:
 
     def mint(self, fhir_user: str | None, roles: Sequence[str], scope: str | None, ttl: int,
              client_id: str = DEV_CLI_CLIENT, extra_claims: Mapping[str, Any] | None = None,
-             *, subject: str | None = None, now: datetime | None = None) -> str:
-        """An access token; a negative ``ttl`` gives one that has already expired."""
+             *, subject: str | None = None, now: datetime | None = None,
+             niss: str | None = None) -> str:
+        """An access token; a negative ``ttl`` gives one that has already expired. A
+        citizen's ``niss`` goes in the national-number claim (``egovNRN``)."""
         unknown = [role for role in roles if role not in ROLES]
         if unknown:
             raise ValueError(f"unknown roles: {', '.join(unknown)}")
@@ -211,13 +217,16 @@ class DevIssuer:
         moment = int((now or datetime.now(UTC)).timestamp())
         expires = moment + ttl
         claims: dict[str, Any] = {
-            "iss": self.issuer, "sub": subject or fhir_user or client_id, "aud": self.audience,
+            "iss": self.issuer, "sub": subject or fhir_user or _niss_subject(niss) or client_id,
+            "aud": self.audience,
             "iat": min(moment, expires), "nbf": min(moment, expires), "exp": expires,
             "jti": secrets.token_urlsafe(16), "client_id": client_id, "scope": scope,
             "roles": list(roles),
         }
         if fhir_user:
             claims["fhirUser"] = fhir_user
+        if niss:
+            claims[self.niss_claim] = niss
         claims.update(extra_claims or {})
         return self.sign(claims)
 
@@ -310,11 +319,24 @@ class DevIssuer:
         return build_router(self)
 
 
-def dev_token(data_dir: Path, fhir_user: str, roles: Sequence[str], scope: str | None = None,
-              ttl: int = 3600, base_url: str | None = None) -> str:
+def dev_token(data_dir: Path, fhir_user: str | None, roles: Sequence[str],
+              scope: str | None = None, ttl: int = 3600, base_url: str | None = None,
+              niss: str | None = None, niss_claim: str | None = None) -> str:
     """The token ``dossier dev-token`` prints: signed by the data dir's dev issuer."""
+    if fhir_user is None and niss is None:
+        raise ValueError("give --fhir-user or (for a citizen) --niss")
     issuer = DevIssuer.from_data_dir(data_dir, base_url)
-    return issuer.mint(fhir_user, list(roles), scope, ttl)
+    if niss_claim:
+        issuer.niss_claim = niss_claim
+    return issuer.mint(fhir_user, list(roles), scope, ttl, niss=niss)
+
+
+def _niss_subject(niss: str | None) -> str | None:
+    """A subject for a token named only by a national number, which never shows it."""
+    if niss is None:
+        return None
+    import hashlib
+    return "niss-" + hashlib.sha256(niss.encode()).hexdigest()[:24]
 
 
 # Files ------------------------------------------------------------------------

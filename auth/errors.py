@@ -42,6 +42,16 @@ class InvalidToken(AuthError):
         return {"WWW-Authenticate": 'Bearer realm="dossier", error="invalid_token"'}
 
 
+class InvalidNiss(InvalidToken):
+    """A citizen token whose national number fails its check digits."""
+
+    def __init__(self) -> None:
+        super().__init__("national number fails its check digits")
+        self.message = ("The national number (NISS) in the access token is not valid: its "
+                        "check digits do not match. Sign in again with your identity card "
+                        "or itsme.")
+
+
 class Forbidden(AuthError):
     """A valid token whose scopes or role do not allow the interaction."""
 

@@ -45,18 +45,22 @@ RULES: dict[Role, dict[str, str]] = {
     "citizen": {
         **_DIRECTORY_READ,
         **dict.fromkeys(COMPARTMENT_TYPES, "rs"),
+        "Patient": "crs",  # opens their own dossier, by their national number (SPEC §13)
+        "RelatedPerson": "cruds",  # names or removes their mandataire, personne de confiance
         "Consent": "cruds",  # only the citizen writes Consent; DELETE revokes
     },
     # Subscription: one's own topic subscriptions (never dossier data, see subscriptions)
-    # HealthcareService: their own organisation's services only (core/access.py)
+    # HealthcareService: their own organisation's services only (core/access.py);
+    # Consent "c": only the assisted consent of a person present (SPEC §13)
     "practitioner": {**_DIRECTORY_READ, **_PROFESSIONAL, "Subscription": "crds",
-                     "HealthcareService": "crsud"},
+                     "HealthcareService": "crsud", "Consent": "c"},
     "hub": {**_DIRECTORY_READ, **_PROFESSIONAL, "Patient": "rus",  # a hub opens no dossier
             "Subscription": "crds"},
     "auditor": {**_DIRECTORY_READ, "AuditEvent": "rs"},
     "admin": {
         **dict.fromkeys(DIRECTORY_TYPES, "cruds"),
         "Patient": "c",  # may open a dossier, then has no access until consent
+        "RelatedPerson": "c",  # records a guardian or a parent (SPEC §13)
     },
 }
 

@@ -22,12 +22,14 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 
 from auth import _jose
-from auth.errors import InvalidToken, IssuerUnavailable
+from auth.errors import InvalidNiss, InvalidToken, IssuerUnavailable
 from auth.scopes import Scope, parse_scopes
+from schemas.rules import valid_ssin
 
 DEFAULT_ALGORITHMS = ("RS256", "ES256", "EdDSA")
 MAX_LEEWAY = 60
 MAX_TOKEN_LENGTH = 16_384
+NISS_CLAIM = "egovNRN"  # the Belgian federal login's national-number claim (SPEC §8)
 ACCESS_TOKEN_TYPES = frozenset({"jwt", "at+jwt", "application/at+jwt"})
 _BEARER = re.compile(r"(?i:bearer) +([A-Za-z0-9\-._~+/]+=*) *")
 
@@ -46,6 +48,7 @@ class TokenClaims:
     raw_scope: str
     act: dict[str, Any] | None = None  # RFC 8693 actor, when a party acts for the subject
     token_id: str | None = None  # jti, for the audit
+    niss: str | None = None  # a citizen's national number (check digits verified)
 
 
 def bearer_token(authorization_header: str | None) -> str:
@@ -227,7 +230,8 @@ class TokenValidator:
     def __init__(self, issuer: str, audience: str,
                  keys: KeySource | Callable[[], Mapping[str, Any]], *,
                  leeway: int = MAX_LEEWAY,
-                 algorithms: Collection[str] = DEFAULT_ALGORITHMS) -> None:
+                 algorithms: Collection[str] = DEFAULT_ALGORITHMS,
+                 niss_claim: str = NISS_CLAIM) -> None:
         if not 0 <= leeway <= MAX_LEEWAY:
             raise ValueError(f"leeway must be between 0 and {MAX_LEEWAY} seconds")
         unknown = set(algorithms) - set(_jose.ALG_KEYS)
@@ -238,6 +242,7 @@ class TokenValidator:
         self.keys: KeySource = keys if isinstance(keys, KeySource) else StaticKeys(keys)
         self.leeway = leeway
         self.algorithms = tuple(algorithms)
+        self.niss_claim = niss_claim
 
     def validate(self, token: str, now: datetime | None = None) -> TokenClaims:
         """Check signature and claims; return the claims or raise ``InvalidToken``."""
@@ -291,18 +296,29 @@ class TokenValidator:
         if act is not None and not isinstance(act, dict):
             raise InvalidToken("act is not an object")
         jti = claims.get("jti")
+        roles = _roles(claims)
         return TokenClaims(
             subject=str(claims["sub"]),
             issuer=self.issuer,
             client_id=_optional_str(claims, "client_id") or _optional_str(claims, "azp"),
             fhir_user=self._fhir_user(claims),
-            roles=_roles(claims),
+            roles=roles,
             scopes=parse_scopes(raw_scope),
             expires_at=datetime.fromtimestamp(float(claims["exp"]), UTC),
             raw_scope=raw_scope,
             act=act,
             token_id=jti if isinstance(jti, str) else None,
+            niss=self._niss(claims) if "citizen" in roles else None,
         )
+
+    def _niss(self, claims: Mapping[str, Any]) -> str | None:
+        """A citizen's national number; ignored for other roles (SPEC §8)."""
+        value = claims.get(self.niss_claim)
+        if value is None:
+            return None
+        if not isinstance(value, str) or not valid_ssin(value):
+            raise InvalidNiss()
+        return value
 
     def _fhir_user(self, claims: Mapping[str, Any]) -> str | None:
         """``fhirUser`` as a relative reference when it is an absolute URL on our FHIR base."""

@@ -44,6 +44,7 @@ from dossier.fhir.ops import (  # noqa: F401 - register operations
     content,
     erase,
     patient,
+    people,
 )
 from dossier.fhir.routes import root_router as well_known_router
 from dossier.fhir.routes import router as fhir_router
@@ -184,15 +185,18 @@ def install_auth(app: FastAPI, runtime: Runtime) -> None:
             runtime.audit_store, runtime.engine, runtime.query_key, event)
         issuer.on_refusal = lambda address: app.state.throttle.refused(address)
         app.include_router(issuer.router(), prefix="/auth")
+        issuer.niss_claim = settings.oidc_niss_claim
         app.state.dev_issuer = issuer
         runtime.extras["dev_issuer"] = issuer  # $register-hub
-        validator = TokenValidator(issuer.issuer, issuer.audience, issuer.key_source())
+        validator = TokenValidator(issuer.issuer, issuer.audience, issuer.key_source(),
+                                   niss_claim=settings.oidc_niss_claim)
         app.state.smart_configuration = issuer.smart_configuration()
     else:
         assert settings.oidc_issuer and settings.oidc_audience
         keys = JWKSCache(settings.oidc_issuer)
         runtime.extras["jwks_cache"] = keys  # closed with the app (lifespan)
-        validator = TokenValidator(settings.oidc_issuer, settings.oidc_audience, keys)
+        validator = TokenValidator(settings.oidc_issuer, settings.oidc_audience, keys,
+                                   niss_claim=settings.oidc_niss_claim)
 
         def smart() -> dict[str, Any]:
             """The provider's metadata (cached with its keys) as SMART configuration."""

@@ -110,7 +110,8 @@ def cmd_dev_token(args: argparse.Namespace, settings: Settings) -> int:
     roles = [r.strip() for r in args.roles.split(",") if r.strip()]
     try:
         token = dev_token(settings.data_dir, args.fhir_user, roles, args.scope, args.ttl,
-                          base_url=settings.base_url)
+                          base_url=settings.base_url, niss=args.niss,
+                          niss_claim=settings.oidc_niss_claim)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -281,7 +282,8 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("--role", help="grant: the application role (PostgreSQL)")
     t = sub.add_parser("dev-token", help="print an access token from the embedded dev issuer")
     t.add_argument("--data-dir")
-    t.add_argument("--fhir-user", required=True)
+    t.add_argument("--fhir-user", help="Patient/x, Practitioner/y, … (or --niss)")
+    t.add_argument("--niss", help="citizen: the national number, in the egovNRN claim")
     t.add_argument("--roles", required=True, help="citizen, practitioner, auditor, admin, hub")
     t.add_argument("--scope")
     t.add_argument("--ttl", type=int, default=3600, help="seconds; negative = already expired")

@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     # identity (issue 3): an external issuer switches the embedded dev issuer off
     oidc_issuer: str | None = None
     oidc_audience: str | None = None
+    # the claim carrying a citizen's national number (Belgian federal login, SPEC §8)
+    oidc_niss_claim: str = Field(default="egovNRN", min_length=1, max_length=64,
+                                 pattern=r"^[A-Za-z0-9_.:\-]+$")
     key_provider: Literal["local", "pkcs11"] = "local"
     pkcs11_library: str | None = None
     pkcs11_token_label: str | None = None

@@ -13,7 +13,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from schemas.urls import AVAILABLE_AT_DISCHARGE_URL, FLAG_DETAIL_URL, value_set_url
+from schemas.urls import (
+    AVAILABLE_AT_DISCHARGE_URL,
+    FLAG_DETAIL_URL,
+    REPRESENTATIVE_MANDATE_URL,
+    value_set_url,
+)
 
 # A binding checked by a rule in `schemas.rules` rather than by the walker
 # (the housing component's values depend on the component's code).
@@ -136,6 +141,8 @@ EXTENSIONS: Mapping[str, ExtensionDef] = {
     AVAILABLE_AT_DISCHARGE_URL: ExtensionDef(AVAILABLE_AT_DISCHARGE_URL, "valueBoolean",
                                              el("boolean")),
     FLAG_DETAIL_URL: ExtensionDef(FLAG_DETAIL_URL, "valueReference", ref("Observation")),
+    REPRESENTATIVE_MANDATE_URL: ExtensionDef(REPRESENTATIVE_MANDATE_URL, "valueCode",
+                                             el("code", binding=vs("representative-mandate"))),
 }
 
 PROFESSIONALS = ("Practitioner", "PractitionerRole", "Organization")
@@ -174,7 +181,7 @@ _RELATED_PERSON = resource({
     "birthDate": el("date"),
     "address": el("Address", many=True),
     "period": el("Period"),
-})
+}, extensions=frozenset({REPRESENTATIVE_MANDATE_URL}))
 
 _PRACTITIONER = resource({
     "identifier": el("Identifier", many=True),
@@ -292,7 +299,12 @@ _CONSENT = resource({
     "category": el("CodeableConcept", many=True, required=True, binding=vs("consent-category")),
     "patient": ref("Patient", required=True),
     "dateTime": el("dateTime"),
-    "performer": ref("Patient", "RelatedPerson", many=True),
+    "performer": ref("Patient", "RelatedPerson", "Practitioner", many=True),
+    "verification": backbone({  # assisted consent: the person was present (SPEC §13)
+        "verified": el("boolean", required=True),
+        "verifiedWith": ref("Patient", "RelatedPerson"),
+        "verificationDate": el("dateTime"),
+    }, many=True),
     "policyRule": el("CodeableConcept", required=True, binding=vs("consent-policy")),
     "provision": backbone({
         "type": el("code", required=True, binding=vs("consent-provision-type")),

@@ -35,6 +35,8 @@ FRAGILITY_LEVEL_SYSTEM = code_system_url("fragility-level")
 COMMUNICATION_CATEGORY_SYSTEM = code_system_url("communication-category")
 ORGANISATION_SECTOR_SYSTEM = code_system_url("organisation-sector")
 
+REPRESENTATIVE_MANDATE_URL = structure_definition_url("representative-mandate")
+
 SOCIAL_FRAGILITY = "social-fragility"
 ACCESS_NOTIFICATION = "access-notification"
 

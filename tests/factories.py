@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 DB = "https://dossier.brussels/fhir"
@@ -53,8 +54,14 @@ def practitioner_role(practitioner_ref: str, organization_ref: str,
             "period": {"start": start}}
 
 
-def patient(ssin: str | None = niss(), family: str = "Martin", given: str = "Jean",
+_SERIALS = itertools.count(1)
+FRESH = "fresh"  # a new national number for each dossier (one dossier per person)
+
+
+def patient(ssin: str | None = FRESH, family: str = "Martin", given: str = "Jean",
             birth: str = "1967-01-01", language: str = "fr") -> dict[str, Any]:
+    if ssin == FRESH:
+        ssin = niss("670101", next(_SERIALS) % 900 + 1)
     res: dict[str, Any] = {
         "resourceType": "Patient",
         "name": [{"family": family, "given": [given]}],
@@ -162,3 +169,22 @@ def related_person(patient_id: str, family: str = "Peeters", given: str = "Marc"
                 "system": f"{DB}/CodeSystem/network-role", "code": relationship}]}],
             "name": [{"family": family, "given": [given]}],
             "telecom": [{"system": "phone", "value": "+32 2 555 01 23"}]}
+
+
+def representative(patient_id: str, ssin: str, relationship: str = "POWATT",
+                   mandate: str = "decide", end: str | None = None,
+                   family: str = "Wouters", given: str = "Pieter") -> dict[str, Any]:
+    """A representative (SPEC §13): GUARD, POWATT or PRN, their NISS, the mandate."""
+    res: dict[str, Any] = {
+        "resourceType": "RelatedPerson", "active": True,
+        "patient": {"reference": f"Patient/{patient_id}"},
+        "extension": [{"url": f"{DB}/StructureDefinition/representative-mandate",
+                       "valueCode": mandate}],
+        "identifier": [{"system": SSIN, "value": ssin}],
+        "relationship": [{"coding": [{
+            "system": "http://terminology.hl7.org/CodeSystem/v3-RoleCode",
+            "code": relationship}]}],
+        "name": [{"family": family, "given": [given]}]}
+    if end:
+        res["period"] = {"end": end}
+    return res

@@ -115,8 +115,15 @@ def _scope(repo: Repository) -> Any:
     principal = repo.ctx.principal
     if principal.role == "auditor":
         return None
-    if principal.role == "citizen" and principal.patient:
-        return A.patient_id == principal.patient.split("/", 1)[1]
+    if principal.role == "citizen":
+        # their own log, and the logs of the people they represent (SPEC §13)
+        reach = getattr(repo.policy, "citizen_reach", None)
+        refs = reach() if reach is not None else {principal.patient} - {None}
+        ids = sorted(str(ref).split("/", 1)[1] for ref in refs)
+        if len(ids) == 1:
+            return A.patient_id == ids[0]
+        if ids:
+            return A.patient_id.in_(ids)
     raise Forbidden("Only the person concerned and auditors read the access log.")
 
 

@@ -213,9 +213,17 @@ def confirm(repo: Repository, call: Call) -> Any:
     me = repo.ctx.principal.practitioner
     if me is None:
         raise Forbidden("A professional of the network confirms a discharge.")
-    found = _parameters(call.body, {"plan": "valueReference", "available": "valueBoolean",
+    found = _parameters(call.body, {"plan": "valueReference", "request": "valueReference",
+                                    "available": "valueBoolean",
                                     "onBehalfOf": "valueReference"}, "discharge-confirm")
-    plan_ref = _ref(found.get("plan"))
+    if ("plan" in found) == ("request" in found):
+        raise Unprocessable("Give either 'plan' (Task/…) or 'request' (the Communication/… in "
+                            "your inbox).", expression=["Parameters.parameter.plan"])
+    if "request" in found:  # the request in one's inbox names the plan (which a
+        # professional without démarches sees masked)
+        plan_ref = _plan_of_request(repo, pid, me, _ref(found.get("request")))
+    else:
+        plan_ref = _ref(found.get("plan"))
     if plan_ref is None or not plan_ref.startswith("Task/"):
         raise Unprocessable("The parameter 'plan' needs valueReference Task/… (the plan).",
                             expression=["Parameters.parameter.plan"])
@@ -252,6 +260,24 @@ def confirm(repo: Repository, call: Call) -> Any:
                      detail="discharge-confirm")
     return {"resourceType": "Parameters", "parameter": [
         {"name": "recorded", "valueReference": {"reference": f"Communication/{sent.id}"}}]}
+
+
+def _plan_of_request(repo: Repository, patient_id: str, me: str,
+                     request: str | None) -> str | None:
+    """The plan a discharge request addressed to me names; 404 for anything else."""
+    if request is None or not request.startswith("Communication/"):
+        raise Unprocessable("The parameter 'request' needs valueReference Communication/….",
+                            expression=["Parameters.parameter.request"])
+    found = repo.server_read("Communication", request.split("/", 1)[1]) or {}
+    codes = [c.get("code") for cat in found.get("category") or []
+             for c in cat.get("coding") or []]
+    if "discharge-request" not in codes or \
+            found.get("recipient") != [{"reference": me}] or \
+            found.get("subject") != {"reference": f"Patient/{patient_id}"}:
+        repo.note_access("operation", "Patient", None, f"Patient/{patient_id}",
+                         detail="discharge-confirm")
+        raise not_found("Communication")
+    return _ref((found.get("about") or [None])[0])
 
 
 def readiness_answers(repo: Repository, patient_id: str, at: datetime) -> list[dict[str, Any]]:

@@ -95,10 +95,18 @@ class ConsentPolicy:
         """Role and SMART scopes, before any consent question (403 when refused)."""
         try:
             check_interaction(self.principal, resource_type, interaction,
-                              compartment_patient=self.principal.patient)
+                              compartment_patient=self._compartment())
         except AuthForbidden:
             raise Forbidden("Your role or the scopes of your token do not allow this "
                             "interaction on this resource type.") from None
+
+    def _compartment(self) -> str | None:
+        """The compartment the gate checks: a citizen's own, else (a representative
+        without a dossier of their own) one they represent; rows are decided one by one."""
+        p = self.principal
+        if p.role != "citizen" or p.patient is not None:
+            return p.patient
+        return next((r.patient for r in p.represents), None)
 
     def creates_on_update(self, resource_type: str) -> bool:
         """PUT creates only in the directory; in a dossier it would tell a hidden id from a
@@ -195,7 +203,11 @@ class ConsentPolicy:
         if row.patient_id is None:
             return row.resource_type in DIRECTORY_TYPES or self._own_server_row(row)
         if role == "citizen":
-            return self.principal.patient == f"Patient/{row.patient_id}"
+            ref = f"Patient/{row.patient_id}"
+            if ref in self.citizen_reach():
+                return True
+            self._refuse_ended(ref)
+            return False
         if role in PROFESSIONALS and row.resource_type == "Communication":
             # a professional reads only the messages addressed to them (SPEC §14)
             return row.addressee is not None and row.addressee == self.principal.practitioner
@@ -203,13 +215,27 @@ class ConsentPolicy:
             return self.decide(row.patient_id, row.categories, "access")
         return False
 
+    def citizen_reach(self, mandates: tuple[str, ...] = ("see", "decide")) -> set[str]:
+        """The dossiers a citizen reaches: their own, and those of the people they represent
+        with a mandate in force among `mandates` (SPEC §13)."""
+        p = self.principal
+        reach = {p.patient} if p.patient else set()
+        return reach | {r.patient for r in p.represents if r.in_force and r.mandate in mandates}
+
+    def _refuse_ended(self, patient_ref: str) -> None:
+        """A representative whose mandate has ended: 403 on every act (SPEC §13)."""
+        rep = self.principal.representation(patient_ref)
+        if rep is not None and not rep.in_force and patient_ref != self.principal.patient:
+            raise Forbidden("Your mandate to act for this person has ended (its period is "
+                            "over, or the child has come of age).")
+
     def sees(self, patient_id: str, category: str) -> bool:
         """Whether the actor holds `category` of this dossier by the person's Consents now
         (element-level labels, SPEC §14). Break-the-glass never opens psy, so its grants
         are not read here."""
         role = self.principal.role
         if role == "citizen":
-            return self.principal.patient == f"Patient/{patient_id}"
+            return f"Patient/{patient_id}" in self.citizen_reach()
         if role not in PROFESSIONALS:
             return False
         return category in consent.granted_categories(
@@ -244,9 +270,8 @@ class ConsentPolicy:
         directory = and_(T.patient_id.is_(None), T.res_type.in_(sorted(DIRECTORY_TYPES)))
         role = self.principal.role
         if role == "citizen":
-            assert self.principal.patient is not None
-            own = self.principal.patient.split("/", 1)[1]
-            return stmt.where(or_(directory, T.patient_id == own))
+            own = sorted(ref.split("/", 1)[1] for ref in self.citizen_reach())
+            return stmt.where(or_(directory, T.patient_id.in_(own)))
         if role not in PROFESSIONALS:
             return stmt.where(directory)
         if resource_type in DIRECTORY_TYPES:
@@ -280,12 +305,29 @@ class ConsentPolicy:
         if resource_type == "Patient" and existing is None and role in (
                 "admin", "practitioner"):
             return  # opening a dossier: then no access until the citizen consents
+        if resource_type == "Consent" and existing is None and role == "practitioner":
+            return  # an assisted consent (Repository._check_assisted has checked it)
+        if resource_type == "RelatedPerson" and existing is None and role == "admin":
+            return  # a guardian or a parent (dossier/domain/people.py says which)
         if role == "citizen":
-            if self.principal.patient != patient_ref:
+            if (resource_type == "Patient" and existing is None and self.principal.niss
+                    and self.principal.patient is None):
+                return  # opening their own dossier (Repository.open_dossier checks the NISS)
+            if self.principal.patient == patient_ref:
+                if resource_type in ("Consent", "RelatedPerson"):  # representatives: see
+                    return                                        # dossier/domain/people.py
+                raise Forbidden("A citizen changes their dossier through their consents.")
+            rep = self.principal.representation(patient_ref)
+            if rep is None:
                 raise not_found(resource_type)
+            self._refuse_ended(patient_ref)
+            if rep.mandate != "decide":
+                raise Forbidden("A personne de confiance sees the dossier but changes "
+                                "nothing in it.")
             if resource_type == "Consent":
-                return
-            raise Forbidden("A citizen changes their dossier through their consents.")
+                return  # a mandataire decides as the person does
+            raise Forbidden("A representative decides on access; they do not change the "
+                            "dossier's entries.")
         if role in PROFESSIONALS and resource_type in COMPARTMENT_TYPES and \
                 resource_type != "Consent":
             old = existing.categories if existing is not None else frozenset()

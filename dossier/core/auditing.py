@@ -28,9 +28,17 @@ def outcome_for(status: int) -> str:
     return "invalid" if status < 500 else "error"
 
 
-def agent_of(ctx: RequestContext) -> Agent:
+def agent_of(ctx: RequestContext, patient: str | None = None) -> Agent:
+    """Who acted. In the record of a person they represent, a representative is named by
+    the RelatedPerson that makes them one (which carries their NISS) and, when they have a
+    dossier of their own, by that too: both people are in the record (SPEC §13)."""
     p = ctx.principal
-    return Agent(who=p.fhir_user or (f"Client/{p.client_id}" if p.client_id else None),
+    rep = p.representation(patient) if patient and p.role == "citizen" else None
+    if rep is not None and patient != p.patient:
+        return Agent(who=rep.related_person, role=p.role, client=p.client_id,
+                     on_behalf_of=p.patient)
+    return Agent(who=p.fhir_user or p.patient or (
+                     f"Client/{p.client_id}" if p.client_id else None),
                  role=p.role, client=p.client_id, on_behalf_of=p.on_behalf_of,
                  organizations=tuple(sorted(p.organizations)))
 
@@ -45,6 +53,7 @@ class RequestAudit:
         self.events: list[Event] = []
         self.intent: tuple[str, str] = ("request", "*")
         self.urgent_patients: set[str] = set()
+        self.urgent_notices: set[str] = set()  # told at once, without being BTG reads
         self.written: list[dict[str, Any]] = []
 
     # called by the Repository
@@ -56,6 +65,10 @@ class RequestAudit:
     def urgent(self, patient_id: str) -> None:
         """Break-the-glass: the person is notified at once, with urgency."""
         self.urgent_patients.add(patient_id)
+
+    def notify_urgent(self, patient_id: str) -> None:
+        """The person is told at once (an assisted consent recorded for them)."""
+        self.urgent_notices.add(patient_id)
 
     def expect(self, action: str, resource_type: str) -> None:
         self.intent = (action, resource_type)
@@ -70,6 +83,7 @@ class RequestAudit:
                 event.outcome = outcome
         # a refused request discloses nothing: it is not a consultation
         self.urgent_patients.clear()
+        self.urgent_notices.clear()
 
     def flush(self, session: Session) -> None:
         """Append the records (one per person touched) and their outbox rows, each table
@@ -84,19 +98,25 @@ class RequestAudit:
         agent = agent_of(self.ctx)
         now = self.ctx.now
         records: list[tuple[str | None, dict[str, Any]]] = []
+        represented: set[str] = set()
         for pid, events in by_patient.items():
             patient = f"Patient/{pid}" if pid else None
+            acting = agent_of(self.ctx, patient)
+            if acting.who != agent.who and pid:
+                represented.add(pid)  # a representative acted: the person is told
             records.append((pid, build_record(
                 record_id=str(uuid.uuid4()), recorded=now, request_id=self.ctx.request_id,
-                agent=agent, patient=patient, events=events,
+                agent=acting, patient=patient, events=events,
                 purpose="BTG" if pid in self.urgent_patients else self.ctx.purpose,
                 query_key=self.query_key)))
-        self.store.append_many(session, [(record, pid, agent.who) for pid, record in records],
-                               recorded_at=now)
+        self.store.append_many(session, [(record, pid, record["agent"].get("who"))
+                                         for pid, record in records], recorded_at=now)
         notices = [(record, pid) for pid, record in records
-                   if pid and (is_consultation(record) or pid in self.urgent_patients)]
+                   if pid and (is_consultation(record) or pid in self.urgent_patients
+                               or pid in represented or pid in self.urgent_notices)]
         if notices:
-            enqueue_many(session, notices, agent.who, self.urgent_patients, now)
+            enqueue_many(session, notices, agent.who,
+                         self.urgent_patients | self.urgent_notices, now)
         self.written.extend(record for _, record in records)
         self.events = []
         self._pending = False
@@ -117,7 +137,8 @@ def enqueue_many(session: Session, notices: list[tuple[dict[str, Any], str]],
     notice in the inbox (dossier/notify/worker.py `fan_out`)."""
     session.execute(insert(notification_outbox), [{
         "id": str(uuid.uuid4()), "patient_id": pid, "record_id": record["id"],
-        "agent": agent, "urgent": pid in urgent, "created_at": now, "channel": "inbox",
+        "agent": (record.get("agent") or {}).get("who") or agent, "urgent": pid in urgent,
+        "created_at": now, "channel": "inbox",
         "status": "pending", "attempts": 0, "next_attempt_at": now}
         for record, pid in notices])
 

@@ -17,6 +17,7 @@ from dossier.domain import (
     with_computed_level,
 )
 from dossier.domain.fragility import is_fragility_assessment
+from dossier.domain.people import check_patient_write
 
 if TYPE_CHECKING:
     from dossier.core.repository import Repository, Stored
@@ -26,6 +27,7 @@ R = resources.c
 
 def before_write(resource: dict[str, Any], existing: dict[str, Any] | None) -> dict[str, Any]:
     """Check and complete a resource a client writes; returns what will be stored."""
+    check_patient_write(resource, existing)
     if resource.get("resourceType") == "Task":
         old = existing.get("status") if existing else None
         check_transition(old, str(resource.get("status")))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
@@ -10,7 +10,9 @@ from typing import Any
 from sqlalchemy import Engine, false, select
 from sqlalchemy.orm import Session
 
-from dossier.db.models import resources, search_index
+from auth import Representation
+from dossier.db.models import login_links, resources, search_index
+from dossier.domain.people import SSIN, mandate_of, relationship_of
 from schemas.fhirtime import bounds
 
 R = resources.c
@@ -37,9 +39,35 @@ def _in_period(period: Any, at: datetime) -> bool:
 class StoreDirectory:
     """Reads Practitioner and PractitionerRole from the FHIR store (current versions)."""
 
-    def __init__(self, engine: Engine | None, session: Session | None = None) -> None:
+    def __init__(self, engine: Engine | None, session: Session | None = None,
+                 blind: Callable[[str, str], str] | None = None) -> None:
         self.engine = engine
         self.session = session  # read inside this transaction when given
+        self.blind = blind  # the keyed blind index, to find a person by national number
+
+    def citizen(self, niss: str,
+                at: datetime) -> tuple[str | None, list[Representation]]:
+        """The dossier whose NISS this is, and the people whose representative it names,
+        in ONE query on the blind index (never the clear number)."""
+        assert self.blind is not None, "finding a citizen needs the blind index"
+        value = self.blind(SSIN, niss)
+        with self._session() as session:
+            rows = session.execute(select(R.res_type, R.res_id, R.patient_id, R.content).where(
+                R.deleted == false(), R.res_type.in_(("Patient", "RelatedPerson")),
+                R.res_id.in_(select(S.res_id).where(
+                    S.res_type == R.res_type, S.param == "identifier", S.system == SSIN,
+                    S.value == value)))).all()
+        own = next((f"Patient/{r.res_id}" for r in rows if r.res_type == "Patient"), None)
+        represents = [rep for r in rows if r.res_type == "RelatedPerson"
+                      for rep in [representation(r.res_id, r.patient_id, r.content, at)]
+                      if rep is not None]
+        return own, sorted(represents, key=lambda rep: rep.patient)
+
+    def linked_login(self, issuer: str, subject: str) -> str | None:
+        """The pseudonymous dossier an enrolment code linked to this login, if any."""
+        assert self.blind is not None
+        with self._session() as session:
+            return _linked(session, self.blind("login", f"{issuer}|{subject}"))
 
     @contextmanager
     def _session(self) -> Iterator[Session]:
@@ -85,6 +113,25 @@ class StoreDirectory:
                     S.res_type == "PractitionerRole", S.param == "practitioner",
                     S.value == practitioner_ref)))).all()
         return _memberships([content for (content,) in rows], at)
+
+
+def _linked(session: Session, login: str) -> str | None:
+    found = session.execute(select(login_links.c.patient_id).where(
+        login_links.c.login == login)).scalar()
+    return f"Patient/{found}" if found else None
+
+
+def representation(rid: str, patient_id: str | None, content: dict[str, Any],
+                   at: datetime) -> Representation | None:
+    """A RelatedPerson as a representation, or None when it is not a representative.
+    Not in force once inactive or outside its period (a parent's ends at the child's
+    18th birthday: the server writes that end, see dossier/core/people.py)."""
+    relationship, mandate = relationship_of(content), mandate_of(content)
+    if relationship is None or mandate is None or patient_id is None:
+        return None
+    in_force = _active(content) and _in_period(content.get("period"), at)
+    return Representation(patient=f"Patient/{patient_id}", related_person=f"RelatedPerson/{rid}",
+                          relationship=relationship, mandate=mandate, in_force=in_force)
 
 
 class PreloadedDirectory:

@@ -23,9 +23,19 @@ from audit.record import LISTING
 from dossier.core import access_index, content
 from dossier.core.context import RequestContext
 from dossier.db.models import patient_keys, resource_versions, resources, search_index
+from dossier.domain.people import (
+    ASSISTED,
+    SSIN,
+    check_assisted,
+    check_related_person,
+    niss_of,
+    relationship_of,
+    with_parent_end,
+)
 from dossier.errors import (
     BadRequest,
     DossierError,
+    Forbidden,
     Gone,
     MethodNotAllowed,
     PreconditionFailed,
@@ -34,6 +44,8 @@ from dossier.errors import (
 )
 from dossier.search import sql as search_sql
 from dossier.search.params import ID_RE, Include, SearchQuery, parse_search
+from dossier.stores.people import NissIndex
+from dossier.stores.people_choices import AssistedRefusals
 
 T = TypeVar("T")
 R = resources.c
@@ -444,6 +456,8 @@ class Repository:
                 del current
             if since is not None:
                 stmt = stmt.where(V.last_updated >= since)
+            if not resource_type:  # totals count only the types the scopes let it read
+                stmt = stmt.where(V.res_type.in_(self._scoped_types(None)))
             stmt = self.policy.narrow(stmt, resource_versions, resource_type or "*")
             total = self.session.execute(
                 select(func.count()).select_from(stmt.subquery())).scalar_one()
@@ -576,6 +590,11 @@ class Repository:
                     ref.clear()
                     ref.update(copy.deepcopy(MASKED))
 
+    def _scoped_types(self, among: frozenset[str] | None) -> list[str]:
+        """The resource types (of ``among``, or all) the role and scopes let it read."""
+        every = {*schemas.SUPPORTED_TYPES, *schemas.SERVER_WRITTEN_TYPES}
+        return sorted(t for t in (among if among is not None else every) if self._may("r", t))
+
     def _may(self, interaction: str, resource_type: str | None) -> bool:
         if resource_type is None:
             return True
@@ -640,8 +659,8 @@ class Repository:
         stmt = self.policy.narrow(
             select(resources).where(R.patient_id == patient_id, R.deleted == false()))
         visible = stmt
-        if types is not None:
-            stmt = stmt.where(R.res_type.in_(sorted(types)))
+        # totals and pages count only the types the token's scopes let it read
+        stmt = stmt.where(R.res_type.in_(self._scoped_types(types)))
         if since is not None:
             stmt = stmt.where(R.last_updated >= since)
         total = self.session.execute(
@@ -682,12 +701,55 @@ class Repository:
         check_writable(resource_type)
         self.policy.gate(resource_type, "c")
         with self._op("create", resource_type):
+            if resource_type == "Patient" and self.ctx.principal.role == "citizen":
+                raise Forbidden("A citizen opens their own dossier with POST /fhir/Patient "
+                                "and their national number.")
+            if resource_type == "Patient" and niss_of(resource) is not None:
+                # one dossier per person: only `POST /fhir/Patient` opens one by number
+                raise Unprocessable("A dossier for a national number (NISS) is opened with "
+                                    "POST /fhir/Patient on its own, not in a Bundle or a "
+                                    "conditional write.", expression=["Patient.identifier"])
             if if_none_exist is not None:
                 found = self._conditional_match(resource_type, if_none_exist)
                 if found is not None:
                     return found, False
             rid = resource_id or new_id()
             return self._write(resource_type, rid, resource, None, "POST"), True
+
+    def open_dossier(self, resource: dict[str, Any],
+                     if_none_exist: str | None = None) -> tuple[Stored, bool]:
+        """`POST /fhir/Patient` (SPEC §13): one dossier per national number. A professional
+        gets the same answer whether or not the person already had a dossier — the one
+        dossier's id, nothing of its content (`Stored.resource` is what they sent) — and
+        no access until the person consents. A citizen opens their own (or gets it back).
+        Concurrent opens for one number are serialised and the unique index backs it."""
+        niss = niss_of(resource)
+        if niss is None:  # a pseudonymous dossier
+            return self.create(resource, if_none_exist=if_none_exist)
+        self.begin("create", "Patient", "c")
+        p = self.ctx.principal
+        with self._op("create", "Patient"):
+            if p.role == "citizen" and p.niss != niss:
+                raise Forbidden("A citizen opens only their own dossier (the national number "
+                                "of their sign-in).")
+            index = self.store(NissIndex)
+            blind = self.sealer.blind(SSIN, niss)
+            index.lock(blind)
+            found = index.find(blind)
+            if found is None:
+                stored = self._write("Patient", new_id(), resource, None, "POST")
+                if p.role == "citizen":
+                    return stored, True
+                found, version = stored.id, stored.version_id
+            elif p.role == "citizen":
+                return self.read("Patient", found), False
+            else:  # the person is told a professional opened (again) their dossier
+                self._note("create", "Patient", found, found, "exists")
+                version = 1
+            shown = {**copy.deepcopy(resource), "id": found}
+            shown.pop("meta", None)
+            return Stored("Patient", found, version, self.ctx.now, False, shown,
+                          RowMeta("Patient", found, found, frozenset()), "POST"), True
 
     def update(self, resource_type: str, resource_id: str, resource: dict[str, Any], *,
                if_match: int | None = None) -> tuple[Stored, bool]:
@@ -727,6 +789,9 @@ class Repository:
             meta = row_meta(row)
             self.policy.check_write(resource_type, row.patient_id, meta.categories, meta,
                                     **self._providers(resource_type, {}, row))
+            if resource_type == "RelatedPerson" and not row.deleted:
+                check_related_person(self._writer_role(), None,
+                                     self._to_stored(row).resource)
             self._note("delete", resource_type, resource_id, row.patient_id)
             if row.deleted:
                 return
@@ -829,6 +894,34 @@ class Repository:
             raise not_found(resource_type)
         return self.patch(resource_type, found.id, apply)
 
+    def _writer_role(self) -> str:
+        """The writer's role; the service itself (seed data: `Device/…`) is "server"."""
+        p = self.ctx.principal
+        return "server" if (p.fhir_user or "").startswith("Device/") else p.role
+
+    def _check_assisted(self, consent_body: dict[str, Any], existing: Row[Any] | None) -> None:
+        """A professional's Consent is an assisted consent (SPEC §13), for a person who
+        exists and has not refused it — a refusal answers exactly like a missing person."""
+        if existing is not None:
+            raise Forbidden("Only the person changes or withdraws their consent.")
+        check_assisted(consent_body, self.ctx.principal.practitioner)
+        ref = str((consent_body.get("patient") or {}).get("reference") or "")
+        pid = ref.split("/", 1)[1] if ref.startswith("Patient/") else ""
+        row = self.current_row("Patient", pid) if pid else None
+        if row is None or row.deleted or self.store(AssistedRefusals).refused(pid):
+            self._note("create", "Consent", None, pid if row is not None else None,
+                       "denied" if row is not None else "not-found", detail=ASSISTED)
+            raise not_found("Patient")
+
+    def _birth_date(self, related: dict[str, Any]) -> str | None:
+        """The birth date of the person a RelatedPerson belongs to (for a parent's mandate)."""
+        ref = str((related.get("patient") or {}).get("reference") or "")
+        if not ref.startswith("Patient/") or relationship_of(related) != "PRN":
+            return None
+        patient = self.server_read("Patient", ref.split("/", 1)[1])
+        birth = (patient or {}).get("birthDate")
+        return birth if isinstance(birth, str) else None
+
     def server_read(self, resource_type: str, resource_id: str) -> dict[str, Any] | None:
         """A resource as the server itself reads it (derived data), unaudited."""
         row = self.current_row(resource_type, resource_id)
@@ -898,6 +991,11 @@ class Repository:
             old = self._to_stored(existing, redact=False).resource if existing is not None \
                 and not existing.deleted else None
             resource = content.before_write(resource, old)
+            if resource_type == "RelatedPerson":  # representatives (SPEC §13)
+                check_related_person(self._writer_role(), resource, old)
+                resource = with_parent_end(resource, self._birth_date(resource))
+            if resource_type == "Consent" and self.ctx.principal.role == "practitioner":
+                self._check_assisted(resource, existing)
         if not problems and resource_type == "Consent":
             problems = [schemas.Problem(path, message, "invalid")
                         for path, message in consent_problems(resource)]
@@ -962,6 +1060,13 @@ class Repository:
                    patient_id)
         meta = RowMeta(resource_type, resource_id, patient_id, cats)
         stored = Stored(resource_type, resource_id, version, now, False, resource, meta, method)
+        if not trusted and resource_type == "Consent" and \
+                self.ctx.principal.role == "practitioner" and patient_id:
+            # assisted consent: the person is told at once; the auditor reviews it
+            self._note("operation", "Consent", resource_id, patient_id, detail=ASSISTED)
+            notify = getattr(self.audit, "notify_urgent", None)
+            if notify is not None:
+                notify(patient_id)
         if not trusted:
             self.create_server_resource(provenance(self.ctx, stored, existing is None),
                                         patient_id=patient_id, categories=cats,

@@ -94,8 +94,8 @@ class Runtime:
                 if ctx.claims is not None:  # a token: who it names, from this snapshot
                     ctx.principal = UNRESOLVED
                     try:
-                        ctx.principal = resolve_principal(
-                            ctx.claims, StoreDirectory(None, session), ctx.now)
+                        directory = StoreDirectory(None, session, self.sealer().blind)
+                        ctx.principal = resolve_principal(ctx.claims, directory, ctx.now)
                     except DBAPIError as exc:
                         if _lost(exc):  # the first statement met a dead connection
                             raise StaleConnection from None

@@ -11,6 +11,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    text,
 )
 
 from audit.tables import define_audit_tables
@@ -94,6 +95,8 @@ access_grants = Table(
 
 # Search index of the current versions: token, reference and date parameters.
 # Identifier values are stored as keyed blind indexes, never in clear.
+NISS_ROWS = ("res_type = 'Patient' AND param = 'identifier' AND "
+             "system = 'https://www.ehealth.fgov.be/standards/fhir/core/NamingSystem/ssin'")
 search_index = Table(
     "search_index",
     metadata,
@@ -109,6 +112,9 @@ search_index = Table(
     Index("ix_search_index_lookup", "res_type", "param", "value"),
     # covers a per-row probe of a bounded search (search/sql.py), and deletes by owner
     Index("ix_search_index_owner", "res_type", "res_id", "param", "value", "system"),
+    # one dossier per national number (SPEC §13): the NISS blind index of Patients is unique
+    Index("ux_search_index_patient_niss", "value", unique=True,
+          sqlite_where=text(NISS_ROWS), postgresql_where=text(NISS_ROWS)),
 )
 
 # Break-the-glass grants (SPEC §5): short, for one practitioner, reviewed by an auditor.
@@ -235,6 +241,68 @@ rosters = Table(
     Column("version_id", Integer, nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
     Index("ix_rosters_owner", "owner"),
+)
+
+# People reach their dossier (SPEC §13) ----------------------------------------------
+
+# A person who refused, in advance, that a professional record a consent for them.
+assisted_refusals = Table(
+    "assisted_refusals",
+    metadata,
+    Column("patient_id", String(64), primary_key=True),
+    Column("refused_at", UTCDateTime(), nullable=False),
+)
+
+# A professional's request for access. `patient_id` is the id they asked about, kept
+# whether or not such a dossier exists (their list of open requests must not tell);
+# `communication_id` is the person's access-request Communication (when there is one).
+access_requests = Table(
+    "access_requests",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("patient_id", String(64), nullable=False),
+    Column("practitioner", String(140), nullable=False),
+    Column("categories", String(255), nullable=False),
+    Column("period_end", UTCDateTime(), nullable=True),
+    Column("status", String(16), nullable=False),  # open | accepted | declined
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("decided_at", UTCDateTime(), nullable=True),
+    Column("communication_id", String(64), nullable=True),
+    Column("consent_id", String(64), nullable=True),
+    Index("ix_access_requests_practitioner", "practitioner", "status"),
+    Index("ix_access_requests_patient", "patient_id", "status"),
+)
+
+# One-time enrolment codes for pseudonymous dossiers: only a keyed hash is kept.
+enrolment_codes = Table(
+    "enrolment_codes",
+    metadata,
+    Column("code_hash", String(64), primary_key=True),
+    Column("patient_id", String(64), nullable=False),
+    Column("created_by", String(140), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("expires_at", UTCDateTime(), nullable=False),
+    Column("used_at", UTCDateTime(), nullable=True),
+    Index("ix_enrolment_codes_patient", "patient_id"),
+)
+
+# Wrong enrolment codes per login (issuer + subject, hashed), for the hourly limit.
+enrolment_attempts = Table(
+    "enrolment_attempts",
+    metadata,
+    Column("row_id", Integer, primary_key=True, autoincrement=True),
+    Column("login", String(64), nullable=False),
+    Column("at", UTCDateTime(), nullable=False),
+    Index("ix_enrolment_attempts_login", "login", "at"),
+)
+
+# A login linked to a pseudonymous dossier by an enrolment code (issuer + subject hashed).
+login_links = Table(
+    "login_links",
+    metadata,
+    Column("login", String(64), primary_key=True),
+    Column("patient_id", String(64), nullable=False),
+    Column("linked_at", UTCDateTime(), nullable=False),
 )
 
 # The embedded issuer's state (issue 16): sign-in accounts (scrypt hashes), authorization

@@ -41,7 +41,8 @@ PARAMETERS: dict[str, list[Param]] = {
         ("plan", "out", 1, "1", "Reference"), ("asked", "out", 0, "*", "Reference"),
         ("informal", "out", 0, "*", "Reference"), ("answer", "out", 0, "*", None)],
     "discharge-confirm": [
-        ("plan", "in", 1, "1", "Reference"), ("available", "in", 1, "1", "boolean"),
+        ("plan", "in", 0, "1", "Reference"), ("request", "in", 0, "1", "Reference"),
+        ("available", "in", 1, "1", "boolean"),
         ("onBehalfOf", "in", 0, "1", "Reference"), ("recorded", "out", 1, "1", "Reference")],
     "access-preview": [("actor", "in", 1, "1", "string"), ("return", "out", 1, "1", "Bundle")],
     "break-glass": [
@@ -61,6 +62,17 @@ PARAMETERS: dict[str, list[Param]] = {
         ("scope", "out", 1, "1", "string"), ("token-endpoint", "out", 1, "1", "url"),
         ("jwks-uri", "out", 0, "1", "url")],
     "locate": [("identifier", "in", 1, "1", "Identifier"), ("match", "out", 0, "*", None)],
+    # people reach their dossier (SPEC §13)
+    "assisted-consent": [("refuse", "in", 0, "1", "boolean"), ("refuse", "out", 1, "1",
+                                                                "boolean")],
+    "request-access": [("category", "in", 1, "*", "code"), ("period", "in", 0, "1", "Period")],
+    "answer-access-request": [
+        ("request", "in", 1, "1", "string"), ("answer", "in", 1, "1", "code"),
+        ("category", "in", 0, "*", "code"), ("status", "out", 1, "1", "code"),
+        ("consent", "out", 0, "1", "Reference")],
+    "enrolment-code": [("code", "out", 1, "1", "string"), ("expires", "out", 1, "1",
+                                                             "instant")],
+    "enrol": [("code", "in", 1, "1", "string"), ("patient", "out", 1, "1", "Reference")],
 }
 LOCATE_MATCH_PARTS: list[Param] = [("patient", "out", 1, "1", "Reference"),
                                    ("endpoint", "out", 0, "1", "Reference"),

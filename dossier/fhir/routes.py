@@ -26,6 +26,7 @@ from dossier.errors import (
 from dossier.fhir import bundles, conformance, operations
 from dossier.fhir.capability import capability_statement, smart_security
 from dossier.fhir.negotiate import negotiate
+from dossier.fhir.ops import people as people_ops
 from dossier.fhir.patch import PATCH_TYPES, patcher
 from dossier.fhir.subset import subset
 from dossier.fhir.transaction import process_bundle
@@ -303,11 +304,20 @@ async def create(request: Request, rtype: str) -> Response:
     def work(repo: Any, ctx: RequestContext) -> tuple[Stored, bool]:
         if rtype == "Group" and rosters.handles(ctx.principal):
             return rosters.create(repo, body), True  # a professional's Group is a roster
+        if rtype == "Patient":  # one dossier per person (SPEC §13)
+            stored, created = repo.open_dossier(body, if_none_exist)
+            codes[:] = [people_ops.first_code(repo, stored, created)]
+            return stored, created
         return repo.create(body, if_none_exist=if_none_exist)  # type: ignore[no-any-return]
 
+    codes: list[str | None] = []
     stored, created = await in_unit(request, work)
-    return resource_response(request, stored, 201 if created else 200, location=created,
-                             done="created" if created else "already exists")
+    response = resource_response(request, stored, 201 if created else 200, location=created,
+                                 done="created" if created else "already exists")
+    if codes and codes[0]:  # a pseudonymous dossier's one-time enrolment code, shown once
+        response.headers["Dossier-Enrolment-Code"] = codes[0]
+        response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 @router.put("/{rtype}")

@@ -24,7 +24,7 @@ STATIC = Path(__file__).parent / "static"
 
 def install_portal(app: FastAPI, runtime: Runtime) -> None:
     """Mount /portal on the app (after the API routers): pages, static files, headers."""
-    from dossier.portal import auditor, citizen, coordination, professional, routes
+    from dossier.portal import auditor, citizen, coordination, people, professional, routes
 
     settings = runtime.settings
     base = settings.public_base
@@ -42,8 +42,8 @@ def install_portal(app: FastAPI, runtime: Runtime) -> None:
         _ = portal.oidc  # register the portal as a public client of the dev issuer now
     app.state.portal = portal
     app.mount("/portal/static", StaticFiles(directory=str(STATIC)), name="portal-static")
-    for router in (routes.front, routes.router, citizen.router, professional.router,
-                   auditor.router, coordination.router):
+    for router in (routes.front, routes.router, people.router, citizen.router,
+                   professional.router, auditor.router, coordination.router):
         app.include_router(router)
     for exc_class, handler in routes.HANDLERS.items():
         app.add_exception_handler(exc_class, handler)

@@ -294,7 +294,8 @@ async def review(request: Request, record_id: str) -> Response:
     def work() -> None:
         with gw.unit(user.ctx) as repo:
             events, _, _, _ = auditevents.search_events(repo, store, [("_id", record_id)])
-            if not events or views.purpose(events[0]) != views.BTG:
+            if not events or not (views.purpose(events[0]) == views.BTG
+                                  or views.is_assisted(events[0])):
                 raise PageError(400, N_("This entry is not an emergency access."))
             repo.audit.record(repo.session, repo.ctx, AuditNote(
                 "operation", "AuditEvent", record_id, set(), "success",

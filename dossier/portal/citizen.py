@@ -51,7 +51,9 @@ def download(body: Any, filename: str) -> Response:
 # ------------------------------------------------------------------ my dossier
 @router.get("")
 async def my_dossier(request: Request) -> Response:
-    user = await citizen(request)
+    user = await signed_in(request, "citizen")
+    if not user.patient_id:  # a representative without a dossier of their own (SPEC §13)
+        return RedirectResponse("/portal/me/people", status_code=303)
     gw = portal_of(request).gateway
     dossier = await call(lambda: dossier_data.load(gw, user.ctx, user.patient_id, user.t))
     return render(request, "citizen/dossier.html", user, dossier=dossier)

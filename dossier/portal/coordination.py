@@ -183,11 +183,12 @@ async def answer(request: Request, message_id: str) -> Response:
             note = repo.read("Communication", message_id).resource or {}
             kind = note["category"][0]["coding"][0]["code"]
             pid = str(note["subject"]["reference"]).split("/", 1)[1]
-            about = str(note["about"][0]["reference"])
+            about = str(note["about"][0].get("reference", ""))  # a referral's Task
             if kind == "discharge-request" and choice in ("yes", "no"):
                 confirm(repo, Call("Patient", pid, [], {"resourceType": "Parameters",
                                                          "parameter": [
-                    {"name": "plan", "valueReference": {"reference": about}},
+                    {"name": "request",
+                     "valueReference": {"reference": f"Communication/{message_id}"}},
                     {"name": "available", "valueBoolean": choice == "yes"}]}, "POST"))
             elif kind == "referral" and choice in ("accepted", "rejected"):
                 task = repo.read("Task", about.split("/", 1)[1]).resource or {}

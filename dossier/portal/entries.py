@@ -153,6 +153,11 @@ def discharge_time(form: FormData) -> datetime:
 
 
 def readiness_body(at: datetime, destination: str | None, language: str) -> dict[str, Any]:
+    """The $discharge-readiness request; its texts exist in fr, nl and en (the page shows
+    the reasons through the catalogue anyway, so another language asks for English)."""
+    from dossier.domain.readiness import LANGUAGES as READINESS_LANGUAGES
+
+    language = language if language in READINESS_LANGUAGES else "en"
     parameters: list[dict[str, Any]] = [{"name": "at", "valueDateTime": at.isoformat()},
                                         {"name": "language", "valueCode": language}]
     if destination:

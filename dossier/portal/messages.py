@@ -85,7 +85,7 @@ def build(communications: list[dict[str, Any]], events: dict[str, Any],
                     "who": names.get(who) or _role_name(event, t),
                     "organisation": organisations.get(who, ""),
                     "day": t.day(day) if day else "", "urgent": urgent,
-                    "latest": moment, "items": []}
+                    "emergency": False, "latest": moment, "items": []}
             purpose = views.purpose(event) or ""
             message["items"].append({
                 "id": record_id, "at": moment,
@@ -96,6 +96,7 @@ def build(communications: list[dict[str, Any]], events: dict[str, Any],
             if moment and (message["latest"] is None or moment > message["latest"]):
                 message["latest"] = moment
             message["urgent"] = message["urgent"] or purpose == views.BTG
+            message["emergency"] = message["emergency"] or purpose == views.BTG
     out = list(messages.values())
     for message in out:
         message["items"].sort(key=lambda i: (i["at"] is None, i["at"] or 0))

@@ -315,9 +315,20 @@ def audit_row(event: dict[str, Any], names: dict[str, str], organisations: dict[
         "outcome_label": t(AUDIT_OUTCOMES.get(str(event.get("outcome")), "Error")),
         "purpose": purpose(event) or "",
         "emergency": purpose(event) == BTG,
+        "assisted": is_assisted(event),
         "patient": audit_patient(event) or "",
         "index": log_index(event),
     }
+
+
+ASSISTED = "assisted-consent"
+
+
+def is_assisted(event: dict[str, Any]) -> bool:
+    """A successful assisted consent (SPEC §13): reviewed beside break-the-glass."""
+    return event.get("outcome") == "0" and any(
+        d.get("valueString") == ASSISTED for entity in event.get("entity") or []
+        for d in entity.get("detail") or [])
 
 
 def reviewed_record(event: dict[str, Any]) -> str | None:

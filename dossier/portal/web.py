@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,6 +51,8 @@ PAGE_HEADERS = {
 }
 HOME = {"citizen": f"{PREFIX}/me", "practitioner": f"{PREFIX}/pro",
         "auditor": f"{PREFIX}/audit", "admin": f"{PREFIX}/admin"}
+ACTING_COOKIE = "dossier_acting_for"
+ID_PATTERN = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 NAV: dict[str, list[tuple[str, str]]] = {
     "citizen": [(f"{PREFIX}/me", N_("My dossier")),
                 (f"{PREFIX}/me/access", N_("Who can see what")),
@@ -129,8 +132,14 @@ class User:
     def role(self) -> str:
         return self.ctx.role
 
+    acting_for: str = ""  # a representative's chosen person (SPEC §13), from a cookie
+
     @property
     def patient_id(self) -> str:
+        """The dossier a citizen's pages show: their own, or the person they act for (the
+        unit's policy decides whether they may)."""
+        if self.ctx.role == "citizen" and self.acting_for:
+            return self.acting_for
         patient = self.ctx.fhir_user or "" if self.ctx.role == "citizen" else ""
         return patient.split("/", 1)[1] if "/" in patient else ""
 
@@ -170,7 +179,9 @@ async def signed_in(request: Request, *roles: str) -> User:
         raise LoginRequired from None
     if roles and ctx.role not in roles:
         raise PageError(403, N_("This page is not for your role."))
-    return User(session, ctx, translator(request))
+    acting = request.cookies.get(ACTING_COOKIE, "")
+    return User(session, ctx, translator(request),
+                acting if ctx.role == "citizen" and ID_PATTERN.fullmatch(acting) else "")
 
 
 async def form_of(request: Request, user: User) -> FormData:

@@ -151,6 +151,19 @@ def related_person(rid: str, pid: str, given: str, family: str, role: str) -> Re
             "name": [{"family": family, "given": [given]}]}
 
 
+def representative(rid: str, pid: str, given: str, family: str, ssin: str,
+                   mandate: str) -> Resource:
+    """A mandataire (POWATT) the person named (SPEC §13); they sign in with ``ssin``."""
+    return {"resourceType": "RelatedPerson", "id": rid, "active": True,
+            "patient": {"reference": f"Patient/{pid}"},
+            "extension": [{"url": f"{DB}/StructureDefinition/representative-mandate",
+                           "valueCode": mandate}],
+            "identifier": [{"system": SSIN, "value": ssin}],
+            "relationship": [coding("http://terminology.hl7.org/CodeSystem/v3-RoleCode",
+                                    "POWATT")],
+            "name": [{"family": family, "given": [given]}]}
+
+
 def member(ref: str, role: str, available: bool = False, start: str | None = None,
            end: str | None = None) -> Resource:
     part: Resource = {"extension": [{"url": AVAILABLE, "valueBoolean": available}],
@@ -345,6 +358,9 @@ def simone(d: Days) -> list[Resource]:
                 ("demarches", "network", "fragility")),
         *[related_person(rid, p, given, "Wouters", "family") for rid, given in sons],
         related_person("simone-neighbour", p, "Marie", "Dubois", "neighbour"),
+        # Piet, far away, decides for her: he signs in with his own national number
+        representative("simone-mandate-piet", p, "Piet", "Wouters", niss("700301", 55),
+                       "decide"),
         related_person("simone-volunteer", p, "Karim", "Benali", "volunteer"),
         fragility("simone-fragility-1", p, d.at(-5, 11), "dr-maes", "inadequate",
                   lives_alone=True, support_on_return=False, mobility_limited=True,

@@ -20,6 +20,7 @@ from dossier.db.models import audit_records, break_glass
 A = audit_records.c
 B = break_glass.c
 REVIEW = "break-glass-review:"
+ASSISTED = "assisted-consent"
 DECISIONS = ("approved", "flagged")
 
 
@@ -38,9 +39,20 @@ class EmergencyReview:
         self.session = session
 
     def emergency_ids(self) -> list[str]:
-        """Every record made under break-the-glass, newest first (ids only)."""
-        return list(self.session.execute(select(A.id).where(
-            A.record["purpose"].as_string() == "BTG").order_by(A.seq.desc())).scalars())
+        """Every record made under break-the-glass, and every assisted consent (SPEC §13),
+        newest first (ids only)."""
+        btg = [(seq, rid) for seq, rid in self.session.execute(select(A.seq, A.id).where(
+            A.record["purpose"].as_string() == "BTG"))]
+        return [i for _, i in sorted(btg + self._assisted(), reverse=True)]
+
+    def _assisted(self) -> list[tuple[int, str]]:
+        """Records of a professional's assisted consent: a Consent create with the
+        `assisted-consent` event (scanned among professionals' multi-event records)."""
+        rows = self.session.execute(select(A.seq, A.id, A.record).where(
+            A.action == "multiple", A.outcome == "success", A.patient_id.is_not(None),
+            A.agent.like("Practitioner/%"))).all()
+        return [(seq, rid) for seq, rid, record in rows
+                if any(e.get("detail") == ASSISTED for e in record.get("events") or ())]
 
     def decisions(self) -> dict[str, str]:
         """Reviewed record id → the latest decision written to the log."""

@@ -23,7 +23,8 @@ CHROMIUM = "/usr/bin/chromium"
 LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                "--disable-component-update", "--disable-sync", "--no-first-run"]
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-output" / "screenshots"
-HOMES = {"martin": "/portal/me", "simone": "/portal/me", "dr-dupont": "/portal/pro",
+HOMES = {"martin": "/portal/me", "simone": "/portal/me", "piet": "/portal/me/people",
+         "dr-dupont": "/portal/pro",
          "sw-janssens": "/portal/pro", "auditor": "/portal/audit"}
 
 

@@ -95,10 +95,14 @@ def _api(live: Live, who: str, role: str) -> Any:
 def test_answering_from_the_inbox(visitors: Any, live: Live) -> None:
     """Simone's GP refers a démarche to the CPAS and plans her discharge; the CPAS social
     worker accepts the referral and confirms she is available, from her inbox."""
+    with _api(live, "Patient/simone", "citizen") as simone, \
+            _api(live, "Practitioner/dr-dupont", "practitioner") as gp:
+        _answer_from_the_inbox(visitors, simone, gp)
+
+
+def _answer_from_the_inbox(visitors: Any, simone: Any, gp: Any) -> None:
     from tests import factories as f
 
-    simone = _api(live, "Patient/simone", "citizen")
-    gp = _api(live, "Practitioner/dr-dupont", "practitioner")
     for actor, cats in (("Practitioner/dr-dupont", ("identity", "demarches", "network",
                                                     "fragility")),
                         ("Organization/cpas-saint-gilles", ("identity", "demarches")),

@@ -15,13 +15,14 @@ LANGUAGES = ("fr", "nl", "en")
 PHONE = {"width": 390, "height": 844}
 CITIZEN_PAGES = {"dossier": "/portal/me", "access": "/portal/me/access",
                  "preview": "/portal/me/preview", "log": "/portal/me/log",
-                 "messages": "/portal/me/notifications", "settings": "/portal/me/settings"}
+                 "messages": "/portal/me/notifications", "settings": "/portal/me/settings",
+                 "people": "/portal/me/people", "enrol": "/portal/me/enrol"}
 PRO_PAGES = {"people": "/portal/pro", "person": "/portal/pro/patients/martin",
              "demarche": "/portal/pro/patients/martin/demarche",
              "network": "/portal/pro/patients/martin/network",
              "fragility": "/portal/pro/patients/martin/fragility",
              "discharge": "/portal/pro/patients/martin/discharge",
-             "break-glass": "/portal/pro/break-glass",
+             "break-glass": "/portal/pro/break-glass", "find": "/portal/pro/find",
              "not-available": "/portal/pro/patients/no-such-dossier"}
 AUDITOR_PAGES = {"log": "/portal/audit", "integrity": "/portal/audit/integrity",
                  "break-glass": "/portal/audit/break-glass"}

@@ -303,6 +303,12 @@ def test_spanish_citizen_pages_are_complete(visitors: Any, live: Live) -> None:
         check(martin, f"citizen-{name}", "es")
     martin.go("/portal/me/settings")
     assert martin.page.locator("#language-es").count() == 1  # messages in Spanish too
+    janssens: Visitor = visitors("sw-janssens", "es-ES")  # a professional reading Spanish
+    janssens.go("/portal/pro/patients/martin/discharge")
+    janssens.page.fill("#at", "2027-07-21T10:00")
+    janssens.page.locator("form[action$='/discharge'] button").click()
+    janssens.page.wait_for_load_state()
+    assert janssens.page.locator("section.result").count() == 1
 
 
 DEMO_PRACTITIONERS = ("dr-dupont", "sw-janssens", "sw-lambert", "psy-claes", "dr-maes",
@@ -338,3 +344,24 @@ def test_sign_in_page_speaks_the_portals_language_and_every_demo_practitioner_si
         visitor: Visitor = visitors(pid)
         assert visitor.page.url.endswith("/portal/pro")
         visitor.context.close()
+
+
+def test_the_citizen_chooses_a_daily_digest_in_settings(visitors: Any, live: Live) -> None:
+    martin: Visitor = visitors("martin")
+    for lang in LANGUAGES:
+        martin.go(f"/portal/me/settings?lang={lang}")
+        assert martin.page.locator("#frequency-immediate").is_checked()  # the default
+        check(martin, "settings", lang)
+    martin.go("/portal/me/settings?lang=en")
+    martin.page.fill("#email", "martin@example.org")
+    martin.page.check("#frequency-daily")
+    martin.page.locator("form[action$='/me/settings'] button[type=submit]").first.click()
+    martin.page.wait_for_load_state()
+    martin.go("/portal/me/settings")
+    assert martin.page.locator("#frequency-daily").is_checked()
+    with Session(live.runtime.engine) as session:
+        from dossier.db.models import notification_settings
+
+        chosen = session.execute(select(notification_settings.c.email_digest).where(
+            notification_settings.c.patient_id == "martin")).scalar_one()
+    assert chosen is True

@@ -17,6 +17,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from auth import Principal
+from auth.scopes import parse_scopes
 from dossier.core import access_index
 from dossier.core.access import ConsentPolicy
 from dossier.core.repository import row_meta
@@ -94,7 +95,8 @@ def _me(orgs: set[str], professions: set[str]) -> Principal:
     return Principal(role="practitioner", roles=frozenset({"practitioner"}),
                      fhir_user="Practitioner/me", patient=None, practitioner="Practitioner/me",
                      organizations=frozenset(orgs), professions=frozenset(professions),
-                     client_id=None, scopes=(), on_behalf_of=None)
+                     client_id=None, scopes=parse_scopes("user/*.rs"),  # what a token carries
+                     on_behalf_of=None)
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[

@@ -78,9 +78,17 @@ class Walk:
                 "type": [{"coding": [{"system": SERVICE_TYPE, "code": "legal-aid"}]}],
                 "coverageArea": [{"reference": "Location/bassin-nord"}]}
 
-    def new(self, rtype: str) -> dict[str, Any]:
+    def new(self, rtype: str, api: Api | None = None) -> dict[str, Any]:
         """A fresh resource of the type, to create (and, for delete, to delete)."""
         ref = f"Patient/{self.pid}"
+        if rtype == "RelatedPerson" and api is self.apis["citizen"]:
+            return f.representative(self.pid, f.niss(serial=902))  # hers to name or remove
+        if rtype == "Consent" and api is self.apis["practitioner"]:
+            assisted = f.consent(self.pid, self.world.gp_ref)  # the person present (§13)
+            assisted["performer"] = [{"reference": self.world.gp_ref}]
+            assisted["verification"] = [{"verified": True, "verifiedWith": {"reference": ref},
+                                         "verificationDate": "2026-12-06T10:00:00Z"}]
+            return assisted
         bodies: dict[str, Any] = {
             "Patient": lambda: f.patient(f.niss(serial=901)),
             "Task": lambda: f.task(ref),
@@ -154,7 +162,7 @@ def test_every_advertised_interaction_and_parameter_works(world: World) -> None:
                     assert found.status_code == 200, (rtype, param["name"], found.text)
                     exercised.append(f"{rtype}?{param['name']}")
             elif code == "create":
-                r = api.post(f"/fhir/{rtype}", walk.new(rtype))
+                r = api.post(f"/fhir/{rtype}", walk.new(rtype, api))
             elif code == "update":
                 current = api.get(path).json()
                 r = api.put(path, current)
@@ -163,7 +171,7 @@ def test_every_advertised_interaction_and_parameter_works(world: World) -> None:
                     [{"op": "test", "path": "/id", "value": rid}]), headers={
                     **api.headers, "Content-Type": "application/json-patch+json"})
             elif code == "delete":
-                made = api.create(walk.new(rtype))
+                made = api.create(walk.new(rtype, api))
                 r = api.delete(f"/fhir/{rtype}/{made['id']}")
             else:
                 raise AssertionError(f"unexpected interaction {code}")

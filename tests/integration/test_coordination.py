@@ -153,11 +153,21 @@ def test_the_discharge_protocol(world: World) -> None:
         f"RelatedPerson/{daughter['id']}"]
     assert kinds(inbox(nurse, nurse_ref)) == ["access-granted", "discharge-request"]
     [request] = inbox(nurse, nurse_ref, category=f"{CATEGORY}|discharge-request")
-    assert request["about"] == [{"reference": plan}]
+    # the plan is a démarche: the nurse (network only) sees its reference masked and
+    # answers through the request in her inbox
+    assert "reference" not in request["about"][0]
+    assert world.gp.get("/fhir/Communication", params={
+        "recipient": world.gp_ref, "category": f"{CATEGORY}|discharge-request"}).json()[
+        "total"] == 0
 
     # the nurse confirms, the social worker refuses, the nurse answers for the daughter
-    assert nurse.post(f"/fhir/Patient/{pid}/$discharge-confirm",
-                      params(plan=plan, available=True)).status_code == 200
+    r = nurse.post(f"/fhir/Patient/{pid}/$discharge-confirm",
+                   params(request=f"Communication/{request['id']}", available=True))
+    assert r.status_code == 200, r.text
+    # someone else's request: like a missing one
+    r = world.sw.post(f"/fhir/Patient/{pid}/$discharge-confirm",
+                      params(request=f"Communication/{request['id']}", available=True))
+    assert r.status_code == 404, r.text
     assert world.sw.post(f"/fhir/Patient/{pid}/$discharge-confirm",
                          params(plan=plan, available=False)).status_code == 200
     r = nurse.post(f"/fhir/Patient/{pid}/$discharge-confirm",

@@ -46,13 +46,24 @@ def test_demo_loads_once_and_demo_users_see_what_consent_allows(
 
             # every FHIR id the demo users name exists (Person/ are operator accounts)
             named = [u.fhir_user.split("/") for u in DEMO_USERS
-                     if not u.fhir_user.startswith("Person/")]
+                     if u.fhir_user and not u.fhir_user.startswith("Person/")]
             assert len(named) == 11  # 3 citizens and the 8 demo practitioners
             with app.state.runtime.engine.connect() as conn:
                 for rtype, rid in named:
                     assert conn.execute(select(resources.c.res_id).where(
                         resources.c.res_type == rtype, resources.c.res_id == rid,
                         resources.c.deleted.is_(False))).first() is not None, (rtype, rid)
+
+            # demo citizens sign in by national number; Piet, Simone's mandataire, has
+            # no dossier of his own and reaches hers
+            piet = next(u for u in DEMO_USERS if u.id == "piet")
+            piet_api = Api(client, app.state.dev_issuer.mint(None, ["citizen"], None, 3600,
+                                                             niss=piet.niss))
+            listed = piet_api.get("/fhir/Patient").json()
+            assert [e["resource"]["id"] for e in listed["entry"]] == ["simone"]
+            martin_by_niss = Api(client, app.state.dev_issuer.mint(
+                None, ["citizen"], None, 3600, niss=DEMO_USERS[0].niss))
+            assert martin_by_niss.get("/fhir/Patient/martin").status_code == 200
 
             # the GP sees Martin's mental-health démarche; the CPAS social worker does not
             gp_view = gp.get("/fhir/Patient/martin/$demarches").json()

@@ -91,8 +91,9 @@ def test_if_none_exist(world: World) -> None:
     pid = world.consented(f.patient(ssin=niss))
     query = {"If-None-Exist": f"identifier={f.SSIN}|{niss}"}
     again = world.gp.post("/fhir/Patient", f.patient(ssin=niss), headers=query)
-    assert again.status_code == 200
-    assert again.json()["id"] == pid
+    # one dossier per person (SPEC §13): the same answer as for a new dossier, its id
+    assert again.status_code == 201
+    assert again.json()["id"] == pid and f"/Patient/{pid}/" in again.headers["location"]
     assert world.gp.total("/fhir/Patient", identifier=f"{f.SSIN}|{niss}") == 1
     other = f.niss("850731", 2)
     new = world.gp.post("/fhir/Patient", f.patient(ssin=other),

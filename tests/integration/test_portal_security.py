@@ -27,11 +27,11 @@ BASE = "https://testserver"
 FHIR = "application/fhir+json"
 SESSION = "__Host-dossier-session"
 CITIZEN_PAGES = ["/portal/me", "/portal/me/access", "/portal/me/preview", "/portal/me/log",
-                 "/portal/me/notifications", "/portal/me/settings"]
+                 "/portal/me/notifications", "/portal/me/settings", "/portal/me/people"]
 PRO_PAGES = ["/portal/pro", "/portal/pro/patients/martin",
              "/portal/pro/patients/martin/demarche", "/portal/pro/patients/martin/network",
              "/portal/pro/patients/martin/fragility", "/portal/pro/patients/martin/discharge",
-             "/portal/pro/break-glass"]
+             "/portal/pro/break-glass", "/portal/pro/find"]
 AUDITOR_PAGES = ["/portal/audit", "/portal/audit/integrity", "/portal/audit/break-glass",
                  "/portal/audit/export.csv"]
 HOME = {"martin": "/portal/me", "simone": "/portal/me", "dr-dupont": "/portal/pro",
@@ -105,10 +105,10 @@ def grant(site: Site, client: TestClient, actor: str) -> None:
 # ------------------------------------------------------------------ CSRF
 def post_routes() -> list[str]:
     """Every POST route the portal mounts (from its routers, as install_portal includes)."""
-    from dossier.portal import auditor, citizen, professional, routes
+    from dossier.portal import auditor, citizen, people, professional, routes
 
     return sorted(r.path for router in (routes.router, citizen.router, professional.router,
-                                        auditor.router)
+                                        auditor.router, people.router)
                   for r in router.routes if "POST" in (getattr(r, "methods", None) or ()))
 
 
@@ -121,6 +121,8 @@ def test_every_portal_post_requires_the_csrf_token(site: Site) -> None:
     before = len(site.consents())
     for route in routes:
         path = (route.replace("{consent_id}", consent_id).replace("{patient_id}", "martin")
+                .replace("{related_id}", "x").replace("{request_id}", "x")
+                .replace("{dossier_id}", "martin")
                 .replace("{record_id}", "00000000-0000-0000-0000-000000000000"))
         client = next((c for prefix, c in clients.items() if path.startswith(prefix)),
                       clients["/portal/me"])

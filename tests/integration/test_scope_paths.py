@@ -49,6 +49,10 @@ def test_revinclude_history_and_everything_respect_the_scopes(world: World,
     assert r.status_code == 200 and types_in(r.json()) == {"Patient"}
     r = patients_only.get("/fhir/_history")
     assert r.status_code == 200 and types_in(r.json()) <= {"Patient"}
+    assert r.json()["total"] == len(r.json().get("entry", []))  # nothing else counted
+    r = patients_only.get(f"/fhir/Patient/{dossier}/$everything", params={"_count": "50"})
+    assert r.status_code == 200 and types_in(r.json()) == {"Patient"}
+    assert r.json().get("total", 1) == 1
     r = patients_only.get(f"/fhir/Patient/{dossier}/$everything")
     assert r.status_code == 200 and types_in(r.json()) == {"Patient"}
     citizen = world.as_("citizen", f"Patient/{dossier}", "patient/Task.rs")

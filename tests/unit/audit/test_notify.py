@@ -85,11 +85,22 @@ def test_no_proof_link_before_the_record_is_in_a_signed_head() -> None:
 
 def test_break_the_glass_is_urgent_in_every_language() -> None:
     access = access_from_record(record(purpose="BTG"), names=NAMES)
-    words = {"fr": "bris de glace", "nl": "break-the-glass", "en": "break-the-glass"}
+    words = {"fr": "bris de glace", "nl": "break-the-glass", "en": "break-the-glass",
+             "es": "romper el cristal"}
     for language in LANGUAGES:
         message = compose([access], language)
         assert message.urgent and words[language] in message.text
         assert message.subject.startswith(("URGENT", "DRINGEND"))
+
+
+def test_an_urgent_notice_that_is_not_break_the_glass_says_so() -> None:
+    access = access_from_record(record(), urgent=True, names=NAMES)  # an assisted consent
+    for language in LANGUAGES:
+        message = compose([access], language)
+        assert message.urgent and not access.emergency
+        assert "glass" not in message.text and "glace" not in message.text
+        assert "cristal" not in message.text
+    assert compose([access], "en").subject == "Your dossier: a professional acted for you"
 
 
 def test_operators_and_unknown_actors_are_not_named_by_reference() -> None:

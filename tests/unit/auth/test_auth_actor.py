@@ -253,7 +253,8 @@ def test_practitioner_rules() -> None:
     assert allowed(gp, "Patient", "c")  # opens a dossier
     assert allowed(gp, "Task", "u", "Patient/martin")  # consent decides within
     assert not allowed(gp, "Task", "d", "Patient/martin")
-    assert not allowed(gp, "Consent", "c", "Patient/martin")  # only the citizen
+    assert allowed(gp, "Consent", "c", "Patient/martin")  # only as assisted consent (§13)
+    assert not allowed(gp, "Consent", "u", "Patient/martin")
     assert not allowed(gp, "Consent", "r", "Patient/martin")
     assert not allowed(gp, "AuditEvent", "r", "Patient/martin")  # professionals none
     assert allowed(gp, "Communication", "s", "Patient/martin")  # their own inbox only
