@@ -10,12 +10,13 @@ new perfect Merkle nodes and signs a checkpoint.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterator, Mapping, Sequence
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, insert, select, text, tuple_
+from sqlalchemy import and_, delete, func, insert, or_, select, text
 from sqlalchemy.orm import Session
 
 from audit.authentication import RecordAuthenticator
@@ -48,9 +49,11 @@ class SqlNodeStore:
     def get_many(self, ids: Sequence[NodeID]) -> Mapping[NodeID, bytes]:
         if not ids:
             return {}
-        rows = self.session.execute(select(self.t.c.level, self.t.c.node_index, self.t.c.hash)
-                                    .where(tuple_(self.t.c.level, self.t.c.node_index)
-                                           .in_(list(ids)))).all()
+        # (level = ? AND node_index = ?) OR …: a primary-key lookup per node on both
+        # databases (SQLite scans the whole table for a row-value IN list)
+        c = self.t.c
+        rows = self.session.execute(select(c.level, c.node_index, c.hash).where(or_(
+            *(and_(c.level == lv, c.node_index == ix) for lv, ix in set(ids))))).all()
         return {(r.level, r.node_index): bytes(r.hash) for r in rows}
 
 
@@ -212,7 +215,7 @@ class AuditStore:
         return 0 if row is None else int(row.tree_size)
 
     # ------------------------------------------------------------------ verify
-    def iter_leaves(self, session: Session) -> Iterator[tuple[Any, ...]]:
+    def iter_leaves(self, session: Session) -> Generator[tuple[Any, ...], None, None]:
         """(leaf_index, leaf_hash, chain_hash, id, leaf, mac) in log order, streamed; `id`
         is None when the record is gone, `leaf` None for a record older than 0015.
 
@@ -223,7 +226,16 @@ class AuditStore:
         conn = session.connection().execution_options(yield_per=VERIFY_BATCH)
         leaves = conn.execute(select(L.leaf_index, L.leaf_hash, L.chain_hash, L.record_id)
                               .order_by(L.leaf_index))
-        records = iter(conn.execute(select(R.id, R.leaf, R.mac).order_by(R.seq)))
+        stream = conn.execute(select(R.id, R.leaf, R.mac).order_by(R.seq))
+        try:
+            yield from self._merge(session, leaves, iter(stream))
+        finally:  # server-side cursors on PostgreSQL: close them even on an early stop
+            stream.close()
+            leaves.close()
+
+    def _merge(self, session: Session, leaves: Any,
+               records: Iterator[Any]) -> Iterator[tuple[Any, ...]]:
+        R = self.t.records.c
         ahead: dict[str, tuple[Any, Any]] = {}
         for index, stored_leaf, stored_chain, rid in leaves:
             found = ahead.pop(rid, None)
@@ -249,21 +261,35 @@ class AuditStore:
         their consistency, in one pass over the stored leaf bytes. With `trusted` (a head
         published earlier, e.g. by a witness) also check that this log extends it (RFC 9162
         consistency proof): a truncated or forked log fails. Names the first bad index."""
-        from audit.checkpoint import verify_tree_head
-        from audit.errors import AuditError
-
-        auth = self.authenticator
-        chain = GENESIS
-        compact = CompactRange()
         heads = {int(r.tree_size): r for r in session.execute(select(self.t.tree_heads))}
         wanted = set(heads) | ({trusted.tree_size} if trusted is not None else set())
         roots: dict[int, bytes] = {0: EMPTY_ROOT}
         store = SqlNodeStore(session, self.t)
+        with closing(self.iter_leaves(session)) as stream:
+            result = self._walk(session, stream, wanted, roots, store)
+        if isinstance(result, VerifyResult):
+            return result
+        t = self.t
+        hidden = session.execute(select(  # one statement: one snapshot on both databases
+            select(func.count()).select_from(t.records).scalar_subquery()
+            - select(func.count()).select_from(t.leaves).scalar_subquery()
+            - select(func.count()).select_from(t.pending).scalar_subquery())).scalar_one()
+        if hidden:
+            return VerifyResult(False, result, f"{hidden} records neither in the log nor "
+                                "waiting for the sequencer (hidden from it)")
+        return self._check_heads(public_jwk, heads, roots, store, result, trusted)
+
+    def _walk(self, session: Session, stream: Iterator[tuple[Any, ...]], wanted: set[int],
+              roots: dict[int, bytes], store: SqlNodeStore) -> VerifyResult | int:
+        """Every record, leaf and node in one pass; the log's size, or the first fault."""
+        auth = self.authenticator
+        chain = GENESIS
+        compact = CompactRange()
         expected: list[tuple[int, int, bytes]] = []
         seen_macs: set[bytes] = set()
         authenticated = False
         position = 0
-        for index, stored_leaf, stored_chain, rid, leaf, mac in self.iter_leaves(session):
+        for index, stored_leaf, stored_chain, rid, leaf, mac in stream:
             if index != position or rid is None:
                 return VerifyResult(False, position, "record missing or out of order")
             if leaf is None:  # written before records were authenticated (0015)
@@ -298,7 +324,16 @@ class AuditStore:
         bad = _first_bad_node(store, expected)
         if bad is not None:
             return VerifyResult(False, bad, "stored Merkle node altered")
-        sequenced = position  # records never sequenced yet are fine; gaps are not
+        return position  # records never sequenced yet are fine; gaps are not
+
+    def _check_heads(self, public_jwk: Mapping[str, Any], heads: Mapping[int, Any],
+                     roots: dict[int, bytes], store: SqlNodeStore, sequenced: int,
+                     trusted: Checkpoint | None) -> VerifyResult:
+        """Every signed head: signature, one origin, root, consistency with the previous;
+        then, with `trusted`, that the log extends it."""
+        from audit.checkpoint import verify_tree_head
+        from audit.errors import AuditError
+
         previous: tuple[int, bytes] | None = None
         origin: str | None = None
         for size in sorted(heads):

@@ -12,7 +12,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sqlalchemy import JSON, LargeBinary, MetaData, create_engine, delete, insert
+from sqlalchemy import JSON, LargeBinary, MetaData, create_engine, delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from audit.authentication import RecordAuthenticator
@@ -164,3 +164,21 @@ def test_a_fork_is_caught_against_a_published_head(n: int, cut: int, extra: int)
     result = _verify(engine, store, published)
     assert not result.ok
     assert "fork" in result.detail or "truncated" in result.detail
+
+
+@settings(max_examples=10, deadline=None)
+@given(n=st.integers(1, 6), waiting=st.integers(1, 4))
+def test_a_record_hidden_from_the_sequencer_is_reported(n: int, waiting: int) -> None:
+    """A superuser who removes a record's place in the queue keeps it out of the tree;
+    verify counts records against leaves and the queue."""
+    engine, store = _log(n)
+    with Session(engine) as s, s.begin():
+        for i in range(waiting):
+            store.append(s, _record(3000 + i), recorded_at=NOW, patient_id="p1", agent="a")
+    assert _verify(engine, store).ok  # waiting records are fine
+    with Session(engine) as s, s.begin():
+        s.execute(delete(store.t.pending).where(
+            store.t.pending.c.seq == s.execute(select(func.max(store.t.pending.c.seq)))
+            .scalar_one()))
+    result = _verify(engine, store)
+    assert not result.ok and "hidden" in result.detail
