@@ -213,6 +213,13 @@ def run_postgres(args: argparse.Namespace) -> list[str]:
         bare = [sys.executable, "-m", "uvicorn", "--factory", "baseline_app:app", "--port",
                 str(bare_port), "--log-level", "warning", "--no-access-log",
                 "--workers", str(args.workers)]
+        # the baseline's tables made once here: its workers racing on CREATE TABLE IF NOT
+        # EXISTS could lose one of them at start
+        import psycopg
+        from baseline_app import SCHEMA
+
+        with psycopg.connect(bare_dsn, autocommit=True) as conn:
+            conn.execute(SCHEMA)  # type: ignore[arg-type]
         with process(serve, env, f"{base}/fhir/metadata"), \
                 process(bare, {"DATABASE": bare_dsn}, f"http://127.0.0.1:{bare_port}/docs"):
             world = Seeded(base, data, env, 1, 50)

@@ -49,8 +49,11 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         return engine
     # No pre-ping round trip per checkout: a connection found dead is invalidated with the
     # pool's older ones, and the unit that met it first retries once (core/runtime.py).
-    kwargs.setdefault("pool_size", 10)
-    kwargs.setdefault("max_overflow", 20)
+    # Connections kept open for as many units as can run at once in one process (the
+    # server's worker threads): an overflow connection is opened and closed per unit, a
+    # new PostgreSQL session (fork + authentication) each time under load.
+    kwargs.setdefault("pool_size", 24)
+    kwargs.setdefault("max_overflow", 8)
     return create_engine(url, **kwargs)
 
 
