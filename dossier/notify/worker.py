@@ -34,19 +34,19 @@ from dossier.core.context import RequestContext
 from dossier.core.repository import NullAudit, OpenPolicy, Repository
 from dossier.db.models import notification_outbox, notification_settings
 from dossier.errors import DossierError
-from dossier.stores.pro_email import CHANNEL, ProEmail
 from dossier.notify.content import (
     Prepared,
     communication,
     prepare,
     write_server_resource,
 )
-from dossier.notify.professionals import notice
 from dossier.notify.preferences import (
     NotificationSettings,
     get_notification_settings,
     set_notification_settings,
 )
+from dossier.notify.professionals import notice
+from dossier.stores.pro_email import CHANNEL, ProEmail
 
 __all__ = ["DeliveryConfig", "NotificationSettings", "communication", "config_from_settings",
            "deliver_due", "get_notification_settings", "run_pending",

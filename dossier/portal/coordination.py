@@ -13,14 +13,14 @@ from starlette.responses import Response
 
 import schemas
 from dossier.fhir.operations import Call
+from dossier.notify.preferences import EMAIL_RE
 from dossier.portal import codes, views
 from dossier.portal.gateway import ApiError, call
 from dossier.portal.i18n import N_
 from dossier.portal.web import PageError, form_of, portal_of, redirect, render, signed_in
-from dossier.notify.preferences import EMAIL_RE
 from dossier.search.params import ID_RE
-from dossier.stores.pro_email import ProEmail
 from dossier.seed.territory import territory
+from dossier.stores.pro_email import ProEmail
 
 router = APIRouter(prefix="/portal", include_in_schema=False)
 SERVICE_TYPE = schemas.code_system_url("service-type")

@@ -40,11 +40,11 @@ class ProEmail:
     def enqueue(self, practitioner: str, patient_id: str, message_id: str,
                 now: datetime) -> None:
         """One outbox row if the practitioner set an address; one statement either way."""
+        at = notification_outbox.c.created_at.type
         chosen = select(
             literal(str(uuid.uuid4())), literal(patient_id), literal(message_id),
-            literal(practitioner), literal(False), literal(now, notification_outbox.c.created_at.type),
-            literal(CHANNEL), literal("pending"), literal(0),
-            literal(now, notification_outbox.c.next_attempt_at.type), literal(False),
+            literal(practitioner), literal(False), literal(now, at), literal(CHANNEL),
+            literal("pending"), literal(0), literal(now, at), literal(False),
         ).where(P.practitioner == practitioner)
         self.session.execute(insert(notification_outbox).from_select(
             ["id", "patient_id", "record_id", "agent", "urgent", "created_at", "channel",
