@@ -192,7 +192,7 @@ def run(size: Size, kinds: list[str], skipped: str) -> str:
     ratios = [r for s in sections for r in s.ratios]
     pg_url = PG_ADMIN_URL if "postgres" in kinds else None
     head = [
-        "# Benchmarks",
+        GENERATED,
         "Written by `make bench` (`python bench/run.py`); do not edit by hand, run it again. "
         f"This is a **{size.name}** run of {time.perf_counter() - began:.0f} s on "
         f"{' and '.join(kinds)}{skipped}. Each benchmark also runs alone: "
@@ -207,6 +207,16 @@ def run(size: Size, kinds: list[str], skipped: str) -> str:
             "`--verify-records N` for a smaller log. Load average at the end (1, 5, 15 min): "
             f"{load_average()}."]
     return "\n\n".join(head + [s.markdown() for s in sections] + tail) + "\n"
+
+
+GENERATED = "## In-process benchmarks (`make bench`)"
+
+
+def hand_written(path: Path) -> str:
+    """What the file holds above the generated part (measured by hand: bench/load.py,
+    scale.py, bulk.py, profile.py, bench_audit_scale.py), kept as it is."""
+    old = path.read_text(encoding="utf-8") if path.exists() else ""
+    return old[:old.index(GENERATED)] if GENERATED in old else "# Benchmarks\n\n"
 
 
 def main(argv: list[str] | None = None) -> str:
@@ -234,7 +244,7 @@ def main(argv: list[str] | None = None) -> str:
     if output == "-":
         print(text)
     else:
-        Path(output).write_text(text, encoding="utf-8")
+        Path(output).write_text(hand_written(Path(output)) + text, encoding="utf-8")
         print(f"[bench] wrote {output}", file=sys.stderr)
     return text
 

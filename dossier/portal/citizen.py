@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from dossier.auditlog import events as auditevents
+from dossier.domain.consents import consent_body
 from dossier.portal import codes, consents, dossier_data, messages, views
 from dossier.portal import names as directory
 from dossier.portal.consents import FormProblem
@@ -155,7 +156,7 @@ async def exclude(request: Request) -> Response:
         actor = consents.actor_of(form)
     except FormProblem as problem:
         return await _access_page(request, user, 400, problem)
-    body = consents.consent_body(user.patient_id, "deny", actor=actor, now=now_text(user))
+    body = consent_body(user.patient_id, "deny", actor=actor, now=now_text(user))
 
     def work() -> None:
         with gw.unit(user.ctx) as repo:

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from dossier.core.repository import Repository, Stored
+from dossier.domain.consents import consent_body
 from dossier.domain.people import niss_of
 from dossier.errors import BadRequest, Forbidden, TooManyRequests, Unprocessable, not_found
 from dossier.fhir import operations
@@ -21,7 +22,6 @@ from dossier.stores.people_choices import AssistedRefusals
 from schemas.labels import CATEGORIES
 
 DB = "https://dossier.brussels/fhir"
-CATEGORY_SYSTEM = f"{DB}/CodeSystem/dossier-category"
 REQUEST_CATEGORY = f"{DB}/CodeSystem/communication-category"
 
 
@@ -206,26 +206,11 @@ def answer_request(repo: Repository, patient_id: str, request_id: str, answer: s
 
 def grant(patient_id: str, practitioner: str, categories: list[str],
           end: datetime | None) -> dict[str, Any]:
-    """The Consent the person approves (the §12 encoding)."""
-    provision: dict[str, Any] = {
-        "type": "permit",
-        "actor": [{"role": {"coding": [{
-            "system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType",
-            "code": "IRCP"}]}, "reference": {"reference": practitioner}}],
-        "action": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentaction",
-                                "code": a}]} for a in ("access", "collect")],
-        "securityLabel": [{"system": CATEGORY_SYSTEM, "code": c} for c in categories]}
-    if end is not None:
-        provision["period"] = {"end": end.astimezone(UTC).isoformat().replace("+00:00", "Z")}
-    return {
-        "resourceType": "Consent", "status": "active",
-        "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope",
-                              "code": "patient-privacy"}]},
-        "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
-        "patient": {"reference": f"Patient/{patient_id}"},
-        "policyRule": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode",
-                                   "code": "OPTIN"}]},
-        "provision": provision}
+    """The Consent the person approves (the §12 encoding): access and collect."""
+    return consent_body(
+        patient_id, "permit", actor=practitioner, categories=categories,
+        actions=["access", "collect"],
+        end=end.astimezone(UTC).isoformat().replace("+00:00", "Z") if end else None)
 
 
 # ---------------------------------------------------------------- enrolment codes
