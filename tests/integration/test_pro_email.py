@@ -34,9 +34,10 @@ def mailbox() -> Iterator[Mailbox]:
     box.down()
 
 
-def set_address(client: TestClient, email: str, **extra: str) -> Any:
+def set_address(client: TestClient, email: str, language: str = "fr", **extra: str) -> Any:
     token = csrf_of(client.get("/portal/pro/inbox").text)
-    return client.post("/portal/pro/notices", data={"csrf": token, "email": email, **extra})
+    return client.post("/portal/pro/notices", data={"csrf": token, "email": email, **extra},
+                       headers={"Accept-Language": language})
 
 
 def writer(site: Site, fhir_user: str, role: str) -> TestClient:
@@ -94,6 +95,18 @@ def test_a_referral_sends_one_email_without_personal_data(site: Site,
     assert [row.status for row in pro_rows(site)] == ["sent"]
     deliver(site, mailbox)  # exactly once
     assert len(mailbox.messages) == 1
+
+
+def test_the_email_speaks_the_portal_language_it_was_set_in(site: Site,
+                                                            mailbox: Mailbox) -> None:
+    gp = site.sign_in("dr-dupont")
+    assert set_address(gp, ADDRESS, language="nl").status_code == 303
+    refer_to_the_medical_house(site)
+    deliver(site, mailbox)
+    messages = [m for to, m in mailbox.messages if to == [ADDRESS]]
+    assert len(messages) == 1
+    assert messages[0]["Content-Language"] == "nl"
+    assert "U hebt een nieuw bericht in uw Dossier-inbox." in body(messages[0])
 
 
 def test_without_an_address_no_email(site: Site, mailbox: Mailbox) -> None:
