@@ -145,3 +145,11 @@ def test_a_bad_address_is_refused(site: Site, bad: str) -> None:
     assert "not valid" in r.text or "pas valide" in r.text
     with Session(site.app.state.runtime.engine) as session:
         assert session.execute(select(practitioner_email)).all() == []
+
+
+def test_setting_the_address_needs_the_csrf_token(site: Site) -> None:
+    gp = site.sign_in("dr-dupont")
+    r = gp.post("/portal/pro/notices", data={"email": ADDRESS})
+    assert r.status_code == 403
+    with Session(site.app.state.runtime.engine) as session:
+        assert session.execute(select(practitioner_email)).all() == []
