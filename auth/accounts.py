@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from auth.clientauth import JtiCache
 from auth.rules import ROLES, Role
 
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
@@ -115,7 +116,7 @@ class MemoryState:
         self._lock = threading.Lock()
         self.accounts: dict[str, tuple[Account, str]] = {}
         self._codes: dict[str, tuple[dict[str, Any], float]] = {}
-        self._seen: dict[tuple[str, str], float] = {}
+        self._jtis = JtiCache()
 
     def add(self, account: Account, password: str) -> None:
         self.accounts[account.username] = (account, hash_password(password, n=2**10))
@@ -133,9 +134,4 @@ class MemoryState:
         return found[0] if found and found[1] >= now else None
 
     def first_use(self, client_id: str, jti: str, expires_at: float, now: float) -> bool:
-        with self._lock:
-            self._seen = {k: exp for k, exp in self._seen.items() if exp >= now}
-            if (client_id, jti) in self._seen:
-                return False
-            self._seen[(client_id, jti)] = expires_at
-            return True
+        return self._jtis.first_use(client_id, jti, expires_at, now)
