@@ -9,6 +9,7 @@ from typing import Any
 
 import schemas
 from dossier.core.repository import Repository, Stored, new_id
+from dossier.stores.pro_email import ProEmail
 
 CATEGORIES = ("referral", "referral-answer", "discharge-request", "discharge-confirmation",
               "discharge-refusal", "access-granted", "access-withdrawn")
@@ -37,7 +38,11 @@ def message(patient_id: str, recipient: str, category: str, about: list[str], no
 
 
 def send(repo: Repository, resource: dict[str, Any]) -> Stored:
-    """Store the message for its one recipient, in the request's transaction."""
+    """Store the message for its one recipient, in the request's transaction; if they set
+    an address for inbox notices, queue one e-mail (no personal data) in the same one."""
     recipient = resource["recipient"][0]["reference"]
     assert recipient.startswith("Practitioner/")
-    return repo.create_server_resource(resource, addressee=recipient)
+    stored = repo.create_server_resource(resource, addressee=recipient)
+    patient_id = resource["subject"]["reference"].split("/", 1)[1]
+    repo.store(ProEmail).enqueue(recipient, patient_id, resource["id"], repo.ctx.now)
+    return stored

@@ -358,3 +358,14 @@ refusal_windows = Table(
     Column("refusals", Integer, nullable=False),
     Column("recorded", Boolean, nullable=False),  # its audit record is written
 )
+
+# Where a professional wants notices of new inbox messages (issue 18): one e-mail address
+# per Practitioner, with the portal language it was set in. Cleared = row deleted.
+practitioner_email = Table(
+    "practitioner_email",
+    metadata,
+    Column("practitioner", String(140), primary_key=True),  # "Practitioner/x"
+    Column("email", String(254), nullable=False),
+    Column("language", String(8), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+)

@@ -45,6 +45,8 @@ from dossier.notify.preferences import (
     get_notification_settings,
     set_notification_settings,
 )
+from dossier.notify.professionals import notice
+from dossier.stores.pro_email import CHANNEL, ProEmail
 
 __all__ = ["DeliveryConfig", "NotificationSettings", "communication", "config_from_settings",
            "deliver_due", "get_notification_settings", "run_pending",
@@ -153,7 +155,7 @@ def _batch(runtime: Any, now: datetime, config: DeliveryConfig,
     for _ in range(2):  # the inbox first; then the e-mail and webhook rows it fanned out
         rows = claim(runtime.engine, now, config)
         window = timedelta(seconds=config.group_window_seconds)
-        groups = group_within([r for r in rows if not r.digest],
+        groups = group_within([r for r in rows if not r.digest and r.channel != CHANNEL],
                               lambda r: (r.patient_id, r.agent, r.channel, r.urgent),
                               lambda r: r.created_at, window)
         digests: dict[str, list[Due]] = {}
@@ -161,6 +163,11 @@ def _batch(runtime: Any, now: datetime, config: DeliveryConfig,
             if row.digest:
                 digests.setdefault(row.patient_id, []).append(row)
         groups += list(digests.values())
+        pros: dict[str | None, list[Due]] = {}
+        for row in rows:  # a professional's notices: one e-mail for what is due
+            if row.channel == CHANNEL:
+                pros.setdefault(row.agent, []).append(row)
+        groups += list(pros.values())
         claimed += len(rows)
         delivered += sum(deliver_group(runtime, g, now, config, rand) for g in groups)
         if not any(r.channel == "inbox" for r in rows):
@@ -197,6 +204,8 @@ def deliver_group(runtime: Any, group: Sequence[Due], now: datetime, config: Del
     try:
         if channel == "inbox":
             return _deliver_inbox(runtime, group, now, config)
+        if channel == CHANNEL:
+            return _deliver_pro(runtime, group, now, config)
         with Session(runtime.engine) as session, session.begin():
             ready = _prepare(runtime, session, group, config)
         message, contact = ready.message, ready.contact
@@ -279,6 +288,21 @@ def fan_out(session: Session, group: Sequence[Due], now: datetime) -> None:
                 "next_attempt_at": next_digest(now) if digest else now})
     if rows:
         session.execute(insert(notification_outbox), rows)
+
+
+def _deliver_pro(runtime: Any, group: Sequence[Due], now: datetime,
+                 config: DeliveryConfig) -> int:
+    """The address is read at sending time: a professional who cleared it gets nothing."""
+    with Session(runtime.engine) as session, session.begin():
+        chosen = ProEmail(session).get(group[0].agent or "")
+    if chosen is not None:
+        smtp = config.smtp()
+        if smtp is None:
+            raise DeliveryError("smtp not configured")
+        send_email(smtp, chosen[0], notice(chosen[1], config.base_url),
+                   delivery_key([d.id for d in group]))
+    _mark_sent(runtime.engine, group, now)
+    return len(group)
 
 
 def _mark_sent(engine: Any, group: Sequence[Due], now: datetime) -> None:

@@ -13,12 +13,14 @@ from starlette.responses import Response
 
 import schemas
 from dossier.fhir.operations import Call
+from dossier.notify.preferences import EMAIL_RE
 from dossier.portal import codes, views
 from dossier.portal.gateway import ApiError, call
 from dossier.portal.i18n import N_
 from dossier.portal.web import PageError, form_of, portal_of, redirect, render, signed_in
 from dossier.search.params import ID_RE
 from dossier.seed.territory import territory
+from dossier.stores.pro_email import ProEmail
 
 router = APIRouter(prefix="/portal", include_in_schema=False)
 SERVICE_TYPE = schemas.code_system_url("service-type")
@@ -139,8 +141,12 @@ async def inbox(request: Request) -> Response:
     if not (len(seen) <= 40 and all(ch in "0123456789-T:.Z+" for ch in seen)):
         seen = ""
 
+    notices: list[str] = []
+
     def work() -> list[dict[str, Any]]:
         with gw.unit(user.ctx, writes=False) as repo:
+            chosen = repo.store(ProEmail).get(me)
+            notices.append(chosen[0] if chosen else "")
             found = repo.search("Communication", [("recipient", me), ("_count", "100"),
                                                   ("_sort", "-sent")])
             people = {str((s.resource or {}).get("subject", {}).get("reference", ""))
@@ -156,12 +162,39 @@ async def inbox(request: Request) -> Response:
     rows = await call(work)
     unread = sum(1 for r in rows if r["new"])
     response = render(request, "pro/inbox.html", user, rows=rows, unread=unread,
-                      total=len(rows), reasons=codes.options(DECLINE, user.t.lang))
+                      total=len(rows), reasons=codes.options(DECLINE, user.t.lang),
+                      notice_email=notices[0] if notices else "")
     now = user.ctx.now if isinstance(user.ctx.now, datetime) else datetime.now()
     response.set_cookie(SEEN_COOKIE, now.isoformat().replace("+00:00", "Z"),
                         path="/portal/pro", httponly=True, samesite="lax",
                         secure=request.url.scheme == "https", max_age=3600 * 24 * 365)
     return response
+
+
+@router.post("/pro/notices")
+async def notices(request: Request) -> Response:
+    """Set or clear the address that hears of new inbox messages (no personal data goes
+    there: one sentence and the link to the inbox)."""
+    user = await signed_in(request, "practitioner")
+    form = await form_of(request, user)
+    email = str(form.get("email") or "").strip()
+    if form.get("clear"):
+        email = ""
+    if email and (len(email) > 254 or not EMAIL_RE.fullmatch(email)):
+        raise PageError(400, N_("This e-mail address is not valid. Write it as "
+                                "name@example.be, or leave it empty."))
+    gw = portal_of(request).gateway
+    me = user.ctx.fhir_user or ""
+
+    def work() -> None:
+        with gw.unit(user.ctx) as repo:
+            store = repo.store(ProEmail)
+            if email:
+                store.set(me, email, user.t.lang, repo.ctx.now)
+            else:
+                store.clear(me)
+    await call(work)
+    return redirect(request, "/portal/pro/inbox", user, "settings-saved")
 
 
 @router.post("/pro/inbox/{message_id}")
