@@ -26,18 +26,18 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
-from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from world import throwaway_database as database  # noqa: E402 - one throwaway database helper
+
 from tests import factories as f  # noqa: E402 - the suite's FHIR fixtures, reused
 
 PG_ADMIN_URL = os.environ.get("DOSSIER_BENCH_PG_URL",
@@ -54,26 +54,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-@contextmanager
-def database(kind: str) -> Iterator[tuple[Path, str | None]]:
-    with tempfile.TemporaryDirectory(prefix="dossier-load-") as tmp:
-        data = Path(tmp) / "data"
-        if kind == "sqlite":
-            yield data, None
-            return
-        name = f"dossier_load_{uuid.uuid4().hex[:8]}"
-        admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-        try:
-            yield data, make_url(PG_ADMIN_URL).set(database=name).render_as_string(
-                hide_password=False)
-        finally:
-            with admin.connect() as conn:
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            admin.dispose()
 
 
 @contextmanager
