@@ -89,7 +89,8 @@ class StoreDirectory:
                                           S.param == "practitioner", S.value == reference)
         with self._session() as session:
             rows = session.execute(select(R.res_type, R.content).where(
-                R.deleted == false(),
+                R.deleted == false(), R.patient_id.is_(None),  # the directory's rows (one
+                # partition when `dossier db partition` has run)
                 ((R.res_type == "Practitioner") & (R.res_id == rid)) |
                 ((R.res_type == "PractitionerRole") & R.res_id.in_(roles_of)))).all()
         active = any(t == "Practitioner" and _active(c) for t, c in rows)

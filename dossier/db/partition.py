@@ -111,8 +111,10 @@ def is_partitioned(conn: Connection, table: str = "resources") -> bool:
 
 
 def partition(engine: Engine, partitions: int, *, audit_months: int = 12,
-              now: datetime | None = None) -> Report:
-    """Convert the dossier tables and the audit records (see the module's doc)."""
+              now: datetime | None = None, since: datetime | None = None) -> Report:
+    """Convert the dossier tables and the audit records (see the module's doc). Monthly
+    audit partitions run from the oldest record's month (or `since`, if earlier) to
+    `audit_months` months after `now`."""
     if engine.dialect.name != "postgresql":
         raise PartitionError(
             "Partitioning is a PostgreSQL feature: this database is "
@@ -148,7 +150,7 @@ def partition(engine: Engine, partitions: int, *, audit_months: int = 12,
             report.tables[table] = _convert(conn, table, column, "HASH",
                                             list(zip(names, bounds, strict=True)))
         for table, column in TIMED.items():
-            months = _months(conn, table, column, now, audit_months)
+            months = _months(conn, table, column, now, audit_months, since)
             parts = [(f"{table}_p{start:%Y%m}",
                       f"FOR VALUES FROM ('{start.isoformat()}') TO ('{end.isoformat()}')")
                      for start, end in months] + [(f"{table}_pdefault", "DEFAULT")]
@@ -180,11 +182,11 @@ def _refuse_foreign_keys(conn: Connection, tables: list[str]) -> None:
                              f"converts: {', '.join(unexpected)}.")
 
 
-def _months(conn: Connection, table: str, column: str, now: datetime,
-            ahead: int) -> list[tuple[datetime, datetime]]:
+def _months(conn: Connection, table: str, column: str, now: datetime, ahead: int,
+            since: datetime | None) -> list[tuple[datetime, datetime]]:
     oldest = conn.execute(text(
         f"SELECT min({_q(column)}) FROM {_q(table)}")).scalar()  # noqa: S608 - identifiers
-    first = _month(min(oldest, now) if oldest is not None else now)
+    first = _month(min(x for x in (oldest, since, now) if x is not None))
     last = _add_months(_month(now), ahead)
     out = []
     while first <= last:
