@@ -90,12 +90,26 @@ def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
             print(f"role {args.role}: dossier read/write, audit log insert/select only")
         elif args.action == "partition":
             return _partition(engine, args)
+        elif _partitioned(engine):
+            print("error: the dossier tables are partitioned (`db partition`), on purpose "
+                  "unlike the models; check a database migrated to the same revision and "
+                  "not partitioned", file=sys.stderr)
+            return 2
         else:
             check(engine)
             print("models and migrations agree")
     finally:
         engine.dispose()
     return 0
+
+
+def _partitioned(engine: Any) -> bool:
+    if engine.dialect.name != "postgresql":
+        return False
+    from dossier.db.partition import is_partitioned
+
+    with engine.connect() as conn:
+        return is_partitioned(conn)
 
 
 def _partition(engine: Any, args: argparse.Namespace) -> int:

@@ -109,7 +109,8 @@ def test_type_and_id_stay_unique_across_partitions(
 
 
 def test_audit_partitions_stay_append_only_and_a_second_run_is_refused(
-        populated: tuple[World, str, dict[str, Any]], pg_url: str) -> None:
+        populated: tuple[World, str, dict[str, Any]], pg_url: str, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     engine = make_engine(pg_url)
     report = partition(engine, 2)
     with engine.connect() as conn:
@@ -123,6 +124,11 @@ def test_audit_partitions_stay_append_only_and_a_second_run_is_refused(
     with pytest.raises(PartitionError, match="already partitioned"):
         partition(engine, 2)
     engine.dispose()
+    monkeypatch.setenv("DATABASE_URL", pg_url)
+    for action in ("partition", "check"):  # plain messages, no traceback
+        assert cli.main(["db", action, "--data-dir", str(tmp_path)]) == 2
+        err = capsys.readouterr().err
+        assert "partitioned" in err and "Traceback" not in err
 
 
 def test_the_application_role_gets_no_rights_on_a_partition(
