@@ -533,6 +533,12 @@ def main() -> int:
     args = p.parse_args()
     global PAGE_COST
     PAGE_COST = args.random_page_cost
+    import signal
+
+    def stop(signum: int, frame: Any) -> None:
+        raise SystemExit(128 + signum)  # so that the databases are dropped
+
+    signal.signal(signal.SIGTERM, stop)
     check_templates()
     import tempfile
 
