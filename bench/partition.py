@@ -497,6 +497,69 @@ def sweep(args: argparse.Namespace, dbs: Databases) -> tuple[list[Site], dict[st
     return sites, facts
 
 
+def writes(args: argparse.Namespace, dbs: Databases) -> list[str]:
+    """What partitioning costs a write: the social worker's single creates and
+    transaction Bundles of `--bundle` Tasks into one granted dossier, on `--small`
+    dossiers plain and partitioned (interleaved call by call); ms per created Task."""
+    from dossier.db.engine import make_engine
+
+    name = dbs.create()
+    data_dir = dbs.root / "writes-data"
+    plain = Site("plain", data_dir, dbs.url(name))
+    ref = plain.practitioner()
+    loaded = load_dossiers(plain.app, args.small, {ref: args.caseload})
+    sample = loaded["sample"][ref][0]
+    plain.pause()
+    analyze(plain.url)
+    url = dbs.url(dbs.create(template=name))
+    engine = make_engine(url)
+    partition(engine, args.partitions)
+    engine.dispose()
+    analyze(url)
+    parted = Site(f"× {args.partitions}", data_dir, url)
+    sites = [plain, parted]
+    for site in sites:
+        site.reader(ref, sample)
+    patient = f"Patient/{sample[0]}"
+
+    def one(site: Site) -> None:
+        r = site.client.post("/fhir/Task", json=f.task(patient),
+                             headers={**site.headers, "Content-Type": "application/fhir+json"})
+        assert r.status_code == 201, r.text
+
+    def bundle(site: Site) -> None:
+        body = {"resourceType": "Bundle", "type": "transaction", "entry": [
+            {"fullUrl": f"urn:uuid:{uuid.uuid4()}", "resource": f.task(patient),
+             "request": {"method": "POST", "url": "Task"}} for _ in range(args.bundle)]}
+        r = site.client.post("/fhir", json=body, headers={
+            **site.headers, "Content-Type": "application/fhir+json"})
+        assert r.status_code == 200, r.text
+
+    out: dict[str, dict[str, list[float]]] = {}
+    for site in sites:  # warm
+        one(site)
+        bundle(site)
+    for i in range(args.rounds * args.per_round):
+        for s in sites[i % 2:] + sites[:i % 2]:
+            for kind, fn, per in (("single create", one, 1),
+                                  (f"Bundle of {args.bundle}", bundle, args.bundle)):
+                if kind != "single create" and i % args.per_round:
+                    continue  # one Bundle per round
+                t = time.perf_counter()
+                fn(s)
+                out.setdefault(kind, {}).setdefault(s.label, []).append(
+                    (time.perf_counter() - t) * 1000 / per)
+    for site in sites:
+        site.close()
+    lines = [f"### Writes, {args.small:,} dossiers: ms per created Task, p50 (p90)\n",
+             f"| write | plain | × {args.partitions} | ratio |", "|---|---:|---:|---:|"]
+    for kind, by in out.items():
+        ratio = statistics.median(by[parted.label]) / statistics.median(by["plain"])
+        lines.append(f"| {kind} | {_p50_p90(by['plain'])} | {_p50_p90(by[parted.label])} "
+                     f"| {ratio:.2f}× |")
+    return lines
+
+
 def planning_table(plans: dict[str, list[dict[str, Any]]]) -> list[str]:
     """Per request: planning and execution ms summed over its statements on `resources`."""
     labels = list(plans)
@@ -530,6 +593,9 @@ def main() -> int:
                    "random_page_cost on every database of the run (1.1: SSD or in memory)")
     p.add_argument("--sweep", type=int, nargs="+", help="instead: `--small` dossiers, "
                    "plain and partitioned in each of these counts")
+    p.add_argument("--writes", action="store_true", help="instead: creates and Bundles on "
+                   "`--small` dossiers, plain and partitioned")
+    p.add_argument("--bundle", type=int, default=100, help="--writes: entries per Bundle")
     args = p.parse_args()
     global PAGE_COST
     PAGE_COST = args.random_page_cost
@@ -546,6 +612,9 @@ def main() -> int:
         dbs = Databases(Path(tmp))
         sites: list[Site] = []
         try:
+            if args.writes:
+                print("\n".join(writes(args, dbs)))
+                return 0
             if args.sweep:
                 sites, facts = sweep(args, dbs)
                 results = measure(sites, args.rounds, args.per_round)
