@@ -32,6 +32,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
     from dossier.app import create_app, prepare
+    from dossier.serving import NoDelayProtocol
 
     sqlite = settings.sqlalchemy_url.startswith("sqlite")
     workers = args.workers if args.workers is not None else (1 if sqlite else
@@ -47,7 +48,8 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
              f"(FHIR at /fhir/metadata; data in {settings.data_dir}; {workers} "
              f"worker{'s' if workers > 1 else ''})")
     options = {"host": settings.host, "port": settings.port, "log_level": "warning",
-               "access_log": False, "server_header": False}
+               "access_log": False, "server_header": False,
+               "http": NoDelayProtocol}
     if workers == 1:
         app = create_app(settings)
         print(where, file=sys.stderr)
