@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
-from sqlalchemy import Row, delete, false, func, insert, or_, select, update
+from sqlalchemy import Row, bindparam, delete, false, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 import consent
@@ -210,6 +210,11 @@ def with_keys(stmt: Any, table: Any = resources) -> Any:
         K.wrapped.label("key_wrapped"))
 
 
+# built once (the hot path of every read): see core/directory.py
+_CURRENT_ROW = with_keys(select(resources).where(R.res_type == bindparam("rtype"),
+                                                 R.res_id == bindparam("rid")))
+
+
 def row_meta(row: Row[Any]) -> RowMeta:
     cats = frozenset(c for c in (row.categories or "").split(",") if c)
     return RowMeta(row.res_type, row.res_id, row.patient_id, cats, bool(row.deleted),
@@ -339,9 +344,8 @@ class Repository:
 
     def current_row(self, resource_type: str, resource_id: str) -> Row[Any] | None:
         self.flush_writes()
-        return self.session.execute(with_keys(
-            select(resources).where(R.res_type == resource_type, R.res_id == resource_id))
-        ).first()
+        return self.session.execute(_CURRENT_ROW, {"rtype": resource_type,
+                                                   "rid": resource_id}).first()
 
     def _to_stored(self, row: Row[Any], method: str = "PUT", *,
                    policy: AccessPolicy | None = None, redact: bool = True) -> Stored:
