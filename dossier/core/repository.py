@@ -79,13 +79,20 @@ class Stored:
     method: str = "PUT"
 
 
+# Bundle.total by default: exact up to this many matches, left out beyond (a search's
+# cost must not grow with the reader's caseload, SPEC §15; `_total=accurate` counts all)
+TOTAL_CAP = 1000
+
+
 @dataclass
 class SearchResult:
     matches: list[Stored]
     included: list[Stored]
-    total: int
+    total: int | None  # None: not counted (`_total=none`, or more than TOTAL_CAP)
     query: SearchQuery
     notes: list[str] = field(default_factory=list)  # what was not done (includes cut)
+    more: bool = False  # a next page exists
+
 
 
 class AccessPolicy(Protocol):
@@ -495,19 +502,35 @@ class Repository:
             search_sql.build_search(q, self.sealer.blind,
                                     self.policy.bounded(q.resource_type)),
             resources, q.resource_type)
-        total = self.session.execute(
-            select(func.count()).select_from(stmt.subquery())).scalar_one()
-        rows = self.session.execute(with_keys(
-            search_sql.ordered(stmt, q).limit(q.count).offset(q.offset))).all()
+        total, notes = self._count(stmt, q), []
+        if total is None and q.total != "none":
+            notes.append(f"More than {TOTAL_CAP:,} resources match: Bundle.total is left out "
+                         "(ask _total=accurate to count them all, or narrow the search).")
+        # without a total, one row more than the page tells whether a next page exists
+        extra = 1 if total is None else 0
+        rows = self.session.execute(with_keys(search_sql.ordered(stmt, q).limit(
+            q.count + extra).offset(q.offset))).all()
+        more = (q.offset + q.count < total) if total is not None else len(rows) > q.count
+        rows = rows[:q.count]
         self.policy.prepare(r.patient_id for r in rows)
         matches = [self._to_stored(r) for r in rows if self.policy.can_read(row_meta(r))]
-        notes: list[str] = []
         included = self._includes(q.includes, matches, notes)
         self.mask_references(matches + included)
         patients = {s.meta.patient_id for s in matches + included if s.meta.patient_id}
         self._note("search", q.resource_type, None, None, query=q.canonical_params(raw),
                    patients=patients, detail=detail)
-        return SearchResult(matches, included, total, q, notes)
+        return SearchResult(matches, included, total, q, notes, more)
+
+    def _count(self, stmt: Any, q: SearchQuery) -> int | None:
+        """The number of matches: all of them (`accurate`), none (`none`), or up to
+        TOTAL_CAP — the count stops at TOTAL_CAP + 1 rows, None beyond."""
+        if q.total == "none":
+            return None
+        if q.total != "accurate":
+            stmt = stmt.limit(TOTAL_CAP + 1)
+        n = int(self.session.execute(select(func.count()).select_from(stmt.subquery()))
+                .scalar_one())
+        return None if q.total != "accurate" and n > TOTAL_CAP else n
 
     def _includes(self, includes: list[Include], matches: list[Stored],
                   notes: list[str] | None = None) -> list[Stored]:
@@ -828,7 +851,7 @@ class Repository:
         q = parse_search(resource_type, raw, lenient=False, default_count=2, max_count=2)
         q.count, q.offset, q.includes = 2, 0, []
         result = self.run_search(q, raw)
-        if result.total > 1:
+        if result.total is None or result.total > 1:
             raise PreconditionFailed(f"{what} matches more than one resource.")
         return result.matches[0] if result.matches else None
 
