@@ -23,6 +23,7 @@ audit verify` runs) and the CLI itself, `AuditStore.append_many` (requests) and
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import random
 import statistics
@@ -97,14 +98,23 @@ class Log:
 
     def __init__(self, root: Path, database: str) -> None:
         self.data_dir = root / "data"
-        self.data_dir.mkdir(mode=0o700)
         self.url: str | None = None
+        # --keep DIR: a log built by an earlier run in DIR is used again (its size is read
+        # back); a new one is kept there for the next run
+        self.reused = self.data_dir.exists()
+        if not self.reused:
+            self.data_dir.mkdir(mode=0o700)
         if database == "postgres":
-            name = f"bench_audit_{uuid.uuid4().hex[:8]}"
-            admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-            with admin.connect() as conn:
-                conn.execute(text(f'CREATE DATABASE "{name}"'))
-            admin.dispose()
+            named = root / "pg-database"
+            if self.reused and named.exists():
+                name = named.read_text().strip()
+            else:
+                name = f"bench_audit_{uuid.uuid4().hex[:8]}"
+                admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+                with admin.connect() as conn:
+                    conn.execute(text(f'CREATE DATABASE "{name}"'))
+                admin.dispose()
+                named.write_text(name)
             self.url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
             self.db_name = name
         self.settings = load_settings(data_dir=self.data_dir, database_url=self.url)
@@ -119,6 +129,11 @@ class Log:
         self.cpu: list[float] = []  # CPU seconds of this process (SQLite: all the work)
         self.compact = CompactRange()
         self.chain = GENESIS
+        if self.reused:
+            with Session(self.engine) as s:
+                self.size = self.store.signed_size(s)
+                head = self.store.latest_head_row(s)
+                self.proof_root = bytes(head.root_hash) if head is not None else b""
 
     def drop(self) -> None:
         self.engine.dispose()
@@ -397,45 +412,71 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--period", type=float, default=0.5, help="sequencer period (s)")
     p.add_argument("--proof-size", type=int, default=0, help="build a log of this size "
                    "and time inclusion proofs at it (instead of verify)")
+    p.add_argument("--keep", metavar="DIR", help="build the log in DIR and keep it (the "
+                   "database too); a later run with the same DIR uses it again")
+    p.add_argument("--steps", default="verify,cli,latency,sequencer",
+                   help="comma-separated: verify, cli, latency, sequencer")
     args = p.parse_args(argv)
     print(f"load before: {os.getloadavg()}")
-    with tempfile.TemporaryDirectory(prefix="bench-audit-scale-") as tmp:
-        log = Log(Path(tmp), args.database)
+    with contextlib.ExitStack() as stack:
+        if args.keep:
+            root = Path(args.keep)
+            root.mkdir(parents=True, exist_ok=True)
+        else:
+            root = Path(stack.enter_context(
+                tempfile.TemporaryDirectory(prefix="bench-audit-scale-")))
+        log = Log(root, args.database)
         try:
-            n = args.proof_size or args.records
-            if args.proof_size:
-                rng = random.Random(9162)
-                sample = sorted(rng.sample(range(n), 1000))
-                print(f"bulk log of {n:,} leaves: {log.bulk_tree(n, set(sample)):.1f} s")
-                for _ in range(args.repeat):
-                    rng.shuffle(sample)
-                    times = sorted(log.proofs(sample, n))
-                    print(f"inclusion proof at {n:,}: median "
-                          f"{statistics.median(times)*1e3:.2f} ms, p95 "
-                          f"{times[int(len(times)*0.95)]*1e3:.2f} ms (1,000 proofs); "
-                          f"CPU {log.cpu[-1]*1e3:.2f} ms per proof")
-                return
-            print(f"bulk {n:,} records: {log.bulk(n):.1f} s")
-            med, runs = median(log.verify, args.repeat)
-            print(f"AuditStore.verify {n:,}: median {med:.2f} s runs "
-                  f"{[round(r, 2) for r in runs]} -> {n/med:,.0f} records/s; CPU of this "
-                  f"process median {statistics.median(log.cpu):.2f} s")
-            cli_med, cli_runs = median(log.cli, args.repeat)
-            print(f"CLI dossier audit verify: median {cli_med:.2f} s runs "
-                  f"{[round(r, 2) for r in cli_runs]}")
-            for _ in range(args.repeat):
-                med_l, p95, worst, count = log.latency(10, 3000, args.period)
-                print(f"head latency at {log.size:,} (3,000 records/s offered, sequencer "
-                      f"every {args.period} s, {count:,} records): median {med_l:.3f} s, "
-                      f"p95 {p95:.3f} s, max {worst:.3f} s")
-            for _ in range(args.repeat):
-                rate, tick, idle = log.sequencer(args.appends)
-                print(f"sequencer at {log.size:,}: {rate:,.0f} appends/s; tick with 3,000 "
-                      f"pending {tick:.3f} s; idle tick {idle:.3f} s")
+            run(log, args)
         finally:
-            log.drop()
+            if not args.keep:
+                log.drop()
             print(f"load after: {os.getloadavg()}")
 
+
+def run(log: Log, args: argparse.Namespace) -> None:
+    steps = set(args.steps.split(","))
+    n = args.proof_size or args.records
+    if args.proof_size:
+        rng = random.Random(9162)
+        sample = sorted(rng.sample(range(n), 1000))
+        if log.reused:
+            assert log.size == n, f"the kept log has {log.size:,} leaves"
+        else:
+            print(f"bulk log of {n:,} leaves: {log.bulk_tree(n, set(sample)):.1f} s")
+        for _ in range(args.repeat):
+            rng.shuffle(sample)
+            times = sorted(log.proofs(sample, n))
+            print(f"inclusion proof at {n:,}: median "
+                  f"{statistics.median(times)*1e3:.2f} ms, p95 "
+                  f"{times[int(len(times)*0.95)]*1e3:.2f} ms (1,000 proofs); "
+                  f"CPU {log.cpu[-1]*1e3:.2f} ms per proof")
+        return
+    if log.reused:
+        print(f"kept log of {log.size:,} records")
+        n = log.size
+    else:
+        print(f"bulk {n:,} records: {log.bulk(n):.1f} s")
+    if "verify" in steps:
+        med, runs = median(log.verify, args.repeat)
+        print(f"AuditStore.verify {n:,}: median {med:.2f} s runs "
+              f"{[round(r, 2) for r in runs]} -> {n/med:,.0f} records/s; CPU of this "
+              f"process median {statistics.median(log.cpu):.2f} s")
+    if "cli" in steps:
+        cli_med, cli_runs = median(log.cli, args.repeat)
+        print(f"CLI dossier audit verify: median {cli_med:.2f} s runs "
+              f"{[round(r, 2) for r in cli_runs]}")
+    if "latency" in steps:
+        for _ in range(args.repeat):
+            med_l, p95, worst, count = log.latency(10, 3000, args.period)
+            print(f"head latency at {log.size:,} (3,000 records/s offered, sequencer "
+                  f"every {args.period} s, {count:,} records): median {med_l:.3f} s, "
+                  f"p95 {p95:.3f} s, max {worst:.3f} s")
+    if "sequencer" in steps:
+        for _ in range(args.repeat):
+            rate, tick, idle = log.sequencer(args.appends)
+            print(f"sequencer at {log.size:,}: {rate:,.0f} appends/s; tick with 3,000 "
+                  f"pending {tick:.3f} s; idle tick {idle:.3f} s")
 
 if __name__ == "__main__":
     main()
