@@ -10,51 +10,101 @@ new perfect Merkle nodes and signs a checkpoint.
 
 from __future__ import annotations
 
-from collections.abc import Generator, Iterator, Mapping, Sequence
-from contextlib import closing
+import hashlib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
-from sqlalchemy import and_, delete, func, insert, or_, select, text
+from sqlalchemy import Integer, and_, bindparam, delete, func, insert, literal, or_, select, text
 from sqlalchemy.orm import Session
+from sqlalchemy.sql import Select
 
 from audit.authentication import RecordAuthenticator
 from audit.canonical import canonical_bytes
 from audit.chain import GENESIS, chain_hash_from_leaf_hash
 from audit.checkpoint import Checkpoint, Signer, TreeHeadJSON, tree_head_json
 from audit.hashing import EMPTY_ROOT, leaf_hash
-from audit.merkle import CompactRange, NodeID, consistency_proof, inclusion_proof, root
+from audit.merkle import (
+    BLOCK_LEVEL,
+    BandedNodeStore,
+    CompactRange,
+    NodeID,
+    NodeRange,
+    StreamingTree,
+    consistency_proof,
+    inclusion_proof,
+    is_stored_level,
+    root,
+)
 from audit.proof import verify_consistency
 from audit.tables import AuditTables
 
 SEQUENCER_LOCK = 0x646F7373  # "doss": PostgreSQL advisory lock key
 BATCH = 5000
-VERIFY_BATCH = 5000
+VERIFY_BLOCK = 1 << BLOCK_LEVEL  # leaves checked per batch (aligned: StreamingTree blocks)
+RECORD_FETCH = 8192
 LOOKAHEAD = 20_000
-NODE_CHECK_BATCH = 65536
 
 
-class SqlNodeStore:
-    """NodeStore over audit_nodes, batching reads in one round trip."""
+class SqlRangeStore:
+    """The stored levels on the database: level 0 is audit_leaves.leaf_hash, the levels
+    above (multiples of ``audit.merkle.STRIDE``) are audit_nodes. All ranges of one call
+    are read with one statement (a UNION ALL of primary-key range scans), built once per
+    shape and cached, so a proof costs one round trip and no statement construction."""
+
+    _statements: ClassVar[dict[tuple[Any, int, int], Any]] = {}
 
     def __init__(self, session: Session, tables: AuditTables) -> None:
         self.session = session
-        self.t = tables.nodes
+        self.tables = tables
 
-    def get(self, level: int, index: int) -> bytes | None:
-        return self.session.execute(select(self.t.c.hash).where(
-            self.t.c.level == level, self.t.c.node_index == index)).scalar_one_or_none()
+    def _statement(self, leaf_ranges: int, node_ranges: int) -> Any:
+        key = (self.tables, leaf_ranges, node_ranges)
+        stmt = self._statements.get(key)
+        if stmt is None:
+            L, N = self.tables.leaves.c, self.tables.nodes.c
+            parts: list[Select[Any]] = []
+            if leaf_ranges:
+                parts.append(select(literal(0, Integer).label("level"), L.leaf_index,
+                                    L.leaf_hash).where(or_(*(
+                                        L.leaf_index.between(bindparam(f"la{k}"),
+                                                             bindparam(f"lb{k}"))
+                                        for k in range(leaf_ranges)))))
+            if node_ranges:
+                parts.append(select(N.level, N.node_index, N.hash).where(or_(*(
+                    and_(N.level == bindparam(f"nl{k}"),
+                         N.node_index.between(bindparam(f"na{k}"), bindparam(f"nb{k}")))
+                    for k in range(node_ranges)))))
+            stmt = parts[0] if len(parts) == 1 else parts[0].union_all(parts[1])
+            self._statements[key] = stmt
+        return stmt
 
-    def get_many(self, ids: Sequence[NodeID]) -> Mapping[NodeID, bytes]:
-        if not ids:
+    def get_ranges(self, ranges: Sequence[NodeRange]) -> Mapping[NodeID, bytes]:
+        if not ranges:
             return {}
-        # (level = ? AND node_index = ?) OR …: a primary-key lookup per node on both
-        # databases (SQLite scans the whole table for a row-value IN list)
-        c = self.t.c
-        rows = self.session.execute(select(c.level, c.node_index, c.hash).where(or_(
-            *(and_(c.level == lv, c.node_index == ix) for lv, ix in set(ids))))).all()
-        return {(r.level, r.node_index): bytes(r.hash) for r in rows}
+        params: dict[str, int] = {}
+        leaf_ranges = node_ranges = 0
+        for level, start, end in ranges:
+            if level == 0:
+                params[f"la{leaf_ranges}"], params[f"lb{leaf_ranges}"] = start, end - 1
+                leaf_ranges += 1
+            else:
+                params[f"nl{node_ranges}"] = level
+                params[f"na{node_ranges}"], params[f"nb{node_ranges}"] = start, end - 1
+                node_ranges += 1
+        rows = self.session.execute(self._statement(leaf_ranges, node_ranges), params)
+        return {(int(level), int(index)): bytes(value) for level, index, value in rows}
+
+
+class SqlNodeStore(BandedNodeStore):
+    """NodeStore over the stored levels (audit_leaves and audit_nodes), one statement per
+    call."""
+
+    def __init__(self, session: Session, tables: AuditTables) -> None:
+        super().__init__(SqlRangeStore(session, tables))
+        self.session = session
+        self.t = tables.nodes
 
 
 @dataclass(frozen=True)
@@ -67,6 +117,8 @@ class AuditStore:
     def __init__(self, tables: AuditTables, origin: str,
                  authenticator: RecordAuthenticator | None = None) -> None:
         self.t = tables
+        self._record_at: Any = None
+        self._signed_size: Any = None
         self.origin = origin
         # None only for tools that read the log without the key (never the service)
         self.authenticator = authenticator
@@ -139,8 +191,9 @@ class AuditStore:
             chain = chain_hash_from_leaf_hash(chain, lh)
             leaf_rows.append({"leaf_index": state.size + offset, "record_id": row.id,
                               "leaf_hash": lh, "chain_hash": chain})
+            # level 0 is the leaf row itself; above it, only the stored levels
             node_rows += [{"level": lv, "node_index": ix, "hash": h}
-                          for lv, ix, h in compact.append(lh)]
+                          for lv, ix, h in compact.append(lh) if lv and is_stored_level(lv)]
         if leaf_rows:
             session.execute(insert(leaves), leaf_rows)
             session.execute(delete(queue).where(queue.c.seq.in_([r.seq for r in pending])))
@@ -181,16 +234,19 @@ class AuditStore:
         return {r.record_id: int(r.leaf_index) for r in rows}
 
     def record_at(self, session: Session, index: int) -> Any:
-        """(id, patient_id) of the record at leaf `index`, or None."""
-        return session.execute(
-            select(self.t.records.c.id, self.t.records.c.patient_id)
-            .join(self.t.leaves, self.t.leaves.c.record_id == self.t.records.c.id)
-            .where(self.t.leaves.c.leaf_index == index)).first()
+        """(id, patient_id, leaf) of the record at leaf `index`, or None: what a proof
+        needs of the record, in one statement built once."""
+        if self._record_at is None:
+            R, L = self.t.records.c, self.t.leaves.c
+            self._record_at = select(R.id, R.patient_id, R.leaf).join(
+                self.t.leaves, L.record_id == R.id).where(L.leaf_index == bindparam("i"))
+        return session.execute(self._record_at, {"i": index}).first()
 
     def leaf_bytes(self, session: Session, index: int) -> bytes | None:
-        row = session.execute(select(self.t.records.c.id, self.t.records.c.leaf).join(
-            self.t.leaves, self.t.leaves.c.record_id == self.t.records.c.id).where(
-            self.t.leaves.c.leaf_index == index)).first()
+        return self.leaf_of(session, self.record_at(session, index))
+
+    def leaf_of(self, session: Session, row: Any) -> bytes | None:
+        """The leaf bytes of a `record_at` row."""
         if row is None:
             return None
         return bytes(row.leaf) if row.leaf is not None else self._legacy_leaf(session, row.id)
@@ -211,62 +267,35 @@ class AuditStore:
         return root(SqlNodeStore(session, self.t), size)
 
     def signed_size(self, session: Session) -> int:
-        row = self.latest_head_row(session)
-        return 0 if row is None else int(row.tree_size)
+        if self._signed_size is None:
+            self._signed_size = select(func.max(self.t.tree_heads.c.tree_size))
+        size = session.execute(self._signed_size).scalar()
+        return 0 if size is None else int(size)
 
     # ------------------------------------------------------------------ verify
-    def iter_leaves(self, session: Session) -> Generator[tuple[Any, ...], None, None]:
-        """(leaf_index, leaf_hash, chain_hash, id, leaf, mac) in log order, streamed; `id`
-        is None when the record is gone, `leaf` None for a record older than 0015.
-
-        Two ordered streams merged in memory — leaves by index, records by insertion —
-        instead of one index lookup per leaf: records are sequenced in insertion order,
-        save a few late commits on PostgreSQL, which the look-ahead buffer absorbs."""
-        L, R = self.t.leaves.c, self.t.records.c
-        conn = session.connection().execution_options(yield_per=VERIFY_BATCH)
-        leaves = conn.execute(select(L.leaf_index, L.leaf_hash, L.chain_hash, L.record_id)
-                              .order_by(L.leaf_index))
-        stream = conn.execute(select(R.id, R.leaf, R.mac).order_by(R.seq))
-        try:
-            yield from self._merge(session, leaves, iter(stream))
-        finally:  # server-side cursors on PostgreSQL: close them even on an early stop
-            stream.close()
-            leaves.close()
-
-    def _merge(self, session: Session, leaves: Any,
-               records: Iterator[Any]) -> Iterator[tuple[Any, ...]]:
-        R = self.t.records.c
-        ahead: dict[str, tuple[Any, Any]] = {}
-        for index, stored_leaf, stored_chain, rid in leaves:
-            found = ahead.pop(rid, None)
-            if found is None:
-                for r_id, leaf, mac in records:
-                    if r_id == rid:
-                        found = (leaf, mac)
-                        break
-                    ahead[r_id] = (leaf, mac)
-                    if len(ahead) > LOOKAHEAD:
-                        break
-            if found is None:  # far out of order, or gone: look it up
-                row = session.execute(select(R.leaf, R.mac).where(R.id == rid)).first()
-                if row is None:
-                    yield index, stored_leaf, stored_chain, None, None, None
-                    continue
-                found = (row.leaf, row.mac)
-            yield index, stored_leaf, stored_chain, rid, found[0], found[1]
-
     def verify(self, session: Session, public_jwk: Mapping[str, Any], *,
                trusted: Checkpoint | None = None) -> VerifyResult:
-        """Re-check every record's MAC, the chain, the Merkle nodes, every signed head and
-        their consistency, in one pass over the stored leaf bytes. With `trusted` (a head
-        published earlier, e.g. by a witness) also check that this log extends it (RFC 9162
-        consistency proof): a truncated or forked log fails. Names the first bad index."""
-        heads = {int(r.tree_size): r for r in session.execute(select(self.t.tree_heads))}
-        wanted = set(heads) | ({trusted.tree_size} if trusted is not None else set())
+        """Re-check every record's MAC, the chain, the stored Merkle nodes and every signed
+        head (signature, one origin, root), in one pass over the stored leaf bytes. With
+        `trusted` (a head published earlier, e.g. by a witness) also check that this log
+        extends it (RFC 9162 consistency proof): a truncated or forked log fails. Names
+        the first bad index.
+
+        Reads the driver's rows directly (server-side cursors on PostgreSQL), a block of
+        4,096 leaves at a time; each block is checked with whole-list comparisons and
+        hashed a Merkle level at a time, and only a block with a fault is walked record
+        by record to name it."""
+        from audit.checkpoint import public_key_from_jwk
+
+        key = public_key_from_jwk(public_jwk)
+        H = self.t.tree_heads.c
+        with _Rows(session, select(H.tree_size, H.root_hash, H.checkpoint, H.signature)
+                   .order_by(H.tree_size), "audit_verify_heads") as rows:
+            heads = [row for batch in iter(lambda: rows.fetch(10_000), []) for row in batch]
+        wanted = sorted({int(h[0]) for h in heads}
+                        | ({trusted.tree_size} if trusted is not None else set()))
         roots: dict[int, bytes] = {0: EMPTY_ROOT}
-        store = SqlNodeStore(session, self.t)
-        with closing(self.iter_leaves(session)) as stream:
-            result = self._walk(session, stream, wanted, roots, store)
+        result = _Walk(self, session, wanted, roots).run()
         if isinstance(result, VerifyResult):
             return result
         t = self.t
@@ -277,85 +306,41 @@ class AuditStore:
         if hidden:
             return VerifyResult(False, result, f"{hidden} records neither in the log nor "
                                 "waiting for the sequencer (hidden from it)")
-        return self._check_heads(public_jwk, heads, roots, store, result, trusted)
+        return self._check_heads(key, heads, roots, SqlNodeStore(session, self.t), result,
+                                 trusted)
 
-    def _walk(self, session: Session, stream: Iterator[tuple[Any, ...]], wanted: set[int],
-              roots: dict[int, bytes], store: SqlNodeStore) -> VerifyResult | int:
-        """Every record, leaf and node in one pass; the log's size, or the first fault."""
-        auth = self.authenticator
-        chain = GENESIS
-        compact = CompactRange()
-        expected: list[tuple[int, int, bytes]] = []
-        seen_macs: set[bytes] = set()
-        authenticated = False
-        position = 0
-        for index, stored_leaf, stored_chain, rid, leaf, mac in stream:
-            if index != position or rid is None:
-                return VerifyResult(False, position, "record missing or out of order")
-            if leaf is None:  # written before records were authenticated (0015)
-                if authenticated or mac is not None:
-                    return VerifyResult(False, index, "record not written by the service "
-                                        "(no authentication code)")
-                lh = leaf_hash(self._legacy_leaf(session, rid))
-            else:
-                lh = leaf_hash(leaf)
-                if auth is not None:
-                    if not auth.check_hash(lh, mac):
-                        return VerifyResult(False, index, "record not written by the "
-                                            "service (authentication code invalid)")
-                    if mac in seen_macs:
-                        return VerifyResult(False, index, "record replayed (logged twice)")
-                    seen_macs.add(mac)
-                    authenticated = True
-            if lh != stored_leaf:
-                return VerifyResult(False, index, "record changed after it was logged")
-            chain = chain_hash_from_leaf_hash(chain, lh)
-            if chain != stored_chain:
-                return VerifyResult(False, index, "hash chain broken")
-            expected += compact.append(lh)
-            position += 1
-            if position in wanted:
-                roots[position] = compact.root()
-            if len(expected) >= NODE_CHECK_BATCH:
-                bad = _first_bad_node(store, expected)
-                if bad is not None:
-                    return VerifyResult(False, bad, "stored Merkle node altered")
-                expected = []
-        bad = _first_bad_node(store, expected)
-        if bad is not None:
-            return VerifyResult(False, bad, "stored Merkle node altered")
-        return position  # records never sequenced yet are fine; gaps are not
-
-    def _check_heads(self, public_jwk: Mapping[str, Any], heads: Mapping[int, Any],
-                     roots: dict[int, bytes], store: SqlNodeStore, sequenced: int,
+    def _check_heads(self, key: Any, heads: Sequence[Any], roots: Mapping[int, bytes],
+                     store: SqlNodeStore, sequenced: int,
                      trusted: Checkpoint | None) -> VerifyResult:
-        """Every signed head: signature, one origin, root, consistency with the previous;
-        then, with `trusted`, that the log extends it."""
-        from audit.checkpoint import verify_tree_head
+        """Every signed head: its signature, one origin, its root against the root
+        recomputed from the leaves at its size. Heads whose roots are all recomputed from
+        the same leaves are consistent with one another by construction (each is a prefix
+        of the one log), so no consistency proof is needed between them. With `trusted`,
+        that the log extends it."""
+        from audit.checkpoint import verify_checkpoint
         from audit.errors import AuditError
 
-        previous: tuple[int, bytes] | None = None
         origin: str | None = None
-        for size in sorted(heads):
-            row = heads[size]
+        latest: tuple[int, bytes] | None = None
+        for tree_size, root_hash, checkpoint_text, signature in heads:
+            size = int(tree_size)
             if size > sequenced:
                 return VerifyResult(False, sequenced, "tree head larger than the log")
             try:
-                checkpoint = verify_tree_head(head_json(row), public_jwk, origin=origin)
+                checkpoint = verify_checkpoint(key, checkpoint_text, bytes(signature))
             except AuditError:
                 return VerifyResult(False, max(size - 1, 0), "tree head signature invalid")
-            origin = checkpoint.origin  # every head must name the same log
-            if bytes(row.root_hash) != roots.get(size):
+            if checkpoint.tree_size != size or checkpoint.root_hash != bytes(root_hash):
+                return VerifyResult(False, max(size - 1, 0), "tree head signature invalid")
+            if origin is None:
+                origin = checkpoint.origin
+            elif checkpoint.origin != origin:  # every head must name the same log
+                return VerifyResult(False, max(size - 1, 0), "tree head signature invalid")
+            if checkpoint.root_hash != roots.get(size):
                 return VerifyResult(False, max(size - 1, 0), "tree head root mismatch")
-            if previous is not None and previous[0] > 0:
-                proof = consistency_proof(store, previous[0], size)
-                try:
-                    verify_consistency(previous[0], size, previous[1], roots[size], proof)
-                except AuditError:
-                    return VerifyResult(False, previous[0], "tree heads inconsistent")
-            previous = (size, roots[size])
+            latest = (size, checkpoint.root_hash)
         if trusted is not None:
-            problem = self._extends(store, trusted, origin, previous, sequenced, roots)
+            problem = self._extends(store, trusted, origin, latest, sequenced, roots)
             if problem is not None:
                 return problem
         return VerifyResult(True, None, f"{sequenced} records intact" + (
@@ -406,27 +391,232 @@ def head_json(row: Any) -> TreeHeadJSON:
             "signature": b64encode(bytes(row.signature))}
 
 
-def _first_bad_node(store: SqlNodeStore, expected: list[tuple[int, int, bytes]]) -> int | None:
-    """The first leaf covered by a stored node that differs from the recomputed one. Reads
-    each level's run of nodes with one range scan of the primary key."""
-    by_level: dict[int, dict[int, bytes]] = {}
-    for lv, ix, h in expected:
-        by_level.setdefault(lv, {})[ix] = h
-    t = store.t
-    bad: list[int] = []
-    for lv, wanted in by_level.items():
-        low, high = min(wanted), max(wanted)
-        rows = store.session.execute(select(t.c.node_index, t.c.hash).where(
-            t.c.level == lv, t.c.node_index >= low, t.c.node_index <= high))
-        seen = 0
-        for ix, h in rows:
-            want = wanted.get(ix)
-            if want is not None:
-                seen += 1
-                if bytes(h) != want:
-                    bad.append(ix << lv)
-        if seen != len(wanted):  # a node deleted: find which
-            present = {int(r[0]) for r in store.session.execute(select(t.c.node_index).where(
-                t.c.level == lv, t.c.node_index >= low, t.c.node_index <= high))}
-            bad += [ix << lv for ix in wanted if ix not in present]
-    return min(bad) if bad else None
+class _Rows:
+    """A Core SELECT run on the driver's cursor, rows fetched as plain tuples in batches
+    (no Row objects): a named server-side cursor with binary results on PostgreSQL, the
+    transaction's own connection on SQLite. Only statements without parameters."""
+
+    def __init__(self, session: Session, stmt: Any, name: str) -> None:
+        conn = session.connection()
+        sql = str(stmt.compile(dialect=conn.dialect))
+        driver = conn.connection.driver_connection
+        assert driver is not None
+        if conn.dialect.name == "postgresql":
+            self.cursor = driver.cursor(name=name, binary=True)
+        else:
+            self.cursor = driver.cursor()
+        self.cursor.execute(sql)
+
+    def fetch(self, size: int) -> list[tuple[Any, ...]]:
+        return self.cursor.fetchmany(size)  # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        self.cursor.close()
+
+    def __enter__(self) -> _Rows:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class _Records:
+    """The records stream (id, leaf, mac by seq), matched to the leaves by id. Records
+    are sequenced in insertion order, so in the common case the next rows are the ones
+    the next leaves name; a record out of order (a late PostgreSQL commit, a record still
+    waiting for the sequencer) waits in a look-ahead buffer, and one far out of order is
+    looked up by id."""
+
+    def __init__(self, rows: _Rows) -> None:
+        self.rows = rows
+        self.buf: list[tuple[Any, ...]] = []
+        self.pos = 0
+        self.done = False
+        self.ahead: dict[str, tuple[Any, ...]] = {}
+
+    def _fill(self, need: int) -> None:
+        while len(self.buf) - self.pos < need and not self.done:
+            more = self.rows.fetch(RECORD_FETCH)
+            if not more:
+                self.done = True
+            self.buf = self.buf[self.pos:] + more
+            self.pos = 0
+
+    def in_order(self, ids: list[str]) -> list[tuple[Any, ...]] | None:
+        """The next len(ids) records if they are exactly `ids`, in order; else None."""
+        self._fill(len(ids))
+        chunk = self.buf[self.pos:self.pos + len(ids)]
+        if [row[0] for row in chunk] != ids:
+            return None
+        self.pos += len(ids)
+        return chunk
+
+    def find(self, record_id: str) -> tuple[Any, ...] | None:
+        """The record with this id from the look-ahead or further down the stream; None
+        when not within LOOKAHEAD records (the caller looks it up)."""
+        found = self.ahead.pop(record_id, None)
+        if found is not None:
+            return found
+        while len(self.ahead) <= LOOKAHEAD:
+            self._fill(1)
+            if self.pos >= len(self.buf):
+                return None
+            row = self.buf[self.pos]
+            self.pos += 1
+            if row[0] == record_id:
+                return row
+            self.ahead[row[0]] = row
+        return None
+
+
+class _Walk:
+    """One pass of `verify` over the leaves, their records and the stored nodes."""
+
+    def __init__(self, store: AuditStore, session: Session, wanted: list[int],
+                 roots: dict[int, bytes]) -> None:
+        self.store = store
+        self.session = session
+        self.wanted = wanted
+        self.roots = roots
+        self.auth = store.authenticator
+        self.chain = GENESIS
+        self.tree = StreamingTree()
+        self.seen_macs: set[bytes] = set()
+        self.authenticated = False
+        self.position = 0
+
+    def run(self) -> VerifyResult | int:
+        """The log's size (records never sequenced yet are fine), or the first fault."""
+        L, R = self.store.t.leaves.c, self.store.t.records.c
+        with _Rows(self.session, select(L.leaf_index, L.leaf_hash, L.chain_hash,
+                                        L.record_id).order_by(L.leaf_index),
+                   "audit_verify_leaves") as leaves, \
+                _Rows(self.session, select(R.id, R.leaf, R.mac).order_by(R.seq),
+                      "audit_verify_records") as stream:
+            records = _Records(stream)
+            wanted = iter(self.wanted)
+            next_size = next(wanted, None)
+            while True:
+                rows = leaves.fetch(VERIFY_BLOCK)
+                if not rows:
+                    break
+                fault, hashes = self._block(rows, records)
+                if fault is not None:
+                    return self._first_fault(fault)
+                sizes = []
+                end = self.position + len(rows)
+                while next_size is not None and next_size <= end:
+                    if next_size > self.position:
+                        sizes.append(next_size)
+                    next_size = next(wanted, None)
+                self.roots.update(self.tree.add(hashes, sizes))
+                self.position = end
+                if len(rows) < VERIFY_BLOCK:
+                    break
+        bad = self._first_bad_node()
+        if bad is not None:
+            return VerifyResult(False, bad, "stored Merkle node altered")
+        return self.position
+
+    def _block(self, rows: list[tuple[Any, ...]],
+               records: _Records) -> tuple[VerifyResult | None, list[bytes]]:
+        """Check a block of leaves with their records; (fault or None, leaf hashes)."""
+        position = self.position
+        recs = records.in_order([row[3] for row in rows])
+        if recs is not None and rows[0][0] == position \
+                and rows[-1][0] == position + len(rows) - 1:
+            leaves = [rec[1] for rec in recs]
+            if None not in leaves:
+                sha = hashlib.sha256
+                hashes = [sha(b"\x00" + leaf).digest() for leaf in leaves]
+                ok = hashes == [bytes(row[1]) for row in rows]
+                macs = [rec[2] for rec in recs]
+                if ok and self.auth is not None:
+                    ok = (self.auth.macs_of_hashes(hashes) == macs
+                          and len(set(macs)) == len(macs) and self.seen_macs.isdisjoint(macs))
+                if ok:
+                    chain, chained = self.chain, []
+                    for value in hashes:
+                        chain = sha(b"\x02" + chain + value).digest()
+                        chained.append(chain)
+                    if chained == [bytes(row[2]) for row in rows]:
+                        self.chain = chain
+                        if self.auth is not None:
+                            self.seen_macs.update(macs)
+                            self.authenticated = True
+                        return None, hashes
+        # a fault, or records out of order or older than 0015: record by record
+        if recs is None:
+            return self._slow(rows, [self._find(records, row[3]) for row in rows])
+        return self._slow(rows, recs)
+
+    def _find(self, records: _Records, record_id: str) -> tuple[Any, ...] | None:
+        found = records.find(record_id)
+        if found is None:  # far out of order, or gone: look it up
+            R = self.store.t.records.c
+            row = self.session.execute(select(R.id, R.leaf, R.mac).where(
+                R.id == record_id)).first()
+            found = None if row is None else tuple(row)
+        return found
+
+    def _slow(self, rows: list[tuple[Any, ...]], recs: Sequence[tuple[Any, ...] | None]
+              ) -> tuple[VerifyResult | None, list[bytes]]:
+        auth = self.auth
+        chain = self.chain
+        position = self.position
+        hashes: list[bytes] = []
+        for (index, stored_leaf, stored_chain, rid), rec in zip(rows, recs, strict=True):
+            if index != position or rec is None or rec[0] != rid:
+                return VerifyResult(False, position, "record missing or out of order"), []
+            _, leaf, mac = rec
+            if leaf is None:  # written before records were authenticated (0015)
+                if self.authenticated or mac is not None:
+                    return VerifyResult(False, index, "record not written by the service "
+                                        "(no authentication code)"), []
+                lh = leaf_hash(self.store._legacy_leaf(self.session, rid))
+            else:
+                lh = leaf_hash(bytes(leaf))
+                if auth is not None:
+                    if not auth.check_hash(lh, None if mac is None else bytes(mac)):
+                        return VerifyResult(False, index, "record not written by the "
+                                            "service (authentication code invalid)"), []
+                    if mac in self.seen_macs:
+                        return VerifyResult(False, index, "record replayed (logged twice)"), []
+                    self.seen_macs.add(bytes(mac))
+                    self.authenticated = True
+            if lh != bytes(stored_leaf):
+                return VerifyResult(False, index, "record changed after it was logged"), []
+            chain = chain_hash_from_leaf_hash(chain, lh)
+            if chain != bytes(stored_chain):
+                return VerifyResult(False, index, "hash chain broken"), []
+            hashes.append(lh)
+            position += 1
+        self.chain = chain
+        return None, hashes
+
+    def _first_fault(self, fault: VerifyResult) -> VerifyResult:
+        """A record fault, unless a stored node over earlier leaves is already wrong."""
+        bad = self._first_bad_node()
+        if bad is not None and (fault.first_bad_index is None or bad < fault.first_bad_index):
+            return VerifyResult(False, bad, "stored Merkle node altered")
+        return fault
+
+    def _first_bad_node(self) -> int | None:
+        """The first leaf under a stored node that is missing or differs from the one
+        recomputed from the leaves: each stored level read once, in index order. Nodes
+        over leaves beyond the log seen (a sequencer appending meanwhile) are not read."""
+        N = self.store.t.nodes.c
+        bad: list[int] = []
+        for level, computed in self.tree.nodes.items():
+            stmt = select(N.node_index, N.hash).where(
+                N.level == level, N.node_index < len(computed)).order_by(N.node_index)
+            stored: list[bytes] = []
+            indices: list[int] = []
+            for ix, value in self.session.execute(stmt):
+                indices.append(int(ix))
+                stored.append(bytes(value))
+            if indices == list(range(len(computed))) and stored == computed:
+                continue
+            have = dict(zip(indices, stored, strict=True))
+            bad += [ix << level for ix, value in enumerate(computed) if have.get(ix) != value]
+        return min(bad) if bad else None
