@@ -31,6 +31,7 @@ class RecordAuthenticator:
         # (K xor ipad) || domain, the outer one after (K xor opad). Copying two hashlib
         # states per record costs half of what hmac.HMAC.copy() does (verify does this
         # a million times).
+        self._key = key  # for a verify worker process (pickled over its pipe)
         block = hashlib.sha256().block_size
         padded = (hashlib.sha256(key).digest() if len(key) > block else key).ljust(block,
                                                                                    b"\0")
@@ -60,6 +61,9 @@ class RecordAuthenticator:
 
     def check_hash(self, leaf_hash_: bytes, mac: bytes | None) -> bool:
         return mac is not None and hmac.compare_digest(self.mac_of_hash(leaf_hash_), mac)
+
+    def __reduce__(self) -> tuple[type[RecordAuthenticator], tuple[bytes]]:
+        return (RecordAuthenticator, (self._key,))
 
     def __repr__(self) -> str:
         return "RecordAuthenticator(<key>)"

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from audit.errors import MissingNodeError
@@ -376,66 +377,95 @@ def append(
     return entries, frontier.root()
 
 
+@dataclass(frozen=True)
+class Block:
+    """One aligned block of leaves, hashed (``hash_block``): what ``StreamingTree`` needs
+    of it. Plain data, so a block can be hashed in another process."""
+
+    start: int
+    count: int
+    root: bytes | None  # the block's perfect subtree, when the block is whole
+    nodes: dict[int, list[bytes]]  # stored levels inside the block, index order
+    covers: dict[int, list[bytes]]  # for each size asked for: the block's cover of it
+    tail: list[list[bytes]] | None  # a partial block's levels (the log's root needs them)
+
+
+def hash_block(leaf_hashes: Sequence[bytes], start: int, sizes: Iterable[int] = (),
+               block_level: int = BLOCK_LEVEL) -> Block:
+    """Hash an aligned block (the log's last may be shorter) a level at a time: about one
+    node hash per leaf and little else (list comprehensions)."""
+    count = len(leaf_hashes)
+    if start % (1 << block_level) or count > 1 << block_level:
+        raise ValueError("leaves must come in whole aligned blocks, the last one shorter")
+    for value in leaf_hashes:
+        if len(value) != HASH_SIZE:
+            raise ValueError(f"leaf hash must be {HASH_SIZE} bytes")
+    levels = [list(leaf_hashes)]
+    sha, prefix = hashlib.sha256, NODE_PREFIX  # node_hash, inlined: the hot loop
+    while len(levels[-1]) > 1:
+        pairs = iter(levels[-1])
+        levels.append([sha(prefix + a + b).digest()
+                       for a, b in zip(pairs, pairs, strict=False)])
+    covers = {}
+    for size in sizes:
+        if not start < size <= start + count:
+            raise ValueError("size outside the block")
+        covers[size] = [levels[level][index - (start >> level)]
+                        for level, index in _cover(start, size)]
+    whole = count == 1 << block_level
+    return Block(start, count, levels[block_level][0] if whole else None,
+                 {level: levels[level] for level in range(STRIDE, len(levels), STRIDE)},
+                 covers, None if whole or not count else levels)
+
+
 class StreamingTree:
     """RFC 6962 roots and stored-level nodes of a log read in order, for the verifier.
 
-    Leaves come in aligned blocks of ``2**BLOCK_LEVEL`` (the last one may be shorter);
-    each block is hashed a level at a time (list comprehensions: about one node hash per
-    leaf and little else), its root joins a ``CompactRange`` of whole blocks, and the
-    root at any size inside the block is folded from that frontier and the block's
-    levels in O(log n). ``nodes[level]`` holds, in index order from 0, every complete
-    node of each stored level above 0 (what the store must hold)."""
+    Leaves come in aligned blocks of ``2**BLOCK_LEVEL`` (the last one may be shorter),
+    each hashed by ``hash_block`` (here or in another process); the roots of whole blocks
+    join a ``CompactRange``, and the root at any size inside a block is folded from that
+    frontier and the block's cover of it, in O(log n). ``nodes[level]`` holds, in index
+    order from 0, every complete node of each stored level above 0 (what the store must
+    hold)."""
 
     def __init__(self, block_level: int = BLOCK_LEVEL) -> None:
         self.block_level = block_level
         self.size = 0
         self._blocks = CompactRange()
         self.nodes: dict[int, list[bytes]] = {}
-        self._last: list[list[bytes]] = []  # the current partial block's levels
+        self._tail: Block | None = None
 
     def add(self, leaf_hashes: Sequence[bytes], sizes: Iterable[int] = ()) -> dict[int, bytes]:
         """Add the next leaves: a whole aligned block, or the log's last (partial) one.
         Returns the root at each of ``sizes`` (each in ``(size, size + len]``)."""
-        block = 1 << self.block_level
-        count = len(leaf_hashes)
-        if self.size % block or count > block:
-            raise ValueError("leaves must come in whole aligned blocks, the last one shorter")
-        for value in leaf_hashes:
-            if len(value) != HASH_SIZE:
-                raise ValueError(f"leaf hash must be {HASH_SIZE} bytes")
-        start = self.size
-        levels = [list(leaf_hashes)]
-        sha, prefix = hashlib.sha256, NODE_PREFIX  # node_hash, inlined: the hot loop
-        while len(levels[-1]) > 1:
-            pairs = iter(levels[-1])
-            levels.append([sha(prefix + a + b).digest()
-                           for a, b in zip(pairs, pairs, strict=False)])
-        for level in range(STRIDE, len(levels), STRIDE):
-            self.nodes.setdefault(level, []).extend(levels[level])
-        roots = {size: self._root(levels, start, size) for size in sizes}
-        if count == block:
-            for level, _index, value in self._blocks.append(levels[self.block_level][0]):
+        return self.add_block(hash_block(leaf_hashes, self.size, sizes, self.block_level))
+
+    def add_block(self, block: Block) -> dict[int, bytes]:
+        """Add the next block, hashed; the roots at the sizes it was hashed for."""
+        if block.start != self.size or self._tail is not None:
+            raise ValueError("blocks must come in order, a partial one last")
+        frontier = list(self._blocks.hashes)
+        roots = {size: _fold(frontier + cover) for size, cover in block.covers.items()}
+        for level, hashes in block.nodes.items():
+            self.nodes.setdefault(level, []).extend(hashes)
+        if block.root is not None:
+            for level, _index, value in self._blocks.append(block.root):
                 absolute = level + self.block_level
                 if level and is_stored_level(absolute):
                     self.nodes.setdefault(absolute, []).append(value)
-            self._last = []
-        elif count:
-            self._last = levels
-        self.size = start + count
+        elif block.count:
+            self._tail = block
+        self.size += block.count
         return roots
-
-    def _root(self, levels: Sequence[Sequence[bytes]], start: int, size: int) -> bytes:
-        if not start < size <= start + len(levels[0]):
-            raise ValueError("size outside the leaves just added")
-        hashes = list(self._blocks.hashes)
-        for level, index in _cover(start, size):
-            hashes.append(levels[level][index - (start >> level)])
-        return _fold(hashes)
 
     def root(self) -> bytes:
         """The root of all the leaves added so far."""
         if self.size == 0:
             return EMPTY_ROOT
-        if not self._last:
+        if self._tail is None:
             return self._blocks.root()
-        return self._root(self._last, self.size - len(self._last[0]), self.size)
+        assert self._tail.tail is not None
+        levels, start = self._tail.tail, self._tail.start
+        return _fold(list(self._blocks.hashes) + [
+            levels[level][index - (start >> level)] for level, index in
+            _cover(start, self.size)])

@@ -10,8 +10,9 @@ new perfect Merkle nodes and signs a checkpoint.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar
@@ -20,7 +21,7 @@ from sqlalchemy import Integer, and_, bindparam, delete, func, insert, literal, 
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import Select
 
-from audit.authentication import RecordAuthenticator
+from audit.authentication import MAC_SIZE, RecordAuthenticator
 from audit.canonical import canonical_bytes
 from audit.chain import GENESIS, chain_hash_from_leaf_hash
 from audit.checkpoint import Checkpoint, Signer, TreeHeadJSON, tree_head_json
@@ -28,11 +29,13 @@ from audit.hashing import EMPTY_ROOT, leaf_hash
 from audit.merkle import (
     BLOCK_LEVEL,
     BandedNodeStore,
+    Block,
     CompactRange,
     NodeID,
     NodeRange,
     StreamingTree,
     consistency_proof,
+    hash_block,
     inclusion_proof,
     is_stored_level,
     root,
@@ -45,6 +48,8 @@ BATCH = 5000
 VERIFY_BLOCK = 1 << BLOCK_LEVEL  # leaves checked per batch (aligned: StreamingTree blocks)
 RECORD_FETCH = 8192
 LOOKAHEAD = 20_000
+PARALLEL_FROM = 262_144  # leaves: below this, verify runs in one process (workers start in
+# about half a second)
 
 
 class SqlRangeStore:
@@ -274,7 +279,8 @@ class AuditStore:
 
     # ------------------------------------------------------------------ verify
     def verify(self, session: Session, public_jwk: Mapping[str, Any], *,
-               trusted: Checkpoint | None = None) -> VerifyResult:
+               trusted: Checkpoint | None = None, jobs: int = 1,
+               parallel_from: int = PARALLEL_FROM) -> VerifyResult:
         """Re-check every record's MAC, the chain, the stored Merkle nodes and every signed
         head (signature, one origin, root), in one pass over the stored leaf bytes. With
         `trusted` (a head published earlier, e.g. by a witness) also check that this log
@@ -284,30 +290,109 @@ class AuditStore:
         Reads the driver's rows directly (server-side cursors on PostgreSQL), a block of
         4,096 leaves at a time; each block is checked with whole-list comparisons and
         hashed a Merkle level at a time, and only a block with a fault is walked record
-        by record to name it."""
+        by record to name it. With `jobs` > 1 and at least `parallel_from` leaves, the
+        log is cut into `jobs` ranges of whole blocks and all but the first are checked
+        by worker processes, each on its own connection; their results are joined here
+        (chain and replays across the cuts, Merkle blocks in order). Needs a database
+        other processes can open (not SQLite in memory) and committed data."""
         from audit.checkpoint import public_key_from_jwk
 
         key = public_key_from_jwk(public_jwk)
-        H = self.t.tree_heads.c
+        H, L = self.t.tree_heads.c, self.t.leaves.c
         with _Rows(session, select(H.tree_size, H.root_hash, H.checkpoint, H.signature)
                    .order_by(H.tree_size), "audit_verify_heads") as rows:
             heads = [row for batch in iter(lambda: rows.fetch(10_000), []) for row in batch]
         wanted = sorted({int(h[0]) for h in heads}
                         | ({trusted.tree_size} if trusted is not None else set()))
+        ranges: list[tuple[int, int | None]] = [(0, None)]
+        url = session.connection().engine.url
+        if jobs > 1 and url.database not in (None, "", ":memory:"):
+            last = session.execute(select(func.max(L.leaf_index))).scalar()
+            size = 0 if last is None else int(last) + 1
+            if size >= max(parallel_from, 2 * VERIFY_BLOCK):
+                step = -(-size // jobs // VERIFY_BLOCK) * VERIFY_BLOCK
+                cuts = [*range(0, size, step), size]
+                ranges = [(cuts[k], cuts[k + 1]) for k in range(len(cuts) - 1)]
+        tree = StreamingTree()
         roots: dict[int, bytes] = {0: EMPTY_ROOT}
-        result = _Walk(self, session, wanted, roots).run()
-        if isinstance(result, VerifyResult):
-            return result
+        with contextlib.ExitStack() as stack:
+            futures = []
+            if len(ranges) > 1:
+                import multiprocessing
+                from concurrent.futures import ProcessPoolExecutor
+
+                pool = stack.enter_context(ProcessPoolExecutor(
+                    len(ranges) - 1, mp_context=multiprocessing.get_context("spawn")))
+                target = url.render_as_string(hide_password=False)
+                futures = [pool.submit(_verify_range, _RangeSpec(
+                    target, start, int(stop or 0),
+                    [w for w in wanted if start < w <= (stop or 0)], self.authenticator))
+                    for start, stop in ranges[1:]]
+            walk = _Walk(self, session, wanted, stop=ranges[0][1],
+                         sink=lambda block: roots.update(tree.add_block(block)))
+            fault = walk.run()
+            if fault is None:
+                for future in futures:
+                    fault = self._join(walk, future.result(), tree, roots)
+                    if fault is not None:
+                        break
+            if fault is not None:
+                for future in futures:
+                    future.cancel()
+        if fault is None:
+            bad = _first_bad_node(session, self.t, tree)
+            if bad is not None:
+                return VerifyResult(False, bad, "stored Merkle node altered")
+        else:
+            bad = _first_bad_node(session, self.t, tree)  # stored nodes over earlier leaves
+            if bad is not None and (fault.first_bad_index is None
+                                    or bad < fault.first_bad_index):
+                return VerifyResult(False, bad, "stored Merkle node altered")
+            return fault
         t = self.t
         hidden = session.execute(select(  # one statement: one snapshot on both databases
             select(func.count()).select_from(t.records).scalar_subquery()
             - select(func.count()).select_from(t.leaves).scalar_subquery()
             - select(func.count()).select_from(t.pending).scalar_subquery())).scalar_one()
         if hidden:
-            return VerifyResult(False, result, f"{hidden} records neither in the log nor "
-                                "waiting for the sequencer (hidden from it)")
-        return self._check_heads(key, heads, roots, SqlNodeStore(session, self.t), result,
+            return VerifyResult(False, tree.size, f"{hidden} records neither in the log "
+                                "nor waiting for the sequencer (hidden from it)")
+        return self._check_heads(key, heads, roots, SqlNodeStore(session, self.t), tree.size,
                                  trusted)
+
+    @staticmethod
+    def _join(walk: _Walk, part: _RangeResult, tree: StreamingTree,
+              roots: dict[int, bytes]) -> VerifyResult | None:
+        """Add a worker's range to the walk so far: what only the join can see (the chain
+        and replays across the cut, a record older than 0015 after authenticated ones),
+        then the range's own fault, then its Merkle blocks."""
+        faults = []
+        if part.prev_chain != walk.chain:
+            faults.append(VerifyResult(False, part.start, "hash chain broken"))
+        if walk.authenticated and part.legacy_at is not None:
+            faults.append(VerifyResult(False, part.legacy_at, "record not written by the "
+                                       "service (no authentication code)"))
+        seen = walk.seen_macs
+        for k in range(0, len(part.macs), MAC_SIZE):
+            mac = part.macs[k:k + MAC_SIZE]
+            if mac in seen:
+                faults.append(VerifyResult(False, part.mac_index[k // MAC_SIZE],
+                                           "record replayed (logged twice)"))
+                break
+            seen.add(mac)
+        if part.fault is not None:
+            faults.append(part.fault)
+        for block in part.blocks:
+            if faults and block.start + block.count > min(
+                    f.first_bad_index or 0 for f in faults):
+                break
+            roots.update(tree.add_block(block))
+        if faults:
+            return min(faults, key=lambda f: f.first_bad_index or 0)
+        walk.chain = part.last_chain
+        walk.authenticated = walk.authenticated or part.authenticated
+        walk.position = part.stop
+        return None
 
     def _check_heads(self, key: Any, heads: Sequence[Any], roots: Mapping[int, bytes],
                      store: SqlNodeStore, sequenced: int,
@@ -394,11 +479,13 @@ def head_json(row: Any) -> TreeHeadJSON:
 class _Rows:
     """A Core SELECT run on the driver's cursor, rows fetched as plain tuples in batches
     (no Row objects): a named server-side cursor with binary results on PostgreSQL, the
-    transaction's own connection on SQLite. Only statements without parameters."""
+    transaction's own connection on SQLite. Bound values must be integers (rendered as
+    literals by the dialect)."""
 
     def __init__(self, session: Session, stmt: Any, name: str) -> None:
         conn = session.connection()
-        sql = str(stmt.compile(dialect=conn.dialect))
+        # integer bounds only: rendered by the dialect's own literal processors
+        sql = str(stmt.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
         driver = conn.connection.driver_connection
         assert driver is not None
         if conn.dialect.name == "postgresql":
@@ -470,29 +557,41 @@ class _Records:
 
 
 class _Walk:
-    """One pass of `verify` over the leaves, their records and the stored nodes."""
+    """One pass of `verify` over the leaves [start, stop) and their records; each block,
+    once checked, is hashed and given to `sink`."""
 
-    def __init__(self, store: AuditStore, session: Session, wanted: list[int],
-                 roots: dict[int, bytes]) -> None:
+    def __init__(self, store: AuditStore, session: Session, wanted: list[int], *,
+                 sink: Callable[[Block], None], start: int = 0, stop: int | None = None,
+                 chain: bytes = GENESIS, seq_from: int | None = None) -> None:
         self.store = store
         self.session = session
         self.wanted = wanted
-        self.roots = roots
+        self.sink = sink
         self.auth = store.authenticator
-        self.chain = GENESIS
-        self.tree = StreamingTree()
+        self.start = self.position = start
+        self.stop = stop
+        self.seq_from = seq_from
+        self.chain = chain
         self.seen_macs: set[bytes] = set()
+        self.macs: list[bytes] = []  # in log order, kept only in a worker (`keep_macs`)
+        self.mac_index: list[int] = []
+        self.keep_macs = False
         self.authenticated = False
-        self.position = 0
+        self.legacy_at: int | None = None  # the first record older than 0015 accepted
 
-    def run(self) -> VerifyResult | int:
-        """The log's size (records never sequenced yet are fine), or the first fault."""
+    def run(self) -> VerifyResult | None:
+        """Walk the range; the first fault, or None (`position` is then the range's end:
+        records never sequenced yet are fine)."""
         L, R = self.store.t.leaves.c, self.store.t.records.c
-        with _Rows(self.session, select(L.leaf_index, L.leaf_hash, L.chain_hash,
-                                        L.record_id).order_by(L.leaf_index),
-                   "audit_verify_leaves") as leaves, \
-                _Rows(self.session, select(R.id, R.leaf, R.mac).order_by(R.seq),
-                      "audit_verify_records") as stream:
+        leaves_q = select(L.leaf_index, L.leaf_hash, L.chain_hash, L.record_id).where(
+            L.leaf_index >= self.start).order_by(L.leaf_index)
+        if self.stop is not None:
+            leaves_q = leaves_q.where(L.leaf_index < self.stop)
+        records_q = select(R.id, R.leaf, R.mac).order_by(R.seq)
+        if self.seq_from is not None:
+            records_q = records_q.where(R.seq >= self.seq_from)
+        with _Rows(self.session, leaves_q, "audit_verify_leaves") as leaves, \
+                _Rows(self.session, records_q, "audit_verify_records") as stream:
             records = _Records(stream)
             wanted = iter(self.wanted)
             next_size = next(wanted, None)
@@ -502,21 +601,20 @@ class _Walk:
                     break
                 fault, hashes = self._block(rows, records)
                 if fault is not None:
-                    return self._first_fault(fault)
+                    return fault
                 sizes = []
                 end = self.position + len(rows)
                 while next_size is not None and next_size <= end:
                     if next_size > self.position:
                         sizes.append(next_size)
                     next_size = next(wanted, None)
-                self.roots.update(self.tree.add(hashes, sizes))
+                self.sink(hash_block(hashes, self.position, sizes))
                 self.position = end
                 if len(rows) < VERIFY_BLOCK:
                     break
-        bad = self._first_bad_node()
-        if bad is not None:
-            return VerifyResult(False, bad, "stored Merkle node altered")
-        return self.position
+        if self.stop is not None and self.position != self.stop:
+            return VerifyResult(False, self.position, "record missing or out of order")
+        return None
 
     def _block(self, rows: list[tuple[Any, ...]],
                records: _Records) -> tuple[VerifyResult | None, list[bytes]]:
@@ -544,6 +642,9 @@ class _Walk:
                         if self.auth is not None:
                             self.seen_macs.update(macs)
                             self.authenticated = True
+                            if self.keep_macs:
+                                self.macs += macs
+                                self.mac_index += range(position, position + len(macs))
                         return None, hashes
         # a fault, or records out of order or older than 0015: record by record
         if recs is None:
@@ -573,6 +674,8 @@ class _Walk:
                 if self.authenticated or mac is not None:
                     return VerifyResult(False, index, "record not written by the service "
                                         "(no authentication code)"), []
+                if self.legacy_at is None:
+                    self.legacy_at = index
                 lh = leaf_hash(self.store._legacy_leaf(self.session, rid))
             else:
                 lh = leaf_hash(bytes(leaf))
@@ -584,6 +687,9 @@ class _Walk:
                         return VerifyResult(False, index, "record replayed (logged twice)"), []
                     self.seen_macs.add(bytes(mac))
                     self.authenticated = True
+                    if self.keep_macs:
+                        self.macs.append(bytes(mac))
+                        self.mac_index.append(index)
             if lh != bytes(stored_leaf):
                 return VerifyResult(False, index, "record changed after it was logged"), []
             chain = chain_hash_from_leaf_hash(chain, lh)
@@ -594,29 +700,78 @@ class _Walk:
         self.chain = chain
         return None, hashes
 
-    def _first_fault(self, fault: VerifyResult) -> VerifyResult:
-        """A record fault, unless a stored node over earlier leaves is already wrong."""
-        bad = self._first_bad_node()
-        if bad is not None and (fault.first_bad_index is None or bad < fault.first_bad_index):
-            return VerifyResult(False, bad, "stored Merkle node altered")
-        return fault
 
-    def _first_bad_node(self) -> int | None:
-        """The first leaf under a stored node that is missing or differs from the one
-        recomputed from the leaves: each stored level read once, in index order. Nodes
-        over leaves beyond the log seen (a sequencer appending meanwhile) are not read."""
-        N = self.store.t.nodes.c
-        bad: list[int] = []
-        for level, computed in self.tree.nodes.items():
-            stmt = select(N.node_index, N.hash).where(
-                N.level == level, N.node_index < len(computed)).order_by(N.node_index)
-            stored: list[bytes] = []
-            indices: list[int] = []
-            for ix, value in self.session.execute(stmt):
-                indices.append(int(ix))
-                stored.append(bytes(value))
-            if indices == list(range(len(computed))) and stored == computed:
-                continue
-            have = dict(zip(indices, stored, strict=True))
-            bad += [ix << level for ix, value in enumerate(computed) if have.get(ix) != value]
-        return min(bad) if bad else None
+
+def _first_bad_node(session: Session, tables: AuditTables, tree: StreamingTree) -> int | None:
+    """The first leaf under a stored node that is missing or differs from the one
+    recomputed from the leaves: each stored level read once, in index order. Nodes over
+    leaves beyond the log seen (a sequencer appending meanwhile) are not read."""
+    N = tables.nodes.c
+    bad: list[int] = []
+    for level, computed in tree.nodes.items():
+        stmt = select(N.node_index, N.hash).where(
+            N.level == level, N.node_index < len(computed)).order_by(N.node_index)
+        with _Rows(session, stmt, "audit_verify_nodes") as rows:
+            stored = [row for batch in iter(lambda: rows.fetch(65_536), []) for row in batch]
+        if [row[0] for row in stored] == list(range(len(computed))) \
+                and [bytes(row[1]) for row in stored] == computed:
+            continue
+        have = {int(ix): bytes(value) for ix, value in stored}
+        bad += [ix << level for ix, value in enumerate(computed) if have.get(ix) != value]
+    return min(bad) if bad else None
+
+
+@dataclass(frozen=True)
+class _RangeSpec:
+    """What a worker process needs to check leaves [start, stop)."""
+
+    url: str
+    start: int
+    stop: int
+    wanted: list[int]
+    authenticator: RecordAuthenticator | None
+
+
+@dataclass(frozen=True)
+class _RangeResult:
+    start: int
+    stop: int
+    fault: VerifyResult | None
+    blocks: list[Block]
+    prev_chain: bytes  # the stored chain hash the range started from
+    last_chain: bytes
+    macs: bytes  # the range's MACs, in log order, concatenated
+    mac_index: list[int]
+    authenticated: bool
+    legacy_at: int | None
+
+
+def _verify_range(spec: _RangeSpec) -> _RangeResult:
+    """A worker process: check leaves [start, stop) on its own connection."""
+    from sqlalchemy import JSON, DateTime, LargeBinary, MetaData, create_engine
+
+    from audit.tables import define_audit_tables
+
+    tables = define_audit_tables(MetaData(), json_type=JSON, bytes_type=LargeBinary,
+                                 datetime_type=DateTime)
+    store = AuditStore(tables, "-", spec.authenticator)
+    engine = create_engine(spec.url)
+    blocks: list[Block] = []
+    try:
+        with Session(engine) as session:
+            L, R = tables.leaves.c, tables.records.c
+            prev = session.execute(select(L.chain_hash).where(
+                L.leaf_index == spec.start - 1)).scalar()
+            seq = session.execute(select(R.seq).join(tables.leaves, L.record_id == R.id)
+                                  .where(L.leaf_index == spec.start)).scalar()
+            walk = _Walk(store, session, spec.wanted, sink=blocks.append, start=spec.start,
+                         stop=spec.stop, chain=GENESIS if prev is None else bytes(prev),
+                         seq_from=seq)
+            walk.keep_macs = True
+            fault = walk.run()
+    finally:
+        engine.dispose()
+    return _RangeResult(spec.start, spec.stop, fault, blocks,
+                        GENESIS if prev is None else bytes(prev), walk.chain,
+                        b"".join(walk.macs), walk.mac_index, walk.authenticated,
+                        walk.legacy_at)

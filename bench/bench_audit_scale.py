@@ -45,7 +45,7 @@ from audit.canonical import canonical_bytes
 from audit.chain import GENESIS, chain_hash_from_leaf_hash
 from audit.checkpoint import Checkpoint, public_jwk, tree_head_json
 from audit.hashing import leaf_hash
-from audit.merkle import CompactRange
+from audit.merkle import CompactRange, is_stored_level
 from audit.proof import verify_inclusion
 from audit.record import Agent, Event, build_record
 from audit.store import AuditStore
@@ -168,7 +168,8 @@ class Log:
                 leaves.append({"leaf_index": self.size, "record_id": record["id"],
                                "leaf_hash": lh, "chain_hash": self.chain})
                 nodes += [{"level": lv, "node_index": ix, "hash": h}
-                          for lv, ix, h in self.compact.append(lh)]
+                          for lv, ix, h in self.compact.append(lh)
+                          if lv and is_stored_level(lv)]
                 self.size += 1
                 if self.size % HEAD_EVERY == 0 or self.size == n:
                     head = tree_head_json(Checkpoint(self.store.origin, self.size,
@@ -243,8 +244,9 @@ class Log:
             lv = 0
             while level:
                 for at in range(0, len(level), 200_000):
-                    put(t.nodes, [(lv, at + k, h) for k, h in
-                                  enumerate(level[at:at + 200_000])])
+                    if lv and is_stored_level(lv):  # level 0 is the leaf rows
+                        put(t.nodes, [(lv, at + k, h) for k, h in
+                                      enumerate(level[at:at + 200_000])])
                 level = [node_hash(level[k], level[k + 1]) for k in range(0, len(level) - 1,
                                                                           2)]
                 lv += 1

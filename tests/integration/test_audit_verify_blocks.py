@@ -56,10 +56,53 @@ class Log:
         with Session(engine) as s, s.begin():
             while self.store.integrate(s, SIGNER, NOW) < N:
                 pass
+        self.saved = self._snapshot()
         with Session(engine) as s:
             self.heads = [int(r[0]) for r in s.execute(select(t.tree_heads.c.tree_size))]
             self.nodes = [(int(lv), int(ix)) for lv, ix in s.execute(
                 select(t.nodes.c.level, t.nodes.c.node_index))]
+
+    def _snapshot(self) -> dict[str, list[Any]]:
+        with self.engine.connect() as conn:
+            return {"records": [tuple(r) for r in conn.execute(
+                        select(t.records.c.id, t.records.c.leaf, t.records.c.mac)
+                        .order_by(t.records.c.seq))],
+                    "leaves": [tuple(r) for r in conn.execute(
+                        select(t.leaves.c.leaf_index, t.leaves.c.chain_hash)
+                        .order_by(t.leaves.c.leaf_index))],
+                    "nodes": [tuple(r) for r in conn.execute(select(t.nodes).order_by(
+                        t.nodes.c.level, t.nodes.c.node_index))]}
+
+    def restore(self) -> None:
+        """Put back what a committed alteration changed (records' leaf and MAC, chain
+        hashes, node hashes), with the append-only triggers as they were."""
+        now = self._snapshot()
+        with Session(self.engine) as s, s.begin():
+            if self.backend == "postgres":
+                s.execute(text("SET LOCAL session_replication_role = replica"))
+            for (rid, leaf, mac), was in zip(now["records"], self.saved["records"],
+                                             strict=True):
+                if (rid, leaf, mac) != was:
+                    s.execute(update(t.records).where(t.records.c.id == rid).values(
+                        leaf=was[1], mac=was[2]))
+            for (index, chain), was in zip(now["leaves"], self.saved["leaves"], strict=True):
+                if chain != was[1]:
+                    s.execute(update(t.leaves).where(t.leaves.c.leaf_index == index)
+                              .values(chain_hash=was[1]))
+            for (level, index, value), was in zip(now["nodes"], self.saved["nodes"],
+                                                  strict=True):
+                if value != was[2]:
+                    s.execute(update(t.nodes).where(t.nodes.c.level == level,
+                                                    t.nodes.c.node_index == index)
+                              .values(hash=was[2]))
+            if self.backend == "sqlite":
+                for table in ("audit_records", "audit_leaves", "audit_nodes"):
+                    if not s.execute(text("SELECT 1 FROM sqlite_master WHERE name = :n"),
+                                     {"n": f"{table}_no_update"}).first():
+                        s.execute(text(
+                            f"CREATE TRIGGER {table}_no_update BEFORE UPDATE ON {table} "
+                            "BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END"))
+        assert self._snapshot() == self.saved
 
     def tampered(self, alter: Any) -> Any:
         """verify, in the transaction where `alter(session)` changed the log; rolled back."""
@@ -220,3 +263,62 @@ def test_a_head_signed_over_another_history_is_named(log: Log) -> None:
     result = log.tampered(alter)
     assert not result.ok and result.first_bad_index == size - 1
     assert result.detail == "tree head root mismatch"
+
+
+# Worker processes (verify jobs > 1) ---------------------------------------------------
+# The log cut into ranges of whole blocks, [0, 4096) here, [4096, 8192) and [8192, N) in
+# two workers: the answer must be the one process's, also for what only the join sees.
+
+def _set_record(s: Session, index: int, **values: Any) -> None:
+    s.execute(update(t.records).where(t.records.c.id == _record_id(s, index)).values(values))
+
+
+def _copy_record(s: Session, index: int, source: int) -> None:
+    R = t.records.c
+    leaf, mac = s.execute(select(R.leaf, R.mac).where(R.id == _record_id(s, source))).one()
+    _set_record(s, index, leaf=leaf, mac=mac)
+
+
+def _flip_chain(s: Session, index: int) -> None:
+    L = t.leaves.c
+    value = bytes(s.execute(select(L.chain_hash).where(L.leaf_index == index)).scalar_one())
+    s.execute(update(t.leaves).where(L.leaf_index == index).values(chain_hash=_flip(value, 3)))
+
+
+def _flip_node(s: Session, level: int, index: int) -> None:
+    N_ = t.nodes.c
+    where = (N_.level == level, N_.node_index == index)
+    value = bytes(s.execute(select(N_.hash).where(*where)).scalar_one())
+    s.execute(update(t.nodes).where(*where).values(hash=_flip(value, 0)))
+
+
+CASES: dict[str, Any] = {
+    "intact": lambda s: None,
+    "record in a worker's range": lambda s: _set_record(s, 5000, mac=bytes(32)),
+    "chain at a cut, first of the worker": lambda s: _flip_chain(s, VERIFY_BLOCK),
+    "chain at a cut, last of the first range": lambda s: _flip_chain(s, VERIFY_BLOCK - 1),
+    "node in the last worker's range": lambda s: _flip_node(s, 4, 2 * VERIFY_BLOCK // 16 + 3),
+    "replay across a cut": lambda s: _copy_record(s, 5000, 10),
+    "record older than 0015 first in a worker's range":
+        lambda s: _set_record(s, 2 * VERIFY_BLOCK, leaf=None, mac=None),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_worker_processes_give_the_same_answer(log: Log, case: str) -> None:
+    with Session(log.engine) as s, s.begin():
+        if log.backend == "postgres":
+            s.execute(text("SET LOCAL session_replication_role = replica"))
+        else:
+            for table in ("audit_records", "audit_leaves", "audit_nodes"):
+                s.execute(text(f"DROP TRIGGER {table}_no_update"))
+        CASES[case](s)
+    try:
+        with Session(log.engine) as s:
+            one = log.store.verify(s, JWK)
+        with Session(log.engine) as s:
+            three = log.store.verify(s, JWK, jobs=3, parallel_from=0)
+    finally:
+        log.restore()
+    assert three == one
+    assert one.ok == (case == "intact"), one.detail
