@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar
@@ -295,15 +295,13 @@ class AuditStore:
         by worker processes, each on its own connection; their results are joined here
         (chain and replays across the cuts, Merkle blocks in order). Needs a database
         other processes can open (not SQLite in memory) and committed data."""
-        from audit.checkpoint import public_key_from_jwk
-
-        key = public_key_from_jwk(public_jwk)
         H, L = self.t.tree_heads.c, self.t.leaves.c
         with _Rows(session, select(H.tree_size, H.root_hash, H.checkpoint, H.signature)
                    .order_by(H.tree_size), "audit_verify_heads") as rows:
             heads = [row for batch in iter(lambda: rows.fetch(10_000), []) for row in batch]
         wanted = sorted({int(h[0]) for h in heads}
                         | ({trusted.tree_size} if trusted is not None else set()))
+        origin = _origin(heads[0][2]) if heads else None
         ranges: list[tuple[int, int | None]] = [(0, None)]
         url = session.connection().engine.url
         if jobs > 1 and url.database not in (None, "", ":memory:"):
@@ -326,14 +324,21 @@ class AuditStore:
                 target = url.render_as_string(hide_password=False)
                 futures = [pool.submit(_verify_range, _RangeSpec(
                     target, start, int(stop or 0),
-                    [w for w in wanted if start < w <= (stop or 0)], self.authenticator))
-                    for start, stop in ranges[1:]]
+                    [w for w in wanted if start < w <= (stop or 0)], self.authenticator,
+                    dict(public_jwk), origin)) for start, stop in ranges[1:]]
             walk = _Walk(self, session, wanted, stop=ranges[0][1],
                          sink=lambda block: roots.update(tree.add_block(block)))
             fault = walk.run()
+            theirs: list[int | None] = []
             if fault is None:
+                # the heads no worker checks: up to the first cut, and beyond the log
+                mine = _first_bad_signature(public_jwk, (
+                    h for h in heads if not any(start < h[0] <= (stop or 0)
+                                                for start, stop in ranges[1:])), origin)
                 for future in futures:
-                    fault = self._join(walk, future.result(), tree, roots)
+                    part = future.result()
+                    theirs.append(part.bad_signature)
+                    fault = self._join(walk, part, tree, roots)
                     if fault is not None:
                         break
             if fault is not None:
@@ -357,8 +362,10 @@ class AuditStore:
         if hidden:
             return VerifyResult(False, tree.size, f"{hidden} records neither in the log "
                                 "nor waiting for the sequencer (hidden from it)")
-        return self._check_heads(key, heads, roots, SqlNodeStore(session, self.t), tree.size,
-                                 trusted)
+        bad_signature = min((size for size in [mine, *theirs] if size is not None),
+                            default=None)
+        return self._check_heads(heads, bad_signature, origin, roots,
+                                 SqlNodeStore(session, self.t), tree.size, trusted)
 
     @staticmethod
     def _join(walk: _Walk, part: _RangeResult, tree: StreamingTree,
@@ -394,36 +401,25 @@ class AuditStore:
         walk.position = part.stop
         return None
 
-    def _check_heads(self, key: Any, heads: Sequence[Any], roots: Mapping[int, bytes],
-                     store: SqlNodeStore, sequenced: int,
-                     trusted: Checkpoint | None) -> VerifyResult:
-        """Every signed head: its signature, one origin, its root against the root
-        recomputed from the leaves at its size. Heads whose roots are all recomputed from
-        the same leaves are consistent with one another by construction (each is a prefix
-        of the one log), so no consistency proof is needed between them. With `trusted`,
-        that the log extends it."""
-        from audit.checkpoint import verify_checkpoint
-        from audit.errors import AuditError
-
-        origin: str | None = None
+    def _check_heads(self, heads: Sequence[Any], bad_signature: int | None,
+                     origin: str | None, roots: Mapping[int, bytes], store: SqlNodeStore,
+                     sequenced: int, trusted: Checkpoint | None) -> VerifyResult:
+        """Every signed head, in order: within the log; its signature (checked per range
+        by `_first_bad_signature`: `bad_signature` is the first size that failed); its
+        root against the root recomputed from the leaves at its size. Heads whose roots
+        are all recomputed from the same leaves are consistent with one another by
+        construction (each is a prefix of the one log), so no consistency proof is needed
+        between them. With `trusted`, that the log extends it."""
         latest: tuple[int, bytes] | None = None
-        for tree_size, root_hash, checkpoint_text, signature in heads:
+        for tree_size, root_hash, _text, _signature in heads:
             size = int(tree_size)
             if size > sequenced:
                 return VerifyResult(False, sequenced, "tree head larger than the log")
-            try:
-                checkpoint = verify_checkpoint(key, checkpoint_text, bytes(signature))
-            except AuditError:
+            if size == bad_signature:
                 return VerifyResult(False, max(size - 1, 0), "tree head signature invalid")
-            if checkpoint.tree_size != size or checkpoint.root_hash != bytes(root_hash):
-                return VerifyResult(False, max(size - 1, 0), "tree head signature invalid")
-            if origin is None:
-                origin = checkpoint.origin
-            elif checkpoint.origin != origin:  # every head must name the same log
-                return VerifyResult(False, max(size - 1, 0), "tree head signature invalid")
-            if checkpoint.root_hash != roots.get(size):
+            if bytes(root_hash) != roots.get(size):
                 return VerifyResult(False, max(size - 1, 0), "tree head root mismatch")
-            latest = (size, checkpoint.root_hash)
+            latest = (size, bytes(root_hash))
         if trusted is not None:
             problem = self._extends(store, trusted, origin, latest, sequenced, roots)
             if problem is not None:
@@ -721,6 +717,42 @@ def _first_bad_node(session: Session, tables: AuditTables, tree: StreamingTree) 
     return min(bad) if bad else None
 
 
+def _origin(checkpoint_text: str) -> str | None:
+    """The origin line of a stored checkpoint (checked with its signature later)."""
+    from audit.errors import AuditError
+
+    try:
+        return Checkpoint.parse(checkpoint_text).origin
+    except AuditError:
+        return None
+
+
+def _first_bad_signature(public_jwk: Mapping[str, Any], heads: Iterable[Sequence[Any]],
+                         origin: str | None) -> int | None:
+    """The smallest tree size among `heads` (tree_size, root_hash, checkpoint, signature
+    rows) whose checkpoint is not signed by the log's key, disagrees with its row, or
+    names another log than `origin` (the first head's): one Ed25519 check per head, the
+    costly part of checking heads, so each range checks its own."""
+    from audit.checkpoint import public_key_from_jwk, verify_checkpoint
+    from audit.errors import AuditError
+
+    key = public_key_from_jwk(public_jwk)
+    bad: int | None = None
+    for tree_size, root_hash, text_, signature in heads:
+        size = int(tree_size)
+        if bad is not None and size >= bad:
+            continue
+        try:
+            checkpoint = verify_checkpoint(key, text_, bytes(signature))
+        except AuditError:
+            bad = size
+            continue
+        if (checkpoint.tree_size != size or checkpoint.root_hash != bytes(root_hash)
+                or checkpoint.origin != origin):
+            bad = size
+    return bad
+
+
 @dataclass(frozen=True)
 class _RangeSpec:
     """What a worker process needs to check leaves [start, stop)."""
@@ -730,6 +762,8 @@ class _RangeSpec:
     stop: int
     wanted: list[int]
     authenticator: RecordAuthenticator | None
+    public_jwk: dict[str, Any]
+    origin: str | None
 
 
 @dataclass(frozen=True)
@@ -744,6 +778,7 @@ class _RangeResult:
     mac_index: list[int]
     authenticated: bool
     legacy_at: int | None
+    bad_signature: int | None
 
 
 def _verify_range(spec: _RangeSpec) -> _RangeResult:
@@ -769,9 +804,16 @@ def _verify_range(spec: _RangeSpec) -> _RangeResult:
                          seq_from=seq)
             walk.keep_macs = True
             fault = walk.run()
+            H = tables.tree_heads.c
+            with _Rows(session, select(H.tree_size, H.root_hash, H.checkpoint, H.signature)
+                       .where(H.tree_size > spec.start, H.tree_size <= spec.stop)
+                       .order_by(H.tree_size), "audit_verify_heads") as rows:
+                bad_signature = _first_bad_signature(spec.public_jwk, (
+                    row for batch in iter(lambda: rows.fetch(10_000), []) for row in batch),
+                    spec.origin)
     finally:
         engine.dispose()
     return _RangeResult(spec.start, spec.stop, fault, blocks,
                         GENESIS if prev is None else bytes(prev), walk.chain,
                         b"".join(walk.macs), walk.mac_index, walk.authenticated,
-                        walk.legacy_at)
+                        walk.legacy_at, bad_signature)

@@ -71,7 +71,10 @@ class Log:
                         select(t.leaves.c.leaf_index, t.leaves.c.chain_hash)
                         .order_by(t.leaves.c.leaf_index))],
                     "nodes": [tuple(r) for r in conn.execute(select(t.nodes).order_by(
-                        t.nodes.c.level, t.nodes.c.node_index))]}
+                        t.nodes.c.level, t.nodes.c.node_index))],
+                    "heads": [tuple(r) for r in conn.execute(select(
+                        t.tree_heads.c.tree_size, t.tree_heads.c.signature).order_by(
+                        t.tree_heads.c.tree_size))]}
 
     def restore(self) -> None:
         """Put back what a committed alteration changed (records' leaf and MAC, chain
@@ -95,8 +98,13 @@ class Log:
                     s.execute(update(t.nodes).where(t.nodes.c.level == level,
                                                     t.nodes.c.node_index == index)
                               .values(hash=was[2]))
+            for (size, signature), was in zip(now["heads"], self.saved["heads"], strict=True):
+                if signature != was[1]:
+                    s.execute(update(t.tree_heads).where(t.tree_heads.c.tree_size == size)
+                              .values(signature=was[1]))
             if self.backend == "sqlite":
-                for table in ("audit_records", "audit_leaves", "audit_nodes"):
+                for table in ("audit_records", "audit_leaves", "audit_nodes",
+                              "audit_tree_heads"):
                     if not s.execute(text("SELECT 1 FROM sqlite_master WHERE name = :n"),
                                      {"n": f"{table}_no_update"}).first():
                         s.execute(text(
@@ -292,6 +300,15 @@ def _flip_node(s: Session, level: int, index: int) -> None:
     s.execute(update(t.nodes).where(*where).values(hash=_flip(value, 0)))
 
 
+def _flip_signature(s: Session, above: int) -> None:
+    """The signature of the first head of a size above `above`."""
+    H = t.tree_heads.c
+    size, value = s.execute(select(H.tree_size, H.signature).where(H.tree_size > above)
+                            .order_by(H.tree_size).limit(1)).one()
+    s.execute(update(t.tree_heads).where(H.tree_size == size).values(
+        signature=_flip(bytes(value), 5)))
+
+
 CASES: dict[str, Any] = {
     "intact": lambda s: None,
     "record in a worker's range": lambda s: _set_record(s, 5000, mac=bytes(32)),
@@ -299,6 +316,7 @@ CASES: dict[str, Any] = {
     "chain at a cut, last of the first range": lambda s: _flip_chain(s, VERIFY_BLOCK - 1),
     "node in the last worker's range": lambda s: _flip_node(s, 4, 2 * VERIFY_BLOCK // 16 + 3),
     "replay across a cut": lambda s: _copy_record(s, 5000, 10),
+    "head signature in a worker's range": lambda s: _flip_signature(s, VERIFY_BLOCK + 1),
     "record older than 0015 first in a worker's range":
         lambda s: _set_record(s, 2 * VERIFY_BLOCK, leaf=None, mac=None),
 }
@@ -310,7 +328,7 @@ def test_worker_processes_give_the_same_answer(log: Log, case: str) -> None:
         if log.backend == "postgres":
             s.execute(text("SET LOCAL session_replication_role = replica"))
         else:
-            for table in ("audit_records", "audit_leaves", "audit_nodes"):
+            for table in ("audit_records", "audit_leaves", "audit_nodes", "audit_tree_heads"):
                 s.execute(text(f"DROP TRIGGER {table}_no_update"))
         CASES[case](s)
     try:
