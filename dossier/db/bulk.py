@@ -63,7 +63,8 @@ def recordset_insert(table: Table, keys: list[str]) -> Any:
 def _bound(table: Table, keys: list[str], rows: list[dict[str, Any]],
            dialect: Any) -> list[dict[str, Any]]:
     """Rows with each value as its column type binds it (UTCDateTime: aware, in UTC)."""
-    decorated = [(k, table.c[k].type) for k in keys if isinstance(table.c[k].type, TypeDecorator)]
+    decorated: list[tuple[str, TypeDecorator[Any]]] = [
+        (k, t) for k in keys if isinstance(t := table.c[k].type, TypeDecorator)]
     if not decorated:
         return rows
     return [{**row, **{k: t.process_bind_param(row[k], dialect) for k, t in decorated}}
