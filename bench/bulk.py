@@ -3,6 +3,7 @@ same 500 created one request at a time, on the real server (`dossier serve`).
 
     python bench/bulk.py                       # SQLite (the embedded default)
     python bench/bulk.py --database postgres --rounds 3
+    python bench/bulk.py --type batch          # a batch Bundle (each entry on its own)
 
 Each round creates `--entries` Tasks for one consenting dossier both ways (alternating
 which goes first); one client, sequential requests. Reports median creates/s and the
@@ -36,8 +37,8 @@ def one_by_one(client: httpx.Client, patient: str, n: int) -> float:
     return n / (time.perf_counter() - started)
 
 
-def bundle(client: httpx.Client, patient: str, n: int) -> float:
-    body = {"resourceType": "Bundle", "type": "transaction", "entry": [
+def bundle(client: httpx.Client, patient: str, n: int, kind: str = "transaction") -> float:
+    body = {"resourceType": "Bundle", "type": kind, "entry": [
         {"fullUrl": f"urn:uuid:{uuid.uuid4()}", "resource": f.task(patient),
          "request": {"method": "POST", "url": "Task"}} for _ in range(n)]}
     started = time.perf_counter()
@@ -45,6 +46,7 @@ def bundle(client: httpx.Client, patient: str, n: int) -> float:
     elapsed = time.perf_counter() - started
     r.raise_for_status()
     assert len(r.json()["entry"]) == n
+    assert all(e["response"]["status"].startswith("201") for e in r.json()["entry"])
     return n / elapsed
 
 
@@ -53,6 +55,7 @@ def main() -> int:
     p.add_argument("--database", choices=["sqlite", "postgres"], default="sqlite")
     p.add_argument("--entries", type=int, default=500)
     p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--type", choices=["transaction", "batch"], default="transaction")
     args = p.parse_args()
     rates: dict[str, list[float]] = {"single": [], "bundle": []}
     with database(args.database) as (data, url):
@@ -66,13 +69,17 @@ def main() -> int:
             patient = f"Patient/{world.patients[0]}"
             with httpx.Client(base_url=base, timeout=300, headers={
                     "Authorization": f"Bearer {world.gp_token}", "Content-Type": FHIR}) as c:
-                bundle(c, patient, 10)  # warm
+                bundle(c, patient, 10, args.type)  # warm
+
+                def one_bundle(c: httpx.Client, patient: str, n: int) -> float:
+                    return bundle(c, patient, n, args.type)
+
                 for n in range(args.rounds):
-                    order = [("single", one_by_one), ("bundle", bundle)]
+                    order = [("single", one_by_one), ("bundle", one_bundle)]
                     for name, fn in (order if n % 2 == 0 else order[::-1]):
                         rates[name].append(fn(c, patient, args.entries))
     single, bulk = (statistics.median(rates[k]) for k in ("single", "bundle"))
-    print(f"| {args.database} | {args.entries} | {single:,.0f} | {bulk:,.0f} | "
+    print(f"| {args.database} | {args.type} | {args.entries} | {single:,.0f} | {bulk:,.0f} | "
           f"**{bulk / single:.1f}×** |")
     return 0
 
