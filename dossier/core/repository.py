@@ -22,6 +22,7 @@ import schemas
 from audit.record import LISTING
 from dossier.core import access_index, content
 from dossier.core.context import RequestContext
+from dossier.db.bulk import insert_rows
 from dossier.db.models import patient_keys, resource_versions, resources, search_index
 from dossier.domain.people import (
     ASSISTED,
@@ -315,8 +316,8 @@ class Repository:
         if not self._buffer:
             return
         for table, rows in self._buffer.items():
-            if rows:
-                self.session.execute(insert(table), rows)
+            if rows:  # in this order: resources first, their index rows last
+                insert_rows(self.session, table, rows)
                 self._buffer[table] = []
 
     def _insert(self, table: Any, rows: list[dict[str, Any]]) -> None:
