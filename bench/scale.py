@@ -76,7 +76,10 @@ class Loader:
 
     def dossier(self, repo: Repository, n: int, grantee: str) -> tuple[str, list[str]]:
         pid = uuid.uuid4().hex
-        person = {**f.patient(ssin=f.niss(birth=f"{60 + n % 30:02d}0101", serial=n % 997),
+        # one national number per dossier (unique up to 717,840 dossiers; the NISS index
+        # is unique): birth year, month and serial vary with n
+        birth = f"{40 + n // 997 % 60:02d}{1 + n // 59_820 % 12:02d}01"
+        person = {**f.patient(ssin=f.niss(birth=birth, serial=n % 997 + 1),
                               family=f"Person{n}"), "id": pid}
         self._add(repo, person, pid, schemas.categories(person))
         consent = {**f.consent(pid, grantee, categories=("identity", "demarches", "network",

@@ -91,11 +91,43 @@ def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
                 print(f"error: {exc}", file=sys.stderr)
                 return 2
             print(f"role {args.role}: dossier read/write, audit log insert/select only")
+        elif args.action == "partition":
+            return _partition(engine, args)
+        elif _partitioned(engine):
+            print("error: the dossier tables are partitioned (`db partition`), on purpose "
+                  "unlike the models; check a database migrated to the same revision and "
+                  "not partitioned", file=sys.stderr)
+            return 2
         else:
             check(engine)
             print("models and migrations agree")
     finally:
         engine.dispose()
+    return 0
+
+
+def _partitioned(engine: Any) -> bool:
+    if engine.dialect.name != "postgresql":
+        return False
+    from dossier.db.partition import is_partitioned
+
+    with engine.connect() as conn:
+        return is_partitioned(conn)
+
+
+def _partition(engine: Any, args: argparse.Namespace) -> int:
+    from dossier.db.partition import PartitionError, partition
+
+    try:
+        report = partition(engine, args.partitions, audit_months=args.audit_months)
+    except PartitionError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for table, rows in report.tables.items():
+        print(f"{table}: {rows} rows copied")
+    print(f"dossier tables: {report.partitions} hash partitions by patient_id; audit_records: "
+          f"{len(report.audit_partitions)} partitions by month (the last is DEFAULT); "
+          f"{report.seconds:.1f} s")
     return 0
 
 
@@ -282,9 +314,13 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--workers", type=int, help="server processes (PostgreSQL; default: the "
                    "number of cores); the embedded SQLite default uses one")
     d = sub.add_parser("db", help="database migrations")
-    d.add_argument("action", choices=["upgrade", "check", "grant"])
+    d.add_argument("action", choices=["upgrade", "check", "grant", "partition"])
     d.add_argument("--data-dir")
     d.add_argument("--role", help="grant: the application role (PostgreSQL)")
+    d.add_argument("--partitions", type=int, default=16, help="partition (PostgreSQL, "
+                   "opt-in, one transaction): hash partitions of the dossier tables by patient")
+    d.add_argument("--audit-months", type=int, default=12, help="partition: monthly audit "
+                   "partitions made ahead of now (later records go to a DEFAULT partition)")
     t = sub.add_parser("dev-token", help="print an access token from the embedded dev issuer")
     t.add_argument("--data-dir")
     t.add_argument("--fhir-user", help="Patient/x, Practitioner/y, … (or --niss)")

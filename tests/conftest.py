@@ -51,6 +51,11 @@ def pg_template() -> Iterator[str | None]:
     url = make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
     engine = make_engine(url)
     upgrade(engine)
+    partitions = os.environ.get("DOSSIER_TEST_PG_PARTITIONS")
+    if partitions:  # run the PostgreSQL tests on the partitioned schema (`db partition`)
+        from dossier.db.partition import partition
+
+        partition(engine, int(partitions))
     engine.dispose()
     yield name
     with admin.connect() as conn:

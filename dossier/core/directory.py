@@ -21,7 +21,8 @@ S = search_index.c
 # Built once: a request resolves its principal with this statement, and building the
 # expression anew cost more than running it (measured under load).
 _PRACTITIONER = select(R.res_type, R.content).where(
-    R.deleted == false(),
+    R.deleted == false(), R.patient_id.is_(None),  # the directory's rows (one partition
+    # when `dossier db partition` has run)
     ((R.res_type == "Practitioner") & (R.res_id == bindparam("rid"))) |
     ((R.res_type == "PractitionerRole") & R.res_id.in_(
         select(S.res_id).where(S.res_type == "PractitionerRole", S.param == "practitioner",

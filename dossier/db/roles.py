@@ -19,7 +19,13 @@ def grant_application_role(engine: Engine, role: str) -> list[str]:
         raise ValueError("role names are lower-case letters, digits and _")
     if engine.dialect.name != "postgresql":
         raise ValueError("roles exist on PostgreSQL only")
-    tables = sorted(inspect(engine).get_table_names())
+    with engine.connect() as conn:  # partitions (`dossier db partition`): reached only
+        # through their parent, whose grants apply; none of their own (an audit partition
+        # must not become writable)
+        parts = set(conn.execute(text(
+            "SELECT relname FROM pg_class WHERE relispartition AND "
+            "relnamespace = current_schema()::regnamespace")).scalars())
+    tables = sorted(set(inspect(engine).get_table_names()) - parts)
     quoted = f'"{role}"'  # validated above: identifiers cannot be bound parameters
     statements = [f"GRANT USAGE ON SCHEMA public TO {quoted}",
                   f"REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {quoted}"]

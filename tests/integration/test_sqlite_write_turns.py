@@ -47,7 +47,7 @@ def test_reads_wait_their_turn_and_each_is_audited_once(world: World) -> None:
     readers = [threading.Thread(target=read) for _ in range(12)]
     for t in readers:
         t.start()
-    for t in readers + [writer]:
+    for t in [*readers, writer]:
         t.join(timeout=60)
     assert statuses == [200] * 12
     assert _reads(world) - before == 12  # each read recorded once, none lost

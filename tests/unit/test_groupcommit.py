@@ -59,7 +59,7 @@ def test_each_item_is_written_once_and_nobody_returns_before_it_is(threads: int,
     items = [n for b in batches for n in b]
     assert sorted(items) == list(range(threads))  # once each
     assert all(len(b) <= max_batch for b in batches)
-    assert outcome == {n: "ok" for n in range(threads)}
+    assert outcome == dict.fromkeys(range(threads), "ok")
 
 
 def test_waiting_items_share_one_write() -> None:
