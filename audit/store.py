@@ -180,11 +180,15 @@ class AuditStore:
             session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": SEQUENCER_LOCK})
         state = self.state(session)
         leaves = self.t.leaves
-        queue = self.t.pending
-        pending = session.execute(
-            select(self.t.records.c.seq, self.t.records.c.id, self.t.records.c.leaf)
-            .join(queue, queue.c.seq == self.t.records.c.seq)
-            .order_by(queue.c.seq).limit(BATCH)).all()
+        waiting = self.t.pending
+        R = self.t.records.c
+        # the queue first, then its records by primary key: a join lets PostgreSQL's
+        # planner, misled by a queue table that empties and refills, merge-join through
+        # the whole log's index (1.5 s a tick at 1,000,000 records, measured)
+        seqs = list(session.execute(select(waiting.c.seq).order_by(waiting.c.seq)
+                                    .limit(BATCH)).scalars())
+        pending = session.execute(select(R.seq, R.id, R.leaf).where(R.seq.in_(seqs))
+                                  .order_by(R.seq)).all() if seqs else []
         head = self.latest_head_row(session)
         if not pending and head is not None and head.tree_size == state.size:
             return state.size
@@ -204,7 +208,7 @@ class AuditStore:
                           for lv, ix, h in compact.append(lh) if lv and is_stored_level(lv)]
         if leaf_rows:
             session.execute(insert(leaves), leaf_rows)
-            session.execute(delete(queue).where(queue.c.seq.in_([r.seq for r in pending])))
+            session.execute(delete(waiting).where(waiting.c.seq.in_([r.seq for r in pending])))
         if node_rows:
             session.execute(insert(self.t.nodes), node_rows)
         size = state.size + len(leaf_rows)

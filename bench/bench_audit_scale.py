@@ -57,6 +57,7 @@ from audit.proof import verify_inclusion
 from audit.record import Agent, Event, build_record
 from audit.store import AuditStore
 from dossier.app import audit_origin, checkpoint_wal, record_authenticator
+from dossier.background import next_start
 from dossier.crypto import LocalFileKeyProvider
 from dossier.db.engine import make_engine, upgrade
 from dossier.db.models import audit_tables
@@ -349,21 +350,24 @@ class Log:
                 per_tx: int) -> tuple[float, float, float, int, float]:
         """A writer process commits `rate` records/s (per_tx per transaction, through
         `AuditStore.append_many`) for `seconds`, while this process runs the sequencer as
-        the service does (`integrate`, then wait `period`). For every record: time from its
-        commit to the commit of the first head that includes it (CLOCK_MONOTONIC, shared
-        by the two processes). Returns (median, p95, max, records, achieved rate)."""
+        the service does (`integrate` every `period`, start to start). For every record:
+        time from its commit to the commit of the first head that includes it
+        (CLOCK_MONOTONIC, shared by the two processes). Returns (median, p95, max,
+        records, achieved rate)."""
         import multiprocessing
         import threading
 
         stop = threading.Event()
         signed: list[tuple[float, int]] = []
 
-        def sequencer() -> None:
+        def sequencer() -> None:  # as dossier.background.periodic(fixed_rate=True) runs it
+            due = time.monotonic()
             while not stop.is_set():
                 with Session(self.engine) as s, s.begin():
                     size = self.store.integrate(s, self.signer, START)
                 signed.append((time.monotonic(), size))
-                stop.wait(period)
+                due = next_start(due, time.monotonic(), period)
+                stop.wait(max(0.0, due - time.monotonic()))
 
         thread = threading.Thread(target=sequencer, daemon=True)
         thread.start()
