@@ -156,7 +156,7 @@ def start_workers(runtime: Runtime) -> list[Any]:
     workers = []
     if s.audit_sequencer_seconds > 0:
         workers.append(periodic("audit-sequencer", s.audit_sequencer_seconds,
-                                runtime.integrate_audit))
+                                runtime.integrate_audit, fixed_rate=True))
     if s.notify_worker_seconds > 0:
         workers.append(periodic("notifier", s.notify_worker_seconds,
                                 lambda: run_pending(runtime)))
