@@ -267,10 +267,17 @@ class Site:
         self.app.state.runtime.engine.dispose()
 
 
+PAGE_COST: float | None = None  # --random-page-cost, for every database of the run
+
+
 def analyze(url: str) -> None:
     engine = create_engine(url, isolation_level="AUTOCOMMIT")
     with engine.connect() as conn:
         conn.execute(text("VACUUM ANALYZE"))
+        if PAGE_COST is not None:  # a database setting: new sessions plan with it
+            name = conn.execute(text("SELECT current_database()")).scalar_one()
+            conn.exec_driver_sql(f'ALTER DATABASE "{name}" SET random_page_cost = '
+                                 f"{float(PAGE_COST)}")
     engine.dispose()
 
 
@@ -433,6 +440,11 @@ def explain_table(plans: dict[str, list[dict[str, Any]]]) -> list[str]:
     return lines
 
 
+def _p50_p90(ms: list[float]) -> str:
+    ordered = sorted(ms)
+    return f"{statistics.median(ordered):.1f} ({ordered[int(0.9 * len(ordered))]:.1f})"
+
+
 def _short(line: str, width: int = 150) -> str:
     """A plan line cut to `width` (the consent filters run to thousands of characters)."""
     return line if len(line) <= width else line[:width] + " …"
@@ -454,6 +466,51 @@ def table(results: dict[str, dict[str, list[float]]], labels: list[str]) -> list
     return lines
 
 
+def sweep(args: argparse.Namespace, dbs: Databases) -> tuple[list[Site], dict[str, Any]]:
+    """`--small` dossiers once, then one partitioned copy per count in `--sweep`."""
+    from dossier.db.engine import make_engine
+
+    name = dbs.create()
+    data_dir = dbs.root / "sweep-data"
+    plain = Site("plain", data_dir, dbs.url(name))
+    ref = plain.practitioner()
+    loaded = load_dossiers(plain.app, args.small, {ref: args.caseload})
+    sample = loaded["sample"][ref][0]
+    plain.pause()
+    analyze(plain.url)
+    plain.reader(ref, sample)
+    sites = [plain]
+    facts: dict[str, Any] = {}
+    for count in args.sweep:
+        url = dbs.url(dbs.create(template=name))
+        engine = make_engine(url)
+        began = time.perf_counter()
+        partition(engine, count)
+        facts[f"× {count}: conversion s"] = round(time.perf_counter() - began, 1)
+        engine.dispose()
+        analyze(url)
+        site = Site(f"× {count}", data_dir, url)
+        site.reader(ref, sample)
+        sites.append(site)
+    return sites, facts
+
+
+def planning_table(plans: dict[str, list[dict[str, Any]]]) -> list[str]:
+    """Per request: planning and execution ms summed over its statements on `resources`."""
+    labels = list(plans)
+    lines = ["| request | " + " | ".join(f"{label}: plan + run ms" for label in labels) + " |",
+             "|---|" + "---:|" * len(labels)]
+    requests = list(dict.fromkeys(item["request"] for item in plans[labels[0]]))
+    for name in requests:
+        cells = []
+        for label in labels:
+            items = [i for i in plans[label] if i["request"] == name]
+            cells.append(f"{sum(i['planning'] for i in items):.1f} + "
+                         f"{sum(i['execution'] for i in items):.1f}")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--small", type=int, default=10_000)
@@ -461,13 +518,19 @@ def main() -> int:
     p.add_argument("--audit", type=int, default=10_000_000, help="audit records (large)")
     p.add_argument("--audit-months", type=int, default=24, help="months of past records")
     p.add_argument("--audit-future", type=int, default=12)
-    p.add_argument("--partitions", type=int, default=16)
+    p.add_argument("--partitions", type=int, default=8)
     p.add_argument("--caseload", type=int, default=50)
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--per-round", type=int, default=10)
     p.add_argument("--large-plain", action="store_true",
                    help="also measure a plain copy of the large database")
+    p.add_argument("--random-page-cost", type=float, help="ALTER DATABASE … SET "
+                   "random_page_cost on every database of the run (1.1: SSD or in memory)")
+    p.add_argument("--sweep", type=int, nargs="+", help="instead: `--small` dossiers, "
+                   "plain and partitioned in each of these counts")
     args = p.parse_args()
+    global PAGE_COST
+    PAGE_COST = args.random_page_cost
     check_templates()
     import tempfile
 
@@ -475,6 +538,23 @@ def main() -> int:
         dbs = Databases(Path(tmp))
         sites: list[Site] = []
         try:
+            if args.sweep:
+                sites, facts = sweep(args, dbs)
+                results = measure(sites, args.rounds, args.per_round)
+                plans = {s.label: explain(s) for s in sites}
+                print(f"### {args.small:,} dossiers, partitions {args.sweep}, "
+                      f"random_page_cost {PAGE_COST or 'default'}\n")
+                for key, value in facts.items():
+                    print(f"- {key}: {value}")
+                print()
+                labels = [s.label for s in sites]
+                print("| request | " + " | ".join(f"{x} p50 (p90) ms" for x in labels) + " |")
+                print("|---|" + "---:|" * len(labels))
+                for name, by in results.items():
+                    print(f"| {name} | " + " | ".join(_p50_p90(by[x]) for x in labels) + " |")
+                print()
+                print("\n".join(planning_table(plans)))
+                return 0
             sites, facts = build(args, dbs)
             order = [s for s in ("small", "small·part", "large", "large·part")
                      if any(x.label == s for x in sites)]
@@ -489,6 +569,8 @@ def main() -> int:
             print("\n".join(table(results, order)))
             print()
             print("\n".join(explain_table(plans)))
+            print()
+            print("\n".join(planning_table(plans)))
             print()
             for item in plans["large·part"]:
                 flat = item["statement"]

@@ -317,7 +317,7 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("action", choices=["upgrade", "check", "grant", "partition"])
     d.add_argument("--data-dir")
     d.add_argument("--role", help="grant: the application role (PostgreSQL)")
-    d.add_argument("--partitions", type=int, default=16, help="partition (PostgreSQL, "
+    d.add_argument("--partitions", type=int, default=8, help="partition (PostgreSQL, "
                    "opt-in, one transaction): hash partitions of the dossier tables by patient")
     d.add_argument("--audit-months", type=int, default=12, help="partition: monthly audit "
                    "partitions made ahead of now (later records go to a DEFAULT partition)")

@@ -170,3 +170,22 @@ def test_the_application_role_gets_no_rights_on_a_partition(
             conn.execute(text(f'DROP ROLE "{role}"'))
         engine.dispose()
     assert world and pid
+
+
+def test_a_row_moving_to_another_partition_keeps_its_key(
+        populated: tuple[World, str, dict[str, Any]], pg_url: str) -> None:
+    """A resource whose patient is set where it was NULL moves partition (a DELETE and an
+    INSERT for PostgreSQL): its key row follows, and the id stays taken."""
+    _world, pid, task = populated
+    engine = make_engine(pg_url)
+    partition(engine, 4)
+    key = text("SELECT patient_id FROM resource_ids WHERE res_id = :r")
+    with engine.begin() as conn:
+        for patient in (None, pid):
+            conn.execute(text("UPDATE resources SET patient_id = :p WHERE res_id = :r"),
+                         {"p": patient, "r": task["id"]})
+            assert conn.execute(key, {"r": task["id"]}).scalars().all() == [patient]
+        where = conn.execute(text("SELECT tableoid::regclass::text FROM resources "
+                                  "WHERE res_id = :r"), {"r": task["id"]}).scalars().all()
+        assert len(where) == 1 and where[0].startswith("resources_p")
+    engine.dispose()
