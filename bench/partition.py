@@ -24,9 +24,9 @@ for the log's volume and its index keys, are not sequenced (no leaves) and their
 keeps its template's id. The small databases get `--audit` × small / large records.
 
 Timing: in-process through Starlette's TestClient, one request at a time, the practitioner
-granted by `--caseload` dossiers in every database; measures interleaved round by round
-across the databases; p50 and p90 of all rounds. Then EXPLAIN (ANALYZE) of the statements
-a read by id and the main search run, on the partitioned large database.
+granted by `--caseload` dossiers in every database; calls interleaved one by one across
+the databases (their order rotating); p50 and p90 of `--rounds` × `--per-round` calls.
+Then EXPLAIN (ANALYZE) of the statements over `resources` that each request runs.
 """
 
 from __future__ import annotations
@@ -354,19 +354,21 @@ def requests_of(site: Site) -> dict[str, Callable[[], None]]:
 
 
 def measure(sites: list[Site], rounds: int, per_round: int) -> dict[str, dict[str, list[float]]]:
+    """One call at a time, databases interleaved call by call (their order rotating), so
+    that a burst of load on the shared machine falls on all of them alike."""
     out: dict[str, dict[str, list[float]]] = {}
     fns = {s.label: requests_of(s) for s in sites}
     for s in sites:  # warm every cache once
         for fn in fns[s.label].values():
             fn()
-    for _ in range(rounds):
-        for s in sites:
-            for name, fn in fns[s.label].items():
-                for _ in range(per_round):
-                    t = time.perf_counter()
-                    fn()
-                    out.setdefault(name, {}).setdefault(s.label, []).append(
-                        (time.perf_counter() - t) * 1000)
+    for i in range(rounds * per_round):
+        turn = sites[i % len(sites):] + sites[:i % len(sites)]
+        for name in fns[sites[0].label]:
+            for s in turn:
+                t = time.perf_counter()
+                fns[s.label][name]()
+                out.setdefault(name, {}).setdefault(s.label, []).append(
+                    (time.perf_counter() - t) * 1000)
     return out
 
 
@@ -531,6 +533,12 @@ def main() -> int:
     args = p.parse_args()
     global PAGE_COST
     PAGE_COST = args.random_page_cost
+    import signal
+
+    def stop(signum: int, frame: Any) -> None:
+        raise SystemExit(128 + signum)  # so that the databases are dropped
+
+    signal.signal(signal.SIGTERM, stop)
     check_templates()
     import tempfile
 

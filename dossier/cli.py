@@ -116,6 +116,8 @@ def _partitioned(engine: Any) -> bool:
 
 
 def _partition(engine: Any, args: argparse.Namespace) -> int:
+    from sqlalchemy.exc import DBAPIError
+
     from dossier.db.partition import PartitionError, partition
 
     try:
@@ -123,6 +125,12 @@ def _partition(engine: Any, args: argparse.Namespace) -> int:
     except PartitionError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except DBAPIError as exc:  # one transaction: nothing was changed
+        diag = getattr(exc.orig, "diag", None)
+        why = getattr(diag, "message_primary", None) or type(exc.orig).__name__
+        print(f"error: PostgreSQL refused the step, nothing was changed: {why}",
+              file=sys.stderr)
+        return 1
     for table, rows in report.tables.items():
         print(f"{table}: {rows} rows copied")
     print(f"dossier tables: {report.partitions} hash partitions by patient_id; audit_records: "

@@ -189,3 +189,33 @@ def test_a_row_moving_to_another_partition_keeps_its_key(
                                   "WHERE res_id = :r"), {"r": task["id"]}).scalars().all()
         assert len(where) == 1 and where[0].startswith("resources_p")
     engine.dispose()
+
+
+def test_a_role_that_may_not_change_the_schema_changes_nothing(
+        populated: tuple[World, str, dict[str, Any]], pg_url: str, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """Run as the application role (not the owner): refused in one line, nothing done."""
+    import uuid
+
+    from sqlalchemy.engine import make_url
+
+    from dossier.db.roles import grant_application_role
+
+    engine = make_engine(pg_url)
+    role = f"dossier_app_{uuid.uuid4().hex[:8]}"
+    with engine.begin() as conn:
+        conn.execute(text(f'CREATE ROLE "{role}" LOGIN'))
+    try:
+        grant_application_role(engine, role)
+        monkeypatch.setenv("DATABASE_URL", make_url(pg_url).set(username=role)
+                           .render_as_string(hide_password=False))
+        assert cli.main(["db", "partition", "--data-dir", str(tmp_path)]) == 1
+        err = capsys.readouterr().err
+        assert "nothing was changed" in err and "Traceback" not in err
+        with engine.connect() as conn:
+            assert not is_partitioned(conn) and not is_partitioned(conn, "audit_records")
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text(f'DROP OWNED BY "{role}"'))
+            conn.execute(text(f'DROP ROLE "{role}"'))
+        engine.dispose()
