@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Sequence
 
 from audit.hashing import leaf_hash
 
@@ -26,12 +27,31 @@ class RecordAuthenticator:
     def __init__(self, key: bytes) -> None:
         if not isinstance(key, bytes) or len(key) < 32:
             raise ValueError("the record authentication key must be at least 32 bytes")
-        self._base = hmac.new(key, _DOMAIN, hashlib.sha256)  # key schedule done once
+        # RFC 2104 with the key schedule done once: the inner hash state after
+        # (K xor ipad) || domain, the outer one after (K xor opad). Copying two hashlib
+        # states per record costs half of what hmac.HMAC.copy() does (verify does this
+        # a million times).
+        self._key = key  # for a verify worker process (pickled over its pipe)
+        block = hashlib.sha256().block_size
+        padded = (hashlib.sha256(key).digest() if len(key) > block else key).ljust(block,
+                                                                                   b"\0")
+        self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in padded) + _DOMAIN)
+        self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in padded))
 
     def mac_of_hash(self, leaf_hash_: bytes) -> bytes:
-        h = self._base.copy()
-        h.update(leaf_hash_)
-        return h.digest()
+        return self.macs_of_hashes([leaf_hash_])[0]
+
+    def macs_of_hashes(self, leaf_hashes: Sequence[bytes]) -> list[bytes]:
+        """``mac_of_hash`` of each leaf hash."""
+        inner_copy, outer_copy = self._inner.copy, self._outer.copy
+        macs = []
+        for value in leaf_hashes:
+            inner = inner_copy()
+            inner.update(value)
+            outer = outer_copy()
+            outer.update(inner.digest())
+            macs.append(outer.digest())
+        return macs
 
     def mac(self, leaf: bytes) -> bytes:
         return self.mac_of_hash(leaf_hash(leaf))
@@ -41,6 +61,9 @@ class RecordAuthenticator:
 
     def check_hash(self, leaf_hash_: bytes, mac: bytes | None) -> bool:
         return mac is not None and hmac.compare_digest(self.mac_of_hash(leaf_hash_), mac)
+
+    def __reduce__(self) -> tuple[type[RecordAuthenticator], tuple[bytes]]:
+        return (RecordAuthenticator, (self._key,))
 
     def __repr__(self) -> str:
         return "RecordAuthenticator(<key>)"

@@ -214,6 +214,20 @@ def tree_head_json(checkpoint: Checkpoint, signer: Signer, now: datetime) -> Tre
     }
 
 
+def verify_checkpoint(public_key: Ed25519PublicKey, text: str, signature: bytes) -> Checkpoint:
+    """Parse checkpoint text and check its Ed25519 signature (what a stored head holds).
+
+    Raises MalformedTreeHeadError or BadSignatureError."""
+    checkpoint = Checkpoint.parse(text)
+    if not isinstance(signature, bytes) or len(signature) != _SIGNATURE_SIZE:
+        raise MalformedTreeHeadError("signature must be 64 bytes")
+    try:
+        public_key.verify(signature, text.encode("utf-8"))
+    except InvalidSignature as exc:
+        raise BadSignatureError("tree head signature does not verify") from exc
+    return checkpoint
+
+
 def verify_tree_head(
     head: Mapping[str, Any], jwk: Mapping[str, Any], origin: str | None = None
 ) -> Checkpoint:
@@ -227,17 +241,11 @@ def verify_tree_head(
     text, signature_b64 = head.get("checkpoint"), head.get("signature")
     if not isinstance(text, str) or not isinstance(signature_b64, str):
         raise MalformedTreeHeadError("checkpoint and signature must be strings")
-    checkpoint = Checkpoint.parse(text)
     try:
         signature = b64decode(signature_b64)
     except ValueError as exc:
         raise MalformedTreeHeadError("signature must be base64") from exc
-    if len(signature) != _SIGNATURE_SIZE:
-        raise MalformedTreeHeadError("signature must be 64 bytes")
-    try:
-        public_key.verify(signature, text.encode("utf-8"))
-    except InvalidSignature as exc:
-        raise BadSignatureError("tree head signature does not verify") from exc
+    checkpoint = verify_checkpoint(public_key, text, signature)
     size = head.get("tree_size")
     if not isinstance(size, int) or isinstance(size, bool) or size != checkpoint.tree_size:
         raise MalformedTreeHeadError("tree_size differs from the signed checkpoint")

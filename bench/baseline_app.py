@@ -2,11 +2,15 @@
 nothing else — FastAPI + a psycopg async pool; per request one primary-key SELECT and two
 INSERTs in one transaction (`/read/{id}`), or N INSERTs (`/write?n=N`).
 
-    DATABASE=postgresql://postgres@127.0.0.1:5432/db uvicorn --factory baseline_app:app
+    DATABASE=postgresql://postgres@127.0.0.1:5432/db python bench/baseline_app.py --workers 2
+
+It runs under uvicorn with the same HTTP protocol as `dossier serve` (TCP_NODELAY set on
+each connection, httptools), so the comparison is between the two applications only.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import uuid
 from collections.abc import AsyncIterator
@@ -65,3 +69,20 @@ def app() -> FastAPI:
         return Response(b"{}", status_code=201, media_type="application/fhir+json")
 
     return api
+
+
+def main() -> None:
+    import uvicorn
+
+    from dossier.serving import NoDelayProtocol
+
+    p = argparse.ArgumentParser()
+    p.add_argument("--port", type=int, default=8799)
+    p.add_argument("--workers", type=int, default=1)
+    args = p.parse_args()
+    uvicorn.run("baseline_app:app", factory=True, port=args.port, workers=args.workers,
+                http=NoDelayProtocol, log_level="warning", access_log=False)
+
+
+if __name__ == "__main__":
+    main()

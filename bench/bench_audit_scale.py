@@ -1,19 +1,26 @@
 """The audit log at scale (issue 14 item 4): `audit verify` of 1,000,000 records, the
 sequencer's append rate and head latency at that size, an inclusion proof at 10,000,000.
 
-How the log is generated in bulk (minutes of set-up stand for months of requests):
+How the log is generated in bulk, directly into the database through the storage code
+(minutes of set-up stand for months of requests):
 - records: the shape `audit.record.build_record` gives a consented read or search
   (random ids, 500 practitioners, 20,000 people); leaf bytes by orjson with sorted keys,
   which equals RFC 8785 for this shape (checked on the first 2,000 against
   `audit.canonical.canonical_bytes`); the HMAC of the service (`record_authenticator`);
   inserted with multi-row INSERTs;
-- the log over them: leaf hashes, chain hashes, the perfect Merkle nodes and a signed
-  head every 5,000 records, computed with the sequencer's own code (`CompactRange`,
-  `chain_hash_from_leaf_hash`, `tree_head_json`) in memory and inserted in bulk.
+- the log over them: leaf hashes, chain hashes, the Merkle nodes of the stored levels
+  and a signed head every 1,500 records (one per sequencer tick at 3,000 records/s;
+  `--head-every`), computed with the sequencer's own code (`CompactRange`,
+  `chain_hash_from_leaf_hash`, `tree_head_json`) in memory and inserted in bulk;
+- for proofs (`--proof-size`): leaves and stored nodes only, every level from the one
+  below, with the driver's executemany, one signed head, and records only at the 1,000
+  sampled indices (a proof reads only its own record).
 Then the timed steps go through the service's code: `AuditStore.verify` (what `dossier
-audit verify` runs) and the CLI itself, `AuditStore.append_many` (requests) and
-`AuditStore.integrate` (the sequencer), `AuditStore.inclusion` + `leaf_bytes` (what
-`/audit/proof/inclusion` reads). Each timed step is repeated and the median reported.
+audit verify` runs, with 1 and 2 processes) and the CLI itself; `AuditStore.append_many`
+(requests, in a writer process) and `AuditStore.integrate` (the sequencer); the signed
+size, `record_at` + `leaf_of` and `inclusion` (what `/audit/proof/inclusion` reads, 3
+statements). Each timed step is repeated and the median reported. `--keep DIR` keeps the
+generated log (and the PostgreSQL database) for the next run.
 
     .venv/bin/python bench/bench_audit_scale.py --database sqlite --records 1000000
     .venv/bin/python bench/bench_audit_scale.py --database postgres --records 1000000
@@ -23,6 +30,7 @@ audit verify` runs) and the CLI itself, `AuditStore.append_many` (requests) and
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import random
 import statistics
@@ -44,18 +52,19 @@ from audit.canonical import canonical_bytes
 from audit.chain import GENESIS, chain_hash_from_leaf_hash
 from audit.checkpoint import Checkpoint, public_jwk, tree_head_json
 from audit.hashing import leaf_hash
-from audit.merkle import CompactRange
+from audit.merkle import CompactRange, is_stored_level
 from audit.proof import verify_inclusion
 from audit.record import Agent, Event, build_record
 from audit.store import AuditStore
 from dossier.app import audit_origin, checkpoint_wal, record_authenticator
+from dossier.background import next_start
 from dossier.crypto import LocalFileKeyProvider
 from dossier.db.engine import make_engine, upgrade
 from dossier.db.models import audit_tables
 from dossier.settings import load_settings
 
 START = datetime(2027, 1, 4, 8, 0, tzinfo=UTC)
-HEAD_EVERY = 5000
+HEAD_EVERY = 1500  # one signed head per sequencer tick (0.5 s) at 3,000 records/s
 CHUNK = 10_000
 PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 
@@ -97,14 +106,23 @@ class Log:
 
     def __init__(self, root: Path, database: str) -> None:
         self.data_dir = root / "data"
-        self.data_dir.mkdir(mode=0o700)
         self.url: str | None = None
+        # --keep DIR: a log built by an earlier run in DIR is used again (its size is read
+        # back); a new one is kept there for the next run
+        self.reused = self.data_dir.exists()
+        if not self.reused:
+            self.data_dir.mkdir(mode=0o700)
         if database == "postgres":
-            name = f"bench_audit_{uuid.uuid4().hex[:8]}"
-            admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-            with admin.connect() as conn:
-                conn.execute(text(f'CREATE DATABASE "{name}"'))
-            admin.dispose()
+            named = root / "pg-database"
+            if self.reused and named.exists():
+                name = named.read_text().strip()
+            else:
+                name = f"bench_audit_{uuid.uuid4().hex[:8]}"
+                admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+                with admin.connect() as conn:
+                    conn.execute(text(f'CREATE DATABASE "{name}"'))
+                admin.dispose()
+                named.write_text(name)
             self.url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
             self.db_name = name
         self.settings = load_settings(data_dir=self.data_dir, database_url=self.url)
@@ -116,9 +134,16 @@ class Log:
         self.store = AuditStore(audit_tables, audit_origin(self.settings),
                                 record_authenticator(keys))
         self.size = 0
+        self.head_every = HEAD_EVERY
         self.cpu: list[float] = []  # CPU seconds of this process (SQLite: all the work)
+        self.worker_cpu: list[float] = []  # of verify's worker processes
         self.compact = CompactRange()
         self.chain = GENESIS
+        if self.reused:
+            with Session(self.engine) as s:
+                self.size = self.store.signed_size(s)
+                head = self.store.latest_head_row(s)
+                self.proof_root = bytes(head.root_hash) if head is not None else b""
 
     def drop(self) -> None:
         self.engine.dispose()
@@ -153,9 +178,10 @@ class Log:
                 leaves.append({"leaf_index": self.size, "record_id": record["id"],
                                "leaf_hash": lh, "chain_hash": self.chain})
                 nodes += [{"level": lv, "node_index": ix, "hash": h}
-                          for lv, ix, h in self.compact.append(lh)]
+                          for lv, ix, h in self.compact.append(lh)
+                          if lv and is_stored_level(lv)]
                 self.size += 1
-                if self.size % HEAD_EVERY == 0 or self.size == n:
+                if self.size % self.head_every == 0 or self.size == n:
                     head = tree_head_json(Checkpoint(self.store.origin, self.size,
                                                      self.compact.root()), self.signer, START)
                     heads.append({"tree_size": self.size, "root_hash": self.compact.root(),
@@ -228,8 +254,9 @@ class Log:
             lv = 0
             while level:
                 for at in range(0, len(level), 200_000):
-                    put(t.nodes, [(lv, at + k, h) for k, h in
-                                  enumerate(level[at:at + 200_000])])
+                    if lv and is_stored_level(lv):  # level 0 is the leaf rows
+                        put(t.nodes, [(lv, at + k, h) for k, h in
+                                      enumerate(level[at:at + 200_000])])
                 level = [node_hash(level[k], level[k + 1]) for k in range(0, len(level) - 1,
                                                                           2)]
                 lv += 1
@@ -254,23 +281,31 @@ class Log:
                 c.exec_driver_sql("VACUUM ANALYZE")
         return time.perf_counter() - began
 
-    def verify(self) -> float:
+    def verify(self, jobs: int = 1) -> float:
+        """`AuditStore.verify` in a read snapshot, as the CLI runs it; CPU seconds of this
+        process (SQLite: the database's work too; worker processes not counted)."""
+        import resource
+
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
         began, cpu = time.perf_counter(), time.process_time()
-        with Session(self.engine) as s:
-            result = self.store.verify(s, self.jwk)
+        with Session(self.engine.execution_options(dossier_read=True)) as s:
+            result = self.store.verify(s, self.jwk, jobs=jobs)
         elapsed = time.perf_counter() - began
         self.cpu.append(time.process_time() - cpu)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        self.worker_cpu.append(after.ru_utime + after.ru_stime - children.ru_utime
+                               - children.ru_stime)
         assert result.ok, result.detail
         return elapsed
 
-    def cli(self) -> float:
+    def cli(self, jobs: int = 2) -> float:
         env = {"PATH": "/usr/bin:/bin"}
         if self.url:
             env["DATABASE_URL"] = self.url
         began = time.perf_counter()
         done = subprocess.run([sys.executable, "-m", "dossier", "audit", "verify",
-                               "--data-dir", str(self.data_dir)], capture_output=True,
-                              text=True, env=env, check=False)
+                               "--data-dir", str(self.data_dir), "--jobs", str(jobs)],
+                              capture_output=True, text=True, env=env, check=False)
         elapsed = time.perf_counter() - began
         assert done.returncode == 0, done.stdout + done.stderr
         return elapsed
@@ -312,41 +347,35 @@ class Log:
         return rate, tick, idle
 
     def latency(self, seconds: float, rate: int, period: float,
-                per_tx: int = 10) -> tuple[float, float, float, int]:
-        """Requests commit `rate` records/s (per_tx per transaction) for `seconds` while a
-        sequencer thread ticks every `period` s. For every record: time from its commit to
-        the signing of the first head that includes it. Returns (median, p95, max, count
-        of records committed)."""
+                per_tx: int) -> tuple[float, float, float, int, float]:
+        """A writer process commits `rate` records/s (per_tx per transaction, through
+        `AuditStore.append_many`) for `seconds`, while this process runs the sequencer as
+        the service does (`integrate` every `period`, start to start). For every record:
+        time from its commit to the commit of the first head that includes it
+        (CLOCK_MONOTONIC, shared by the two processes). Returns (median, p95, max,
+        records, achieved rate)."""
+        import multiprocessing
         import threading
 
-        gen = records(int(seconds * rate) + per_tx, seed=self.size * 7 + 1)
         stop = threading.Event()
         signed: list[tuple[float, int]] = []
 
-        def sequencer() -> None:
+        def sequencer() -> None:  # as dossier.background.periodic(fixed_rate=True) runs it
+            due = time.monotonic()
             while not stop.is_set():
                 with Session(self.engine) as s, s.begin():
                     size = self.store.integrate(s, self.signer, START)
-                signed.append((time.perf_counter(), size))
-                stop.wait(period)
+                signed.append((time.monotonic(), size))
+                due = next_start(due, time.monotonic(), period)
+                stop.wait(max(0.0, due - time.monotonic()))
 
         thread = threading.Thread(target=sequencer, daemon=True)
         thread.start()
-        committed: list[tuple[str, float]] = []
-        began = time.perf_counter()
-        sent = 0
-        while time.perf_counter() - began < seconds:
-            due = began + sent / rate
-            if time.perf_counter() < due:
-                time.sleep(due - time.perf_counter())
-            batch = [next(gen) for _ in range(per_tx)]
-            with Session(self.engine) as s, s.begin():
-                self.store.append_many(s, [(r, "p", "a") for r in batch], recorded_at=START)
-            at = time.perf_counter()
-            committed += [(r["id"], at) for r in batch]
-            sent += per_tx
-        achieved = sent / (time.perf_counter() - began)
-        while not signed or signed[-1][1] < self.size + sent:
+        ctx = multiprocessing.get_context("spawn")
+        with ctx.Pool(1) as pool:
+            committed, achieved = pool.apply(_writer, (
+                str(self.data_dir), self.url, seconds, rate, per_tx, self.size * 7 + 1))
+        while not signed or signed[-1][1] < self.size + len(committed):
             time.sleep(0.05)
         stop.set()
         thread.join()
@@ -360,27 +389,66 @@ class Log:
             delays.append(first - at)
         self.size = heads[-1][1]
         delays.sort()
-        print(f"  (writers achieved {achieved:,.0f} records/s)")
         return (statistics.median(delays), delays[int(len(delays) * 0.95)], delays[-1],
-                len(delays))
+                len(delays), achieved)
 
     def proofs(self, indices: list[int], size: int) -> list[float]:
         """What /audit/proof/inclusion reads, per proof in its own transaction: the signed
         size, the record at the index, its leaf bytes, the audit path."""
+        from sqlalchemy import event
+
         times = []
+        statements: list[str] = []
+        engine = self.engine.execution_options(dossier_read=True)  # as the route's unit
+
+        def count(_c: Any, _cur: Any, sql: str, *_a: Any) -> None:
+            if sql.startswith("SELECT"):
+                statements.append(sql)
+
+        event.listen(self.engine, "before_cursor_execute", count)
         cpu = time.process_time()
         for index in indices:
             began = time.perf_counter()
-            with Session(self.engine) as s:
+            with Session(engine) as s:
                 assert self.store.signed_size(s) == size
-                assert self.store.record_at(s, index) is not None
-                leaf = self.store.leaf_bytes(s, index)
+                row = self.store.record_at(s, index)
+                assert row is not None
+                leaf = self.store.leaf_of(s, row)
                 path = self.store.inclusion(s, index, size)
             times.append(time.perf_counter() - began)
             assert leaf is not None
             verify_inclusion(leaf_hash(leaf), index, size, path, self.proof_root)
         self.cpu.append((time.process_time() - cpu) / len(indices))
+        event.remove(self.engine, "before_cursor_execute", count)
+        self.statements = len(statements) / len(indices)
         return times
+
+
+def _writer(data_dir: str, url: str | None, seconds: float, rate: int, per_tx: int,
+            seed: int) -> tuple[list[tuple[str, float]], float]:
+    """The requests' side of `Log.latency`, in its own process (its own GIL, as other
+    server processes or threads would be): (record id, commit time) of each record."""
+    settings = load_settings(data_dir=Path(data_dir), database_url=url)
+    engine = make_engine(settings.sqlalchemy_url)
+    store = AuditStore(audit_tables, audit_origin(settings),
+                       record_authenticator(LocalFileKeyProvider(Path(data_dir))))
+    gen = records(int(seconds * rate) + per_tx, seed=seed)
+    committed: list[tuple[str, float]] = []
+    began = time.monotonic()
+    sent = 0
+    while time.monotonic() - began < seconds:
+        due = began + sent / rate
+        if time.monotonic() < due:
+            time.sleep(due - time.monotonic())
+        batch = [next(gen) for _ in range(per_tx)]
+        with Session(engine) as s, s.begin():
+            store.append_many(s, [(r, "p", "a") for r in batch], recorded_at=START)
+        at = time.monotonic()
+        committed += [(r["id"], at) for r in batch]
+        sent += per_tx
+    achieved = sent / (time.monotonic() - began)
+    engine.dispose()
+    return committed, achieved
 
 
 def median(fn: Callable[[], float], repeat: int) -> tuple[float, list[float]]:
@@ -394,48 +462,88 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--records", type=int, default=1_000_000)
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--appends", type=int, default=30_000)
+    p.add_argument("--head-every", type=int, default=HEAD_EVERY, help="bulk: a signed head "
+                   "every N records")
     p.add_argument("--period", type=float, default=0.5, help="sequencer period (s)")
+    p.add_argument("--rate", type=int, default=3000, help="latency: records/s offered")
+    p.add_argument("--per-tx", type=int, default=100, help="latency: records per "
+                   "transaction (one writer's commits are bounded by the disk's fsync)")
     p.add_argument("--proof-size", type=int, default=0, help="build a log of this size "
                    "and time inclusion proofs at it (instead of verify)")
+    p.add_argument("--keep", metavar="DIR", help="build the log in DIR and keep it (the "
+                   "database too); a later run with the same DIR uses it again")
+    p.add_argument("--steps", default="verify,cli,latency,sequencer",
+                   help="comma-separated: verify, cli, latency, sequencer")
     args = p.parse_args(argv)
     print(f"load before: {os.getloadavg()}")
-    with tempfile.TemporaryDirectory(prefix="bench-audit-scale-") as tmp:
-        log = Log(Path(tmp), args.database)
+    with contextlib.ExitStack() as stack:
+        if args.keep:
+            root = Path(args.keep)
+            root.mkdir(parents=True, exist_ok=True)
+        else:
+            root = Path(stack.enter_context(
+                tempfile.TemporaryDirectory(prefix="bench-audit-scale-")))
+        log = Log(root, args.database)
+        log.head_every = args.head_every
         try:
-            n = args.proof_size or args.records
-            if args.proof_size:
-                rng = random.Random(9162)
-                sample = sorted(rng.sample(range(n), 1000))
-                print(f"bulk log of {n:,} leaves: {log.bulk_tree(n, set(sample)):.1f} s")
-                for _ in range(args.repeat):
-                    rng.shuffle(sample)
-                    times = sorted(log.proofs(sample, n))
-                    print(f"inclusion proof at {n:,}: median "
-                          f"{statistics.median(times)*1e3:.2f} ms, p95 "
-                          f"{times[int(len(times)*0.95)]*1e3:.2f} ms (1,000 proofs); "
-                          f"CPU {log.cpu[-1]*1e3:.2f} ms per proof")
-                return
-            print(f"bulk {n:,} records: {log.bulk(n):.1f} s")
-            med, runs = median(log.verify, args.repeat)
-            print(f"AuditStore.verify {n:,}: median {med:.2f} s runs "
-                  f"{[round(r, 2) for r in runs]} -> {n/med:,.0f} records/s; CPU of this "
-                  f"process median {statistics.median(log.cpu):.2f} s")
-            cli_med, cli_runs = median(log.cli, args.repeat)
-            print(f"CLI dossier audit verify: median {cli_med:.2f} s runs "
-                  f"{[round(r, 2) for r in cli_runs]}")
-            for _ in range(args.repeat):
-                med_l, p95, worst, count = log.latency(10, 3000, args.period)
-                print(f"head latency at {log.size:,} (3,000 records/s offered, sequencer "
-                      f"every {args.period} s, {count:,} records): median {med_l:.3f} s, "
-                      f"p95 {p95:.3f} s, max {worst:.3f} s")
-            for _ in range(args.repeat):
-                rate, tick, idle = log.sequencer(args.appends)
-                print(f"sequencer at {log.size:,}: {rate:,.0f} appends/s; tick with 3,000 "
-                      f"pending {tick:.3f} s; idle tick {idle:.3f} s")
+            run(log, args)
         finally:
-            log.drop()
+            if not args.keep:
+                log.drop()
             print(f"load after: {os.getloadavg()}")
 
+
+def run(log: Log, args: argparse.Namespace) -> None:
+    steps = set(args.steps.split(","))
+    n = args.proof_size or args.records
+    if args.proof_size:
+        rng = random.Random(9162)
+        sample = sorted(rng.sample(range(n), 1000))
+        if log.reused:
+            assert log.size == n, f"the kept log has {log.size:,} leaves"
+        else:
+            print(f"bulk log of {n:,} leaves: {log.bulk_tree(n, set(sample)):.1f} s")
+        for _ in range(args.repeat):
+            rng.shuffle(sample)
+            times = sorted(log.proofs(sample, n))
+            print(f"inclusion proof at {n:,}: median "
+                  f"{statistics.median(times)*1e3:.2f} ms, p95 "
+                  f"{times[int(len(times)*0.95)]*1e3:.2f} ms (1,000 proofs); "
+                  f"CPU {log.cpu[-1]*1e3:.2f} ms per proof; {log.statements:.1f} "
+                  "statements per proof")
+        return
+    if log.reused:
+        print(f"kept log of {log.size:,} records")
+        n = log.size
+    else:
+        print(f"bulk {n:,} records: {log.bulk(n):.1f} s")
+    if "verify" in steps:
+        for jobs in (1, 2):
+            log.cpu, log.worker_cpu = [], []
+            med, runs = median(lambda jobs=jobs: log.verify(jobs), args.repeat)
+            print(f"AuditStore.verify {n:,}, jobs={jobs}: median {med:.2f} s runs "
+                  f"{[round(r, 2) for r in runs]} -> {n/med:,.0f} records/s; CPU median: "
+                  f"this process {statistics.median(log.cpu):.2f} s, its worker "
+                  f"{statistics.median(log.worker_cpu):.2f} s (load "
+                  f"{os.getloadavg()[0]:.1f})")
+    if "cli" in steps:
+        for jobs in (1, 2):
+            cli_med, cli_runs = median(lambda jobs=jobs: log.cli(jobs), args.repeat)
+            print(f"CLI dossier audit verify --jobs {jobs}: median {cli_med:.2f} s runs "
+                  f"{[round(r, 2) for r in cli_runs]} (load {os.getloadavg()[0]:.1f})")
+    if "latency" in steps:
+        for _ in range(args.repeat):
+            med_l, p95, worst, count, achieved = log.latency(10, args.rate, args.period,
+                                                             args.per_tx)
+            print(f"head latency at {log.size:,} ({args.rate:,} records/s offered in "
+                  f"transactions of {args.per_tx}, {achieved:,.0f}/s achieved; sequencer "
+                  f"every {args.period} s; {count:,} records): median {med_l:.3f} s, "
+                  f"p95 {p95:.3f} s, max {worst:.3f} s")
+    if "sequencer" in steps:
+        for _ in range(args.repeat):
+            rate, tick, idle = log.sequencer(args.appends)
+            print(f"sequencer at {log.size:,}: {rate:,.0f} appends/s; tick with 3,000 "
+                  f"pending {tick:.3f} s; idle tick {idle:.3f} s")
 
 if __name__ == "__main__":
     main()

@@ -190,9 +190,8 @@ def run_postgres(args: argparse.Namespace) -> list[str]:
                  str(port), "--workers", str(args.workers)]
         bare_dsn = make_url(url).set(drivername="postgresql").render_as_string(
             hide_password=False)
-        bare = [sys.executable, "-m", "uvicorn", "--factory", "baseline_app:app", "--port",
-                str(bare_port), "--log-level", "warning", "--no-access-log",
-                "--workers", str(args.workers)]
+        bare = [sys.executable, "baseline_app.py", "--port", str(bare_port), "--workers",
+                str(args.workers)]
         # the baseline's tables made once here: its workers racing on CREATE TABLE IF NOT
         # EXISTS could lose one of them at start
         import psycopg

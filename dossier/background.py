@@ -13,6 +13,7 @@ import logging
 import os
 import sys
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -24,16 +25,28 @@ LEADER_LOCK = 0x646F7377  # "dosw": PostgreSQL advisory lock key of the backgrou
 RETRY_SECONDS = 2.0
 
 
-def periodic(name: str, seconds: float, job: Callable[[], Any]) -> Callable[[], None]:
-    """Run `job` every `seconds` in a daemon thread; returns the stop function."""
+def next_start(due: float, now: float, seconds: float) -> float:
+    """Fixed rate: the start after the one due at `due`, `seconds` later — or now, when a
+    run took longer than that (no burst of runs to catch up)."""
+    return max(due + seconds, now)
+
+
+def periodic(name: str, seconds: float, job: Callable[[], Any], *,
+             fixed_rate: bool = False) -> Callable[[], None]:
+    """Run `job` every `seconds` in a daemon thread; returns the stop function. By default
+    `seconds` pass between the end of a run and the next start; with `fixed_rate`, between
+    starts (the audit sequencer: a head signed at most about `seconds` plus one run after
+    a commit, not two runs)."""
     stop = threading.Event()
 
     def loop() -> None:
-        while not stop.wait(seconds):
+        due = time.monotonic() + seconds
+        while not stop.wait(max(0.0, due - time.monotonic()) if fixed_rate else seconds):
             try:
                 job()
             except Exception as exc:  # noqa: BLE001 - a worker must keep running
                 log.error("%s failed: %s", name, type(exc).__name__)
+            due = next_start(due, time.monotonic(), seconds)
 
     thread = threading.Thread(target=loop, name=name, daemon=True)
     thread.start()

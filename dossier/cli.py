@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -32,6 +33,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
     from dossier.app import create_app, prepare
+    from dossier.serving import NoDelayProtocol
 
     sqlite = settings.sqlalchemy_url.startswith("sqlite")
     workers = args.workers if args.workers is not None else (1 if sqlite else
@@ -47,7 +49,8 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
              f"(FHIR at /fhir/metadata; data in {settings.data_dir}; {workers} "
              f"worker{'s' if workers > 1 else ''})")
     options = {"host": settings.host, "port": settings.port, "log_level": "warning",
-               "access_log": False, "server_header": False}
+               "access_log": False, "server_header": False,
+               "http": NoDelayProtocol}
     if workers == 1:
         app = create_app(settings)
         print(where, file=sys.stderr)
@@ -271,10 +274,12 @@ def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
     engine = make_engine(settings.sqlalchemy_url)
     store = AuditStore(audit_tables, audit_origin(settings), authenticator)
     try:
-        with Session(engine) as session:
+        # a read snapshot (SQLite: a deferred BEGIN, so requests keep writing meanwhile)
+        with Session(engine.execution_options(dossier_read=True)) as session:
             store.adopt_origin(session)
             if args.action == "verify":
-                result = store.verify(session, jwk, trusted=trusted)
+                result = store.verify(session, jwk, trusted=trusted,
+                                      jobs=max(1, args.jobs))
                 if result.ok:
                     print(f"audit log intact: {result.detail}")
                     return 0
@@ -355,6 +360,9 @@ def parser() -> argparse.ArgumentParser:
     a.add_argument("--since", metavar="CHECKPOINT", help="verify: a tree head published "
                    "earlier (a witness URL or directory, or a tree-head JSON file); the log "
                    "must extend it (catches truncation and forks)")
+    a.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
+                   help="verify: processes checking the log side by side (default: 2, or "
+                   "1 on one CPU); logs under 262,144 records use one")
     COMMANDS.update({"serve": cmd_serve, "db": cmd_db, "dev-token": cmd_dev_token,
                      "keys": cmd_keys, "audit": cmd_audit, "users": cmd_users})
     for extend in EXTENSIONS:

@@ -97,7 +97,7 @@ async def inclusion(request: Request) -> Response:
         repo.note_access("read", "AuditEvent", row.id,
                          f"Patient/{row.patient_id}" if row.patient_id else None,
                          detail="inclusion-proof")
-        leaf = store.leaf_bytes(session, index)
+        leaf = store.leaf_of(session, row)  # the row holds the leaf bytes already
         assert leaf is not None
         return inclusion_proof_json(index, size, leaf, store.inclusion(session, index, size))
 

@@ -13,7 +13,7 @@ from datetime import datetime
 from itertools import combinations
 from typing import Any
 
-from sqlalchemy import and_, false, or_, select
+from sqlalchemy import and_, bindparam, false, or_, select
 from sqlalchemy.orm import Session
 
 import consent
@@ -47,6 +47,11 @@ def subsets(granted: frozenset[str]) -> list[str]:
     return [",".join(c) for n in range(1, len(items) + 1) for c in combinations(items, n)]
 
 
+_CONSENTS = select(R.patient_id, R.content).where(  # built once: see directory.py
+    R.res_type == "Consent", R.patient_id.in_(bindparam("patients", expanding=True)),
+    R.deleted == false())
+
+
 def load_consents(session: Session, patient_ids: list[str]) -> dict[str, list[consent.Provision]]:
     """The provisions of the patients' current Consents, read and parsed now (one query
     per 500 patients). A Consent that cannot be parsed gives [DENY_ALL]."""
@@ -54,8 +59,7 @@ def load_consents(session: Session, patient_ids: list[str]) -> dict[str, list[co
     unreadable: set[str] = set()
     for start in range(0, len(patient_ids), 500):
         chunk = patient_ids[start:start + 500]
-        for pid, content in session.execute(select(R.patient_id, R.content).where(
-                R.res_type == "Consent", R.patient_id.in_(chunk), R.deleted == false())):
+        for pid, content in session.execute(_CONSENTS, {"patients": chunk}):
             try:
                 provision = consent.parse_consent(content)
             except consent.ConsentFormatError:

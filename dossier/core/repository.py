@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
-from sqlalchemy import Row, delete, false, func, insert, or_, select, update
+from sqlalchemy import Row, bindparam, delete, false, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 import consent
@@ -22,6 +22,7 @@ import schemas
 from audit.record import LISTING
 from dossier.core import access_index, content
 from dossier.core.context import RequestContext
+from dossier.db.bulk import insert_rows
 from dossier.db.models import patient_keys, resource_versions, resources, search_index
 from dossier.domain.people import (
     ASSISTED,
@@ -79,13 +80,20 @@ class Stored:
     method: str = "PUT"
 
 
+# Bundle.total by default: exact up to this many matches, left out beyond (a search's
+# cost must not grow with the reader's caseload, SPEC §15; `_total=accurate` counts all)
+TOTAL_CAP = 1000
+
+
 @dataclass
 class SearchResult:
     matches: list[Stored]
     included: list[Stored]
-    total: int
+    total: int | None  # None: not counted (`_total=none`, or more than TOTAL_CAP)
     query: SearchQuery
     notes: list[str] = field(default_factory=list)  # what was not done (includes cut)
+    more: bool = False  # a next page exists
+
 
 
 class AccessPolicy(Protocol):
@@ -210,6 +218,11 @@ def with_keys(stmt: Any, table: Any = resources) -> Any:
         K.wrapped.label("key_wrapped"))
 
 
+# built once (the hot path of every read): see core/directory.py
+_CURRENT_ROW = with_keys(select(resources).where(R.res_type == bindparam("rtype"),
+                                                 R.res_id == bindparam("rid")))
+
+
 def row_meta(row: Row[Any]) -> RowMeta:
     cats = frozenset(c for c in (row.categories or "").split(",") if c)
     return RowMeta(row.res_type, row.res_id, row.patient_id, cats, bool(row.deleted),
@@ -303,8 +316,8 @@ class Repository:
         if not self._buffer:
             return
         for table, rows in self._buffer.items():
-            if rows:
-                self.session.execute(insert(table), rows)
+            if rows:  # in this order: resources first, their index rows last
+                insert_rows(self.session, table, rows)
                 self._buffer[table] = []
 
     def _insert(self, table: Any, rows: list[dict[str, Any]]) -> None:
@@ -339,9 +352,8 @@ class Repository:
 
     def current_row(self, resource_type: str, resource_id: str) -> Row[Any] | None:
         self.flush_writes()
-        return self.session.execute(with_keys(
-            select(resources).where(R.res_type == resource_type, R.res_id == resource_id))
-        ).first()
+        return self.session.execute(_CURRENT_ROW, {"rtype": resource_type,
+                                                   "rid": resource_id}).first()
 
     def _to_stored(self, row: Row[Any], method: str = "PUT", *,
                    policy: AccessPolicy | None = None, redact: bool = True) -> Stored:
@@ -491,19 +503,35 @@ class Repository:
             search_sql.build_search(q, self.sealer.blind,
                                     self.policy.bounded(q.resource_type)),
             resources, q.resource_type)
-        total = self.session.execute(
-            select(func.count()).select_from(stmt.subquery())).scalar_one()
-        rows = self.session.execute(with_keys(
-            search_sql.ordered(stmt, q).limit(q.count).offset(q.offset))).all()
+        total, notes = self._count(stmt, q), []
+        if total is None and q.total != "none":
+            notes.append(f"More than {TOTAL_CAP:,} resources match: Bundle.total is left out "
+                         "(ask _total=accurate to count them all, or narrow the search).")
+        # without a total, one row more than the page tells whether a next page exists
+        extra = 1 if total is None else 0
+        rows = self.session.execute(with_keys(search_sql.ordered(stmt, q).limit(
+            q.count + extra).offset(q.offset))).all()
+        more = (q.offset + q.count < total) if total is not None else len(rows) > q.count
+        rows = rows[:q.count]
         self.policy.prepare(r.patient_id for r in rows)
         matches = [self._to_stored(r) for r in rows if self.policy.can_read(row_meta(r))]
-        notes: list[str] = []
         included = self._includes(q.includes, matches, notes)
         self.mask_references(matches + included)
         patients = {s.meta.patient_id for s in matches + included if s.meta.patient_id}
         self._note("search", q.resource_type, None, None, query=q.canonical_params(raw),
                    patients=patients, detail=detail)
-        return SearchResult(matches, included, total, q, notes)
+        return SearchResult(matches, included, total, q, notes, more)
+
+    def _count(self, stmt: Any, q: SearchQuery) -> int | None:
+        """The number of matches: all of them (`accurate`), none (`none`), or up to
+        TOTAL_CAP — the count stops at TOTAL_CAP + 1 rows, None beyond."""
+        if q.total == "none":
+            return None
+        if q.total != "accurate":
+            stmt = stmt.limit(TOTAL_CAP + 1)
+        n = int(self.session.execute(select(func.count()).select_from(stmt.subquery()))
+                .scalar_one())
+        return None if q.total != "accurate" and n > TOTAL_CAP else n
 
     def _includes(self, includes: list[Include], matches: list[Stored],
                   notes: list[str] | None = None) -> list[Stored]:
@@ -824,7 +852,7 @@ class Repository:
         q = parse_search(resource_type, raw, lenient=False, default_count=2, max_count=2)
         q.count, q.offset, q.includes = 2, 0, []
         result = self.run_search(q, raw)
-        if result.total > 1:
+        if result.total is None or result.total > 1:
             raise PreconditionFailed(f"{what} matches more than one resource.")
         return result.matches[0] if result.matches else None
 

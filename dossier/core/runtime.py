@@ -8,7 +8,7 @@ already inside its unit (`fhir/routes.py` `in_unit`); they never see the Runtime
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -26,10 +26,12 @@ from auth import resolve_principal
 from dossier.core.auditing import RequestAudit
 from dossier.core.context import UNRESOLVED, RequestContext
 from dossier.core.directory import StoreDirectory
+from dossier.core.groupcommit import GroupCommit
 from dossier.core.repository import Repository, Sealer, Services
 from dossier.core.sealing import FieldSealer
 from dossier.crypto import KeyProvider
 from dossier.crypto.errors import KeyUnavailable
+from dossier.db.engine import take_writer
 from dossier.errors import DossierError, ServiceUnavailable
 from dossier.settings import Settings
 from dossier.telemetry import span_factory
@@ -63,6 +65,7 @@ class Runtime:
     # publishes a signed tree head to the witness (DOSSIER_AUDIT_WITNESS), or None
     publish_head: Callable[[TreeHeadJSON], None] | None = None
     published_size: int = -1
+    read_audits: GroupCommit[RequestAudit] | None = None  # SQLite: see _write_pending
 
     def sealer(self) -> Sealer:
         """A fresh sealer per request: data keys never outlive the request."""
@@ -143,8 +146,12 @@ class Runtime:
                 action()
 
     def _flush_read(self, session: Session, audit: RequestAudit) -> None:
-        """SQLite read unit: try to append in this transaction; if another writer holds or
-        has moved the write lock (SQLITE_BUSY), append right after, in a fresh one."""
+        """SQLite read unit: append in this transaction when the write lock is free now;
+        else (taken, or moved on since this snapshot: SQLITE_BUSY) right after, in the
+        group commit of the reads that are waiting (core/groupcommit.py)."""
+        if not take_writer(session.connection(), wait=False):  # released at this end
+            audit.keep_pending()
+            return
         try:
             with session.begin_nested():
                 audit.flush(session)
@@ -153,13 +160,19 @@ class Runtime:
 
     def _write_pending(self, audit: RequestAudit) -> None:
         try:
-            with Session(self.engine) as session, session.begin():
-                audit.flush(session)
+            if self.read_audits is None:
+                self.read_audits = GroupCommit(self._write_audits)
+            self.read_audits.submit(audit)
         except Exception as exc:  # noqa: BLE001 - any failure here must fail closed
             log.error("audit record could not be written (%s): request refused",
                       type(exc).__name__)
             raise ServiceUnavailable("The access log cannot be written, so the request was "
                                      "refused. Nothing was returned.") from None
+
+    def _write_audits(self, audits: Sequence[RequestAudit]) -> None:
+        with Session(self.engine) as session, session.begin():
+            for audit in audits:
+                audit.flush(session)
 
     def _write_failure(self, audit: RequestAudit) -> None:
         try:

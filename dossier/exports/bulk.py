@@ -380,7 +380,7 @@ def _export_directory(rt: Runtime, ctx: RequestContext, resource_type: str,
                 if item.resource is not None:
                     files.write(item.resource_type, item.resource)
             offset += size
-            if offset >= result.total:
+            if not result.more:
                 return
 
 

@@ -20,8 +20,10 @@ def full_url(base: str, s: Stored) -> str:
     return f"{base}/{s.resource_type}/{s.id}"
 
 
-def page_links(path: str, params: list[tuple[str, str]], total: int, count: int,
-               offset: int) -> list[dict[str, str]]:
+def page_links(path: str, params: list[tuple[str, str]], total: int | None, count: int,
+               offset: int, more: bool = False) -> list[dict[str, str]]:
+    """self, next and previous; `more` says whether a next page exists when the total
+    was not counted (None)."""
     def link(relation: str, at: int) -> dict[str, str]:
         query = urlencode([*params, ("_count", str(count)), ("_offset", str(at))])
         return {"relation": relation, "url": f"{path}?{query}"}
@@ -29,7 +31,7 @@ def page_links(path: str, params: list[tuple[str, str]], total: int, count: int,
     links = [link("self", offset)]
     if count == 0:  # only the total was asked for: there is no page to go to
         return links
-    if offset + count < total:
+    if (offset + count < total) if total is not None else more:
         links.append(link("next", offset + count))
     if offset > 0:
         links.append(link("previous", max(0, offset - count)))
@@ -70,7 +72,7 @@ def searchset(base: str, result: SearchResult, raw: list[tuple[str, str]],
     """`path`: the URL the paging links repeat (a compartment search's own URL)."""
     q = result.query
     links = page_links(path or f"{base}/{q.resource_type}", q.canonical_params(raw),
-                       result.total, q.count, q.offset)
+                       result.total, q.count, q.offset, result.more)
 
     def shown(s: Stored) -> dict[str, Any] | None:
         return None if s.resource is None else subset(s.resource, q.summary, q.elements)
@@ -90,6 +92,8 @@ def searchset(base: str, result: SearchResult, raw: list[tuple[str, str]],
         entries.append(outcome_entry(base, issues))
     bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "searchset",
                               "timestamp": instant(now), "total": result.total, "link": links}
+    if result.total is None:  # not counted: FHIR's Bundle.total is optional
+        del bundle["total"]
     if entries:
         bundle["entry"] = entries
     return bundle

@@ -43,8 +43,9 @@ VIEWS = {"AuditEvent": frozenset({"read", "search-type"})}  # dossier/auditlog/e
 ROSTER_ROLES = {"practitioner": "crud", "hub": "crud"}
 GENERAL = ("The search result parameters _count (at most the server's page size), _offset, "
            "_sort, _include, _revinclude, _summary (true, text, data, count), _elements and "
-           "_total work on every type; modifiers :missing on every parameter, :not on "
-           "tokens, :contains and :exact on strings, :Type on references. Anything else is "
+           "_total work on every type (by default total is exact up to 1,000 matches and left "
+           "out beyond; _total=accurate counts all); modifiers :missing on every parameter, "
+           ":not on tokens, :contains and :exact on strings, :Type on references. Anything else is "
            "refused (400) unless the request says Prefer: handling=lenient.")
 
 

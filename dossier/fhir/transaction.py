@@ -63,8 +63,8 @@ def _transaction(repo: Repository, entries: list[dict[str, Any]], base: str) -> 
 def _batch(repo: Repository, entries: list[dict[str, Any]], base: str) -> dict[str, Any]:
     responses: list[dict[str, Any]] = []
     for entry in entries:
-        try:
-            with repo.savepoint():
+        try:  # each entry's rows go in together, before its savepoint is released
+            with repo.savepoint(), repo.buffered():
                 responses.append(_run(repo, entry, base, None))
         except DossierError as exc:
             responses.append({"response": {"status": f"{exc.status} {_reason(exc.status)}",

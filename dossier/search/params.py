@@ -22,7 +22,7 @@ _DATE = re.compile(
 GENERIC = {"_id", "_lastUpdated", "_count", "_offset", "_sort", "_include", "_revinclude",
            "_format", "_total", "_summary", "_elements", "_totalMethod", "_pretty"}
 # accepted and ignored: presentation or counting hints that change nothing we return
-# (`_totalMethod` is what fhirpy's count() sends; the total is always exact here)
+# (`_totalMethod` is what fhirpy's count() sends, with _count=0: the total is then exact)
 IGNORED = frozenset({"_format", "_pretty", "_totalMethod"})
 SUMMARIES = frozenset({"true", "false", "text", "data", "count"})
 ELEMENT_NAME = re.compile(r"^(?:[A-Z][A-Za-z]{1,63}\.)?[a-z][A-Za-z0-9]{0,63}$")
@@ -74,6 +74,9 @@ class SearchQuery:
     ignored: list[str] = field(default_factory=list)  # lenient handling: what was dropped
     summary: str | None = None  # _summary: true | text | data | count | false
     elements: tuple[str, ...] | None = None  # _elements: top-level element names
+    # _total: "accurate" counts every match; "estimate" (the default) counts up to
+    # TOTAL_CAP and leaves Bundle.total out beyond; "none" counts nothing
+    total: str = "estimate"
 
     def canonical_params(self, raw: list[tuple[str, str]]) -> list[tuple[str, str]]:
         """The accepted parameters (without paging), for self/next/prev links."""
@@ -151,6 +154,8 @@ def parse_search(resource_type: str, raw: list[tuple[str, str]], *, lenient: boo
         if name == "_total":
             if value not in ("accurate", "estimate", "none"):
                 refuse("_total must be accurate, estimate or none.", key)
+            else:
+                q.total = value
             continue
         if name == "_count":
             if not (value.isascii() and value.isdigit()) or len(value) > 9:
@@ -233,6 +238,8 @@ def parse_search(resource_type: str, raw: list[tuple[str, str]], *, lenient: boo
             refuse(f"The search parameter '{name}' is not supported.", key)
     if q.summary == "count":
         q.count = 0
+    if q.count == 0:  # only the number was asked for: count it
+        q.total = "accurate"
     return q
 
 

@@ -108,9 +108,13 @@ def test_fail_closed_when_the_audit_cannot_be_written(world: World, backend: str
 
 
 def test_append_only_in_the_database(world: World, backend: str) -> None:
-    world.consented()
+    pid = world.consented()
+    for _ in range(16):  # a stored Merkle node (level 4) exists from 16 leaves on
+        world.gp.get(f"/fhir/Patient/{pid}")
     _sequence(world)
     engine = world.app.state.runtime.engine
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM audit_nodes")).scalar_one() > 0
     statements = ["UPDATE audit_records SET outcome = 'success'",
                   "DELETE FROM audit_records",
                   "UPDATE audit_leaves SET leaf_index = leaf_index + 1",

@@ -170,6 +170,47 @@ def test_count_zero_gives_the_total_and_no_next_link(world: World) -> None:
     assert "entry" not in history and set(links(history)) == {"self"}
 
 
+def _matches(bundle: dict[str, Any]) -> list[dict[str, Any]]:
+    return [e for e in bundle.get("entry", []) if e["search"]["mode"] == "match"]
+
+
+def _warnings(bundle: dict[str, Any]) -> list[str]:
+    return [i["diagnostics"] for e in bundle.get("entry", []) if e["search"]["mode"] == "outcome"
+            for i in e["resource"]["issue"]]
+
+
+def test_beyond_the_cap_the_total_is_left_out_and_paging_still_reaches_the_end(
+        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SPEC §15: a search costs the same whatever the caseload, so the default count stops
+    at TOTAL_CAP (here 3); `_total=accurate` counts all, `_total=none` nothing."""
+    monkeypatch.setattr("dossier.core.repository.TOTAL_CAP", 3)
+    pid = world.consented()
+    made = {world.gp.create(f.task(f"Patient/{pid}"))["id"] for _ in range(5)}
+    query = {"patient": f"Patient/{pid}", "_count": "2"}
+    first = world.gp.get("/fhir/Task", params=query).json()
+    assert "total" not in first and len(_matches(first)) == 2
+    assert any("More than 3 resources match" in w for w in _warnings(first))
+    entries, pages = follow(world.gp, links(first)["self"])
+    assert {e["resource"]["id"] for e in entries if e["search"]["mode"] == "match"} == made
+    assert pages == 3  # 2 + 2 + 1, and no next link after the last page
+    accurate = world.gp.get("/fhir/Task", params={**query, "_total": "accurate"}).json()
+    assert accurate["total"] == 5 and not _warnings(accurate)
+    none = world.gp.get("/fhir/Task", params={**query, "_total": "none"}).json()
+    assert "total" not in none and not _warnings(none) and "next" in links(none)
+    counted = world.gp.get("/fhir/Task", params={**query, "_summary": "count"}).json()
+    assert counted["total"] == 5  # only the number was asked for: counted exactly
+    last = world.gp.get("/fhir/Task", params={**query, "_offset": "4"}).json()
+    assert len(_matches(last)) == 1 and "next" not in links(last)
+    # at or below the cap nothing changes: exact total
+    monkeypatch.setattr("dossier.core.repository.TOTAL_CAP", 5)
+    assert world.gp.get("/fhir/Task", params=query).json()["total"] == 5
+
+
+def test_a_bad_total_is_refused(world: World) -> None:
+    r = world.gp.get("/fhir/Task", params={"_total": "exact"})
+    assert r.status_code == 400 and r.json()["resourceType"] == "OperationOutcome"
+
+
 def test_everything_pages_with_count(world: World) -> None:
     pid = world.consented()
     for _ in range(6):

@@ -13,13 +13,17 @@ from hypothesis import strategies as st
 from audit.errors import MissingNodeError
 from audit.hashing import leaf_hash
 from audit.merkle import (
+    STRIDE,
+    BandedNodeStore,
     BatchNodeStore,
     CompactRange,
     MemoryNodeStore,
     NodeID,
+    StreamingTree,
     append,
     consistency_proof,
     inclusion_proof,
+    is_stored_level,
     root,
 )
 from audit.proof import verify_consistency, verify_inclusion
@@ -285,3 +289,90 @@ def test_compact_range_validates_its_input() -> None:
 def test_impossible_arguments_raise_value_error(call: object, args: tuple[int, ...]) -> None:
     with pytest.raises(ValueError, match="size"):
         call(full_store(), *args)  # type: ignore[operator]
+
+
+# Stored levels (STRIDE) and the verifier's streaming tree -----------------------------
+
+@cache
+def banded_store() -> MemoryNodeStore:
+    """Only what the database keeps: level 0 and every STRIDE-th level."""
+    store = MemoryNodeStore()
+    entries, _ = append(store, 0, [leaf_hash(d) for d in DATA])
+    store.put((lv, ix, h) for lv, ix, h in entries if is_stored_level(lv))
+    return store
+
+
+@settings(max_examples=200)
+@given(data=st.data())
+def test_proofs_from_the_stored_levels_match_reference(data: st.DataObject) -> None:
+    size = data.draw(st.integers(1, MAX))
+    index = data.draw(st.integers(0, size - 1))
+    first = data.draw(st.integers(0, size))
+    store = BandedNodeStore(banded_store())
+    assert inclusion_proof(store, index, size) == path(index, DATA[:size])
+    assert root(store, size) == ref_root(size)
+    if 0 < first < size:
+        assert consistency_proof(store, first, size) == proof(first, DATA[:size])
+
+
+@settings(max_examples=100)
+@given(data=st.data())
+def test_a_proof_reads_a_few_short_ranges_on_huge_trees(data: st.DataObject) -> None:
+    """O(log n) rows in O(log n / STRIDE) ranges, one get_ranges per proof."""
+    size = data.draw(st.integers(2, 2**40))
+    index = data.draw(st.integers(0, size - 1))
+    calls: list[Sequence[tuple[int, int, int]]] = []
+
+    class Synthetic:
+        def get_ranges(self, ranges: Sequence[tuple[int, int, int]]) -> dict[NodeID, bytes]:
+            calls.append(ranges)
+            return {(lv, i): hashlib.sha256(b"%d/%d" % (lv, i)).digest()
+                    for lv, start, end in ranges for i in range(start, end)}
+
+    inclusion_proof(BandedNodeStore(Synthetic()), index, size)
+    assert len(calls) == 1
+    ranges = calls[0]
+    assert all(is_stored_level(lv) for lv, _, _ in ranges)
+    depth = (size - 1).bit_length()
+    assert len(ranges) <= 2 * (depth // STRIDE + 1) + 2
+    assert sum(end - start for _, start, end in ranges) <= (depth + 1) * 2 ** STRIDE
+
+
+def test_a_missing_stored_node_is_reported() -> None:
+    store = MemoryNodeStore()
+    entries, _ = append(store, 0, [leaf_hash(d) for d in DATA[:40]])
+    store.put((lv, ix, h) for lv, ix, h in entries if is_stored_level(lv) and (lv, ix) != (0, 3))
+    with pytest.raises(MissingNodeError):
+        inclusion_proof(BandedNodeStore(store), 9, 40)
+
+
+@settings(max_examples=60)
+@given(size=st.integers(0, 600), block_level=st.integers(1, 6), data=st.data())
+def test_streaming_tree_matches_reference(size: int, block_level: int,
+                                          data: st.DataObject) -> None:
+    leaves = [leaf_data(i) for i in range(size)]
+    sizes = sorted(set(data.draw(st.lists(st.integers(1, max(size, 1)), max_size=12))))
+    sizes = [s for s in sizes if s <= size]
+    tree = StreamingTree(block_level)
+    roots: dict[int, bytes] = {}
+    block = 1 << block_level
+    for start in range(0, size, block):
+        chunk = [leaf_hash(d) for d in leaves[start:start + block]]
+        roots.update(tree.add(chunk, [s for s in sizes if start < s <= start + len(chunk)]))
+    assert tree.root() == mth(leaves)
+    assert roots == {s: mth(leaves[:s]) for s in sizes}
+    full = store_of(leaves) if size else MemoryNodeStore()
+    for level, hashes in tree.nodes.items():  # every complete stored node above level 0
+        assert level > 0 and is_stored_level(level)
+        assert hashes == [full.get(level, i) for i in range(len(hashes))]
+        assert full.get(level, len(hashes)) is None
+    assert set(tree.nodes) == {lv for lv in range(STRIDE, 64, STRIDE) if size >> lv}
+
+
+def test_streaming_tree_takes_whole_blocks_in_order() -> None:
+    tree = StreamingTree(2)
+    tree.add([leaf_hash(b"a")] * 3)
+    with pytest.raises(ValueError, match="blocks"):
+        tree.add([leaf_hash(b"b")])  # after a partial block
+    with pytest.raises(ValueError, match="blocks"):
+        StreamingTree(2).add([leaf_hash(b"c")] * 5)  # more than a block
