@@ -54,7 +54,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from scale import TASKS_PER_DOSSIER, Loader, check_templates  # noqa: E402
+from scale import TASKS_PER_DOSSIER, Loader, check_templates, grant_plan  # noqa: E402
 from world import PG_ADMIN_URL, build_app  # noqa: E402
 
 from audit.record import Agent, Event, build_record  # noqa: E402
@@ -94,12 +94,7 @@ def load_dossiers(app: Any, dossiers: int, granted: dict[str, int]) -> dict[str,
     practitioner; the rest a crowd of 200 others."""
     loader = Loader(app)
     engine = app.state.runtime.engine
-    plan: list[str] = []
-    for ref, size in granted.items():
-        plan.extend([ref] * size)
-    crowd = [f"Practitioner/crowd-{i}" for i in range(200)]
-    while len(plan) < dossiers:
-        plan.append(crowd[len(plan) % len(crowd)])
+    plan = grant_plan(granted, dossiers)
     sample: dict[str, list[tuple[str, list[str]]]] = {}
     patients: list[str] = []
     started = time.perf_counter()

@@ -115,16 +115,23 @@ def check_templates() -> None:
         assert not problems, problems
 
 
-def load(app: Any, dossiers: int, caseloads: dict[str, int]) -> dict[str, Any]:
-    """`dossiers` dossiers; caseloads[practitioner] of them granted to that practitioner."""
-    loader = Loader(app)
-    engine = app.state.runtime.engine
+def grant_plan(caseloads: dict[str, int], dossiers: int) -> list[str]:
+    """Whom each generated dossier grants: caseloads[ref] of them to ref, the rest to a
+    crowd of 200 other practitioners."""
     plan: list[str] = []
     for ref, size in caseloads.items():
         plan.extend([ref] * size)
     crowd = [f"Practitioner/crowd-{i}" for i in range(200)]
     while len(plan) < dossiers:
         plan.append(crowd[len(plan) % len(crowd)])
+    return plan
+
+
+def load(app: Any, dossiers: int, caseloads: dict[str, int]) -> dict[str, Any]:
+    """`dossiers` dossiers; caseloads[practitioner] of them granted to that practitioner."""
+    loader = Loader(app)
+    engine = app.state.runtime.engine
+    plan = grant_plan(caseloads, dossiers)
     sample: dict[str, tuple[str, list[str]]] = {}
     started = time.perf_counter()
     for start in range(0, dossiers, BATCH):
