@@ -255,14 +255,17 @@ class ConsentPolicy:
         if wanted:
             self._load(wanted)
 
-    def bounded(self, resource_type: str) -> bool:
-        """`narrow` will start this actor's statement over `resource_type` from a bounded
-        set of dossiers (a citizen's own; a professional's grants)."""
+    def reach(self, resource_type: str) -> str | None:
+        """Whom `narrow` starts this actor's statement over `resource_type` from: "own" (a
+        citizen's own dossier and those they represent: a few), "caseload" (a
+        professional's grants: up to thousands), or None (no bounded set of dossiers)."""
         role = self.principal.role
         if role == "citizen":
-            return True
-        return role in PROFESSIONALS and resource_type != "*" and \
-            resource_type not in DIRECTORY_TYPES
+            return "own"
+        if role in PROFESSIONALS and resource_type != "*" and \
+                resource_type not in DIRECTORY_TYPES:
+            return "caseload"
+        return None
 
     def narrow(self, stmt: Any, table: Any = resources, resource_type: str = "*") -> Any:
         """`stmt` (over `table`, of `resource_type` or "*") narrowed in SQL to the rows
@@ -275,6 +278,8 @@ class ConsentPolicy:
         role = self.principal.role
         if role == "citizen":
             own = sorted(ref.split("/", 1)[1] for ref in self.citizen_reach())
+            if resource_type not in DIRECTORY_TYPES and resource_type != "*":
+                return stmt.where(T.patient_id.in_(own))  # one dossier type
             return stmt.where(or_(directory, T.patient_id.in_(own)))
         if role not in PROFESSIONALS:
             return stmt.where(directory)
@@ -283,15 +288,16 @@ class ConsentPolicy:
         mine = _own_messages(T, self.principal.practitioner)
         if resource_type == "Communication":  # the inbox: one's own messages, no others
             return stmt.where(mine)
-        grants = access_index.granted(
-            self.actor.references(), self.now,
-            break_glass=bool(self.principal.practitioner and self.break_glass_allowed))
+        refs, glass = self.actor.references(), bool(
+            self.principal.practitioner and self.break_glass_allowed)
         visible = and_(T.res_type != "Consent", or_(T.res_type != "Communication", mine),
-                       access_index.readable(T.cat_mask, grants))
-        if resource_type != "*":  # one dossier type: start from the actor's grants
-            return stmt.join(grants, grants.c.patient_id == T.patient_id).where(visible)
-        return stmt.outerjoin(grants, grants.c.patient_id == T.patient_id).where(
-            or_(directory, and_(grants.c.patient_id.is_not(None), visible)))
+                       T.patient_id.in_(access_index.candidates(refs, self.now,
+                                                                break_glass=glass)),
+                       access_index.readable_now(T.cat_mask, T.patient_id, refs, self.now,
+                                                 break_glass=glass))
+        if resource_type != "*":  # one dossier type
+            return stmt.where(visible)
+        return stmt.where(or_(directory, visible))
 
     # ---------------------------------------------------------------- writes
     def check_write(self, resource_type: str, patient_id: str | None,

@@ -5,11 +5,14 @@ Each current, active Consent gives one row per actor it names (or one row with g
 that Consent (Repository), so a revocation is effective on the next request, exactly as
 before: the index is derived state, like the search index, not a cache.
 
-`granted()` turns the rows that apply to an actor now into one number per patient: the
-bit mask of categories granted for ordinary access (permits minus denies, the engine's
-`granted_categories`). A resource is readable when every one of its category bits is
-granted. The pure decision point (consent/) still decides each returned row; a property
-test proves the two agree (tests/integration/test_access_index.py).
+A search asks two things of the rows (`candidates`, `readable_now`): the patients where
+the actor holds an applicable permit now, a plain index range a statement can start from
+or test against; and, per candidate row, that patient's few rows folded into the bit mask
+of categories granted (permits minus denies, the engine's `granted_categories`). A
+resource is readable when every one of its category bits is granted. Neither grows with
+the caseload per row, so a search can stop after one page. The pure decision point
+(consent/) still decides each returned row; a property test proves the two agree
+(tests/integration/test_access_index.py).
 """
 
 from __future__ import annotations
@@ -20,7 +23,6 @@ from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
-    Subquery,
     and_,
     case,
     delete,
@@ -93,46 +95,67 @@ def add_break_glass(session: Session, grant_id: str, patient_id: str, practition
         period_end=expires_at, purposed=True, btg=True))
 
 
-def _any(bit: int, *conditions: Any) -> Any:
+def _any(A: Any, bit: int, *conditions: Any) -> Any:
     """1 when an applicable row with all `conditions` covers category `bit`, else 0."""
-    return func.max(case((and_(*conditions, G.cat_mask.op("&")(bit) != 0), 1), else_=0))
+    return func.max(case((and_(*conditions, A.cat_mask.op("&")(bit) != 0), 1), else_=0))
 
 
-def granted(references: Iterable[str], now: datetime, action: str = "access", *,
-            break_glass: bool = False) -> Subquery:
-    """(patient_id, granted, urgent) for every patient where the actor holds a grant now.
-    `granted` is the category mask the engine's `granted_categories` gives for an ordinary
-    request (permits minus denies; provisions naming purposes left out); `urgent`, when
-    `break_glass`, what it gives for a break-the-glass request (BTG permits minus the
-    denies that apply to BTG), else 0. A request is one or the other, never both: a row
-    is readable when all its categories are in one of the two masks."""
-    refs = sorted(set(references) | {EVERYONE})
-    acts = G.act_access if action == "access" else G.act_collect
-    ordinary, btg = ~G.purposed, G.btg
+def _applicable(A: Any, refs: list[str], now: datetime, action: str,
+                urgent_too: bool) -> list[Any]:
+    acts = A.act_access if action == "access" else A.act_collect
+    ordinary = ~A.purposed
+    return [A.grantee.in_(refs), acts == true(), ordinary | A.btg if urgent_too else ordinary,
+            or_(A.period_start.is_(None), A.period_start <= now),
+            or_(A.period_end.is_(None), A.period_end > now)]
+
+
+def _refs(references: Iterable[str]) -> list[str]:
+    return sorted(set(references) | {EVERYONE})
+
+
+def candidates(references: Iterable[str], now: datetime, action: str = "access", *,
+               break_glass: bool = False) -> Any:
+    """The patients where one of the actor's references holds an applicable permit now:
+    a superset of those whose rows `readable_now` admits (nothing is readable without a
+    permit). A plain index range on (grantee, patient_id), no aggregate, so a statement can
+    start from it (a small caseload) or test each row against it (a large one)."""
     urgent_too = break_glass and action == "access"
+    return select(G.patient_id).where(
+        *_applicable(G, _refs(references), now, action, urgent_too), G.permit == true(),
+    ).with_hint(access_grants, "INDEXED BY ix_access_grants_grantee", "sqlite")
+
+
+def readable_now(table_cat_mask: Any, table_patient_id: Any, references: Iterable[str],
+                 now: datetime, action: str = "access", *,
+                 break_glass: bool = False) -> ColumnElement[bool]:
+    """Whether a row (its category mask and patient) is readable by the actor now: the
+    grants of that one patient folded into the category mask the engine's
+    `granted_categories` gives for an ordinary request (permits minus denies; provisions
+    naming purposes left out), and, when `break_glass`, what it gives for a
+    break-the-glass request (BTG permits minus the denies that apply to BTG). A request is
+    one or the other, never both: a row is readable when it has a category and all of its
+    categories are in one of the two masks. One probe of the patient's few index rows per
+    candidate row, whatever the caseload."""
+    A = access_grants.alias("grant_of_row").c
+    urgent_too = break_glass and action == "access"
+    ordinary, btg = ~A.purposed, A.btg
     plain: Any = literal(0)
     urgent: Any = literal(0)
     for bit in BITS.values():
-        plain = plain + _any(bit, G.permit, ordinary) * (
-            1 - _any(bit, ~G.permit, ordinary)) * bit
+        plain = plain + _any(A, bit, A.permit, ordinary) * (
+            1 - _any(A, bit, ~A.permit, ordinary)) * bit
         if urgent_too:
-            urgent = urgent + _any(bit, G.permit, btg) * (
-                1 - _any(bit, ~G.permit, ordinary | btg)) * bit
-    applicable = ordinary | btg if urgent_too else ordinary
-    return (select(G.patient_id, plain.label("granted"), urgent.label("urgent"))
-            .where(G.grantee.in_(refs), acts == true(), applicable,
-                   or_(G.period_start.is_(None), G.period_start <= now),
-                   or_(G.period_end.is_(None), G.period_end > now))
-            .group_by(G.patient_id)
-            .having(plain + urgent > 0)
-            .subquery("granted"))
+            urgent = urgent + _any(A, bit, A.permit, btg) * (
+                1 - _any(A, bit, ~A.permit, ordinary | btg)) * bit
 
-
-def readable(table_cat_mask: Any, grants: Subquery) -> ColumnElement[bool]:
-    """A row with at least one category, all of them granted for an ordinary request, or
-    all of them for a break-the-glass one."""
     def within(mask: Any) -> ColumnElement[bool]:
         test: ColumnElement[bool] = table_cat_mask.op("&")(literal(ALL) - mask) == 0
         return test
 
-    return and_(table_cat_mask > 0, or_(within(grants.c.granted), within(grants.c.urgent)))
+    covered = or_(within(plain), within(urgent)) if urgent_too else within(plain)
+    probe = (select(literal(1))
+             .where(A.patient_id == table_patient_id,
+                    *_applicable(A, _refs(references), now, action, urgent_too))
+             .group_by(A.patient_id)  # one group, or none (then nothing is readable)
+             .having(covered))
+    return and_(table_cat_mask > 0, probe.exists())

@@ -111,8 +111,9 @@ class AccessPolicy(Protocol):
         """`stmt` (over `table`, of `resource_type` or any) narrowed in SQL to what the
         actor may read."""
 
-    def bounded(self, resource_type: str) -> bool:
-        """Whether `narrow` starts from a bounded set of dossiers."""
+    def reach(self, resource_type: str) -> str | None:
+        """Whom `narrow` starts from: "own" (a citizen's few dossiers), "caseload" (a
+        professional's grants), None (no bounded set of dossiers)."""
 
     def prepare(self, patient_ids: Iterable[str | None]) -> None:
         """Read at once what the per-row decisions of these patients' rows need."""
@@ -186,8 +187,8 @@ class OpenPolicy:
     def narrow(self, stmt: Any, table: Any = resources, resource_type: str = "*") -> Any:
         return stmt
 
-    def bounded(self, resource_type: str) -> bool:
-        return False
+    def reach(self, resource_type: str) -> str | None:
+        return None
 
     def prepare(self, patient_ids: Iterable[str | None]) -> None:
         return None
@@ -499,18 +500,26 @@ class Repository:
 
     def run_search(self, q: SearchQuery, raw: list[tuple[str, str]],
                    detail: str | None = None) -> SearchResult:
+        reach = self.policy.reach(q.resource_type)
         stmt = self.policy.narrow(
-            search_sql.build_search(q, self.sealer.blind,
-                                    self.policy.bounded(q.resource_type)),
+            search_sql.build_search(q, self.sealer.blind, reach is not None),
             resources, q.resource_type)
-        total, notes = self._count(stmt, q), []
+        by_people = reach is not None or search_sql.names_people(q)
+        total, notes = self._count(search_sql.planned(stmt, q, "people" if by_people
+                                                      else None), q), []
         if total is None and q.total != "none":
             notes.append(f"More than {TOTAL_CAP:,} resources match: Bundle.total is left out "
                          "(ask _total=accurate to count them all, or narrow the search).")
+        # many matches over a caseload: read in page order and stop after the page;
+        # otherwise start from the people's dossiers and sort what they hold
+        dense = (total is None and q.total != "none") or (total or 0) > TOTAL_CAP
+        start = "time" if dense and reach == "caseload" and not search_sql.names_people(q) \
+            else "people" if by_people else None
         # without a total, one row more than the page tells whether a next page exists
         extra = 1 if total is None else 0
-        rows = self.session.execute(with_keys(search_sql.ordered(stmt, q).limit(
-            q.count + extra).offset(q.offset))).all()
+        page = search_sql.planned(search_sql.ordered(stmt, q), q, start)
+        rows = self.session.execute(with_keys(page.limit(q.count + extra)
+                                              .offset(q.offset))).all()
         more = (q.offset + q.count < total) if total is not None else len(rows) > q.count
         rows = rows[:q.count]
         self.policy.prepare(r.patient_id for r in rows)

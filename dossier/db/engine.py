@@ -10,6 +10,7 @@ import orjson
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.dialects.sqlite.base import SQLiteCompiler
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -18,12 +19,22 @@ def _dumps(value: Any) -> str:
     return orjson.dumps(value).decode("utf-8")
 
 
+class _SQLiteHints(SQLiteCompiler):
+    """Renders a statement's SQLite table hint (`Select.with_hint(t, "INDEXED BY ix",
+    "sqlite")`), which SQLAlchemy's SQLite compiler drops: search tells SQLite where to
+    start (dossier/search/sql.py `planned`)."""
+
+    def get_from_hint_text(self, table: Any, text: str | None) -> str | None:
+        return text
+
+
 def make_engine(url: str, **kwargs: Any) -> Engine:
     """The engine; JSON columns (de)serialised with orjson (the read path's hot spot)."""
     kwargs.setdefault("json_serializer", _dumps)
     kwargs.setdefault("json_deserializer", orjson.loads)
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False}, **kwargs)
+        engine.dialect.statement_compiler = _SQLiteHints
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

@@ -45,7 +45,7 @@ resources = Table(
     Column("sealed", JSONType, nullable=True),
     # a server-written message only this practitioner reads ("Practitioner/x"; issue 18)
     Column("addressee", String(80), nullable=True),
-    Index("ix_resources_type_updated", "res_type", "last_updated"),
+    Index("ix_resources_type_updated", "res_type", "last_updated", "res_id"),  # page order
     Index("ix_resources_patient", "patient_id", "res_type"),
     Index("ix_resources_addressee", "addressee", "res_type"),
 )

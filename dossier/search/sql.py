@@ -180,15 +180,20 @@ def _values_clause(rtype: str, cond: Condition, blind: Blind,
     return or_(*ors)
 
 
+def names_people(q: SearchQuery) -> bool:
+    """Whether a compartment parameter names only Patients (`Task?patient=Patient/x`)."""
+    compartment = compartment_params(q.resource_type)
+    return any(c.kind == "reference" and c.name in compartment and not c.negated and c.values
+               and all(isinstance(x, str) and x.startswith("Patient/") for x in c.values)
+               for c in q.conditions)
+
+
 def build_search(q: SearchQuery, blind: Blind, bounded: bool) -> Select[tuple[object, ...]]:
     """`bounded`: the caller narrows the statement to a bounded set of dossiers (see
     `_index_exists`)."""
     stmt = select(resources).where(R.res_type == q.resource_type, R.deleted == false())
     compartment = compartment_params(q.resource_type)
-    people_only = [v for c in q.conditions for v in c.values
-                   if c.kind == "reference" and c.name in compartment and not c.negated
-                   and all(isinstance(x, str) and x.startswith("Patient/") for x in c.values)]
-    probe = bounded or bool(people_only)
+    probe = bounded or names_people(q)
     for cond in q.conditions:
         stmt = stmt.where(condition_clause(q.resource_type, cond, blind, probe))
         people = [v for v in cond.values if isinstance(v, str) and v.startswith("Patient/")]
@@ -211,5 +216,31 @@ def ordered(stmt: Select[tuple[object, ...]], q: SearchQuery) -> Select[tuple[ob
         order.append(col.desc() if desc else col.asc())
     if not q.sort:
         order.append(R.last_updated.asc())
-    order.append(R.res_id.asc())
+    # the tiebreak follows a sort by time alone, so the page order is one index's order
+    order.append(R.res_id.desc() if _by_time(q) and q.sort and q.sort[0][1]
+                 else R.res_id.asc())
     return stmt.order_by(*order)
+
+
+def _by_time(q: SearchQuery) -> bool:
+    return [name for name, _ in q.sort] in ([], ["_lastUpdated"])
+
+
+def planned(stmt: Select[tuple[object, ...]], q: SearchQuery, start: str | None
+            ) -> Select[tuple[object, ...]]:
+    """Where the database starts a search (SQLite is told; PostgreSQL's planner chooses
+    as much from its statistics):
+
+    - "people": from the dossiers the statement is narrowed to (ix_resources_patient),
+      then sort what they hold — a few people, or a caseload when matches are few;
+    - "time": in page order (ix_resources_type_updated, when the order is by time alone),
+      testing each row (filters, grant probe) and stopping after the page — many matches
+      over a large caseload, where sorting them all would cost their number.
+
+    Told nothing, SQLite prefers an index that avoids the sort, and walks every row of the
+    type to find one person's few."""
+    if start == "time" and _by_time(q):
+        return stmt.with_hint(resources, "INDEXED BY ix_resources_type_updated", "sqlite")
+    if start in ("people", "time") and compartment_params(q.resource_type):
+        return stmt.with_hint(resources, "INDEXED BY ix_resources_patient", "sqlite")
+    return stmt
