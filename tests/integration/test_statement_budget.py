@@ -105,7 +105,10 @@ def test_a_search_costs_the_same_whatever_the_caseload(world: World) -> None:
         assert c.transactions == 2
         counts.append(c.statements)
     assert len(counts[0]) == len(counts[1]), counts
-    assert len(counts[1]) <= 14, counts[1]
+    # PostgreSQL: one SET LOCAL per search, so it is planned for its reader
+    # (test_search_plans.py)
+    planned = 2 if world.app.state.runtime.engine.dialect.name == "postgresql" else 0
+    assert len(counts[1]) <= 14 + planned, counts[1]
 
 
 def test_a_create_has_a_fixed_budget(world: World) -> None:
