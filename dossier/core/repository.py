@@ -513,14 +513,16 @@ class Repository:
             search_sql.build_search(q, self.sealer.blind, reach is not None),
             resources, q.resource_type)
         by_people = reach is not None or search_sql.names_people(q)
-        total, notes = self._count(search_sql.planned(stmt, q, "people" if by_people
-                                                      else None), q), []
+        # `_total=none` is still counted up to the cap, unreported: where the page starts
+        # depends on it (a caseload's dense result sorted whole cost ten times more)
+        counted = self._count(search_sql.planned(stmt, q, "people" if by_people else None), q)
+        total, notes = (None if q.total == "none" else counted), []
         if total is None and q.total != "none":
             notes.append(f"More than {TOTAL_CAP:,} resources match: Bundle.total is left out "
                          "(ask _total=accurate to count them all, or narrow the search).")
         # many matches over a caseload: read in page order and stop after the page;
         # otherwise start from the people's dossiers and sort what they hold
-        dense = (total is None and q.total != "none") or (total or 0) > TOTAL_CAP
+        dense = counted is None or counted > TOTAL_CAP
         start = "time" if dense and reach == "caseload" and not search_sql.names_people(q) \
             else "people" if by_people else None
         # without a total, one row more than the page tells whether a next page exists
@@ -540,10 +542,8 @@ class Repository:
         return SearchResult(matches, included, total, q, notes, more)
 
     def _count(self, stmt: Any, q: SearchQuery) -> int | None:
-        """The number of matches: all of them (`accurate`), none (`none`), or up to
-        TOTAL_CAP — the count stops at TOTAL_CAP + 1 rows, None beyond."""
-        if q.total == "none":
-            return None
+        """The number of matches: all of them (`accurate`), or up to TOTAL_CAP — the
+        count stops at TOTAL_CAP + 1 rows, None beyond."""
         if q.total != "accurate":
             stmt = stmt.limit(TOTAL_CAP + 1)
         n = int(self.session.execute(select(func.count()).select_from(stmt.subquery()))

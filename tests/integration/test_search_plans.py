@@ -100,6 +100,9 @@ def test_many_matches_are_read_in_page_order(world: World,
     assert "ix_resources_patient" in _first_resources_line(count), count
     assert "ix_resources_type_updated" in _first_resources_line(page), page
     assert "TEMP B-TREE" not in page, page  # no sort of every match
+    # `_total=none` reports no total, and is planned the same way (counted to the cap)
+    count, page = _plans(world, _search_statements(world, {"_count": "1", "_total": "none"}))
+    assert "ix_resources_type_updated" in _first_resources_line(page), page
 
 
 def test_a_caseload_search_is_planned_for_its_reader_on_postgresql(world: World) -> None:
