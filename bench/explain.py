@@ -25,10 +25,16 @@ SEARCHES = [
     ("Task?patient=Patient/{pid}", {"patient": "Patient/{pid}"}),
     ("Task?authored-on=ge2020-01-01&_count=20", {"authored-on": "ge2020-01-01",
                                                  "_count": "20"}),
-    ("Task?code=…|debt-mediation&_include=Task:patient",
+    ("Task?code=…|housing-application&_include=Task:patient",
      {"code": "https://dossier.brussels/fhir/CodeSystem/demarche-type|housing-application",
       "_include": "Task:patient", "_count": "20"}),
 ]
+
+
+def abridged(line: str, width: int = 130) -> str:
+    """A plan line cut to `width` (PostgreSQL prints the grant mask and the reader's
+    references in full)."""
+    return line if len(line) <= width else line[:width - 2] + " …"
 
 
 def main() -> int:
@@ -86,7 +92,7 @@ def main() -> int:
                         cur.execute(prefix + statement, parameters)
                         rows = cur.fetchall()
                     kind = "count" if head.startswith("SELECT count(*)") else "page"
-                    plan = "\n".join(str(r[-1]) for r in rows)
+                    plan = "\n".join(abridged(str(r[-1])) for r in rows)
                     out.append(f"{kind}:\n```\n{plan}\n```\n")
         engine.dispose()
     print("\n".join(out))
