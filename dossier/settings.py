@@ -33,6 +33,9 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=1_048_576, ge=1024, le=64 * 1_048_576)
     page_size_default: int = Field(default=20, ge=1, le=1000)
     page_size_max: int = Field(default=200, ge=1, le=1000)
+    # searches run at once in one process; others wait their turn without a thread.
+    # None: 2 on SQLite (one process serves everyone), no limit on PostgreSQL; 0: no limit
+    search_concurrency: int | None = Field(default=None, ge=0, le=1000)
     otel_exporter: Literal["none", "console", "otlp"] = "none"
     otel_endpoint: str | None = None
     # identity (issue 3): an external issuer switches the embedded dev issuer off

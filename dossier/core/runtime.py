@@ -7,7 +7,9 @@ already inside its unit (`fhir/routes.py` `in_unit`); they never see the Runtime
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -66,6 +68,23 @@ class Runtime:
     publish_head: Callable[[TreeHeadJSON], None] | None = None
     published_size: int = -1
     read_audits: GroupCommit[RequestAudit] | None = None  # SQLite: see _write_pending
+    _search_gates: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = \
+        field(default_factory=weakref.WeakKeyDictionary)
+
+    def search_gate(self) -> asyncio.Semaphore | None:
+        """The turn a search waits for (settings.search_concurrency), or None (no limit).
+        One process on SQLite serves every request with one interpreter lock: without a
+        limit a few costly searches take the processor from every cheap read."""
+        limit = self.settings.search_concurrency
+        if limit is None:
+            limit = 2 if self.engine.dialect.name == "sqlite" else 0
+        if limit == 0:
+            return None
+        loop = asyncio.get_running_loop()
+        gate = self._search_gates.get(loop)
+        if gate is None:
+            gate = self._search_gates[loop] = asyncio.Semaphore(limit)
+        return gate
 
     def sealer(self) -> Sealer:
         """A fresh sealer per request: data keys never outlive the request."""

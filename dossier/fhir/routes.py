@@ -146,9 +146,10 @@ def information(message: str) -> dict[str, Any]:
 
 
 async def in_unit(request: Request, work: Callable[[Repository, RequestContext], Any], *,
-                  writes: bool | None = None) -> Any:
+                  writes: bool | None = None, search: bool = False) -> Any:
     """Authenticate, open the request's unit and run `work(repo, ctx)` in it — all in one
-    worker thread (one hop off the event loop). A GET, HEAD or search is a read unit."""
+    worker thread (one hop off the event loop). A GET, HEAD or search is a read unit; a
+    `search` first waits for its turn (Runtime.search_gate)."""
     rt = runtime_of(request)
     authenticate = request.app.state.authenticate
     header = request.headers.get("authorization")
@@ -172,7 +173,11 @@ async def in_unit(request: Request, work: Callable[[Repository, RequestContext],
                                              "changed or returned. Try again.") from None
         raise AssertionError("unreachable")
 
-    return await run_in_threadpool(run)
+    gate = rt.search_gate() if search else None
+    if gate is None:
+        return await run_in_threadpool(run)
+    async with gate:  # a search waits here, holding no thread (Runtime.search_gate)
+        return await run_in_threadpool(run)
 
 
 @router.get("/metadata")
@@ -287,7 +292,7 @@ async def _search(request: Request, rtype: str, raw: list[tuple[str, str]],
                                                            lenient=is_lenient),
                                  raw, ctx.now, path=path)
 
-    return fhir_response(await in_unit(request, work, writes=False))
+    return fhir_response(await in_unit(request, work, writes=False, search=True))
 
 
 @router.post("/{rtype}")
