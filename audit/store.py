@@ -125,6 +125,7 @@ class AuditStore:
     def __init__(self, tables: AuditTables, origin: str,
                  authenticator: RecordAuthenticator | None = None) -> None:
         self.t = tables
+        self._insert_records = insert(tables.records)  # built once: every request appends
         self._record_at: Any = None
         self._signed_size: Any = None
         self.origin = origin
@@ -160,7 +161,8 @@ class AuditStore:
         """Insert (record, patient_id, agent) rows in one multi-row INSERT."""
         if not records:
             return
-        session.execute(insert(self.t.records), [
+        # Core on the transaction's connection (the ORM session adds only bookkeeping)
+        session.connection().execute(self._insert_records, [
             self._row(record, patient_id, agent, recorded_at)
             for record, patient_id, agent in records])
 

