@@ -114,6 +114,7 @@ class Server:
         rows = self.rows[kind]
         med = [statistics.median(r[i] for r in rows) for i in range(4)]
         return (f"{self.label:>6} {kind:>6}: server CPU {med[0]:.2f} ms/request "
+                f"(min {min(r[0] for r in rows):.2f}) "
                 f"({', '.join(f'{r[0]:.2f}' for r in rows)}; system {med[1]:.2f}), "
                 f"PostgreSQL {med[2]:.2f} ms, {med[3]:.0f} req/s")
 
