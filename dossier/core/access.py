@@ -50,6 +50,9 @@ def subsets(granted: frozenset[str]) -> list[str]:
 _CONSENTS = select(R.patient_id, R.content).where(  # built once: see directory.py
     R.res_type == "Consent", R.patient_id.in_(bindparam("patients", expanding=True)),
     R.deleted == false())
+# one person's (a read): no expanding IN to render per execution
+_CONSENTS_OF = select(R.patient_id, R.content).where(
+    R.res_type == "Consent", R.patient_id == bindparam("patient"), R.deleted == false())
 
 
 def load_consents(session: Session, patient_ids: list[str]) -> dict[str, list[consent.Provision]]:
@@ -59,7 +62,9 @@ def load_consents(session: Session, patient_ids: list[str]) -> dict[str, list[co
     unreadable: set[str] = set()
     for start in range(0, len(patient_ids), 500):
         chunk = patient_ids[start:start + 500]
-        for pid, content in session.connection().execute(_CONSENTS, {"patients": chunk}):
+        found = session.connection().execute(_CONSENTS_OF, {"patient": chunk[0]}) \
+            if len(chunk) == 1 else session.connection().execute(_CONSENTS, {"patients": chunk})
+        for pid, content in found:
             try:
                 provision = consent.parse_consent(content)
             except consent.ConsentFormatError:

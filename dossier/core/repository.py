@@ -358,7 +358,10 @@ class Repository:
             "rtype": resource_type, "rid": resource_id}).first()
 
     def _to_stored(self, row: Row[Any], method: str = "PUT", *,
-                   policy: AccessPolicy | None = None, redact: bool = True) -> Stored:
+                   policy: AccessPolicy | None = None, redact: bool = True,
+                   fresh: bool = False) -> Stored:
+        """`fresh`: the row was just read for this call alone, so its content is opened
+        in place instead of copied first."""
         meta = row_meta(row)
         resource = None
         know = getattr(self.sealer, "know", None)
@@ -366,8 +369,8 @@ class Repository:
             know(row.patient_id, row.key_kek, row.key_wrapped, row.key_pid is not None)
         if not row.deleted:
             resource = self.sealer.open(self.session, row.res_type, row.res_id,
-                                        copy.deepcopy(row.content), row.sealed, row.patient_id,
-                                        row.version_id)
+                                        row.content if fresh else copy.deepcopy(row.content),
+                                        row.sealed, row.patient_id, row.version_id)
             if redact and row.patient_id and schemas.psy_items(resource):
                 # element-level psy (SPEC §14): hidden from a reader not granted psy
                 sees = getattr(policy or self.policy, "sees", None)
@@ -434,7 +437,7 @@ class Repository:
                        reasons=self._reasons())
             if row.deleted:
                 raise Gone(f"This {resource_type} was deleted.")
-            return self._masked(self._to_stored(row))
+            return self._masked(self._to_stored(row, fresh=True))
 
     def vread(self, resource_type: str, resource_id: str, version_id: int) -> Stored:
         check_type(resource_type)
