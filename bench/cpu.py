@@ -129,7 +129,7 @@ def main() -> int:
     p.add_argument("--against", type=Path, default=None,
                    help="another checkout (e.g. a worktree of main) measured alternately")
     p.add_argument("--pyspy", type=Path, default=None,
-                   help="write a py-spy --gil collapsed profile of the first read round")
+                   help="write a py-spy --gil profile of the first round (of --only, else read)")
     args = p.parse_args()
     with ExitStack() as stack:
         servers = [Server(stack, "this", None, args.quiet)]
@@ -143,7 +143,7 @@ def main() -> int:
                 wrk_count(target, script, args.connections, 2)  # warm up
             for n in range(args.rounds):
                 for server in (servers if n % 2 == 0 else servers[::-1]):
-                    spy = args.pyspy if (n == 0 and kind == "read" and
+                    spy = args.pyspy if (n == 0 and kind == (args.only or "read") and
                                          server is servers[0]) else None
                     server.round(kind, args.connections, args.seconds, spy)
             for server in servers:
