@@ -433,9 +433,9 @@ PLAIN_READ_TYPES = frozenset(schemas.SUPPORTED_TYPES + schemas.SERVER_WRITTEN_TY
 class ReadById(Route):
     """`GET /fhir/{type}/{id}` with no query, the most frequent request, matched before
     FastAPI's routes: the same negotiation, unit, `repo.read` and response as `read`
-    above (no second path for consent or audit), without the generic routing and
-    dependency injection around it (a tenth of a read's CPU, measured). Any other shape
-    (a query, an operation, a roster, HEAD) goes on to the routes below."""
+    above (no second path for consent or audit), without FastAPI's matching of every
+    route and its dependency injection (docs/benchmarks.md, "CPU per read"). Any other
+    shape (a query, an operation, a roster, HEAD) goes on to the routes below."""
 
     def __init__(self) -> None:
         super().__init__("/fhir/{rtype}/{rid}", read_by_id, methods=["GET"])
