@@ -118,12 +118,15 @@ class RequestAudit:
         outbox = outbox_rows(notices, agent.who, self.urgent_patients | self.urgent_notices,
                              now)
         conn = session.connection()
-        if len(rows) == 1 and len(outbox) == 1 and conn.dialect.name == "postgresql":
-            # the usual read or write of one dossier: record and notice in ONE statement
-            # (a data-modifying WITH), one round trip instead of two
-            conn.execute(_record_and_notice(self.store.t.records), {
-                **{f"r_{k}": v for k, v in rows[0].items()},
-                **{f"o_{k}": v for k, v in outbox[0].items()}})
+        if outbox and len(rows) <= TOGETHER and len(outbox) <= TOGETHER and \
+                conn.dialect.name == "postgresql":
+            # records and notices in ONE statement (a data-modifying WITH): one round
+            # trip instead of two, for a read of one dossier as for a page of them
+            params = {f"r{i}_{k}": v for i, row in enumerate(rows) for k, v in row.items()}
+            params.update({f"o{i}_{k}": v for i, row in enumerate(outbox)
+                           for k, v in row.items()})
+            conn.execute(_records_and_notices(self.store.t.records, len(rows), len(outbox)),
+                         params)
         else:
             self.store.insert_rows(session, rows)
             if outbox:
@@ -148,16 +151,20 @@ _OUTBOX_COLUMNS = ("id", "patient_id", "record_id", "agent", "urgent", "created_
                    "channel", "status", "attempts", "next_attempt_at", "digest")  # outbox_rows
 
 
-@functools.cache
-def _record_and_notice(records: Table) -> Any:
-    """PostgreSQL: `WITH appended AS (INSERT INTO audit_records …) INSERT INTO
-    notification_outbox …` — one record and its notice in one statement, built once."""
-    appended = insert(records).values({
-        c: bindparam(f"r_{c}", type_=records.c[c].type) for c in _RECORD_COLUMNS}
-    ).cte("appended")
-    return insert(notification_outbox).values({
-        c: bindparam(f"o_{c}", type_=notification_outbox.c[c].type) for c in _OUTBOX_COLUMNS}
-    ).add_cte(appended)
+TOGETHER = 100  # records and notices written in one statement up to this many of each
+
+
+@functools.lru_cache(maxsize=256)
+def _records_and_notices(records: Table, n: int, m: int) -> Any:
+    """PostgreSQL: `WITH appended AS (INSERT INTO audit_records … n rows) INSERT INTO
+    notification_outbox … m rows` — built once per shape (building it cost more than
+    running it)."""
+    appended = insert(records).values([{
+        c: bindparam(f"r{i}_{c}", type_=records.c[c].type) for c in _RECORD_COLUMNS}
+        for i in range(n)]).cte("appended")
+    return insert(notification_outbox).values([{
+        c: bindparam(f"o{i}_{c}", type_=notification_outbox.c[c].type) for c in _OUTBOX_COLUMNS}
+        for i in range(m)]).add_cte(appended)
 
 
 def outbox_rows(notices: list[tuple[dict[str, Any], str]], agent: str | None,

@@ -790,7 +790,11 @@ class Repository:
                 if found is not None:
                     return found, False
             rid = resource_id or new_id()
-            return self._write(resource_type, rid, resource, None, "POST"), True
+            if self._buffer is not None:  # inside a transaction Bundle's buffer already
+                return self._write(resource_type, rid, resource, None, "POST"), True
+            # the resource's rows and its Provenance's, table by table: 3 INSERTs, not 6
+            with self.buffered():
+                return self._write(resource_type, rid, resource, None, "POST"), True
 
     def open_dossier(self, resource: dict[str, Any],
                      if_none_exist: str | None = None) -> tuple[Stored, bool]:
