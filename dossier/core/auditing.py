@@ -161,16 +161,17 @@ def _records_and_notices(records: Table, n: int, m: int) -> Any:
     more than running it). The rows are SELECTs of bound parameters joined by UNION ALL,
     not a multi-row VALUES: SQLAlchemy does not cache the compiled form of the latter
     and compiled it again at every request (measured: a read's CPU +40 %)."""
-    appended = insert(records).from_select(list(_RECORD_COLUMNS), _rows(
-        records, _RECORD_COLUMNS, "r", n)).cte("appended")
-    return insert(notification_outbox).from_select(list(_OUTBOX_COLUMNS), _rows(
-        notification_outbox, _OUTBOX_COLUMNS, "o", m)).add_cte(appended)
+    appended = _insert(records, _RECORD_COLUMNS, "r", n).cte("appended")
+    return _insert(notification_outbox, _OUTBOX_COLUMNS, "o", m).add_cte(appended)
 
 
-def _rows(table: Table, columns: tuple[str, ...], prefix: str, count: int) -> Any:
-    selects = [select(*[bindparam(f"{prefix}{i}_{c}", type_=table.c[c].type).label(c)
-                        for c in columns]) for i in range(count)]
-    return selects[0] if count == 1 else union_all(*selects)
+def _insert(table: Table, columns: tuple[str, ...], prefix: str, count: int) -> Any:
+    if count == 1:  # the usual case: a plain INSERT … VALUES
+        return insert(table).values({c: bindparam(f"{prefix}0_{c}", type_=table.c[c].type)
+                                     for c in columns})
+    return insert(table).from_select(list(columns), union_all(*[
+        select(*[bindparam(f"{prefix}{i}_{c}", type_=table.c[c].type).label(c)
+                 for c in columns]) for i in range(count)]))
 
 
 def outbox_rows(notices: list[tuple[dict[str, Any], str]], agent: str | None,
