@@ -9,11 +9,10 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Match, Route, get_route_path
+from starlette.routing import Match, Route
 from starlette.types import Scope
 
 import schemas
-
 from auth import AuthError
 from dossier.auditlog import events as auditevents
 from dossier.core.context import RequestContext
@@ -444,7 +443,10 @@ class ReadById(Route):
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
         if scope["type"] != "http" or scope["method"] != "GET" or scope.get("query_string"):
             return Match.NONE, {}
-        parts = get_route_path(scope).split("/")
+        path, root = scope["path"], scope.get("root_path", "")
+        if root and path.startswith(root + "/"):  # as Starlette's routes read the path
+            path = path[len(root):]
+        parts = path.split("/")
         if len(parts) != 4 or parts[1] != "fhir" or parts[2] not in PLAIN_READ_TYPES \
                 or not ID_RE.match(parts[3]):
             return Match.NONE, {}
