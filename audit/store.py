@@ -125,6 +125,7 @@ class AuditStore:
     def __init__(self, tables: AuditTables, origin: str,
                  authenticator: RecordAuthenticator | None = None) -> None:
         self.t = tables
+        self._insert_records = insert(tables.records)  # built once: every request appends
         self._record_at: Any = None
         self._signed_size: Any = None
         self.origin = origin
@@ -158,11 +159,20 @@ class AuditStore:
                     records: Sequence[tuple[dict[str, Any], str | None, str | None]], *,
                     recorded_at: datetime) -> None:
         """Insert (record, patient_id, agent) rows in one multi-row INSERT."""
-        if not records:
-            return
-        session.execute(insert(self.t.records), [
-            self._row(record, patient_id, agent, recorded_at)
-            for record, patient_id, agent in records])
+        if records:
+            self.insert_rows(session, self.rows(records, recorded_at=recorded_at))
+
+    def insert_rows(self, session: Session, rows: list[dict[str, Any]]) -> None:
+        """Insert rows made by `rows` in one multi-row INSERT."""
+        # Core on the transaction's connection (the ORM session adds only bookkeeping)
+        session.connection().execute(self._insert_records, rows)
+
+    def rows(self, records: Sequence[tuple[dict[str, Any], str | None, str | None]], *,
+             recorded_at: datetime) -> list[dict[str, Any]]:
+        """The table rows `append_many` inserts (leaf bytes and MAC computed here), for a
+        caller that inserts them in a statement of its own."""
+        return [self._row(record, patient_id, agent, recorded_at)
+                for record, patient_id, agent in records]
 
     # ------------------------------------------------------------------ sequencer
     def state(self, session: Session) -> LogState:

@@ -48,6 +48,10 @@ def make_tracer(settings: Settings, exporter: SpanExporter | None = None) -> tup
 
 
 def span_factory(tracer: Tracer) -> Any:
+    """A span opener for the Repository's calls; None (no spans) for the no-op tracer."""
+    if isinstance(tracer, NoOpTracer):
+        return None
+
     def start(name: str) -> AbstractContextManager[Any]:
         return tracer.start_as_current_span(name)
     return start

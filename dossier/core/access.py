@@ -50,25 +50,35 @@ def subsets(granted: frozenset[str]) -> list[str]:
 _CONSENTS = select(R.patient_id, R.content).where(  # built once: see directory.py
     R.res_type == "Consent", R.patient_id.in_(bindparam("patients", expanding=True)),
     R.deleted == false())
+# one person's (a read): no expanding IN to render per execution
+_CONSENTS_OF = select(R.patient_id, R.content).where(
+    R.res_type == "Consent", R.patient_id == bindparam("patient"), R.deleted == false())
 
 
 def load_consents(session: Session, patient_ids: list[str]) -> dict[str, list[consent.Provision]]:
     """The provisions of the patients' current Consents, read and parsed now (one query
     per 500 patients). A Consent that cannot be parsed gives [DENY_ALL]."""
-    out: dict[str, list[consent.Provision]] = {pid: [] for pid in patient_ids}
-    unreadable: set[str] = set()
+    contents: dict[str, list[Any]] = {pid: [] for pid in patient_ids}
     for start in range(0, len(patient_ids), 500):
         chunk = patient_ids[start:start + 500]
-        for pid, content in session.execute(_CONSENTS, {"patients": chunk}):
-            try:
-                provision = consent.parse_consent(content)
-            except consent.ConsentFormatError:
-                unreadable.add(pid)  # could be an exclusion: fail closed
-                continue
-            if provision is not None:
-                out[pid].append(provision)
-    for pid in unreadable:
-        out[pid] = [DENY_ALL]
+        found = session.connection().execute(_CONSENTS_OF, {"patient": chunk[0]}) \
+            if len(chunk) == 1 else session.connection().execute(_CONSENTS, {"patients": chunk})
+        for pid, content in found:
+            contents[pid].append(content)
+    return {pid: provisions_of(found) for pid, found in contents.items()}
+
+
+def provisions_of(contents: Iterable[Any]) -> list[consent.Provision]:
+    """The provisions of one person's current Consents (their stored contents). A Consent
+    that cannot be parsed gives [DENY_ALL]: it could be an exclusion (fail closed)."""
+    out = []
+    for content in contents:
+        try:
+            provision = consent.parse_consent(content)
+        except consent.ConsentFormatError:
+            return [DENY_ALL]
+        if provision is not None:
+            out.append(provision)
     return out
 
 
@@ -129,6 +139,16 @@ class ConsentPolicy:
         break-the-glass, whose grants are the actor's own."""
         assert not self.break_glass_allowed
         self._provisions[patient_id] = provisions
+
+    def decides_by_consent(self) -> bool:
+        """Whether this actor's reads of dossier rows are decided by the person's Consents
+        (then a read fetches them with the row: `take_consents`)."""
+        return self.principal.role in PROFESSIONALS
+
+    def take_consents(self, patient_id: str, contents: list[Any]) -> None:
+        """The person's current Consents, read in this transaction with the row about to
+        be decided (Repository.read: one statement for both)."""
+        self._provisions[patient_id] = provisions_of(contents)
 
     def _load(self, patient_ids: list[str]) -> None:
         """Read the Consents of several patients in one query per 500."""

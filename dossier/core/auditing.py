@@ -5,11 +5,12 @@ in a fresh transaction; if they cannot be written, the request fails (fail close
 
 from __future__ import annotations
 
+import functools
 import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import insert
+from sqlalchemy import Table, bindparam, insert, select, union_all
 from sqlalchemy.orm import Session
 
 from audit.record import Agent, Event, build_record, is_consultation
@@ -109,14 +110,27 @@ class RequestAudit:
                 agent=acting, patient=patient, events=events,
                 purpose="BTG" if pid in self.urgent_patients else self.ctx.purpose,
                 query_key=self.query_key)))
-        self.store.append_many(session, [(record, pid, record["agent"].get("who"))
-                                         for pid, record in records], recorded_at=now)
+        rows = self.store.rows([(record, pid, record["agent"].get("who"))
+                                for pid, record in records], recorded_at=now)
         notices = [(record, pid) for pid, record in records
                    if pid and (is_consultation(record) or pid in self.urgent_patients
                                or pid in represented or pid in self.urgent_notices)]
-        if notices:
-            enqueue_many(session, notices, agent.who,
-                         self.urgent_patients | self.urgent_notices, now)
+        outbox = outbox_rows(notices, agent.who, self.urgent_patients | self.urgent_notices,
+                             now)
+        conn = session.connection()
+        if outbox and len(rows) <= TOGETHER and len(outbox) <= TOGETHER and \
+                conn.dialect.name == "postgresql":
+            # records and notices in ONE statement (a data-modifying WITH): one round
+            # trip instead of two, for a read of one dossier as for a page of them
+            params = {f"r{i}_{k}": v for i, row in enumerate(rows) for k, v in row.items()}
+            params.update({f"o{i}_{k}": v for i, row in enumerate(outbox)
+                           for k, v in row.items()})
+            conn.execute(_records_and_notices(self.store.t.records, len(rows), len(outbox)),
+                         params)
+        else:
+            self.store.insert_rows(session, rows)
+            if outbox:
+                conn.execute(_OUTBOX, outbox)
         self.written.extend(record for _, record in records)
         self.events = []
         self._pending = False
@@ -130,17 +144,47 @@ class RequestAudit:
         return bool(getattr(self, "_pending", False)) and bool(self.events)
 
 
-def enqueue_many(session: Session, notices: list[tuple[dict[str, Any], str]],
-                 agent: str | None, urgent: set[str], now: datetime) -> None:
-    """One outbox row per notice, for the portal inbox (always), in one multi-row INSERT.
-    The delivery worker adds the e-mail and webhook rows the person chose when it puts the
-    notice in the inbox (dossier/notify/worker.py `fan_out`)."""
-    session.execute(insert(notification_outbox), [{
+_OUTBOX = insert(notification_outbox)  # built once: most reads add one row
+_RECORD_COLUMNS = ("id", "recorded_at", "patient_id", "agent", "action", "outcome", "record",
+                   "leaf", "mac")  # AuditStore.rows
+_OUTBOX_COLUMNS = ("id", "patient_id", "record_id", "agent", "urgent", "created_at",
+                   "channel", "status", "attempts", "next_attempt_at", "digest")  # outbox_rows
+
+
+TOGETHER = 100  # records and notices written in one statement up to this many of each
+
+
+@functools.lru_cache(maxsize=256)
+def _records_and_notices(records: Table, n: int, m: int) -> Any:
+    """PostgreSQL: `WITH appended AS (INSERT INTO audit_records SELECT … n rows) INSERT
+    INTO notification_outbox SELECT … m rows`, built once per shape (building it cost
+    more than running it). The rows are SELECTs of bound parameters joined by UNION ALL,
+    not a multi-row VALUES: SQLAlchemy does not cache the compiled form of the latter
+    and compiled it again at every request (measured: a read's CPU +40 %)."""
+    appended = _insert(records, _RECORD_COLUMNS, "r", n).cte("appended")
+    return _insert(notification_outbox, _OUTBOX_COLUMNS, "o", m).add_cte(appended)
+
+
+def _insert(table: Table, columns: tuple[str, ...], prefix: str, count: int) -> Any:
+    if count == 1:  # the usual case: a plain INSERT … VALUES
+        return insert(table).values({c: bindparam(f"{prefix}0_{c}", type_=table.c[c].type)
+                                     for c in columns})
+    return insert(table).from_select(list(columns), union_all(*[
+        select(*[bindparam(f"{prefix}{i}_{c}", type_=table.c[c].type).label(c)
+                 for c in columns]) for i in range(count)]))
+
+
+def outbox_rows(notices: list[tuple[dict[str, Any], str]], agent: str | None,
+                urgent: set[str], now: datetime) -> list[dict[str, Any]]:
+    """One outbox row per notice, for the portal inbox (always). The delivery worker adds
+    the e-mail and webhook rows the person chose when it puts the notice in the inbox
+    (dossier/notify/worker.py `fan_out`)."""
+    return [{
         "id": str(uuid.uuid4()), "patient_id": pid, "record_id": record["id"],
         "agent": (record.get("agent") or {}).get("who") or agent, "urgent": pid in urgent,
         "created_at": now, "channel": "inbox",
-        "status": "pending", "attempts": 0, "next_attempt_at": now}
-        for record, pid in notices])
+        "status": "pending", "attempts": 0, "next_attempt_at": now, "digest": False}
+        for record, pid in notices]
 
 
 REFUSED_CLIENT = frozenset({"invalid_client", "unauthorized_client", "invalid_grant"})

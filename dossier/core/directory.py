@@ -96,7 +96,8 @@ class StoreDirectory:
         if rtype != "Practitioner":
             return False, []
         with self._session() as session:
-            rows = session.execute(_PRACTITIONER, {"rid": rid, "reference": reference}).all()
+            rows = session.connection().execute(_PRACTITIONER, {
+                "rid": rid, "reference": reference}).all()
         active = any(t == "Practitioner" and _active(c) for t, c in rows)
         return active, _memberships([c for t, c in rows if t == "PractitionerRole"], at)
 

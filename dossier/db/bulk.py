@@ -20,6 +20,7 @@ search index rows (docs/benchmarks.md, "Bulk ingestion").
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from sqlalchemy import Table, bindparam, column, func, insert, select, text
@@ -53,7 +54,8 @@ def complete(table: Table, rows: list[dict[str, Any]]) -> tuple[list[str], list[
                   for row in rows]
 
 
-def recordset_insert(table: Table, keys: list[str]) -> Any:
+@functools.cache  # a few shapes per table; building the expression costs more than running it
+def recordset_insert(table: Table, keys: tuple[str, ...]) -> Any:
     """INSERT INTO table (keys) SELECT keys FROM json_to_recordset(:rows) AS r(key type, …)."""
     rows = func.json_to_recordset(bindparam("rows", type_=JSON)).table_valued(
         *[column(k, table.c[k].type) for k in keys]).render_derived(with_types=True)
@@ -81,4 +83,5 @@ def insert_rows(session: Session, table: Table, rows: list[dict[str, Any]]) -> N
         return
     if table.foreign_keys and len(full) >= REPLAN_AT:
         session.execute(text("DISCARD PLANS"))
-    session.execute(recordset_insert(table, keys), {"rows": _bound(table, keys, full, dialect)})
+    session.connection().execute(recordset_insert(table, tuple(keys)),
+                                 {"rows": _bound(table, keys, full, dialect)})

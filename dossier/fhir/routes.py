@@ -9,7 +9,10 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse, Response
+from starlette.routing import Match, Route
+from starlette.types import Scope
 
+import schemas
 from auth import AuthError
 from dossier.auditlog import events as auditevents
 from dossier.core.context import RequestContext
@@ -422,6 +425,44 @@ async def read(request: Request, rtype: str, rid: str) -> Response:
                 repo, repo.services.audit_store, rid)))
     stored = await in_unit(request, lambda repo, ctx: _roster(
         rtype, rid, ctx, lambda: rosters.read(repo, rid)) or repo.read(rtype, rid))
+    return resource_response(request, stored)
+
+
+# The types whose `GET /fhir/{type}/{id}` is exactly `repo.read` (not the AuditEvent
+# view, not a roster, not a published definition, not a Subscription).
+PLAIN_READ_TYPES = frozenset(schemas.SUPPORTED_TYPES + schemas.SERVER_WRITTEN_TYPES) - {
+    "AuditEvent", "Group"}
+
+
+class ReadById(Route):
+    """`GET /fhir/{type}/{id}` with no query, the most frequent request, matched before
+    FastAPI's routes: the same negotiation, unit, `repo.read` and response as `read`
+    above (no second path for consent or audit), without FastAPI's matching of every
+    route and its dependency injection (docs/benchmarks.md, "CPU per read"). Any other
+    shape (a query, an operation, a roster, HEAD) goes on to the routes below."""
+
+    def __init__(self) -> None:
+        super().__init__("/fhir/{rtype}/{rid}", read_by_id, methods=["GET"])
+        self.methods = {"GET"}  # not HEAD (405 as on the route below; Allow headers)
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        if scope["type"] != "http" or scope["method"] != "GET" or scope.get("query_string"):
+            return Match.NONE, {}
+        path, root = scope["path"], scope.get("root_path", "")
+        if root and path.startswith(root + "/"):  # as Starlette's routes read the path
+            path = path[len(root):]
+        parts = path.split("/")
+        if len(parts) != 4 or parts[1] != "fhir" or parts[2] not in PLAIN_READ_TYPES \
+                or not ID_RE.match(parts[3]):
+            return Match.NONE, {}
+        return Match.FULL, {"endpoint": self.endpoint,
+                            "path_params": {"rtype": parts[2], "rid": parts[3]}}
+
+
+async def read_by_id(request: Request) -> Response:
+    await negotiate(request)
+    rtype, rid = request.path_params["rtype"], request.path_params["rid"]
+    stored = await in_unit(request, lambda repo, ctx: repo.read(rtype, rid))
     return resource_response(request, stored)
 
 
