@@ -51,6 +51,7 @@ def after_write(repo: Repository, stored: Stored) -> None:
         return
     patient_id = stored.meta.patient_id
     assert patient_id is not None
+    repo.flush_writes()  # a create's (or a Bundle's) rows may still be buffered
     rows = repo.session.execute(select(R.res_id).where(
         R.res_type == "Observation", R.patient_id == patient_id,
         R.deleted == false())).scalars().all()
