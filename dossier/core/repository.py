@@ -237,7 +237,11 @@ _CURRENT_ROW = with_keys(select(resources).where(R.res_type == bindparam("rtype"
                                                  R.res_id == bindparam("rid")))
 
 
-_CUSTOM_PLANS = text("SET LOCAL plan_cache_mode = force_custom_plan")  # this transaction
+# For this transaction only (is_local): plans made with the search's own parameters, and
+# no JIT compilation — on partitioned tables a search's estimated cost passes jit_above_cost
+# and compiling took ~235 ms of a 245 ms count (docs/benchmarks.md).
+_SEARCH_PLANNING = text("SELECT set_config('plan_cache_mode', 'force_custom_plan', true), "
+                        "set_config('jit', 'off', true)")
 
 
 def _with_consents(aggregate: Callable[[Any], Any]) -> Any:
@@ -557,7 +561,7 @@ class Repository:
             # Plan this search for this reader: after five runs of one statement on a
             # connection PostgreSQL may reuse a generic plan, made without the reader's
             # grants, and a caseload of 5,000 then took 1.5 s instead of 60 ms.
-            self.session.execute(_CUSTOM_PLANS)
+            self.session.execute(_SEARCH_PLANNING)
         stmt = self.policy.narrow(
             search_sql.build_search(q, self.sealer.blind, reach is not None),
             resources, q.resource_type)

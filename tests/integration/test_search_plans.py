@@ -127,7 +127,8 @@ def test_a_caseload_search_is_planned_for_its_reader_on_postgresql(world: World)
             assert r.status_code == 200 and r.json()["total"] == 1
     finally:
         event.remove(engine, "before_cursor_execute", on_execute)
-    sets = [i for i, s in enumerate(seen) if "plan_cache_mode = force_custom_plan" in s]
+    sets = [i for i, s in enumerate(seen)
+            if "'plan_cache_mode', 'force_custom_plan', true" in s and "'jit', 'off', true" in s]
     searches = [i for i, s in enumerate(seen) if "FROM resources" in s and "count(" in s]
     assert len(sets) == len(searches) == 7
     assert all(s < c for s, c in zip(sets, searches, strict=True))
