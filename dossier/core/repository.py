@@ -570,6 +570,9 @@ class Repository:
         # depends on it (a caseload's dense result sorted whole cost ten times more)
         counted = self._count(search_sql.planned(stmt, q, "people" if by_people else None), q)
         total, notes = (None if q.total == "none" else counted), []
+        if q.asked_count is not None:
+            notes.append(f"_count={q.asked_count} is more than one page may hold: this page "
+                         f"holds at most {q.count}; follow the next link for the rest.")
         if total is None and q.total != "none":
             notes.append(f"More than {TOTAL_CAP:,} resources match: Bundle.total is left out "
                          "(ask _total=accurate to count them all, or narrow the search).")

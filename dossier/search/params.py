@@ -77,6 +77,7 @@ class SearchQuery:
     # _total: "accurate" counts every match; "estimate" (the default) counts up to
     # TOTAL_CAP and leaves Bundle.total out beyond; "none" counts nothing
     total: str = "estimate"
+    asked_count: int | None = None  # a _count above the largest page, clamped to it
 
     def canonical_params(self, raw: list[tuple[str, str]]) -> list[tuple[str, str]]:
         """The accepted parameters (without paging), for self/next/prev links."""
@@ -161,6 +162,7 @@ def parse_search(resource_type: str, raw: list[tuple[str, str]], *, lenient: boo
             if not (value.isascii() and value.isdigit()) or len(value) > 9:
                 raise BadRequest("_count must be a whole number.")
             q.count = min(int(value), max_count)
+            q.asked_count = int(value) if int(value) > max_count else None
             continue
         if name == "_offset":
             if not (value.isascii() and value.isdigit()) or len(value) > 9 \

@@ -548,3 +548,28 @@ def test_conditional_entries_in_a_transaction(world: World) -> None:
                                                              "url": query}}]})
     assert gone.json()["entry"][0]["response"]["status"] == "204 No Content"
     assert world.admin.total("/fhir/Organization", identifier=f"{cbe}|0212000111") == 0
+
+
+def test_a_count_above_the_largest_page_is_clamped_and_said_so(world: World) -> None:
+    pid = world.consented()
+    for _ in range(3):
+        world.gp.create(f.task(f"Patient/{pid}"))
+    settings = world.app.state.runtime.settings
+    biggest = settings.page_size_max
+    bundle = world.gp.get("/fhir/Task", params={"patient": f"Patient/{pid}",
+                                                "_count": str(biggest + 1)}).json()
+    assert len(_matches(bundle)) == 3 and bundle["total"] == 3
+    assert any(f"_count={biggest + 1}" in w and f"at most {biggest}" in w
+               for w in _warnings(bundle)), bundle
+    # within the limit: no warning
+    plain = world.gp.get("/fhir/Task", params={"patient": f"Patient/{pid}",
+                                               "_count": str(biggest)}).json()
+    assert _warnings(plain) == []
+
+
+@pytest.mark.parametrize("bad", ["-1", "٣", "1e3", "２０", ""])
+def test_a_count_that_is_not_a_whole_number_is_refused(world: World, bad: str) -> None:
+    r = world.gp.get("/fhir/Task", params={"_count": bad})
+    assert r.status_code == 400
+    assert r.json()["resourceType"] == "OperationOutcome"
+    assert "_count" in r.json()["issue"][0]["diagnostics"]
