@@ -84,7 +84,7 @@ def outcome(status: int, code: str, message: str) -> Response:
 
 def build_runtime(settings: Settings, exporter: SpanExporter | None = None) -> Runtime:
     ensure_data_dir(settings.data_dir)
-    engine = make_engine(settings.sqlalchemy_url)
+    engine = make_engine(settings.sqlalchemy_url, prepared=settings.db_prepared_statements)
     if settings.prepared:
         pass  # a worker of `serve --workers N`: the parent migrated already
     elif settings.migration_database_url:

@@ -36,6 +36,10 @@ class Settings(BaseSettings):
     # searches run at once in one process; others wait their turn without a thread.
     # None: 2 on SQLite (one process serves everyone), no limit on PostgreSQL; 0: no limit
     search_concurrency: int | None = Field(default=None, ge=0, le=1000)
+    # PostgreSQL: psycopg prepares a statement on the server after five runs. Off behind a
+    # pooler that cannot carry prepared statements across its connections (pgbouncer
+    # before 1.21 in transaction mode: Debian 12 ships 1.18)
+    db_prepared_statements: bool = True
     otel_exporter: Literal["none", "console", "otlp"] = "none"
     otel_endpoint: str | None = None
     # identity (issue 3): an external issuer switches the embedded dev issuer off

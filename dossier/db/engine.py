@@ -28,8 +28,10 @@ class _SQLiteHints(SQLiteCompiler):
         return text
 
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
-    """The engine; JSON columns (de)serialised with orjson (the read path's hot spot)."""
+def make_engine(url: str, *, prepared: bool = True, **kwargs: Any) -> Engine:
+    """The engine; JSON columns (de)serialised with orjson (the read path's hot spot).
+    `prepared` False: PostgreSQL statements are never prepared on the server (a pooler in
+    transaction mode that cannot carry them, docs/operations.md)."""
     kwargs.setdefault("json_serializer", _dumps)
     kwargs.setdefault("json_deserializer", orjson.loads)
     if url.startswith("sqlite"):
@@ -82,6 +84,8 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     # new PostgreSQL session (fork + authentication) each time under load.
     kwargs.setdefault("pool_size", 24)
     kwargs.setdefault("max_overflow", 8)
+    if not prepared:
+        kwargs["connect_args"] = {**kwargs.get("connect_args", {}), "prepare_threshold": None}
     return create_engine(url, **kwargs)
 
 
