@@ -463,18 +463,26 @@ def table(results: dict[str, dict[str, list[float]]], labels: list[str]) -> list
     return lines
 
 
-def sweep(args: argparse.Namespace, dbs: Databases) -> tuple[list[Site], dict[str, Any]]:
-    """`--small` dossiers once, then one partitioned copy per count in `--sweep`."""
-    from dossier.db.engine import make_engine
-
+def _plain_small(args: argparse.Namespace, dbs: Databases, folder: str
+                 ) -> tuple[str, Path, Site, str, str]:
+    """`--small` dossiers loaded into a plain database, its statistics made, its site
+    paused: (database name, data directory, site, the reader, a sample patient)."""
     name = dbs.create()
-    data_dir = dbs.root / "sweep-data"
+    data_dir = dbs.root / f"{folder}-data"
     plain = Site("plain", data_dir, dbs.url(name))
     ref = plain.practitioner()
     loaded = load_dossiers(plain.app, args.small, {ref: args.caseload})
     sample = loaded["sample"][ref][0]
     plain.pause()
     analyze(plain.url)
+    return name, data_dir, plain, ref, sample
+
+
+def sweep(args: argparse.Namespace, dbs: Databases) -> tuple[list[Site], dict[str, Any]]:
+    """`--small` dossiers once, then one partitioned copy per count in `--sweep`."""
+    from dossier.db.engine import make_engine
+
+    name, data_dir, plain, ref, sample = _plain_small(args, dbs, "sweep")
     plain.reader(ref, sample)
     sites = [plain]
     facts: dict[str, Any] = {}
@@ -498,14 +506,7 @@ def writes(args: argparse.Namespace, dbs: Databases) -> list[str]:
     dossiers plain and partitioned (interleaved call by call); ms per created Task."""
     from dossier.db.engine import make_engine
 
-    name = dbs.create()
-    data_dir = dbs.root / "writes-data"
-    plain = Site("plain", data_dir, dbs.url(name))
-    ref = plain.practitioner()
-    loaded = load_dossiers(plain.app, args.small, {ref: args.caseload})
-    sample = loaded["sample"][ref][0]
-    plain.pause()
-    analyze(plain.url)
+    name, data_dir, plain, ref, sample = _plain_small(args, dbs, "writes")
     url = dbs.url(dbs.create(template=name))
     engine = make_engine(url)
     partition(engine, args.partitions)
