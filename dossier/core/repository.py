@@ -565,7 +565,8 @@ class Repository:
         stmt = self.policy.narrow(
             search_sql.build_search(q, self.sealer.blind, reach is not None),
             resources, q.resource_type)
-        by_people = reach is not None or search_sql.names_people(q)
+        named = search_sql.names_people(q)  # `Task?patient=Patient/x`: start from them
+        by_people = reach is not None or named
         # `_total=none` is still counted up to the cap, unreported: where the page starts
         # depends on it (a caseload's dense result sorted whole cost ten times more)
         counted = self._count(search_sql.planned(stmt, q, "people" if by_people else None), q)
@@ -579,7 +580,7 @@ class Repository:
         # many matches over a caseload: read in page order and stop after the page;
         # otherwise start from the people's dossiers and sort what they hold
         dense = counted is None or counted > TOTAL_CAP
-        start = "time" if dense and reach == "caseload" and not search_sql.names_people(q) \
+        start = "time" if dense and reach == "caseload" and not named \
             else "people" if by_people else None
         # without a total, one row more than the page tells whether a next page exists
         extra = 1 if total is None else 0
