@@ -42,12 +42,14 @@ def _sys(pid: int) -> float:
         return 0.0
 
 
-def wrk_count(url: str, script: str, connections: int, seconds: int) -> tuple[int, float]:
-    """(requests completed, requests/s); non-2xx responses fail the run."""
+def wrk_count(url: str, script: str, connections: int,
+              seconds: int) -> tuple[int, float, float]:
+    """(requests completed, requests/s, p99 latency ms); non-2xx responses fail the run."""
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as handle:
         handle.write(script)
     try:
-        out = subprocess.run(["wrk", f"-t{min(2, connections)}", f"-c{connections}",
+        out = subprocess.run(["wrk", "--latency", f"-t{min(2, connections)}",
+                              f"-c{connections}",
                               f"-d{seconds}s", "-s", handle.name, url],
                              capture_output=True, text=True, check=True).stdout
     finally:
@@ -56,8 +58,10 @@ def wrk_count(url: str, script: str, connections: int, seconds: int) -> tuple[in
         raise SystemExit(f"errors under load:\n{out}")
     done = re.search(r"(\d+) requests in", out)
     rate = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    assert done and rate, out
-    return int(done[1]), float(rate[1])
+    p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)\b", out)
+    assert done and rate and p99, out
+    scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[p99[2]]
+    return int(done[1]), float(rate[1]), float(p99[1]) * scale
 
 
 class Server:
@@ -85,7 +89,7 @@ class Server:
                 json.dumps(f.task(f"Patient/{world.patients[0]}")) + "]]")),
         }
         self.meter = CpuMeter(self.proc.pid, url)
-        self.rows: dict[str, list[tuple[float, float, float, float]]] = {"read": [],
+        self.rows: dict[str, list[tuple[float, float, float, float, float]]] = {"read": [],
                                                                          "create": []}
 
     def server(self) -> tuple[float, float]:
@@ -103,20 +107,21 @@ class Server:
                  "--format", "raw", "--output", str(pyspy), "--nonblocking"],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         (s0, k0), t0 = self.server(), self.meter()
-        count, rate = wrk_count(target, script, connections, seconds)
+        count, rate, p99 = wrk_count(target, script, connections, seconds)
         (s1, k1), t1 = self.server(), self.meter()
         if spy is not None:
             spy.wait()
         self.rows[kind].append(((s1 - s0) / count * 1000, (k1 - k0) / count * 1000,
-                                (t1 - t0 - (s1 - s0)) / count * 1000, rate))
+                                (t1 - t0 - (s1 - s0)) / count * 1000, rate, p99))
 
     def report(self, kind: str) -> str:
         rows = self.rows[kind]
-        med = [statistics.median(r[i] for r in rows) for i in range(4)]
+        med = [statistics.median(r[i] for r in rows) for i in range(5)]
         return (f"{self.label:>6} {kind:>6}: server CPU {med[0]:.2f} ms/request "
                 f"(min {min(r[0] for r in rows):.2f}) "
                 f"({', '.join(f'{r[0]:.2f}' for r in rows)}; system {med[1]:.2f}), "
-                f"PostgreSQL {med[2]:.2f} ms, {med[3]:.0f} req/s")
+                f"PostgreSQL {med[2]:.2f} ms, {med[3]:.0f} req/s, p99 {med[4]:.1f} ms "
+                f"({', '.join(f'{r[4]:.0f}' for r in rows)})")
 
 
 def main() -> int:

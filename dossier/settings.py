@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     # searches run at once in one process; others wait their turn without a thread.
     # None: 2 on SQLite (one process serves everyone), no limit on PostgreSQL; 0: no limit
     search_concurrency: int | None = Field(default=None, ge=0, le=1000)
+    # reads and writes run at once in one process (worker threads); the others wait their
+    # turn on the event loop. More threads than this only fight over the interpreter lock
+    unit_threads: int = Field(default=8, ge=1, le=1000)
     # PostgreSQL: psycopg prepares a statement on the server after five runs. Off behind a
     # pooler that cannot carry prepared statements across its connections (pgbouncer
     # before 1.21 in transaction mode: Debian 12 ships 1.18)

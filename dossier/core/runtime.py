@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import anyio
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import Tracer
 from sqlalchemy import Engine
@@ -71,6 +72,9 @@ class Runtime:
     _read_bind: Engine | None = field(default=None, init=False, repr=False)
     _search_gates: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = \
         field(default_factory=weakref.WeakKeyDictionary)
+    _unit_limiters: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop,
+                                              anyio.CapacityLimiter] = \
+        field(default_factory=weakref.WeakKeyDictionary)
 
     def search_gate(self) -> asyncio.Semaphore | None:
         """The turn a search waits for (settings.search_concurrency), or None (no limit).
@@ -86,6 +90,18 @@ class Runtime:
         if gate is None:
             gate = self._search_gates[loop] = asyncio.Semaphore(limit)
         return gate
+
+    def unit_limiter(self) -> anyio.CapacityLimiter:
+        """The worker threads a read or write (not a search) runs on: settings.unit_threads
+        at once per process. A unit is mostly interpreter work: with 16 requests in 16
+        threads they take the interpreter lock from each other and from the event loop
+        in turns, and the slowest answers wait longest (docs/benchmarks.md, "Turns")."""
+        loop = asyncio.get_running_loop()
+        limiter = self._unit_limiters.get(loop)
+        if limiter is None:
+            limiter = self._unit_limiters[loop] = anyio.CapacityLimiter(
+                self.settings.unit_threads)
+        return limiter
 
     def sealer(self) -> Sealer:
         """A fresh sealer per request: data keys never outlive the request."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import anyio
 from fastapi import APIRouter, Depends, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse, Response
@@ -176,7 +177,9 @@ async def in_unit(request: Request, work: Callable[[Repository, RequestContext],
                                              "changed or returned. Try again.") from None
         raise AssertionError("unreachable")
 
-    gate = rt.search_gate() if search else None
+    if not search:  # a read or write waits for one of the unit threads (Runtime.unit_limiter)
+        return await anyio.to_thread.run_sync(run, limiter=rt.unit_limiter())
+    gate = rt.search_gate()
     if gate is None:
         return await run_in_threadpool(run)
     async with gate:  # a search waits here, holding no thread (Runtime.search_gate)

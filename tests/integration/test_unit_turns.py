@@ -1,0 +1,92 @@
+"""Reads and writes take turns on a few worker threads (Runtime.unit_limiter,
+settings.unit_threads): with as many threads as requests, the threads took the
+interpreter lock from each other and from the event loop, and the slowest answers waited
+longest (docs/benchmarks.md, "Turns"). Searches have their own turns."""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from dossier.app import create_app
+from dossier.core import repository
+from tests import factories as f
+from tests.integration.conftest import World, make_settings
+
+
+class Meter:
+    """How many reads run at once, at most."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.now = self.most = 0
+
+    def wrap(self, real: Any) -> Any:
+        def read(repo: Any, *a: Any, **kw: Any) -> Any:
+            with self.lock:
+                self.now += 1
+                self.most = max(self.most, self.now)
+            try:
+                time.sleep(0.2)
+                return real(repo, *a, **kw)
+            finally:
+                with self.lock:
+                    self.now -= 1
+        return read
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_reads_take_turns(data_dir: Path, database_url: str | None,
+                          monkeypatch: pytest.MonkeyPatch, threads: int) -> None:
+    app = create_app(make_settings(data_dir, database_url, unit_threads=threads))
+    meter = Meter()
+    monkeypatch.setattr(repository.Repository, "read",
+                        meter.wrap(repository.Repository.read))
+    try:
+        with TestClient(app) as client:
+            world = World(app, client)
+            pid = world.consented()
+            task = world.gp.create(f.task(f"Patient/{pid}"))
+            with ThreadPoolExecutor(6) as pool:
+                reads = [pool.submit(world.gp.get, f"/fhir/Task/{task['id']}")
+                         for _ in range(6)]
+                assert all(r.result().status_code == 200 for r in reads)
+            assert meter.most == threads  # six asked at once; never more ran together
+    finally:
+        app.state.runtime.engine.dispose()
+
+
+def test_a_search_does_not_take_a_reads_turn(data_dir: Path, database_url: str | None,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """The one unit thread busy with a slow read: a search is still answered."""
+    app = create_app(make_settings(data_dir, database_url, unit_threads=1))
+    release = threading.Event()
+    real = repository.Repository.read
+
+    def slow_read(repo: Any, *a: Any, **kw: Any) -> Any:
+        release.wait(30)
+        return real(repo, *a, **kw)
+
+    try:
+        with TestClient(app) as client:
+            world = World(app, client)
+            pid = world.consented()
+            task = world.gp.create(f.task(f"Patient/{pid}"))
+            monkeypatch.setattr(repository.Repository, "read", slow_read)
+            with ThreadPoolExecutor(1) as pool:
+                read = pool.submit(world.gp.get, f"/fhir/Task/{task['id']}")
+                time.sleep(0.3)
+                found = world.gp.get("/fhir/Task", params={"patient": f"Patient/{pid}"})
+                assert found.json()["total"] == 1
+                assert not read.done()
+                release.set()
+                assert read.result(timeout=30).status_code == 200
+    finally:
+        release.set()
+        app.state.runtime.engine.dispose()
