@@ -1055,8 +1055,10 @@ class Repository:
                                check_model: bool = True,
                                addressee: str | None = None) -> Stored:
         """Store a resource only the server writes (Communication): version 1, its versions
-        row and search index, sealed. Checked against the FHIR R4 model; its references
-        may point into the audit log (`about → AuditEvent/x`), so they are not resolved."""
+        row and search index, sealed. Checked against the FHIR R4 model unless its builder
+        is tested to make valid ones (`check_model=False`: Provenance, the inbox notice);
+        its references may point into the audit log (`about → AuditEvent/x`), so they are
+        not resolved."""
         from fhir.resources.R4B import get_fhir_model_class
 
         resource = copy.deepcopy(body) if check_model else dict(body)
