@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from itertools import groupby
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from audit.transport import DeliveryError, check_webhook_url, post
@@ -69,6 +69,9 @@ HANDSHAKE_TIMEOUT = 5.0
 LEASE = timedelta(minutes=5)  # a claimed event comes back after this if the worker dies
 BATCH = 100
 SUB = subscriptions.c
+# built once: building this select on each write cost as much as running it
+_ACTIVE = select(SUB.id, SUB.subscriber, SUB.filters).where(
+    SUB.status == "active", SUB.topic == TOPIC, SUB.end_at > bindparam("now"))
 EV = subscription_events.c
 FIELDS = frozenset({"resourceType", "id", "meta", "status", "reason", "criteria",
                     "_criteria", "end", "channel"})
@@ -284,9 +287,8 @@ def capture(repo: Repository, stored: Stored) -> None:
         return
     now = repo.ctx.now
     session = repo.session
-    active = repo.memo("active-subscriptions", lambda: session.execute(select(
-        SUB.id, SUB.subscriber, SUB.filters).where(
-        SUB.status == "active", SUB.topic == TOPIC, SUB.end_at > now)).all())
+    active = repo.memo("active-subscriptions", lambda: session.connection().execute(
+        _ACTIVE, {"now": now}).all())
     subs = [sub for sub in active
             if _matches(sub.filters, stored.resource_type, meta.patient_id)]
     if not subs:
