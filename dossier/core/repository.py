@@ -584,7 +584,10 @@ class Repository:
             else "people" if by_people else None
         # without a total, one row more than the page tells whether a next page exists
         extra = 1 if total is None else 0
-        page = search_sql.planned(search_sql.ordered(stmt, q), q, start)
+        few = search_sql.few_sorted(stmt, q) if start == "people" and not dense and \
+            self.session.get_bind().dialect.name == "postgresql" else None
+        page = few if few is not None else \
+            search_sql.planned(search_sql.ordered(stmt, q), q, start)
         rows = self.session.execute(with_keys(page.limit(q.count + extra)
                                               .offset(q.offset))).all()
         more = (q.offset + q.count < total) if total is not None else len(rows) > q.count

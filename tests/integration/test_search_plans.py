@@ -132,3 +132,42 @@ def test_a_caseload_search_is_planned_for_its_reader_on_postgresql(world: World)
     searches = [i for i, s in enumerate(seen) if "FROM resources" in s and "count(" in s]
     assert len(sets) == len(searches) == 7
     assert all(s < c for s, c in zip(sets, searches, strict=True))
+
+
+def test_few_matches_are_found_from_the_people_then_sorted_on_postgresql(
+        world: World) -> None:
+    """Asked to order `resources` by time, PostgreSQL's planner walked every Task in page
+    order and probed each one's grants (100,000 dossiers, caseload 50: 58,480 probes,
+    285 ms for 20 rows). With few matches the page now sorts a materialized set found
+    from the reader's people, whatever the statistics say."""
+    engine = world.app.state.runtime.engine
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite is told where to start (INDEXED BY)")
+    mine = world.consented()
+    made = [world.gp.create(f.task(f"Patient/{mine}"))["id"] for _ in range(7)]
+    statements = _search_statements(world, {"authored-on": "ge2020-01-01", "_count": "3"})
+    page = [s for s in statements if "count(" not in s[0]]
+    assert len(page) == 1 and "MATERIALIZED" in page[0][0]
+    with engine.connect() as conn:
+        raw = conn.connection.dbapi_connection
+        assert raw is not None
+        plan = "\n".join(r[0] for r in raw.execute("EXPLAIN " + page[0][0],
+                                                   page[0][1]).fetchall())
+    assert "CTE matches" in plan and "CTE Scan on matches" in plan, plan
+    assert "Sort Key: matches.last_updated" in plan, plan  # sorted, not walked in page order
+    # the same pages, in the same order, as the whole list
+    seen: list[str] = []
+    for sort in ("_lastUpdated", "-_lastUpdated"):
+        got = []
+        url: str | None = "/fhir/Task"
+        params: dict[str, str] | None = {"authored-on": "ge2020-01-01", "_count": "3",
+                                         "_sort": sort}
+        while url:
+            bundle = world.gp.get(url, params=params).json()
+            got += [e["resource"]["id"] for e in bundle.get("entry", [])]
+            url = next((link["url"] for link in bundle["link"] if link["relation"] == "next"),
+                       None)
+            params = None
+        assert sorted(got) == sorted(made) and len(got) == 7
+        seen.append(",".join(got))
+    assert seen[0].split(",") == seen[1].split(",")[::-1]
