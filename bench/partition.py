@@ -388,7 +388,7 @@ def explain(site: Site) -> list[dict[str, Any]]:
         event.remove(engine, "before_cursor_execute", capture)
         for statement, parameters in seen:
             flat = " ".join(statement.split())
-            if not flat.startswith("SELECT") or "FROM resources" not in flat:
+            if not flat.startswith(("SELECT", "WITH")) or "FROM resources" not in flat:
                 continue
             with engine.connect() as conn:
                 cur = conn.connection.driver_connection.cursor()
@@ -410,6 +410,8 @@ def _what(statement: str) -> str:
     """A short name for a statement of a request."""
     if statement.startswith("SELECT count(*)"):
         return "search: the count"
+    if statement.startswith("WITH matches AS MATERIALIZED"):
+        return "search: the page (few matches, sorted)"
     if "ORDER BY" in statement:
         return "search: the page"
     if "patient_keys" in statement:
