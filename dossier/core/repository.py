@@ -402,8 +402,9 @@ class Repository:
             if entry is None or self._flushing:
                 return
             head = statement.lstrip()[:30].upper()
-            # a new data key (sealing) stays when the entry fails: harmless, the sealer
-            # keeps using the key it stored (there is no savepoint to undo it)
+            # a data key stored by sealing stays if the entry fails: harmless, the sealer
+            # keeps using the key it stored (no plain create is sealed today: Patient and
+            # RelatedPerson take a savepoint)
             if head.startswith(_WRITES) and not head.startswith("INSERT INTO PATIENT_KEYS"):
                 entry.wrote = True
 
@@ -425,10 +426,10 @@ class Repository:
         itself and then failed, it cannot be undone alone: the whole unit fails
         (EntryNotUndone). With a savepoint (any other entry), the buffer is written out
         first, so that a rollback takes nothing of the entries before it."""
-        assert self._buffer is not None and self._seen is not None
+        assert self._buffer is not None
         if savepoint:
             self.flush_writes()
-            self._seen.clear()  # the entry may change what exists or who sees it
+            self._seen = None  # the entry may change what exists or who sees it
             keys = self._new_keys()
             try:
                 with self.savepoint():
@@ -439,7 +440,7 @@ class Repository:
                 self._forget_keys(keys)  # their rows were rolled back with the entry
                 raise
             finally:
-                self._seen.clear()
+                self._seen = {}
             return
         self._entry = entry = _Entry({table: len(rows) for table, rows in self._buffer.items()})
         try:

@@ -17,7 +17,13 @@ from sqlalchemy.orm import Session
 
 from dossier.core import content, repository
 from dossier.db import bulk
-from dossier.db.models import audit_records, resource_versions, resources, search_index
+from dossier.db.models import (
+    audit_records,
+    patient_keys,
+    resource_versions,
+    resources,
+    search_index,
+)
 from dossier.errors import Unprocessable
 from tests import factories as f
 from tests.integration.conftest import World
@@ -251,6 +257,30 @@ def test_a_reference_found_in_a_batch_is_looked_up_again_after_a_deletion(
         {"request": {"method": "DELETE", "url": org_ref}},
         {"resource": role, "request": {"method": "POST", "url": "PractitionerRole"}}]})
     assert _statuses(r) == ["201", "204", "422"]
+
+
+def test_a_data_key_rolled_back_with_an_entry_is_forgotten(
+        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An entry in a savepoint stores the person's first data key, then fails: the key's
+    row is rolled back with it, so the request must not seal a later entry with that key
+    (nothing could ever open it): a new key is stored."""
+    pid = world.consented({"resourceType": "Patient", "active": True})  # nothing sealed
+    assert _count(world, patient_keys, patient_keys.c.patient_id == pid) == 0
+    after_write = content.after_write
+
+    def fails(repo: repository.Repository, stored: repository.Stored) -> None:
+        after_write(repo, stored)
+        if stored.resource and stored.resource["name"][0]["family"] == "Fails":
+            raise Unprocessable("made to fail after sealing")
+
+    monkeypatch.setattr(content, "after_write", fails)
+    r = world.gp.post("/fhir", _bundle([f.related_person(pid, family="Fails"),
+                                        f.related_person(pid)], "batch"))
+    assert _statuses(r) == ["422", "201"]
+    location = r.json()["entry"][1]["response"]["location"].split("/_history")[0]
+    read = world.gp.get(f"/fhir/{location}")
+    assert read.status_code == 200, read.text
+    assert read.json()["name"][0]["family"] == "Peeters"
 
 
 @pytest.mark.parametrize("how", ["statement", "flush"])
