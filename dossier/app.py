@@ -135,9 +135,12 @@ def prepare(settings: Settings) -> None:
 def worker_app() -> FastAPI:
     """The app of one worker process of `serve --workers N` (settings from the
     environment the parent exported)."""
+    from dossier.serving import settle
     from dossier.settings import load_settings
 
-    return create_app(load_settings())
+    app = create_app(load_settings())
+    settle()
+    return app
 
 
 def checkpoint_wal(engine: Any) -> None:

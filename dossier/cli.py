@@ -33,7 +33,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
     from dossier.app import create_app, prepare
-    from dossier.serving import NoDelayProtocol
+    from dossier.serving import NoDelayProtocol, settle
 
     sqlite = settings.sqlalchemy_url.startswith("sqlite")
     workers = args.workers if args.workers is not None else (1 if sqlite else
@@ -53,6 +53,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
                "http": NoDelayProtocol}
     if workers == 1:
         app = create_app(settings)
+        settle()
         print(where, file=sys.stderr)
         uvicorn.run(app, **options)  # type: ignore[arg-type]
         return 0

@@ -12,6 +12,7 @@ history.
 from __future__ import annotations
 
 import asyncio
+import gc
 import socket
 from typing import Any
 
@@ -35,3 +36,13 @@ class NoDelayProtocol(_Base):
     def connection_made(self, transport: Any) -> None:
         set_nodelay(transport)
         super().connection_made(transport)
+
+
+def settle() -> None:
+    """A serving process keeps what it loaded at start (modules, FHIR models, the app) for
+    its whole life: moved out of the garbage collector's sight (`gc.freeze`), a full
+    collection walks only what requests made — ~28,000 objects instead of ~200,000, 9 ms
+    instead of 85 (measured; one came every few batch Bundles of 500, docs/benchmarks.md).
+    Only in `dossier serve`: a process that builds many apps (the tests) would keep them."""
+    gc.collect()
+    gc.freeze()
