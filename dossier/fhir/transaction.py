@@ -93,8 +93,8 @@ def _batch(repo: Repository, entries: list[dict[str, Any]], base: str) -> dict[s
     return {"resourceType": "Bundle", "type": "batch-response", "entry": responses}
 
 
-# creates that may write to the database before they can still fail (Consent: the
-# access index; Patient, RelatedPerson: the people rules read the dossier)
+# creates kept in a savepoint: a Consent writes the access index directly; a Patient or
+# RelatedPerson is sealed (its person's data key may be stored) under the people rules
 _NOT_PLAIN = frozenset({"Consent", "Patient", "RelatedPerson"})
 
 
