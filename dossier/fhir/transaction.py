@@ -71,7 +71,9 @@ def _transaction(repo: Repository, entries: list[dict[str, Any]], base: str) -> 
 
 def _batch(repo: Repository, entries: list[dict[str, Any]], base: str) -> dict[str, Any]:
     """Each entry stands alone: a failing one leaves nothing written, the others stay.
-    The new rows of all entries go in together at the end (repository `batch`)."""
+    The new rows of plain creates go in together at the end (repository `batch`), so a
+    later entry's own reads in SQL (an organisation's members, say) do not see them yet;
+    a batch's entries have no interdependencies (FHIR R4 Bundle rules)."""
     responses: list[dict[str, Any]] = []
     try:
         with repo.batch():
