@@ -18,6 +18,7 @@ from sqlalchemy import (
     Row,
     bindparam,
     delete,
+    event,
     false,
     func,
     insert,
@@ -51,6 +52,7 @@ from dossier.errors import (
     DossierError,
     Forbidden,
     Gone,
+    InternalError,
     MethodNotAllowed,
     PreconditionFailed,
     Unprocessable,
@@ -322,6 +324,11 @@ class Repository:
         self.intent = "read"
         # set inside transactions: reference checks wait until every entry is written
         self.deferred_refs: list[tuple[str, str, str | None]] | None = None
+        # inside a batch Bundle: the entry being run without a savepoint, whether the
+        # buffer is being written out, live references already found (`exists_visible`)
+        self._entry: _Entry | None = None
+        self._flushing = False
+        self._seen: dict[str, RowMeta] | None = None
 
     def memo(self, key: str, load: Callable[[], T]) -> T:
         """Something read once in this unit's transaction and used for each of its writes
@@ -352,10 +359,20 @@ class Repository:
     def flush_writes(self) -> None:
         if not self._buffer:
             return
-        for table, rows in self._buffer.items():
-            if rows:  # in this order: resources first, their index rows last
-                insert_rows(self.session, table, rows)
-                self._buffer[table] = []
+        entry = self._entry
+        if entry is not None and any(len(rows) > entry.rows[table]
+                                     for table, rows in self._buffer.items()):
+            entry.wrote = True  # rows of the entry being run reach the database
+        self._flushing = True
+        try:
+            for table, rows in self._buffer.items():
+                if rows:  # in this order: resources first, their index rows last
+                    insert_rows(self.session, table, rows)
+                    self._buffer[table] = []
+        finally:
+            self._flushing = False
+        if entry is not None:
+            entry.rows = dict.fromkeys(entry.rows, 0)
 
     def _insert(self, table: Any, rows: list[dict[str, Any]]) -> None:
         if not rows:
@@ -371,6 +388,87 @@ class Repository:
         """A part of the unit that rolls back on its own (a batch entry)."""
         with self.session.begin_nested():
             yield
+
+    # ------------------------------------------------------------------ batch entries
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """A batch Bundle: one buffer for all its entries (each run in `entry`); while it
+        lasts, references found live are remembered (`exists_visible`) and the unit's
+        connection watches for writes that bypass the buffer (see `entry`)."""
+        conn = self.session.connection()
+
+        def watch(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+            entry = self._entry
+            if entry is None or self._flushing:
+                return
+            head = statement.lstrip()[:30].upper()
+            # a data key stored by sealing stays if the entry fails: harmless, the sealer
+            # keeps using the key it stored (no plain create is sealed today: Patient and
+            # RelatedPerson take a savepoint)
+            if head.startswith(_WRITES) and not head.startswith("INSERT INTO PATIENT_KEYS"):
+                entry.wrote = True
+
+        event.listen(conn, "before_cursor_execute", watch)
+        self._seen = {}
+        try:
+            with self.buffered():
+                yield
+        finally:
+            self._seen = None
+            event.remove(conn, "before_cursor_execute", watch)
+
+    @contextmanager
+    def entry(self, *, savepoint: bool) -> Iterator[None]:
+        """One entry of a `batch`: on a DossierError it leaves nothing written.
+
+        Without a savepoint (a plain create: every check it can fail comes before its rows
+        leave the buffer), its buffered rows are dropped; if it wrote to the database
+        itself and then failed, it cannot be undone alone: the whole unit fails
+        (EntryNotUndone). With a savepoint (any other entry), the buffer is written out
+        first, so that a rollback takes nothing of the entries before it."""
+        assert self._buffer is not None
+        if savepoint:
+            self.flush_writes()
+            self._seen = None  # the entry may change what exists or who sees it
+            keys = self._new_keys()
+            try:
+                with self.savepoint():
+                    yield
+                    self.flush_writes()
+            except DossierError:
+                self._drop(dict.fromkeys(self._buffer, 0))
+                self._forget_keys(keys)  # their rows were rolled back with the entry
+                raise
+            finally:
+                self._seen = {}
+            return
+        self._entry = entry = _Entry({table: len(rows) for table, rows in self._buffer.items()})
+        try:
+            yield
+        except DossierError:
+            if entry.wrote:
+                raise EntryNotUndone(
+                    "An entry of this batch failed after part of it was written, so it "
+                    "could not be undone on its own: nothing of the Bundle was written. "
+                    "Please report it; the entries can be sent one by one.") from None
+            self._drop(entry.rows)
+            raise
+        finally:
+            self._entry = None
+
+    def _drop(self, mark: dict[Any, int]) -> None:
+        """Forget the buffered rows added after `mark` (a failed entry's)."""
+        assert self._buffer is not None
+        for table, n in mark.items():
+            del self._buffer[table][n:]
+
+    def _new_keys(self) -> int:
+        return len(getattr(self.sealer, "created", ()))
+
+    def _forget_keys(self, since: int) -> None:
+        forget = getattr(self.sealer, "forget_created", None)
+        if forget is not None:
+            forget(since)
 
     def after_commit(self, action: str) -> None:
         """Ask the Runtime to run a named action once this unit has committed."""
@@ -793,10 +891,33 @@ class Repository:
         m = REF_RE.match(reference)
         if not m:
             return False
-        row = self.current_row(m.group(1), m.group(2))
-        if row is None or row.deleted:
+        meta = self._live(reference, m.group(1), m.group(2))
+        if meta is None:
             return False
-        return reference == compartment or self.policy.can_read(row_meta(row))
+        return reference == compartment or self.policy.can_read(meta)
+
+    def _live(self, reference: str, resource_type: str, resource_id: str) -> RowMeta | None:
+        """The live resource's RowMeta, or None. The buffer holds only rows of resources
+        new in this unit, so the resource is either there or in the database: nothing is
+        written out to find it. In a batch, what was found is remembered until an entry
+        that may change it (`entry` with a savepoint): within this unit only."""
+        if self._seen is not None and reference in self._seen:
+            return self._seen[reference]
+        meta = None
+        for new in (self._buffer or {}).get(resources, ()):
+            if new["res_id"] == resource_id and new["res_type"] == resource_type:
+                meta = RowMeta(resource_type, resource_id, new["patient_id"], frozenset(
+                    c for c in (new["categories"] or "").split(",") if c),
+                    addressee=new.get("addressee"))
+                break
+        else:
+            row = self.session.connection().execute(_CURRENT_ROW, {
+                "rtype": resource_type, "rid": resource_id}).first()
+            if row is not None and not row.deleted:
+                meta = row_meta(row)
+        if meta is not None and self._seen is not None:
+            self._seen[reference] = meta
+        return meta
 
     # ------------------------------------------------------------------ writes
     def create(self, resource: dict[str, Any], *, if_none_exist: str | None = None,
@@ -1268,6 +1389,22 @@ class Repository:
             if ref not in seen:
                 raise Unprocessable("The referenced resource does not exist.",
                                     expression=[path])
+
+
+_WRITES = ("INSERT", "UPDATE", "DELETE", "WITH", "MERGE", "REPLACE")
+
+
+@dataclass
+class _Entry:
+    """A batch entry run without a savepoint: the buffer's length per table before it,
+    and whether anything of it has reached the database."""
+
+    rows: dict[Any, int]
+    wrote: bool = False
+
+
+class EntryNotUndone(InternalError):
+    """A batch entry failed after writing outside the buffer: the whole unit fails."""
 
 
 def provenance(ctx: RequestContext, stored: Stored, created: bool) -> dict[str, Any]:

@@ -41,6 +41,7 @@ class FieldSealer:
         self.cipher = FieldCipher(provider)
         self._blind_key: bytes | None = None
         self._known: dict[str, tuple[str | None, bytes | None] | None] = {}
+        self.created: list[str] = []  # patients whose data key this request stored
 
     def know(self, patient_id: str | None, kek_id: str | None, wrapped: bytes | None,
              present: bool) -> None:
@@ -71,6 +72,7 @@ class FieldSealer:
                 patient_id=patient_id, kek_id=wrapped.kek_id, wrapped=wrapped.wrapped,
                 created_at=datetime.now(UTC)))
             self.cipher.remember(patient_id, dek)
+            self.created.append(patient_id)
             return dek
         if row.wrapped is None:
             raise erased()
@@ -78,6 +80,14 @@ class FieldSealer:
             return self.cipher.data_key(patient_id, WrappedKey(row.kek_id, row.wrapped))
         except KeyDestroyed:
             raise erased() from None
+
+    def forget_created(self, since: int) -> None:
+        """The keys stored after the `since`-th were rolled back (a batch entry's
+        savepoint): forget them, so that nothing is sealed with a key that is not stored."""
+        for patient_id in self.created[since:]:
+            self.cipher.forget(patient_id)
+            self._known.pop(patient_id, None)
+        del self.created[since:]
 
     def seal(self, session: Session, resource: dict[str, Any], patient_id: str | None,
              version_id: int) -> tuple[dict[str, Any], dict[str, str] | None]:

@@ -6,8 +6,17 @@ import re
 from typing import Any
 from urllib.parse import parse_qsl
 
-from dossier.core.repository import Repository, Stored, new_id
-from dossier.errors import BadRequest, DossierError, PayloadTooLarge, Unprocessable
+from sqlalchemy.exc import IntegrityError
+
+from dossier.core.repository import EntryNotUndone, Repository, Stored, new_id
+from dossier.domain.fragility import is_fragility_assessment
+from dossier.errors import (
+    BadRequest,
+    DossierError,
+    InternalError,
+    PayloadTooLarge,
+    Unprocessable,
+)
 from dossier.fhir.bundles import instant, searchset
 from dossier.fhir.wire import etag, parse_if_match
 
@@ -61,15 +70,44 @@ def _transaction(repo: Repository, entries: list[dict[str, Any]], base: str) -> 
 
 
 def _batch(repo: Repository, entries: list[dict[str, Any]], base: str) -> dict[str, Any]:
+    """Each entry stands alone: a failing one leaves nothing written, the others stay.
+    The new rows of plain creates go in together at the end (repository `batch`), so a
+    later entry's own reads in SQL (an organisation's members, say) do not see them yet;
+    a batch's entries have no interdependencies (FHIR R4 Bundle rules)."""
     responses: list[dict[str, Any]] = []
-    for entry in entries:
-        try:  # each entry's rows go in together, before its savepoint is released
-            with repo.savepoint(), repo.buffered():
-                responses.append(_run(repo, entry, base, None))
-        except DossierError as exc:
-            responses.append({"response": {"status": f"{exc.status} {_reason(exc.status)}",
-                                           "outcome": exc.outcome()}})
+    try:
+        with repo.batch():
+            for entry in entries:
+                try:
+                    with repo.entry(savepoint=not _plain_create(entry)):
+                        responses.append(_run(repo, entry, base, None))
+                except EntryNotUndone:
+                    raise
+                except DossierError as exc:
+                    responses.append({"response": {
+                        "status": f"{exc.status} {_reason(exc.status)}",
+                        "outcome": exc.outcome()}})
+    except IntegrityError:
+        # the rows go in together: one broken constraint and none can be told apart
+        raise InternalError("The rows of this batch could not be written (a database "
+                            "constraint refused them): nothing of the Bundle was "
+                            "written.") from None
     return {"resourceType": "Bundle", "type": "batch-response", "entry": responses}
+
+
+# creates kept in a savepoint: a Consent writes the access index directly; a Patient or
+# RelatedPerson is sealed (its person's data key may be stored) under the people rules
+_NOT_PLAIN = frozenset({"Consent", "Patient", "RelatedPerson"})
+
+
+def _plain_create(entry: dict[str, Any]) -> bool:
+    """A POST whose failures all come before its rows leave the buffer: no savepoint
+    needed (repository `entry`). A fragility assessment writes the Flag directly."""
+    req, resource = entry["request"], entry.get("resource")
+    return (req.get("method") == "POST" and req.get("ifNoneExist") is None
+            and isinstance(resource, dict)
+            and resource.get("resourceType") not in _NOT_PLAIN
+            and not is_fragility_assessment(resource))
 
 
 def _assign_ids(entries: list[dict[str, Any]]) -> dict[str, str]:

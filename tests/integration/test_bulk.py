@@ -1,6 +1,7 @@
 """Bulk ingestion (issue 14): a hub or a migration loads a transaction Bundle of up to 500
 entries — every entry validated, consented, sealed and audited (one audit record per
-person per Bundle), written together; over the limit, 413 and nothing written."""
+person per Bundle), written together; over the limit, 413 and nothing written. A batch
+Bundle's entries stand alone: a failing one leaves nothing written, the others stay."""
 
 from __future__ import annotations
 
@@ -8,18 +9,29 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from sqlalchemy import func, insert, select, text
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import func, insert, select, text, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from dossier.core import content, repository
 from dossier.db import bulk
-from dossier.db.models import audit_records, resource_versions, resources, search_index
+from dossier.db.models import (
+    audit_records,
+    patient_keys,
+    resource_versions,
+    resources,
+    search_index,
+)
+from dossier.errors import Unprocessable
 from tests import factories as f
 from tests.integration.conftest import World
 from tests.integration.test_coordination import Cpas, inbox, kinds
 
 
-def _bundle(entries: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"resourceType": "Bundle", "type": "transaction", "entry": [
+def _bundle(entries: list[dict[str, Any]], kind: str = "transaction") -> dict[str, Any]:
+    return {"resourceType": "Bundle", "type": kind, "entry": [
         {"fullUrl": f"urn:uuid:00000000-0000-4000-8000-{i:012d}", "resource": resource,
          "request": {"method": "POST", "url": resource["resourceType"]}}
         for i, resource in enumerate(entries)]}
@@ -147,3 +159,214 @@ def test_foreign_key_checks_follow_the_table_as_it_grew(world: World) -> None:
         reads = session.execute(fetched).scalar_one() - start
         session.rollback()
     assert reads <= 2 * 300, reads  # about one row per check (thousands each without)
+
+
+# ---------------------------------------------------------------- batch Bundles
+
+def _statuses(r: Any) -> list[str]:
+    assert r.status_code == 200, r.text
+    return [e["response"]["status"][:3] for e in r.json()["entry"]]
+
+
+def _provenance(world: World) -> int:
+    return _count(world, resources, resources.c.res_type == "Provenance")
+
+
+def test_a_batchs_failing_entries_leave_nothing_and_the_others_stay(world: World) -> None:
+    """Invalid, refused (no consent) and bad-reference entries among good ones: each bad
+    one gets its own error and leaves no row (resource, version, index, Provenance); the
+    good ones are written exactly as a batch of only them writes; the refusal is audited
+    in the person's log."""
+    pid, stranger = world.consented(), world.open_dossier()
+    good = [f.task(f"Patient/{pid}") for _ in range(6)]
+    before = _written(world)
+    assert _statuses(world.gp.post("/fhir", _bundle(good, "batch"))) == ["201"] * 6
+    alone = [after - b for after, b in zip(_written(world), before, strict=True)]
+
+    invalid = {**f.task(f"Patient/{pid}"), "note": [{"text": "free text"}]}
+    bad_ref = {**f.task(f"Patient/{pid}"), "requester": {"reference": "Practitioner/none"}}
+    entries = [*good[:2], invalid, good[2], f.task(f"Patient/{stranger}"), *good[3:5],
+               bad_ref, good[5]]
+    before, provenance = _written(world), _provenance(world)
+    refused = (audit_records.c.patient_id == stranger, audit_records.c.outcome == "denied")
+    refusals = _count(world, audit_records, *refused)
+    r = world.gp.post("/fhir", _bundle(entries, "batch"))
+    assert _statuses(r) == ["201", "201", "422", "201", "404", "201", "201", "422", "201"]
+    outcomes = [e["response"].get("outcome") for e in r.json()["entry"]]
+    assert outcomes[7]["issue"][0]["diagnostics"] == "The referenced resource does not exist."
+    assert [after - b for after, b in zip(_written(world), before, strict=True)] == alone
+    assert _provenance(world) == provenance + 6
+    assert world.gp.total("/fhir/Task", patient=f"Patient/{pid}") == 12
+    assert _count(world, audit_records, *refused) == refusals + 1
+    for entry in r.json()["entry"]:  # each written one is there as answered
+        if entry["response"]["status"].startswith("201"):
+            location = entry["response"]["location"].split("/_history")[0]
+            assert world.gp.get(f"/fhir/{location}").json() == entry["resource"]
+
+
+def test_a_mixed_batch_keeps_its_behaviour(world: World) -> None:
+    """Creates with an update, a conditional create, a Consent, reads and deletions:
+    the entries that are not plain creates still run on their own (savepoints), in
+    order, and see what the entries before them wrote."""
+    pid = world.consented()
+    kept = world.gp.create(f.task(f"Patient/{pid}"))
+    tagged = f.task(f"Patient/{pid}", code="debt-mediation")
+    entries: list[dict[str, Any]] = [
+        {"resource": f.task(f"Patient/{pid}"), "request": {"method": "POST", "url": "Task"}},
+        {"resource": {**kept, "status": "on-hold"},
+         "request": {"method": "PUT", "url": f"Task/{kept['id']}"}},
+        {"request": {"method": "DELETE", "url": f"Task/{kept['id']}"}},  # nobody may
+        {"resource": tagged, "request": {"method": "POST", "url": "Task",
+                                         "ifNoneExist": f"patient={pid}&code=debt-mediation"}},
+        {"resource": f.task(f"Patient/{pid}"), "request": {"method": "POST", "url": "Task"}},
+        {"resource": f.consent(pid, world.sw_ref), "request": {"method": "POST",
+                                                                "url": "Consent"}},
+        {"request": {"method": "GET", "url": f"Task/{kept['id']}"}},
+    ]
+    before = world.gp.total("/fhir/Task", patient=f"Patient/{pid}")
+    r = world.gp.post("/fhir", _bundle([], "batch") | {"entry": entries})
+    # a practitioner writes no Consent but a person's assisted one (refused here)
+    assert _statuses(r) == ["201", "200", "403", "201", "201", "403", "200"]
+    assert r.json()["entry"][6]["resource"]["status"] == "on-hold"  # the PUT before it
+    assert world.gp.total("/fhir/Task", patient=f"Patient/{pid}") == before + 3
+    r = world.gp.post("/fhir", _bundle([], "batch") | {"entry": entries[3:4]})
+    assert _statuses(r) == ["200"]  # the conditional create finds the first one
+
+    citizen = world.citizen(pid)
+    old = world.grant(pid, world.sw_ref)
+    assert world.sw.get(f"/fhir/Task/{kept['id']}").status_code == 200
+    r = citizen.post("/fhir", _bundle([], "batch") | {"entry": [
+        {"request": {"method": "DELETE", "url": f"Consent/{old['id']}"}},
+        {"resource": f.consent(pid, world.sw_ref, categories=("identity",)),
+         "request": {"method": "POST", "url": "Consent"}},
+        {"request": {"method": "GET", "url": f"Task/{kept['id']}"}}]})
+    assert _statuses(r) == ["204", "201", "200"]
+    assert world.sw.get(f"/fhir/Task/{kept['id']}").status_code == 404
+
+
+def test_a_reference_found_in_a_batch_is_looked_up_again_after_a_deletion(
+        world: World) -> None:
+    """References found live are remembered within a batch only until an entry that may
+    change them: here a deletion between two creates that name the same organisation."""
+    org = world.admin.create(f.organization("Gone soon", "housing"))
+    pract = world.admin.create(f.practitioner("Peeters"))
+    ref, org_ref = f"Practitioner/{pract['id']}", f"Organization/{org['id']}"
+    role = f.practitioner_role(ref, org_ref, "perssocialworker")
+    r = world.admin.post("/fhir", _bundle([], "batch") | {"entry": [
+        {"resource": role, "request": {"method": "POST", "url": "PractitionerRole"}},
+        {"request": {"method": "DELETE", "url": org_ref}},
+        {"resource": role, "request": {"method": "POST", "url": "PractitionerRole"}}]})
+    assert _statuses(r) == ["201", "204", "422"]
+
+
+def test_a_data_key_rolled_back_with_an_entry_is_forgotten(
+        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An entry in a savepoint stores the person's first data key, then fails: the key's
+    row is rolled back with it, so the request must not seal a later entry with that key
+    (nothing could ever open it): a new key is stored."""
+    pid = world.consented({"resourceType": "Patient", "active": True})  # nothing sealed
+    assert _count(world, patient_keys, patient_keys.c.patient_id == pid) == 0
+    after_write = content.after_write
+
+    def fails(repo: repository.Repository, stored: repository.Stored) -> None:
+        after_write(repo, stored)
+        if stored.resource and stored.resource["name"][0]["family"] == "Fails":
+            raise Unprocessable("made to fail after sealing")
+
+    monkeypatch.setattr(content, "after_write", fails)
+    r = world.gp.post("/fhir", _bundle([f.related_person(pid, family="Fails"),
+                                        f.related_person(pid)], "batch"))
+    assert _statuses(r) == ["422", "201"]
+    location = r.json()["entry"][1]["response"]["location"].split("/_history")[0]
+    read = world.gp.get(f"/fhir/{location}")
+    assert read.status_code == 200, read.text
+    assert read.json()["name"][0]["family"] == "Peeters"
+
+
+@pytest.mark.parametrize("how", ["statement", "flush"])
+def test_an_entry_that_wrote_then_failed_fails_the_whole_batch(
+        world: World, monkeypatch: pytest.MonkeyPatch, how: str) -> None:
+    """The guard: a plain create has no savepoint, so if one ever wrote to the database
+    (itself, or by writing the buffer out) and then failed, its rows could not be undone
+    alone. The whole unit is rolled back and the answer says so: nothing written."""
+    pid = world.consented()
+    marked = "2026-11-03T10:00:00+01:00"
+    after_write = content.after_write
+
+    def writes_then_fails(repo: repository.Repository, stored: repository.Stored) -> None:
+        after_write(repo, stored)
+        if stored.resource and stored.resource.get("authoredOn") == marked:
+            if how == "statement":
+                repo.session.execute(update(resources).where(
+                    resources.c.res_id == pid).values(categories="identity"))
+            else:
+                repo.flush_writes()
+            raise Unprocessable("made to fail after writing")
+
+    monkeypatch.setattr(content, "after_write", writes_then_fails)
+    entries = [f.task(f"Patient/{pid}") for _ in range(3)]
+    entries.insert(2, f.task(f"Patient/{pid}", authored=marked))
+    before = _written(world)
+    r = world.gp.post("/fhir", _bundle(entries, "batch"))
+    assert r.status_code == 500, r.text
+    assert "nothing of the Bundle was written" in r.json()["issue"][0]["diagnostics"]
+    assert _written(world) == before
+    monkeypatch.setattr(content, "after_write", after_write)
+    assert world.gp.get(f"/fhir/Patient/{pid}").status_code == 200  # the UPDATE undone
+
+
+def test_a_batch_whose_rows_the_database_refuses_writes_nothing(
+        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The entries' rows go in together at the end: if the database refuses them (a
+    constraint), the entries cannot be told apart — the request fails, saying that
+    nothing was written (it is not retried entry by entry)."""
+    pid = world.consented()
+    insert_rows = repository.insert_rows
+
+    def refuses(session: Session, table: Any, rows: list[dict[str, Any]]) -> None:
+        if table is search_index and len(rows) > 20:
+            raise IntegrityError("INSERT INTO search_index", {}, Exception("refused"))
+        insert_rows(session, table, rows)
+
+    monkeypatch.setattr(repository, "insert_rows", refuses)
+    before = _written(world)
+    r = world.gp.post("/fhir", _bundle([f.task(f"Patient/{pid}") for _ in range(10)],
+                                       "batch"))
+    assert r.status_code == 500, r.text
+    assert "nothing of the Bundle was written" in r.json()["issue"][0]["diagnostics"]
+    assert _written(world) == before
+
+
+@settings(max_examples=12, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.sampled_from(["good", "invalid", "refused", "bad-reference"]),
+                min_size=1, max_size=12))
+def test_a_batch_writes_exactly_its_good_entries(world: World, kinds: list[str]) -> None:
+    pid, stranger = _people(world)
+    make = {
+        "good": lambda: f.task(f"Patient/{pid}"),
+        "invalid": lambda: {**f.task(f"Patient/{pid}"), "note": [{"text": "x"}]},
+        "refused": lambda: f.task(f"Patient/{stranger}"),
+        "bad-reference": lambda: {**f.task(f"Patient/{pid}"),
+                                  "requester": {"reference": "Practitioner/none"}},
+    }
+    before = _written(world)
+    tasks = world.gp.total("/fhir/Task", patient=f"Patient/{pid}")
+    r = world.gp.post("/fhir", _bundle([make[k]() for k in kinds], "batch"))
+    assert _statuses(r) == [{"good": "201", "invalid": "422", "refused": "404",
+                             "bad-reference": "422"}[k] for k in kinds]
+    good = kinds.count("good")
+    assert world.gp.total("/fhir/Task", patient=f"Patient/{pid}") == tasks + good
+    written = [after - b for after, b in zip(_written(world), before, strict=True)]
+    assert written[:2] == [2 * good, 2 * good]  # each Task and its Provenance
+    assert (written[2] == 0) == (good == 0)
+
+
+def _people(world: World) -> tuple[str, str]:
+    """A consented dossier and one the GP may not write to, made once per world (the
+    examples of one property share it)."""
+    found: tuple[str, str] | None = getattr(world, "batch_people", None)
+    if found is None:
+        found = (world.consented(), world.open_dossier())
+        world.batch_people = found  # type: ignore[attr-defined]
+    return found

@@ -99,6 +99,21 @@ def test_serve_hands_uvicorn_the_nodelay_protocol(monkeypatch: object) -> None:
     seen: dict[str, object] = {}
     monkeypatch.setattr(uvicorn, "run", lambda *a, **kw: seen.update(kw))  # type: ignore[attr-defined]
     monkeypatch.setattr("dossier.app.create_app", lambda settings: object())  # type: ignore[attr-defined]
+    frozen: list[bool] = []
+    monkeypatch.setattr("dossier.serving.settle_heap", lambda: frozen.append(True))  # type: ignore[attr-defined]
     settings = load_settings(database_url="sqlite:///:memory:")
     assert cli.cmd_serve(argparse.Namespace(workers=None), settings) == 0
     assert seen["http"] is NoDelayProtocol
+    assert frozen == [True]  # what the process loaded is out of the collector's sight
+
+
+def test_settle_heap_freezes_what_is_loaded() -> None:
+    import gc
+
+    from dossier.serving import settle_heap
+
+    try:
+        settle_heap()
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()  # the test process builds many apps: they must stay collectable
