@@ -684,10 +684,12 @@ class Repository:
         extra = 1 if total is None else 0
         few = search_sql.few_sorted(stmt, q) if start == "people" and not dense and \
             self.session.get_bind().dialect.name == "postgresql" else None
-        page = few if few is not None else \
-            search_sql.planned(search_sql.ordered(stmt, q), q, start)
-        rows = self.session.execute(with_keys(page.limit(q.count + extra)
-                                              .offset(q.offset))).all()
+        if few is not None:
+            page, matches_cte = few
+            page = with_keys(page, matches_cte)
+        else:
+            page = with_keys(search_sql.planned(search_sql.ordered(stmt, q), q, start))
+        rows = self.session.execute(page.limit(q.count + extra).offset(q.offset)).all()
         more = (q.offset + q.count < total) if total is not None else len(rows) > q.count
         rows = rows[:q.count]
         self.policy.prepare(r.patient_id for r in rows)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
@@ -227,22 +228,22 @@ def _by_time(q: SearchQuery) -> bool:
 
 
 def few_sorted(stmt: Select[tuple[object, ...]], q: SearchQuery
-               ) -> Select[tuple[object, ...]] | None:
-    """PostgreSQL, few matches (counted up to the cap), sorted by time: the matches found
-    as the count found them — from the people — in a materialized CTE, then sorted.
-    Asked to order `resources` by time, the planner walked the type's rows in page order
-    and probed each one's grants: at 100,000 dossiers and a caseload of 50 that was 58,480
-    probes and 285 ms for a page of 20 (docs/benchmarks.md). None when the order is by
-    something else (left to `ordered`)."""
+               ) -> tuple[Select[tuple[object, ...]], Any] | None:
+    """PostgreSQL, few matches (counted up to the cap), sorted by time: the matching rows
+    found as the count found them — from the people — in a materialized CTE, then sorted;
+    returns the page and the CTE (its rows are read from it, not looked up again: on
+    partitioned tables a lookup by id probed every partition). Asked to order
+    `resources` by time, the planner walked the type's rows in page order and probed each
+    one's grants: at 100,000 dossiers and a caseload of 50 that was 58,480 probes and
+    285 ms for a page of 20 (docs/benchmarks.md). None when the order is by something
+    else (left to `ordered`)."""
     if not _by_time(q):
         return None
-    m = stmt.with_only_columns(R.res_type, R.res_id, R.last_updated).cte(
-        "matches").prefix_with("MATERIALIZED")
+    m = stmt.cte("matches").prefix_with("MATERIALIZED")
     desc = bool(q.sort and q.sort[0][1])
     order = [m.c.last_updated.desc(), m.c.res_id.desc()] if desc else \
         [m.c.last_updated.asc(), m.c.res_id.asc()]
-    return select(resources).join(m, and_(R.res_type == m.c.res_type,
-                                           R.res_id == m.c.res_id)).order_by(*order)
+    return select(*m.c).order_by(*order), m
 
 
 def planned(stmt: Select[tuple[object, ...]], q: SearchQuery, start: str | None
