@@ -682,14 +682,15 @@ class Repository:
             else "people" if by_people else None
         # without a total, one row more than the page tells whether a next page exists
         extra = 1 if total is None else 0
-        few = search_sql.few_sorted(stmt, q) if start == "people" and not dense and \
+        few = search_sql.few_sorted(stmt, q, q.count + extra, q.offset) if \
+            start == "people" and not dense and \
             self.session.get_bind().dialect.name == "postgresql" else None
         if few is not None:
-            page, matches_cte = few
-            page = with_keys(page, matches_cte)
+            page = with_keys(*few)
         else:
-            page = with_keys(search_sql.planned(search_sql.ordered(stmt, q), q, start))
-        rows = self.session.execute(page.limit(q.count + extra).offset(q.offset)).all()
+            page = with_keys(search_sql.planned(search_sql.ordered(stmt, q), q, start)
+                             .limit(q.count + extra).offset(q.offset))
+        rows = self.session.execute(page).all()
         more = (q.offset + q.count < total) if total is not None else len(rows) > q.count
         rows = rows[:q.count]
         self.policy.prepare(r.patient_id for r in rows)

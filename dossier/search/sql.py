@@ -227,23 +227,27 @@ def _by_time(q: SearchQuery) -> bool:
     return [name for name, _ in q.sort] in ([], ["_lastUpdated"])
 
 
-def few_sorted(stmt: Select[tuple[object, ...]], q: SearchQuery
+def few_sorted(stmt: Select[tuple[object, ...]], q: SearchQuery, limit: int, offset: int
                ) -> tuple[Select[tuple[object, ...]], Any] | None:
     """PostgreSQL, few matches (counted up to the cap), sorted by time: the matching rows
-    found as the count found them — from the people — in a materialized CTE, then sorted;
-    returns the page and the CTE (its rows are read from it, not looked up again: on
-    partitioned tables a lookup by id probed every partition). Asked to order
-    `resources` by time, the planner walked the type's rows in page order and probed each
-    one's grants: at 100,000 dossiers and a caseload of 50 that was 58,480 probes and
-    285 ms for a page of 20 (docs/benchmarks.md). None when the order is by something
-    else (left to `ordered`)."""
+    found as the count found them — from the people — in a materialized CTE, sorted, and
+    the page cut there; returns that page and its subquery (the data keys are then
+    joined to the page's rows alone: joined to every match, the planner merged them with
+    every key of the region). Asked to order `resources` by time, the planner walked the
+    type's rows in page order and probed each one's grants: at 100,000 dossiers and a
+    caseload of 50 that was 58,480 probes and 285 ms for a page of 20
+    (docs/benchmarks.md). None when the order is by something else (left to `ordered`)."""
     if not _by_time(q):
         return None
-    m = stmt.cte("matches").prefix_with("MATERIALIZED")
     desc = bool(q.sort and q.sort[0][1])
-    order = [m.c.last_updated.desc(), m.c.res_id.desc()] if desc else \
-        [m.c.last_updated.asc(), m.c.res_id.asc()]
-    return select(*m.c).order_by(*order), m
+
+    def order(t: Any) -> list[Any]:
+        return [t.c.last_updated.desc(), t.c.res_id.desc()] if desc else \
+            [t.c.last_updated.asc(), t.c.res_id.asc()]
+
+    m = stmt.cte("matches").prefix_with("MATERIALIZED")
+    page = select(*m.c).order_by(*order(m)).limit(limit).offset(offset).subquery("page")
+    return select(*page.c).order_by(*order(page)), page
 
 
 def planned(stmt: Select[tuple[object, ...]], q: SearchQuery, start: str | None

@@ -155,6 +155,7 @@ def test_few_matches_are_found_from_the_people_then_sorted_on_postgresql(
                                                    page[0][1]).fetchall())
     assert "CTE matches" in plan and "CTE Scan on matches" in plan, plan
     assert "Sort Key: matches.last_updated" in plan, plan  # sorted, not walked in page order
+    assert page[0][0].count("LIMIT") == 1 and ") AS page" in page[0][0]  # cut, then keyed
     # the same pages, in the same order, as the whole list
     seen: list[str] = []
     for sort in ("_lastUpdated", "-_lastUpdated"):
