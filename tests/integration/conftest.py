@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -133,3 +135,24 @@ def world(app: Any) -> Iterator[World]:
 def api(world: World) -> Api:
     """The GP, with a consented dossier ready (world.patient_id)."""
     return world.gp
+
+
+class Meter:
+    """How many calls of a wrapped method (0.3 s each) run at once, at most."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.now = self.most = 0
+
+    def wrap(self, real: Any) -> Any:
+        def slow(repo: Any, *a: Any, **kw: Any) -> Any:
+            with self.lock:
+                self.now += 1
+                self.most = max(self.most, self.now)
+            try:
+                time.sleep(0.3)  # a costly search (or read)
+                return real(repo, *a, **kw)
+            finally:
+                with self.lock:
+                    self.now -= 1
+        return slow

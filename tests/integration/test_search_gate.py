@@ -5,7 +5,6 @@ for its turn without holding a worker thread; reads never wait for it."""
 
 from __future__ import annotations
 
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -17,26 +16,7 @@ from fastapi.testclient import TestClient
 from dossier.app import create_app
 from dossier.core import repository
 from tests import factories as f
-from tests.integration.conftest import World, make_settings
-
-
-class Meter:
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.now = self.most = 0
-
-    def wrap(self, real: Any) -> Any:
-        def run_search(repo: Any, *a: Any, **kw: Any) -> Any:
-            with self.lock:
-                self.now += 1
-                self.most = max(self.most, self.now)
-            try:
-                time.sleep(0.3)  # a costly search
-                return real(repo, *a, **kw)
-            finally:
-                with self.lock:
-                    self.now -= 1
-        return run_search
+from tests.integration.conftest import Meter, World, make_settings
 
 
 @pytest.mark.parametrize("limit", [1, 2, 0])

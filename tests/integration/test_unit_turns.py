@@ -17,28 +17,7 @@ from fastapi.testclient import TestClient
 from dossier.app import create_app
 from dossier.core import repository
 from tests import factories as f
-from tests.integration.conftest import World, make_settings
-
-
-class Meter:
-    """How many reads run at once, at most."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.now = self.most = 0
-
-    def wrap(self, real: Any) -> Any:
-        def read(repo: Any, *a: Any, **kw: Any) -> Any:
-            with self.lock:
-                self.now += 1
-                self.most = max(self.most, self.now)
-            try:
-                time.sleep(0.3)
-                return real(repo, *a, **kw)
-            finally:
-                with self.lock:
-                    self.now -= 1
-        return read
+from tests.integration.conftest import Meter, World, make_settings
 
 
 @pytest.mark.parametrize("threads", [1, 3])
