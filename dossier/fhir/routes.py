@@ -277,8 +277,11 @@ async def search_post(request: Request, rtype: str) -> Response:
     from urllib.parse import parse_qsl
 
     body = await read_body(request, runtime_of(request).settings.max_body_bytes)
-    raw = search_params(request) + [(k, v) for k, v in parse_qsl(
-        body.decode("utf-8", "replace"), keep_blank_values=True) if k not in PRESENTATION]
+    form = parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)
+    if any("\x00" in k or "\x00" in v for k, v in form):  # as the guard does for URLs
+        raise BadRequest("The search parameters contain a NUL character, which no "
+                         "parameter value may hold.")
+    raw = search_params(request) + [(k, v) for k, v in form if k not in PRESENTATION]
     return await _search(request, rtype, raw)
 
 
