@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, bindparam, false, select
+from sqlalchemy import Engine, bindparam, false, select, tuple_, union_all
 from sqlalchemy.orm import Session
 
 from auth import Representation
@@ -19,14 +19,25 @@ R = resources.c
 S = search_index.c
 
 # Built once: a request resolves its principal with this statement, and building the
-# expression anew cost more than running it (measured under load).
-_PRACTITIONER = select(R.res_type, R.content).where(
-    R.deleted == false(), R.patient_id.is_(None),  # the directory's rows (one partition
-    # when `dossier db partition` has run)
-    ((R.res_type == "Practitioner") & (R.res_id == bindparam("rid"))) |
-    ((R.res_type == "PractitionerRole") & R.res_id.in_(
-        select(S.res_id).where(S.res_type == "PractitionerRole", S.param == "practitioner",
-                               S.value == bindparam("reference")))))
+# expression anew cost more than running it (measured under load). Two branches, each a
+# primary-key lookup: one OR across them made PostgreSQL read every directory row
+# (Locations, Groups, their Provenance…) on every request.
+_DIRECTORY_ROW = (R.deleted == false(), R.patient_id.is_(None))  # one partition when
+# `dossier db partition` has run
+_PRACTITIONER = union_all(
+    select(R.res_type, R.content).where(
+        R.res_type == "Practitioner", R.res_id == bindparam("rid"), *_DIRECTORY_ROW),
+    select(R.res_type, R.content).where(
+        R.res_type == "PractitionerRole", R.res_id.in_(
+            select(S.res_id).where(S.res_type == "PractitionerRole", S.param == "practitioner",
+                                   S.value == bindparam("reference"))), *_DIRECTORY_ROW))
+# The people a national number names, found from the blind index (not correlated with the
+# outer row: PostgreSQL then probed the index once per Patient of the region).
+_CITIZEN = select(R.res_type, R.res_id, R.patient_id, R.content).where(
+    R.deleted == false(), tuple_(R.res_type, R.res_id).in_(
+        select(S.res_type, S.res_id).where(
+            S.res_type.in_(("Patient", "RelatedPerson")), S.param == "identifier",
+            S.system == SSIN, S.value == bindparam("value"))))
 
 
 def _active(content: dict[str, Any]) -> bool:
@@ -62,11 +73,7 @@ class StoreDirectory:
         assert self.blind is not None, "finding a citizen needs the blind index"
         value = self.blind(SSIN, niss)
         with self._session() as session:
-            rows = session.execute(select(R.res_type, R.res_id, R.patient_id, R.content).where(
-                R.deleted == false(), R.res_type.in_(("Patient", "RelatedPerson")),
-                R.res_id.in_(select(S.res_id).where(
-                    S.res_type == R.res_type, S.param == "identifier", S.system == SSIN,
-                    S.value == value)))).all()
+            rows = session.execute(_CITIZEN, {"value": value}).all()
         own = next((f"Patient/{r.res_id}" for r in rows if r.res_type == "Patient"), None)
         represents = [rep for r in rows if r.res_type == "RelatedPerson"
                       for rep in [representation(r.res_id, r.patient_id, r.content, at)]
