@@ -10,12 +10,6 @@ search index rows (docs/benchmarks.md, "Bulk ingestion").
   1,000 resources rows cost 3 ms of CPU instead of 32, 5,000 index rows 2 ms instead of
   ~60 (psycopg's text-array dumper for an `unnest` of arrays). Column types, lengths and
   NOT NULL are checked by PostgreSQL as for any INSERT.
-- PostgreSQL checks a foreign key (search_index → resources) row by row with a plan this
-  connection cached the first time, maybe when the table was nearly empty; that plan walks
-  every row of the type (0.5 s → 8.5 s for 5,000 index rows while `resources` grew from
-  1,000 to 6,000 rows, until autovacuum's ANALYZE replaced it). Before many rows go into a
-  table with a foreign key, the connection's cached plans are dropped (`DISCARD PLANS`) so
-  the checks are planned for the table as it is now.
 """
 
 from __future__ import annotations
@@ -23,13 +17,10 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from sqlalchemy import Table, bindparam, column, func, insert, select, text
+from sqlalchemy import Table, bindparam, column, func, insert, select
 from sqlalchemy.dialects.postgresql import JSON
 from sqlalchemy.orm import Session
 from sqlalchemy.types import TypeDecorator
-
-# from this many rows into a table with a foreign key, its checks are planned afresh
-REPLAN_AT = 100
 
 
 def _default(col: Any) -> Any:
@@ -81,7 +72,5 @@ def insert_rows(session: Session, table: Table, rows: list[dict[str, Any]]) -> N
     if dialect.name != "postgresql" or len(full) == 1:
         session.execute(insert(table), full)
         return
-    if table.foreign_keys and len(full) >= REPLAN_AT:
-        session.execute(text("DISCARD PLANS"))
     session.connection().execute(recordset_insert(table, tuple(keys)),
                                  {"rows": _bound(table, keys, full, dialect)})

@@ -106,9 +106,8 @@ search_index = Table(
     Column("param", String(64), nullable=False),
     Column("system", String(255), nullable=True),
     Column("value", String(255), nullable=False),
-    ForeignKeyConstraint(
-        ["res_type", "res_id"], ["resources.res_type", "resources.res_id"], ondelete="CASCADE"
-    ),
+    # no foreign key to `resources`: derived rows written with their resource, never read
+    # without it; PostgreSQL's per-row check cost more than the rest of the insert (0023)
     Index("ix_search_index_lookup", "res_type", "param", "value"),
     # covers a per-row probe of a bounded search (search/sql.py), and deletes by owner
     Index("ix_search_index_owner", "res_type", "res_id", "param", "value", "system"),

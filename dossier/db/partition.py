@@ -32,8 +32,8 @@ The decisions (docs/operations.md says why):
   the plain schema's instead of 1.1× (docs/benchmarks.md).
 - `search_index` has no patient column (the code writes none), so it stays one table:
   partitioning it by patient would only multiply its index probes by the number of
-  partitions. Its foreign key to `resources (res_type, res_id)` now points at
-  `resource_ids`, same ON DELETE CASCADE.
+  partitions. It has no foreign key (migration 0023); a database migrated before that
+  loses the key it had here, on `resource_ids`.
 - `audit_records`: its keys `seq` and `id` become `(seq, recorded_at)` and
   `(id, recorded_at)`; record ids are server-made UUIDs, and `audit_leaves.record_id`
   (not partitioned) stays globally unique for every sequenced record.
@@ -320,10 +320,6 @@ def _key_table(conn: Connection) -> None:
     _ddl(conn, KEYS_FUNCTION)
     for statement in KEYS_TRIGGERS:
         _ddl(conn, statement)
-    conn.execute(text(
-        f"ALTER TABLE search_index ADD CONSTRAINT fk_search_index_res_type_{KEYS} "
-        f"FOREIGN KEY (res_type, res_id) REFERENCES {KEYS} (res_type, res_id) "
-        "ON DELETE CASCADE"))
     # whoever may write resources (the application role) writes the keys through the
     # trigger, which runs with the writer's rights
     for grantee in _writers(conn, "resources"):
