@@ -125,6 +125,27 @@ def candidates(references: Iterable[str], now: datetime, action: str = "access",
     ).with_hint(access_grants, "INDEXED BY ix_access_grants_grantee", "sqlite")
 
 
+def _fold(A: Any, urgent_too: bool) -> tuple[Any, Any]:
+    """The category masks a patient's applicable rows fold into: (ordinary, break-the-glass
+    or None). Fixed SQL over the alias `A`: the request's values are in the WHERE."""
+    ordinary, btg = ~A.purposed, A.btg
+    plain: Any = literal(0)
+    urgent: Any = literal(0)
+    for bit in BITS.values():
+        plain = plain + _any(A, bit, A.permit, ordinary) * (
+            1 - _any(A, bit, ~A.permit, ordinary)) * bit
+        if urgent_too:
+            urgent = urgent + _any(A, bit, A.permit, btg) * (
+                1 - _any(A, bit, ~A.permit, ordinary | btg)) * bit
+    return literal(ALL) - plain, (literal(ALL) - urgent) if urgent_too else None
+
+
+# Built once: the fold is the same SQL for every search (building it anew cost a fifth of
+# a search's CPU under the mixed load, docs/benchmarks.md). No value is kept in it.
+_ROW_GRANTS = access_grants.alias("grant_of_row")
+_FOLDS = {urgent_too: _fold(_ROW_GRANTS.c, urgent_too) for urgent_too in (False, True)}
+
+
 def readable_now(table_cat_mask: Any, table_patient_id: Any, references: Iterable[str],
                  now: datetime, action: str = "access", *,
                  break_glass: bool = False) -> ColumnElement[bool]:
@@ -136,23 +157,16 @@ def readable_now(table_cat_mask: Any, table_patient_id: Any, references: Iterabl
     one or the other, never both: a row is readable when it has a category and all of its
     categories are in one of the two masks. One probe of the patient's few index rows per
     candidate row, whatever the caseload."""
-    A = access_grants.alias("grant_of_row").c
+    A = _ROW_GRANTS.c
     urgent_too = break_glass and action == "access"
-    ordinary, btg = ~A.purposed, A.btg
-    plain: Any = literal(0)
-    urgent: Any = literal(0)
-    for bit in BITS.values():
-        plain = plain + _any(A, bit, A.permit, ordinary) * (
-            1 - _any(A, bit, ~A.permit, ordinary)) * bit
-        if urgent_too:
-            urgent = urgent + _any(A, bit, A.permit, btg) * (
-                1 - _any(A, bit, ~A.permit, ordinary | btg)) * bit
+    plain_missing, urgent_missing = _FOLDS[urgent_too]
 
-    def within(mask: Any) -> ColumnElement[bool]:
-        test: ColumnElement[bool] = table_cat_mask.op("&")(literal(ALL) - mask) == 0
+    def within(missing: Any) -> ColumnElement[bool]:
+        test: ColumnElement[bool] = table_cat_mask.op("&")(missing) == 0
         return test
 
-    covered = or_(within(plain), within(urgent)) if urgent_too else within(plain)
+    covered = (or_(within(plain_missing), within(urgent_missing)) if urgent_too
+               else within(plain_missing))
     probe = (select(literal(1))
              .where(A.patient_id == table_patient_id,
                     *_applicable(A, _refs(references), now, action, urgent_too))
