@@ -23,17 +23,21 @@ from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
+    Integer,
     and_,
     case,
     delete,
     func,
     insert,
     literal,
+    literal_column,
     or_,
     select,
     true,
 )
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.visitors import InternalTraversal
 
 import consent
 from dossier.db.models import access_grants
@@ -95,9 +99,15 @@ def add_break_glass(session: Session, grant_id: str, patient_id: str, practition
         period_end=expires_at, purposed=True, btg=True))
 
 
+def _int(value: int) -> Any:
+    """A constant written into the SQL (the fold holds no bound parameter)."""
+    return literal_column(str(int(value)), Integer)
+
+
 def _any(A: Any, bit: int, *conditions: Any) -> Any:
     """1 when an applicable row with all `conditions` covers category `bit`, else 0."""
-    return func.max(case((and_(*conditions, A.cat_mask.op("&")(bit) != 0), 1), else_=0))
+    return func.max(case((and_(*conditions, A.cat_mask.op("&")(_int(bit)) != _int(0)),
+                          _int(1)), else_=_int(0)))
 
 
 def _applicable(A: Any, refs: list[str], now: datetime, action: str,
@@ -125,25 +135,46 @@ def candidates(references: Iterable[str], now: datetime, action: str = "access",
     ).with_hint(access_grants, "INDEXED BY ix_access_grants_grantee", "sqlite")
 
 
-def _fold(A: Any, urgent_too: bool) -> tuple[Any, Any]:
-    """The category masks a patient's applicable rows fold into: (ordinary, break-the-glass
-    or None). Fixed SQL over the alias `A`: the request's values are in the WHERE."""
+def _fold(A: Any) -> dict[str, Any]:
+    """The categories a patient's applicable rows leave out, as masks: "plain" for an
+    ordinary request, "urgent" for a break-the-glass one. Fixed SQL over the alias `A`
+    (the request's values are in the WHERE), with no bound parameter."""
     ordinary, btg = ~A.purposed, A.btg
-    plain: Any = literal(0)
-    urgent: Any = literal(0)
+    plain: Any = _int(0)
+    urgent: Any = _int(0)
     for bit in BITS.values():
         plain = plain + _any(A, bit, A.permit, ordinary) * (
-            1 - _any(A, bit, ~A.permit, ordinary)) * bit
-        if urgent_too:
-            urgent = urgent + _any(A, bit, A.permit, btg) * (
-                1 - _any(A, bit, ~A.permit, ordinary | btg)) * bit
-    return literal(ALL) - plain, (literal(ALL) - urgent) if urgent_too else None
+            _int(1) - _any(A, bit, ~A.permit, ordinary)) * _int(bit)
+        urgent = urgent + _any(A, bit, A.permit, btg) * (
+            _int(1) - _any(A, bit, ~A.permit, ordinary | btg)) * _int(bit)
+    return {"plain": _int(ALL) - plain, "urgent": _int(ALL) - urgent}
 
 
-# Built once: the fold is the same SQL for every search (building it anew cost a fifth of
-# a search's CPU under the mixed load, docs/benchmarks.md). No value is kept in it.
 _ROW_GRANTS = access_grants.alias("grant_of_row")
-_FOLDS = {urgent_too: _fold(_ROW_GRANTS.c, urgent_too) for urgent_too in (False, True)}
+_FOLDS = _fold(_ROW_GRANTS.c)
+
+
+class _Missing(ColumnElement[int]):
+    """One of `_FOLDS` in a statement. Its cache key is its name: SQLAlchemy otherwise
+    built the fold and walked its few hundred nodes for every search (a fifth, then a
+    quarter of a search's CPU under the mixed load, docs/benchmarks.md); the SQL is
+    compiled once per statement shape, like any other."""
+
+    inherit_cache = True
+    _traverse_internals = [("name", InternalTraversal.dp_string)]  # noqa: RUF012 - SQLAlchemy
+    type = Integer()
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    @property
+    def _from_objects(self) -> list[Any]:
+        return [_ROW_GRANTS]
+
+
+@compiles(_Missing)
+def _compile_missing(element: _Missing, compiler: Any, **kw: Any) -> str:
+    return str(compiler.process(_FOLDS[element.name], **kw))
 
 
 def readable_now(table_cat_mask: Any, table_patient_id: Any, references: Iterable[str],
@@ -159,14 +190,12 @@ def readable_now(table_cat_mask: Any, table_patient_id: Any, references: Iterabl
     candidate row, whatever the caseload."""
     A = _ROW_GRANTS.c
     urgent_too = break_glass and action == "access"
-    plain_missing, urgent_missing = _FOLDS[urgent_too]
 
-    def within(missing: Any) -> ColumnElement[bool]:
-        test: ColumnElement[bool] = table_cat_mask.op("&")(missing) == 0
+    def within(name: str) -> ColumnElement[bool]:
+        test: ColumnElement[bool] = table_cat_mask.op("&")(_Missing(name)) == _int(0)
         return test
 
-    covered = (or_(within(plain_missing), within(urgent_missing)) if urgent_too
-               else within(plain_missing))
+    covered = or_(within("plain"), within("urgent")) if urgent_too else within("plain")
     probe = (select(literal(1))
              .where(A.patient_id == table_patient_id,
                     *_applicable(A, _refs(references), now, action, urgent_too))
