@@ -100,8 +100,7 @@ class Loader:
 
     def flush(self, session: Session) -> None:
         # the service's own bulk insert (PostgreSQL: one statement per table and 5,000
-        # rows, foreign-key check plans refreshed first — without that each check of a
-        # search_index row scanned every resource row, and the load took 20 minutes)
+        # rows; the search index has no foreign key to check since migration 0023)
         for table, rows in self.rows.items():
             for start in range(0, len(rows), 5000):
                 insert_rows(session, table, rows[start:start + 5000])
