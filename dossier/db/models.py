@@ -110,6 +110,11 @@ search_index = Table(
         ["res_type", "res_id"], ["resources.res_type", "resources.res_id"], ondelete="CASCADE"
     ),
     Index("ix_search_index_lookup", "res_type", "param", "value"),
+    # PostgreSQL: string searches (starts-with) bounded by index whatever the database's
+    # collation (search/sql.py StartsWith; migration 0023). SQLite is given a range.
+    Index("ix_search_index_prefix", "res_type", "param", "value",
+          postgresql_ops={"value": "varchar_pattern_ops"},
+          info={"only_dialect": "postgresql"}).ddl_if(dialect="postgresql"),
     # covers a per-row probe of a bounded search (search/sql.py), and deletes by owner
     Index("ix_search_index_owner", "res_type", "res_id", "param", "value", "system"),
     # one dossier per national number (SPEC §13): the NISS blind index of Patients is unique

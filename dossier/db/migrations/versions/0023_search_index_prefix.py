@@ -1,0 +1,35 @@
+"""search_index: a pattern index for string searches on PostgreSQL
+
+A string search (starts-with: `Practitioner?name=`, `HealthcareService?name=`, the
+répertoire's `address-postalcode`) is a prefix LIKE. PostgreSQL bounds an index scan by
+a LIKE prefix only with an index in byte order: with `ix_search_index_lookup` (the
+database's collation) it read every index value of the parameter — every Practitioner's
+names for one `name=` search of the directory. `varchar_pattern_ops` is byte order
+whatever the collation (dossier/search/sql.py `StartsWith`). SQLite is given the prefix
+as a range instead, in BINARY order, and needs no index.
+
+Revision ID: 0023
+Revises: 0022
+"""
+
+from __future__ import annotations
+
+from alembic import op
+
+revision = "0023"
+down_revision = "0022"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    if op.get_bind().dialect.name != "postgresql":
+        return
+    op.create_index("ix_search_index_prefix", "search_index", ["res_type", "param", "value"],
+                    postgresql_ops={"value": "varchar_pattern_ops"})
+
+
+def downgrade() -> None:
+    if op.get_bind().dialect.name != "postgresql":
+        return
+    op.drop_index("ix_search_index_prefix", table_name="search_index")

@@ -1,0 +1,108 @@
+"""Statements on a request path read by key or by what the request concerns, whatever
+the size of the region — the pattern of test_principal_plan.py, for the other requests
+(SPEC §14, §15). Each test fills the region with rows the request does not concern,
+written straight to the tables, and checks the plan of the request's own statements:
+on PostgreSQL the rows each table gave up (EXPLAIN ANALYZE), on SQLite the index and
+the bounds each step searches with (EXPLAIN QUERY PLAN). A plan is behaviour; its
+timing is never tested."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from sqlalchemy import event
+
+from dossier.db.models import resources, search_index
+from dossier.seed.territory import territory
+from tests.integration.conftest import Api, World
+from tests.integration.test_principal_plan import MANY, _rows, _rows_read, _seed
+
+# the aliases a search gives search_index (dossier/search/sql.py)
+INDEX_TABLES = ("search_index", "territory", "step", "up")
+
+
+def _statements(world: World, api: Api, path: str, needle: str) -> list[tuple[str, Any]]:
+    """The SELECT statements of a GET whose SQL mentions `needle` (at least one)."""
+    engine = world.app.state.runtime.engine
+    seen: list[tuple[str, Any]] = []
+
+    def on_execute(conn: Any, cursor: Any, statement: str, parameters: Any, *a: Any) -> None:
+        if needle in statement and statement.lstrip().upper().startswith(("SELECT", "WITH")):
+            seen.append((statement, parameters))
+
+    event.listen(engine, "before_cursor_execute", on_execute)
+    try:
+        r = api.get(path)
+        assert r.status_code == 200, r.text
+    finally:
+        event.remove(engine, "before_cursor_execute", on_execute)
+    assert seen, f"no statement mentions {needle}"
+    return seen
+
+
+def _assert_bounded(world: World, statements: list[tuple[str, Any]], most: int) -> None:
+    """PostgreSQL: no table gives up more than `most` rows. SQLite: no step scans a
+    table, and every step through the search index's (type, parameter, value) index is
+    bounded by the value, not only by the type and the parameter."""
+    engine = world.app.state.runtime.engine
+    with engine.connect() as conn:
+        raw = conn.connection.dbapi_connection
+        assert raw is not None
+        for statement, parameters in statements:
+            if engine.dialect.name == "sqlite":
+                plan = [str(r[-1]) for r in raw.execute("EXPLAIN QUERY PLAN " + statement,
+                                                        parameters).fetchall()]
+                for line in plan:
+                    words = line.split()
+                    if len(words) < 2 or words[1] not in (*INDEX_TABLES, "resources"):
+                        continue
+                    assert words[0] == "SEARCH", plan
+                    if "ix_search_index_lookup" in line:
+                        bounds = re.search(r"\((.*)\)", line)
+                        assert bounds and "value" in bounds.group(1), plan
+                continue
+            (found,) = raw.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + statement,
+                                   parameters).fetchone()
+            raw.rollback()
+            tree = found if isinstance(found, list) else json.loads(found)
+            for table in ("resources", "search_index"):
+                read = _rows_read(tree[0]["Plan"], table)
+                assert read <= most, (table, read, json.dumps(tree, indent=1)[:4000])
+
+
+def _directory(kind: str, param: str, value: Any) -> tuple[list[dict[str, Any]],
+                                                           list[dict[str, Any]]]:
+    """MANY directory rows of `kind`, each with one `param` index value (value(n))."""
+    rows = [_rows(kind, n, patient=False) for n in range(MANY)]
+    index = [{"res_type": kind, "res_id": r["res_id"], "param": param, "system": None,
+              "value": value(n)} for n, r in enumerate(rows)]
+    return rows, index
+
+
+def test_a_name_search_of_the_directory_reads_the_names_it_matches(world: World) -> None:
+    """`Practitioner?name=` starts from the index (the directory is not bounded by any
+    grant): a prefix LIKE read every Practitioner's names (PostgreSQL: the collation's
+    index cannot bound a LIKE; SQLite: a case-insensitive LIKE never uses a BINARY
+    index)."""
+    rows, index = _directory("Practitioner", "name", lambda n: f"family{n:05d}")
+    _seed(world, [(resources, rows), (search_index, index)])
+    statements = _statements(world, world.gp, "/fhir/Practitioner?name=family0001",
+                             "search_index")
+    _assert_bounded(world, statements, most=60)
+
+
+def test_a_postal_code_finds_its_places_by_index(world: World) -> None:
+    """The répertoire's `address-postalcode` (SPEC §14) starts from the Locations whose
+    postal code starts with the value: it read every Location's postal code."""
+    rows, index = _directory("Location", "address-postalcode", lambda n: f"9{n:04d}")
+    services, coverage = _directory("HealthcareService", "coverage-area",
+                                    lambda n: f"Location/location-{n}")  # one place each
+    _seed(world, [(resources, rows + services), (search_index, index + coverage)])
+    statements = _statements(world, world.gp,
+                             "/fhir/HealthcareService?address-postalcode=90012",
+                             "territory")
+    # the shipped territory's few `partof` rows may be read whole by the walks down and
+    # up (a hash join while they are few); never the region's postal codes
+    _assert_bounded(world, statements, most=2 * len(territory()) + 60)
