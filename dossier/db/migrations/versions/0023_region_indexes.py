@@ -1,4 +1,4 @@
-"""search_index: a pattern index for string searches on PostgreSQL
+"""search_index: a pattern index for string searches on PostgreSQL; audit_records by agent
 
 A string search (starts-with: `Practitioner?name=`, `HealthcareService?name=`, the
 répertoire's `address-postalcode`) is a prefix LIKE. PostgreSQL bounds an index scan by
@@ -7,6 +7,10 @@ database's collation) it read every index value of the parameter — every Pract
 names for one `name=` search of the directory. `varchar_pattern_ops` is byte order
 whatever the collation (dossier/search/sql.py `StartsWith`). SQLite is given the prefix
 as a range instead, in BINARY order, and needs no index.
+
+`AuditEvent?agent=` (an auditor: what did this professional do?) read the whole log, on
+both databases: audit_records had no index by agent. `ix_audit_records_agent` (agent,
+seq) finds one professional's records newest first.
 
 Revision ID: 0023
 Revises: 0022
@@ -23,6 +27,7 @@ depends_on = None
 
 
 def upgrade() -> None:
+    op.create_index("ix_audit_records_agent", "audit_records", ["agent", "seq"])
     if op.get_bind().dialect.name != "postgresql":
         return
     op.create_index("ix_search_index_prefix", "search_index", ["res_type", "param", "value"],
@@ -30,6 +35,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_index("ix_audit_records_agent", table_name="audit_records")
     if op.get_bind().dialect.name != "postgresql":
         return
     op.drop_index("ix_search_index_prefix", table_name="search_index")
