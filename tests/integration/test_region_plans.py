@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,6 +18,7 @@ from sqlalchemy import event
 
 from dossier.db.models import audit_records, resources, search_index
 from dossier.seed.territory import territory
+from tests import factories as f
 from tests.integration.conftest import Api, World
 from tests.integration.test_principal_plan import MANY, _rows, _rows_read, _seed
 
@@ -26,6 +28,16 @@ INDEX_TABLES = ("search_index", "territory", "step", "up")
 
 def _statements(world: World, api: Api, path: str, needle: str) -> list[tuple[str, Any]]:
     """The SELECT statements of a GET whose SQL mentions `needle` (at least one)."""
+    def get() -> None:
+        r = api.get(path)
+        assert r.status_code == 200, r.text
+
+    return _captured(world, get, needle)
+
+
+def _captured(world: World, request: Callable[[], None],
+              needle: str) -> list[tuple[str, Any]]:
+    """The SELECT statements of a request whose SQL mentions `needle` (at least one)."""
     engine = world.app.state.runtime.engine
     seen: list[tuple[str, Any]] = []
 
@@ -35,8 +47,7 @@ def _statements(world: World, api: Api, path: str, needle: str) -> list[tuple[st
 
     event.listen(engine, "before_cursor_execute", on_execute)
     try:
-        r = api.get(path)
-        assert r.status_code == 200, r.text
+        request()
     finally:
         event.remove(engine, "before_cursor_execute", on_execute)
     assert seen, f"no statement mentions {needle}"
@@ -123,3 +134,27 @@ def test_what_one_professional_did_is_read_by_agent(world: World) -> None:
     statements = _statements(world, world.auditor, f"/fhir/AuditEvent?agent={world.gp_ref}",
                              "audit_records.agent")
     _assert_bounded(world, statements, most=20, tables=("audit_records",))
+
+
+def test_a_referral_tells_the_organisations_members_without_reading_every_inactive_role(
+        world: World) -> None:
+    """A referral (a Task owned by another organisation, SPEC §14) finds the owner's
+    members with an active role: `NOT IN` (every inactive role) read every inactive
+    PractitionerRole of the region — roles end, and stay — for each referral."""
+    roles = [_rows("PractitionerRole", n, patient=False) for n in range(MANY)]
+    _seed(world, [(resources, roles), (search_index, [
+        {"res_type": "PractitionerRole", "res_id": r["res_id"], "param": param,
+         "system": None, "value": value} for n, r in enumerate(roles)
+        for param, value in (("active", "false"), ("organization", f"Organization/o-{n}"),
+                             ("practitioner", f"Practitioner/p-{n}"))])])
+    cpas = f"Organization/{world.admin.create(f.organization('CPAS d’Anderlecht'))['id']}"
+    world.add_practitioner("Lambert", "perssocialworker", cpas)
+    pid = world.consented()
+    world.grant(pid, cpas, categories=("identity", "demarches"))
+    task = f.task(f"Patient/{pid}", code="debt-mediation", status="requested", owner=cpas)
+
+    def refer() -> None:
+        world.gp.create(task)
+
+    statements = _captured(world, refer, "SELECT DISTINCT")
+    _assert_bounded(world, statements, most=30)
