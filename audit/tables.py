@@ -57,6 +57,8 @@ def define_audit_tables(metadata: MetaData, *, json_type: Any, bytes_type: Any,
         Column("mac", bytes_type, nullable=True),
         Index("ix_audit_records_patient", "patient_id", "recorded_at"),
         Index("ix_audit_records_recorded", "recorded_at"),
+        # what one professional did (AuditEvent?agent=, the auditor's log): newest first
+        Index("ix_audit_records_agent", "agent", "seq"),
     )
     # The sequencer gives each record its leaf index, leaf hash and chain hash, in order.
     leaves = Table(

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    Boolean,
     ColumnElement,
     CompoundSelect,
     Select,
@@ -23,6 +24,8 @@ from sqlalchemy import (
     select,
     union_all,
 )
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.visitors import InternalTraversal
 
 from dossier.db.models import resources, search_index
 from dossier.search.params import Condition, DateRange, SearchQuery, Token
@@ -78,6 +81,50 @@ def _like_escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
+def _after(prefix: str) -> str | None:
+    """The least string above every string that starts with `prefix`, in code point order
+    (None when there is none: the prefix is empty or ends with the last code point)."""
+    if not prefix:
+        return None
+    point = ord(prefix[-1]) + 1
+    if 0xD800 <= point <= 0xDFFF:  # surrogates are no characters: skip them
+        point = 0xE000
+    return prefix[:-1] + chr(point) if point <= 0x10FFFF else None
+
+
+class StartsWith(ColumnElement[bool]):
+    """`column` starts with `prefix`, in a form each database finds by index.
+
+    A prefix LIKE alone read every index value of the parameter: PostgreSQL bounds an
+    index scan by a LIKE prefix only with a pattern index (`ix_search_index_prefix`,
+    varchar_pattern_ops: byte order whatever the database's collation, migration 0024),
+    and SQLite's case-insensitive LIKE never with a BINARY index. SQLite is given the
+    prefix as a range too (BINARY order is code point order, so the range holds exactly
+    the strings that start with the prefix; the LIKE stays as the filter)."""
+
+    inherit_cache = True
+    type = Boolean()
+    _is_implicitly_boolean = True  # a condition: no "= 1" appended where booleans are ints
+    _traverse_internals = [("pattern", InternalTraversal.dp_clauseelement),  # noqa: RUF012
+                           ("bounds", InternalTraversal.dp_clauseelement)]
+
+    def __init__(self, column: ColumnElement[Any], prefix: str) -> None:
+        self.pattern = column.like(f"{_like_escape(prefix)}%", escape="\\")
+        after = _after(prefix)
+        self.bounds = and_(column >= prefix, column < after) if after is not None else \
+            and_(column >= prefix)
+
+
+@compiles(StartsWith)
+def _starts_with(element: StartsWith, compiler: Any, **kw: Any) -> str:
+    return str(compiler.process(element.pattern, **kw))
+
+
+@compiles(StartsWith, "sqlite")
+def _starts_with_sqlite(element: StartsWith, compiler: Any, **kw: Any) -> str:
+    return str(compiler.process(and_(element.bounds, element.pattern).self_group(), **kw))
+
+
 LOCATION = "Location/"
 _CTE_NAMES = itertools.count()
 
@@ -97,8 +144,7 @@ def _territory_clause(rtype: str, cond: Condition, how: str,
     else:
         seed = select(cast(T.c.res_id, String).label("id")).where(
             T.c.res_type == "Location", T.c.param == "address-postalcode",
-            or_(*(T.c.value.like(f"{_like_escape(str(v))}%", escape="\\")
-                  for v in cond.values)))
+            or_(*(StartsWith(T.c.value, str(v)) for v in cond.values)))
     n = next(_CTE_NAMES)
     below = seed.cte(f"below_{n}", recursive=True)
     step = search_index.alias("step")
@@ -154,10 +200,10 @@ def _values_clause(rtype: str, cond: Condition, blind: Blind,
                 continue
             # the index holds the normalised form (casefolded, no accents): starts-with
             # by default, anywhere with :contains
-            pattern = _like_escape(value)
-            pattern = f"%{pattern}%" if mode == "contains" else f"{pattern}%"
-            ors.append(_index_exists(rtype, cond.name, S.value.like(pattern, escape="\\"),
-                                     probe))
+            matches: ColumnElement[bool] = (
+                S.value.like(f"%{_like_escape(value)}%", escape="\\") if mode == "contains"
+                else StartsWith(S.value, value))
+            ors.append(_index_exists(rtype, cond.name, matches, probe))
         elif cond.kind == "reference":
             ors.append(_index_exists(rtype, cond.name, S.value == value, probe))
         elif cond.kind == "identifier":

@@ -4,7 +4,7 @@ unit's transaction, one statement each."""
 
 from __future__ import annotations
 
-from sqlalchemy import and_, false, select
+from sqlalchemy import and_, exists, false, select
 from sqlalchemy.orm import Session
 
 from dossier.db.models import resources, search_index
@@ -27,15 +27,22 @@ class Messages:
 
     def members(self, organization: str) -> list[str]:
         """The Practitioners with an active role at the organisation ("Practitioner/x")."""
-        roles = select(S.res_id).where(S.res_type == "PractitionerRole",
-                                       S.param == "organization", S.value == organization)
-        inactive = select(S.res_id).where(S.res_type == "PractitionerRole",
-                                          S.param == "active", S.value == "false")
-        live = select(R.res_id).where(R.res_type == "PractitionerRole", R.deleted == false())
-        rows = self.session.execute(select(S.value).where(
-            S.res_type == "PractitionerRole", S.param == "practitioner",
-            S.res_id.in_(roles), S.res_id.not_in(inactive), S.res_id.in_(live))
-            .distinct().order_by(S.value)).scalars()
+        # from the organisation's roles (by value), each joined to its own index rows and
+        # its row by key: `IN` / `NOT IN` lists of every live, every inactive
+        # PractitionerRole and every role's practitioner read the region's roles whole for
+        # each referral (a hashed subplan on PostgreSQL, materialised lists on SQLite)
+        role, who, flag = (search_index.alias(n) for n in ("role", "who", "flag"))
+        inactive = exists(select(1).where(
+            flag.c.res_type == "PractitionerRole", flag.c.res_id == role.c.res_id,
+            flag.c.param == "active", flag.c.value == "false"))
+        rows = self.session.execute(
+            select(who.c.value).select_from(role.join(who, and_(
+                who.c.res_type == "PractitionerRole", who.c.res_id == role.c.res_id,
+                who.c.param == "practitioner")).join(resources, and_(
+                    R.res_type == "PractitionerRole", R.res_id == role.c.res_id)))
+            .where(role.c.res_type == "PractitionerRole", role.c.param == "organization",
+                   role.c.value == organization, R.deleted == false(), ~inactive)
+            .distinct().order_by(who.c.value)).scalars()
         return list(rows)
 
     def about(self, patient_id: str, reference: str, category: str) -> list[tuple[str, str]]:
