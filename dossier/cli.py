@@ -100,7 +100,14 @@ def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
                   "not partitioned", file=sys.stderr)
             return 2
         else:
-            check(engine)
+            from alembic.util import CommandError
+
+            try:
+                check(engine)
+            except CommandError as exc:  # behind the models, or unlike them: say which
+                print(f"error: {exc} Run `dossier db upgrade` first if the database is "
+                      "behind.", file=sys.stderr)
+                return 1
             print("models and migrations agree")
     finally:
         engine.dispose()

@@ -51,6 +51,10 @@ def test_data_dir_is_created_private(tmp_path: Path) -> None:
 
 
 def test_db_upgrade_and_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # before the upgrade: a plain error that says what to do, no traceback
+    assert main(["db", "check", "--data-dir", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "dossier db upgrade" in err and "Traceback" not in err
     assert main(["db", "upgrade", "--data-dir", str(tmp_path)]) == 0
     assert main(["db", "check", "--data-dir", str(tmp_path)]) == 0
     assert (tmp_path / "dossier.sqlite3").exists()
