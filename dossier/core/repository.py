@@ -8,7 +8,7 @@ from __future__ import annotations
 import copy
 import re
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -668,16 +668,7 @@ class Repository:
         by_people = reach is not None or named
         # `_total=none` is still counted up to the cap, unreported: where the page starts
         # depends on it (a caseload's dense result sorted whole cost ten times more)
-        from_people = search_sql.planned(stmt, q, "people" if by_people else None)
-        found = None
-        if by_people and search_sql.by_time(q) and q.total != "accurate":
-            # one walk: the matches' keys up to the cap are the count, and the page is
-            # cut from them (a second walk probed every match's grants again)
-            found = self.session.execute(from_people.with_only_columns(
-                R.res_id, R.last_updated).limit(TOTAL_CAP + 1)).all()
-            counted: int | None = len(found) if len(found) <= TOTAL_CAP else None
-        else:
-            counted = self._count(from_people, q)
+        counted = self._count(search_sql.planned(stmt, q, "people" if by_people else None), q)
         total, notes = (None if q.total == "none" else counted), []
         if q.asked_count is not None:
             notes.append(f"_count={q.asked_count} is more than one page may hold: this page "
@@ -692,17 +683,14 @@ class Repository:
             else "people" if by_people else None
         # without a total, one row more than the page tells whether a next page exists
         extra = 1 if total is None else 0
-        if found is not None and not dense:
-            rows = self._page_of(found, q, q.count + extra)
+        few = search_sql.few_sorted(stmt, q, q.count + extra, q.offset) if \
+            start == "people" and not dense and postgres else None
+        if few is not None:
+            page = with_keys(*few)
         else:
-            few = search_sql.few_sorted(stmt, q, q.count + extra, q.offset) if \
-                start == "people" and not dense and postgres else None
-            if few is not None:
-                page = with_keys(*few)
-            else:
-                page = with_keys(search_sql.planned(search_sql.ordered(stmt, q), q, start)
-                                 .limit(q.count + extra).offset(q.offset))
-            rows = list(self.session.execute(page).all())
+            page = with_keys(search_sql.planned(search_sql.ordered(stmt, q), q, start)
+                             .limit(q.count + extra).offset(q.offset))
+        rows = self.session.execute(page).all()
         more = (q.offset + q.count < total) if total is not None else len(rows) > q.count
         rows = rows[:q.count]
         self.policy.prepare(r.patient_id for r in rows)
@@ -713,20 +701,6 @@ class Repository:
         self._note("search", q.resource_type, None, None, query=q.canonical_params(raw),
                    patients=patients, detail=detail)
         return SearchResult(matches, included, total, q, notes, more)
-
-    def _page_of(self, found: Sequence[Any], q: SearchQuery, limit: int) -> list[Any]:
-        """The page of a search whose few matches (res_id, last_updated) are known, in the
-        order `search_sql.ordered` gives a sort by time (the tiebreak by id follows its
-        direction), read by key with the data keys. A row gone since is left out; the
-        decision point still decides each row."""
-        desc = bool(q.sort and q.sort[0][1])
-        keys = sorted(((r.last_updated, r.res_id) for r in found), reverse=desc)
-        ids = [rid for _, rid in keys[q.offset:q.offset + limit]]
-        if not ids:
-            return []
-        rows = {r.res_id: r for r in self.session.execute(with_keys(select(resources).where(
-            R.res_type == q.resource_type, R.res_id.in_(ids), R.deleted == false())))}
-        return [rows[rid] for rid in ids if rid in rows]
 
     def _count(self, stmt: Any, q: SearchQuery) -> int | None:
         """The number of matches: all of them (`accurate`), or up to TOTAL_CAP — the

@@ -264,13 +264,12 @@ def ordered(stmt: Select[tuple[object, ...]], q: SearchQuery) -> Select[tuple[ob
     if not q.sort:
         order.append(R.last_updated.asc())
     # the tiebreak follows a sort by time alone, so the page order is one index's order
-    order.append(R.res_id.desc() if by_time(q) and q.sort and q.sort[0][1]
+    order.append(R.res_id.desc() if _by_time(q) and q.sort and q.sort[0][1]
                  else R.res_id.asc())
     return stmt.order_by(*order)
 
 
-def by_time(q: SearchQuery) -> bool:
-    """The order is by time alone (the default, or `_sort=[-]_lastUpdated`)."""
+def _by_time(q: SearchQuery) -> bool:
     return [name for name, _ in q.sort] in ([], ["_lastUpdated"])
 
 
@@ -284,7 +283,7 @@ def few_sorted(stmt: Select[tuple[object, ...]], q: SearchQuery, limit: int, off
     type's rows in page order and probed each one's grants: at 100,000 dossiers and a
     caseload of 50 that was 58,480 probes and 285 ms for a page of 20
     (docs/benchmarks.md). None when the order is by something else (left to `ordered`)."""
-    if not by_time(q):
+    if not _by_time(q):
         return None
     desc = bool(q.sort and q.sort[0][1])
 
@@ -310,7 +309,7 @@ def planned(stmt: Select[tuple[object, ...]], q: SearchQuery, start: str | None
 
     Told nothing, SQLite prefers an index that avoids the sort, and walks every row of the
     type to find one person's few."""
-    if start == "time" and by_time(q):
+    if start == "time" and _by_time(q):
         return stmt.with_hint(resources, "INDEXED BY ix_resources_type_updated", "sqlite")
     if start in ("people", "time") and compartment_params(q.resource_type):
         return stmt.with_hint(resources, "INDEXED BY ix_resources_patient", "sqlite")
