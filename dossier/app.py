@@ -67,7 +67,7 @@ from dossier.throttle import Throttle, ThrottleGate, client_address
 
 log = logging.getLogger("dossier")
 
-STATISTICS_SECONDS = 600.0  # SQLite planner statistics (db/engine.py refresh_statistics)
+STATISTICS_SECONDS = 600.0  # planner statistics, both databases (db/engine.py refresh_statistics)
 
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
