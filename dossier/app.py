@@ -36,7 +36,7 @@ from dossier.core.auditing import record_token_event
 from dossier.core.context import RequestContext
 from dossier.core.directory import StoreDirectory
 from dossier.core.runtime import Runtime
-from dossier.db.engine import make_engine, refresh_statistics, upgrade
+from dossier.db.engine import make_engine, make_loop_engine, refresh_statistics, upgrade
 from dossier.db.models import audit_tables
 from dossier.errors import DossierError
 from dossier.exports import bulk as export
@@ -105,6 +105,9 @@ def build_runtime(settings: Settings, exporter: SpanExporter | None = None) -> R
                                              record_authenticator(keys)),
                       policy_factory=lambda session, ctx: ConsentPolicy(
                           session, ctx.principal, ctx.now))
+    if engine.dialect.name == "postgresql" and settings.units_on_loop:
+        runtime.loop_engine = make_loop_engine(settings.sqlalchemy_url,
+                                               prepared=settings.db_prepared_statements)
     runtime.on_change = capture  # subscriptions: told of every write, in its transaction
     if settings.audit_witness:
         runtime.publish_head = witness_from(settings.audit_witness).publish
@@ -254,6 +257,8 @@ def create_app(settings: Settings, *, exporter: SpanExporter | None = None,
             yield
         finally:
             leadership.stop()
+            if runtime.loop_engine is not None:  # its connections belong to this loop
+                await runtime.loop_engine.dispose()
             if "jwks_cache" in runtime.extras:
                 runtime.extras["jwks_cache"].close()
 

@@ -39,6 +39,7 @@ class Settings(BaseSettings):
     # reads and writes run at once in one process (worker threads); the others wait their
     # turn on the event loop. More threads than this only fight over the interpreter lock
     unit_threads: int = Field(default=8, ge=1, le=1000)
+    units_on_loop: bool = True  # PostgreSQL: request units on the event loop
     # PostgreSQL: psycopg prepares a statement on the server after five runs. Off behind a
     # pooler that cannot carry prepared statements across its connections (pgbouncer
     # before 1.21 in transaction mode: Debian 12 ships 1.18)

@@ -21,7 +21,9 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import Tracer
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import Session
+from sqlalchemy.util.concurrency import in_greenlet
 
 from audit.checkpoint import Signer, TreeHeadJSON
 from audit.store import AuditStore
@@ -69,7 +71,9 @@ class Runtime:
     publish_head: Callable[[TreeHeadJSON], None] | None = None
     published_size: int = -1
     read_audits: GroupCommit[RequestAudit] | None = None  # SQLite: see _write_pending
-    _read_bind: Engine | None = field(default=None, init=False, repr=False)
+    # PostgreSQL: the engine of the units run on the event loop (`on_loop`), or None
+    loop_engine: AsyncEngine | None = None
+    _read_binds: dict[int, Engine] = field(default_factory=dict, init=False, repr=False)
     _search_gates: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = \
         field(default_factory=weakref.WeakKeyDictionary)
     _unit_limiters: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop,
@@ -92,10 +96,12 @@ class Runtime:
         return gate
 
     def unit_limiter(self) -> anyio.CapacityLimiter:
-        """The worker threads a read or write (not a search) runs on: settings.unit_threads
-        at once per process. A unit is mostly interpreter work: with 16 requests in 16
-        threads they take the interpreter lock from each other and from the event loop
-        in turns, and the slowest answers wait longest (docs/benchmarks.md, "Turns")."""
+        """The turns of reads and writes (not searches): settings.unit_threads at once per
+        process. On SQLite the worker threads they run on: a unit is mostly interpreter
+        work, and with 16 requests in 16 threads they took the interpreter lock from each
+        other and from the event loop in turns, the slowest answers waiting longest
+        (docs/benchmarks.md, "Turns"). On PostgreSQL the units in flight on the event
+        loop, each holding a pooled connection."""
         loop = asyncio.get_running_loop()
         limiter = self._unit_limiters.get(loop)
         if limiter is None:
@@ -112,12 +118,33 @@ class Runtime:
                         audit_store=self.audit_store, issuer=self.extras.get("dev_issuer"),
                         is_sqlite=self.engine.dialect.name == "sqlite")
 
+    @property
+    def on_loop(self) -> bool:
+        """Units run on the event loop (PostgreSQL), not on worker threads."""
+        return self.loop_engine is not None
+
+    @property
+    def engines(self) -> tuple[Engine, ...]:
+        """Every engine a unit may run on: the threads' and the event loop's."""
+        if self.loop_engine is None:
+            return (self.engine,)
+        return (self.engine, self.loop_engine.sync_engine)
+
+    def _bind(self) -> Engine:
+        """The engine of this unit: the event loop's inside a unit run there
+        (fhir/routes.py `in_unit`), else the threads' one."""
+        if self.loop_engine is not None and in_greenlet():
+            return self.loop_engine.sync_engine
+        return self.engine
+
     def _session(self, writes: bool) -> Session:
+        engine = self._bind()
         if writes:
-            return Session(self.engine, expire_on_commit=False)
-        if self._read_bind is None:  # made once: an option engine per unit cost ~1 %
-            self._read_bind = self.engine.execution_options(dossier_read=True)
-        return Session(self._read_bind, expire_on_commit=False)
+            return Session(engine, expire_on_commit=False)
+        bind = self._read_binds.get(id(engine))
+        if bind is None:  # made once: an option engine per unit cost ~1 %
+            bind = self._read_binds[id(engine)] = engine.execution_options(dossier_read=True)
+        return Session(bind, expire_on_commit=False)
 
     @contextmanager
     def unit(self, ctx: RequestContext, *, writes: bool = True) -> Iterator[Repository]:
@@ -216,7 +243,7 @@ class Runtime:
 
     def _write_failure(self, audit: RequestAudit) -> None:
         try:
-            with Session(self.engine) as session, session.begin():
+            with Session(self._bind()) as session, session.begin():
                 audit.flush(session)
         except Exception as exc:  # noqa: BLE001 - any failure here must fail closed
             log.error("audit record could not be written (%s): request refused",

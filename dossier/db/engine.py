@@ -11,6 +11,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, column, create_engine, event, select, table
 from sqlalchemy.dialects.sqlite.base import SQLiteCompiler
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -180,3 +181,13 @@ def check(engine: Engine) -> None:
     """Raise if the models and the migrated schema differ (CI runs this)."""
     with engine.begin() as conn:
         command.check(alembic_config(conn))
+
+
+def make_loop_engine(url: str, *, prepared: bool = True) -> AsyncEngine:
+    """PostgreSQL: the engine of the request units run on the event loop (psycopg's async
+    connection, awaited by SQLAlchemy's greenlet bridge; core/runtime.py `on_loop`)."""
+    kwargs: dict[str, Any] = {"json_serializer": _dumps, "json_deserializer": orjson.loads,
+                              "pool_size": 24, "max_overflow": 8}
+    if not prepared:
+        kwargs["connect_args"] = {"prepare_threshold": None}
+    return create_async_engine(url, **kwargs)

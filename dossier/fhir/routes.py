@@ -8,6 +8,7 @@ from typing import Any
 
 import anyio
 from fastapi import APIRouter, Depends, Request
+from sqlalchemy.util.concurrency import greenlet_spawn
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Match, Route
@@ -151,9 +152,12 @@ def information(message: str) -> dict[str, Any]:
 
 async def in_unit(request: Request, work: Callable[[Repository, RequestContext], Any], *,
                   writes: bool | None = None, search: bool = False) -> Any:
-    """Authenticate, open the request's unit and run `work(repo, ctx)` in it — all in one
-    worker thread (one hop off the event loop). A GET, HEAD or search is a read unit; a
-    `search` first waits for its turn (Runtime.search_gate)."""
+    """Authenticate, open the request's unit and run `work(repo, ctx)` in it. On
+    PostgreSQL the unit runs on the event loop: SQLAlchemy's greenlet bridge awaits each
+    statement on psycopg's async connection, so no thread waits and none takes the
+    interpreter lock from another (Runtime.on_loop). On SQLite it runs in one worker
+    thread (one hop off the event loop). A GET, HEAD or search is a read unit; a unit
+    first waits for its turn (Runtime.unit_limiter, a search Runtime.search_gate)."""
     rt = runtime_of(request)
     authenticate = request.app.state.authenticate
     header = request.headers.get("authorization")
@@ -177,6 +181,12 @@ async def in_unit(request: Request, work: Callable[[Repository, RequestContext],
                                              "changed or returned. Try again.") from None
         raise AssertionError("unreachable")
 
+    if rt.on_loop:  # PostgreSQL: on the event loop, each statement awaited (no thread)
+        turn = rt.search_gate() if search else rt.unit_limiter()
+        if turn is None:
+            return await greenlet_spawn(run)
+        async with turn:
+            return await greenlet_spawn(run)
     if not search:  # a read or write waits for one of the unit threads (Runtime.unit_limiter)
         return await anyio.to_thread.run_sync(run, limiter=rt.unit_limiter())
     gate = rt.search_gate()

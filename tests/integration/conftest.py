@@ -2,12 +2,14 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import event
 
 from dossier.app import create_app
 from dossier.settings import load_settings
@@ -156,3 +158,17 @@ class Meter:
                 with self.lock:
                     self.now -= 1
         return slow
+
+
+@contextmanager
+def listening(world: World, name: str, fn: Callable[..., None]) -> Iterator[None]:
+    """`fn` listens to the engine event `name` on every engine a request unit may run on
+    (the threads' and, on PostgreSQL, the event loop's: core/runtime.py `engines`)."""
+    engines = world.app.state.runtime.engines
+    for engine in engines:
+        event.listen(engine, name, fn)
+    try:
+        yield
+    finally:
+        for engine in engines:
+            event.remove(engine, name, fn)

@@ -14,12 +14,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from sqlalchemy import event, insert
+from sqlalchemy import insert
 
 from dossier.db.models import resources, search_index
 from dossier.domain.people import SSIN
 from tests import factories as f
-from tests.integration.conftest import Api, World
+from tests.integration.conftest import Api, World, listening
 
 MANY = 3000
 
@@ -47,18 +47,14 @@ def _seed(world: World, table_rows: list[tuple[Any, list[dict[str, Any]]]]) -> N
 
 def _statement(world: World, api: Api, path: str, needle: str) -> tuple[str, Any]:
     """The one statement of a GET whose SQL or parameters mention `needle`."""
-    engine = world.app.state.runtime.engine
     seen: list[tuple[str, Any]] = []
 
     def on_execute(conn: Any, cursor: Any, statement: str, parameters: Any, *a: Any) -> None:
         if needle in statement or needle in str(parameters):
             seen.append((statement, parameters))
 
-    event.listen(engine, "before_cursor_execute", on_execute)
-    try:
+    with listening(world, "before_cursor_execute", on_execute):
         assert api.get(path).status_code == 200
-    finally:
-        event.remove(engine, "before_cursor_execute", on_execute)
     assert len(seen) == 1, seen
     return seen[0]
 

@@ -14,13 +14,11 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import event
-
 from dossier.db.engine import refresh_statistics
 from dossier.db.models import audit_records, resources, search_index
 from dossier.seed.territory import territory
 from tests import factories as f
-from tests.integration.conftest import Api, World
+from tests.integration.conftest import Api, World, listening
 from tests.integration.test_principal_plan import MANY, _rows, _rows_read, _seed
 
 # the aliases a search gives search_index (dossier/search/sql.py)
@@ -39,18 +37,14 @@ def _statements(world: World, api: Api, path: str, needle: str) -> list[tuple[st
 def _captured(world: World, request: Callable[[], None],
               needle: str) -> list[tuple[str, Any]]:
     """The SELECT statements of a request whose SQL mentions `needle` (at least one)."""
-    engine = world.app.state.runtime.engine
     seen: list[tuple[str, Any]] = []
 
     def on_execute(conn: Any, cursor: Any, statement: str, parameters: Any, *a: Any) -> None:
         if needle in statement and statement.lstrip().upper().startswith(("SELECT", "WITH")):
             seen.append((statement, parameters))
 
-    event.listen(engine, "before_cursor_execute", on_execute)
-    try:
+    with listening(world, "before_cursor_execute", on_execute):
         request()
-    finally:
-        event.remove(engine, "before_cursor_execute", on_execute)
     assert seen, f"no statement mentions {needle}"
     return seen
 

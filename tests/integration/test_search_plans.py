@@ -12,26 +12,21 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from sqlalchemy import event
 
 from dossier.db.engine import refresh_statistics
 from tests import factories as f
-from tests.integration.conftest import World
+from tests.integration.conftest import World, listening
 
 
 def _search_statements(world: World, params: dict[str, str]) -> list[tuple[str, Any]]:
-    engine = world.app.state.runtime.engine
     seen: list[tuple[str, Any]] = []
 
     def on_execute(conn: Any, cursor: Any, statement: str, parameters: Any, *a: Any) -> None:
         if "FROM resources" in statement and "access_grants" in statement:
             seen.append((statement, parameters))
 
-    event.listen(engine, "before_cursor_execute", on_execute)
-    try:
+    with listening(world, "before_cursor_execute", on_execute):
         assert world.gp.get("/fhir/Task", params=params).status_code == 200
-    finally:
-        event.remove(engine, "before_cursor_execute", on_execute)
     return seen
 
 
@@ -120,13 +115,10 @@ def test_a_caseload_search_is_planned_for_its_reader_on_postgresql(world: World)
     def on_execute(conn: Any, cursor: Any, statement: str, *a: Any) -> None:
         seen.append(statement)
 
-    event.listen(engine, "before_cursor_execute", on_execute)
-    try:
+    with listening(world, "before_cursor_execute", on_execute):
         for _ in range(7):
             r = world.gp.get("/fhir/Task", params={"authored-on": "ge2020-01-01"})
             assert r.status_code == 200 and r.json()["total"] == 1
-    finally:
-        event.remove(engine, "before_cursor_execute", on_execute)
     sets = [i for i, s in enumerate(seen)
             if "'plan_cache_mode', 'force_custom_plan', true" in s and "'jit', 'off', true" in s]
     searches = [i for i, s in enumerate(seen) if "FROM resources" in s and "count(" in s]

@@ -9,10 +9,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import event
-
 from tests import factories as f
-from tests.integration.conftest import World
+from tests.integration.conftest import World, listening
 
 CONTROL = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE", "PRAGMA")
 
@@ -29,7 +27,6 @@ class Count:
 
 @contextmanager
 def counting(world: World) -> Iterator[Count]:
-    engine = world.app.state.runtime.engine
     count = Count()
 
     def on_execute(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
@@ -40,13 +37,9 @@ def counting(world: World) -> Iterator[Count]:
     def on_begin(conn: Any) -> None:
         count.transactions += 1
 
-    event.listen(engine, "before_cursor_execute", on_execute)
-    event.listen(engine, "begin", on_begin)
-    try:
+    with listening(world, "before_cursor_execute", on_execute), \
+            listening(world, "begin", on_begin):
         yield count
-    finally:
-        event.remove(engine, "before_cursor_execute", on_execute)
-        event.remove(engine, "begin", on_begin)
 
 
 # A practitioner's read: the principal; the row with its key and its person's Consents;

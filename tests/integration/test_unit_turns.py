@@ -1,7 +1,8 @@
-"""Reads and writes take turns on a few worker threads (Runtime.unit_limiter,
-settings.unit_threads): with as many threads as requests, the threads took the
-interpreter lock from each other and from the event loop, and the slowest answers waited
-longest (docs/benchmarks.md, "Turns"). Searches have their own turns."""
+"""Reads and writes take turns (Runtime.unit_limiter, settings.unit_threads): on SQLite a
+few worker threads (with as many threads as requests they took the interpreter lock from
+each other and from the event loop, and the slowest answers waited longest:
+docs/benchmarks.md, "Turns"); on PostgreSQL as many units in flight on the event loop.
+Searches have their own turns."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import text
 
 from dossier.app import create_app
 from dossier.core import repository
@@ -44,14 +46,29 @@ def test_reads_take_turns(data_dir: Path, database_url: str | None,
 
 def test_a_search_does_not_take_a_reads_turn(data_dir: Path, database_url: str | None,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    """The one unit thread busy with a slow read: a search is still answered."""
+    """The one unit turn busy with a slow read: a search is still answered. On SQLite
+    the read holds the one unit thread; on PostgreSQL (units on the event loop) it waits
+    in the database, for an advisory lock this test holds."""
     app = create_app(make_settings(data_dir, database_url, unit_threads=1))
     release = threading.Event()
     real = repository.Repository.read
+    on_loop = app.state.runtime.on_loop
+    holder = app.state.runtime.engine.connect() if on_loop else None
+    if holder is not None:
+        holder.execute(text("SELECT pg_advisory_lock(4242)"))
 
     def slow_read(repo: Any, *a: Any, **kw: Any) -> Any:
-        release.wait(30)
+        if on_loop:
+            repo.session.execute(text("SELECT pg_advisory_xact_lock(4242)"))
+        else:
+            release.wait(30)
         return real(repo, *a, **kw)
+
+    def let_go() -> None:
+        release.set()
+        if holder is not None and not holder.closed:
+            holder.execute(text("SELECT pg_advisory_unlock_all()"))
+            holder.close()
 
     try:
         with TestClient(app) as client:
@@ -65,8 +82,8 @@ def test_a_search_does_not_take_a_reads_turn(data_dir: Path, database_url: str |
                 found = world.gp.get("/fhir/Task", params={"patient": f"Patient/{pid}"})
                 assert found.json()["total"] == 1
                 assert not read.done()
-                release.set()
+                let_go()
                 assert read.result(timeout=30).status_code == 200
     finally:
-        release.set()
+        let_go()
         app.state.runtime.engine.dispose()
