@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, func, select, text
 
+from dossier.core import repository
 from dossier.core.context import RequestContext
 from dossier.db.models import audit_records
 from dossier.errors import ServiceUnavailable
@@ -85,3 +86,35 @@ def test_a_connection_lost_mid_request_fails_503_and_is_audited(world: World) ->
     engine.dispose()
     assert last == "error"
     assert world.gp.get(f"/fhir/Task/{task['id']}").status_code == 200  # and it recovers
+
+
+def test_a_connection_lost_in_a_request_on_the_event_loop_fails_503_and_is_audited(
+        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Over HTTP, where the unit runs on the event loop (Runtime.on_loop): the row is read,
+    then the server goes away before the audit record is written. The answer is a 503
+    OperationOutcome, never the row; the failure is in the log; the next read succeeds."""
+    assert world.app.state.runtime.on_loop
+    pid = world.consented()
+    task = world.gp.create(f.task(f"Patient/{pid}"))
+    before = _records(world)
+    real = repository.Repository.read
+
+    def read_then_lose(repo: Any, *a: Any, **kw: Any) -> Any:
+        found = real(repo, *a, **kw)
+        _kill_connections(world)
+        return found
+
+    monkeypatch.setattr(repository.Repository, "read", read_then_lose)
+    r = world.gp.get(f"/fhir/Task/{task['id']}")
+    monkeypatch.undo()
+    assert r.status_code == 503, r.text
+    assert r.json()["resourceType"] == "OperationOutcome" and "Try again" in r.text
+    assert task["id"] not in r.text
+    assert _records(world) == before + 1
+    engine = create_engine(world.app.state.runtime.engine.url)
+    with engine.connect() as conn:
+        last = conn.execute(select(audit_records.c.outcome).order_by(
+            audit_records.c.recorded_at.desc()).limit(1)).scalar_one()
+    engine.dispose()
+    assert last == "error"
+    assert world.gp.get(f"/fhir/Task/{task['id']}").status_code == 200
