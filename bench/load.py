@@ -4,6 +4,7 @@ baseline endpoint (bench/baseline_app.py) in the same run (issue 13, SPEC §15).
     python bench/load.py                       # PostgreSQL, workers = cores, 3 rounds
     python bench/load.py --workers 1 --rounds 1 --seconds 5
     python bench/load.py --mixed               # the embedded SQLite default, mixed load
+    python bench/load.py --mixed --mixed-on postgres --workers 2
 
 Each round runs wrk against the dossier then the baseline (alternating order), 32
 connections; we report medians over rounds of requests/s and of wrk's latency
@@ -267,13 +268,19 @@ def pct(values: list[float], q: float) -> float:
 
 
 def run_mixed(args: argparse.Namespace) -> list[str]:
-    with database("sqlite") as (data, _):
+    """The mixed load on the embedded SQLite default (one process), or with
+    `--mixed-on postgres` on PostgreSQL with `--workers` processes."""
+    with database(args.mixed_on) as (data, url):
         port = free_port()
         base = f"http://127.0.0.1:{port}"
         serve = [sys.executable, "-m", "dossier", "serve", "--data-dir", str(data), "--port",
                  str(port)]
-        with process(serve, {}, f"{base}/fhir/metadata"):
-            world = Seeded(base, data, {}, args.dossiers, 10)
+        env = {}
+        if url:
+            env["DATABASE_URL"] = url
+            serve += ["--workers", str(args.workers)]
+        with process(serve, env, f"{base}/fhir/metadata"):
+            world = Seeded(base, data, env, args.dossiers, 10)
             lat = asyncio.run(mixed_clients(base, world, args.clients, args.mixed_seconds))
     lines = ["| kind | requests | p50 ms | p99 ms |", "|---|---:|---:|---:|"]
     for kind in ("read", "search", "create", "error"):
@@ -292,6 +299,8 @@ def main() -> int:
     p.add_argument("--create-inserts", type=int, default=9,
                    help="INSERTs of the bare create (a Task create's INSERTs)")
     p.add_argument("--mixed", action="store_true", help="the SQLite mixed-load run only")
+    p.add_argument("--mixed-on", choices=["sqlite", "postgres"], default="sqlite",
+                   help="the database of --mixed (postgres: --workers processes)")
     p.add_argument("--clients", type=int, default=16)
     p.add_argument("--dossiers", type=int, default=100)
     p.add_argument("--mixed-seconds", type=float, default=60)
