@@ -87,10 +87,12 @@ class Server:
             "create": (f"{base}/fhir/Task", LUA_AUTH.format(
                 token=world.gp_token, body='wrk.method = "POST"\nwrk.body = [[' +
                 json.dumps(f.task(f"Patient/{world.patients[0]}")) + "]]")),
+            "search": (f"{base}/fhir/Task?authored-on=ge2020-01-01&_count=20",
+                       LUA_AUTH.format(token=world.gp_token, body="")),
         }
         self.meter = CpuMeter(self.proc.pid, url)
-        self.rows: dict[str, list[tuple[float, float, float, float, float]]] = {"read": [],
-                                                                         "create": []}
+        self.rows: dict[str, list[tuple[float, float, float, float, float]]] = {
+            "read": [], "create": [], "search": []}
 
     def server(self) -> tuple[float, float]:
         pids = _tree(self.proc.pid)
@@ -129,7 +131,7 @@ def main() -> int:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--seconds", type=int, default=5)
     p.add_argument("--connections", type=int, default=8)
-    p.add_argument("--only", choices=["read", "create"], default=None)
+    p.add_argument("--only", choices=["read", "create", "search"], default=None)
     p.add_argument("--quiet", action="store_true", help="background workers off")
     p.add_argument("--against", type=Path, default=None,
                    help="another checkout (e.g. a worktree of main) measured alternately")
@@ -140,9 +142,7 @@ def main() -> int:
         servers = [Server(stack, "this", None, args.quiet)]
         if args.against is not None:
             servers.append(Server(stack, "before", args.against.resolve(), args.quiet))
-        for kind in ("read", "create"):
-            if args.only and kind != args.only:
-                continue
+        for kind in [args.only] if args.only else ["read", "create"]:  # search: --only
             for server in servers:
                 target, script = server.kinds[kind]
                 wrk_count(target, script, args.connections, 2)  # warm up
