@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import text
+from sqlalchemy import event, text
 
 from dossier.app import create_app
 from dossier.core import repository
@@ -87,3 +87,29 @@ def test_a_search_does_not_take_a_reads_turn(data_dir: Path, database_url: str |
     finally:
         let_go()
         app.state.runtime.engine.dispose()
+
+
+def test_on_postgresql_a_request_unit_runs_on_the_event_loop(world: World) -> None:
+    """PostgreSQL: a request's statements go through the event loop's engine, on the loop's
+    thread (no worker thread waits for the database); SQLite: through the threads' one."""
+    runtime = world.app.state.runtime
+    pid = world.consented()
+    task = world.gp.create(f.task(f"Patient/{pid}"))
+    seen: list[tuple[int, str]] = []
+    listeners = []
+    for n, engine in enumerate(runtime.engines):
+        def on_execute(*_: Any, n: int = n) -> None:
+            seen.append((n, threading.current_thread().name))
+        event.listen(engine, "before_cursor_execute", on_execute)
+        listeners.append((engine, on_execute))
+    try:
+        assert world.gp.get(f"/fhir/Task/{task['id']}").status_code == 200
+    finally:
+        for engine, fn in listeners:
+            event.remove(engine, "before_cursor_execute", fn)
+    assert seen
+    if runtime.on_loop:
+        assert {n for n, _ in seen} == {1}  # runtime.engines[1]: the loop's
+        assert not any("worker" in name.lower() for _, name in seen), seen
+    else:
+        assert {n for n, _ in seen} == {0}
