@@ -78,16 +78,21 @@ def make_engine(url: str, *, prepared: bool = True, **kwargs: Any) -> Engine:
 
         engine.info_writer = threading.Lock()  # type: ignore[attr-defined]
         return engine
+    return create_engine(url, **_postgres_options(kwargs, prepared))
+
+
+def _postgres_options(kwargs: dict[str, Any], prepared: bool) -> dict[str, Any]:
+    """The pool and driver options of both PostgreSQL engines (threads', event loop's)."""
     # No pre-ping round trip per checkout: a connection found dead is invalidated with the
     # pool's older ones, and the unit that met it first retries once (core/runtime.py).
-    # Connections kept open for as many units as can run at once in one process (the
-    # server's worker threads): an overflow connection is opened and closed per unit, a
-    # new PostgreSQL session (fork + authentication) each time under load.
+    # Connections kept open for as many units as can run at once in one process: an
+    # overflow connection is opened and closed per unit, a new PostgreSQL session (fork +
+    # authentication) each time under load.
     kwargs.setdefault("pool_size", 24)
     kwargs.setdefault("max_overflow", 8)
     if not prepared:
         kwargs["connect_args"] = {**kwargs.get("connect_args", {}), "prepare_threshold": None}
-    return create_engine(url, **kwargs)
+    return kwargs
 
 
 # SQLite has one write lock per database; a writer that finds it taken sleeps in
@@ -186,8 +191,5 @@ def check(engine: Engine) -> None:
 def make_loop_engine(url: str, *, prepared: bool = True) -> AsyncEngine:
     """PostgreSQL: the engine of the request units run on the event loop (psycopg's async
     connection, awaited by SQLAlchemy's greenlet bridge; core/runtime.py `on_loop`)."""
-    kwargs: dict[str, Any] = {"json_serializer": _dumps, "json_deserializer": orjson.loads,
-                              "pool_size": 24, "max_overflow": 8}
-    if not prepared:
-        kwargs["connect_args"] = {"prepare_threshold": None}
-    return create_async_engine(url, **kwargs)
+    options = {"json_serializer": _dumps, "json_deserializer": orjson.loads}
+    return create_async_engine(url, **_postgres_options(options, prepared))

@@ -4,6 +4,7 @@ prepared on one server connection is missing on the next: `DOSSIER_DB_PREPARED_S
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -20,13 +21,24 @@ def test_prepared_statements_can_be_turned_off(data_dir: Path, database_url: str
     if database_url is None:
         pytest.skip("PostgreSQL only: SQLite has no server to prepare on")
     app = create_app(make_settings(data_dir, database_url, db_prepared_statements=prepared))
-    engine = app.state.runtime.engine
+    runtime = app.state.runtime
+    query = select(resources.c.res_id).where(resources.c.res_type == "Task")
+    count = text("SELECT count(*) FROM pg_prepared_statements")
     try:
-        with engine.connect() as conn:
-            query = select(resources.c.res_id).where(resources.c.res_type == "Task")
+        with runtime.engine.connect() as conn:  # the threads' engine
             for _ in range(8):  # psycopg prepares after five runs
                 conn.execute(query).all()
-            held = conn.execute(text("SELECT count(*) FROM pg_prepared_statements")).scalar()
+            held = conn.execute(count).scalar()
         assert (held or 0) > 0 if prepared else held == 0
+
+        async def on_loop() -> int:  # the engine of the /fhir units (Runtime.on_loop)
+            async with runtime.loop_engine.connect() as conn:
+                for _ in range(8):
+                    (await conn.execute(query)).all()
+                return int((await conn.execute(count)).scalar() or 0)
+
+        held = asyncio.run(on_loop())
+        assert held > 0 if prepared else held == 0
     finally:
-        engine.dispose()
+        runtime.engine.dispose()
+        asyncio.run(runtime.loop_engine.dispose())
