@@ -60,7 +60,7 @@ class Targets:
         return self.world.admin if rtype in DIRECTORY else self.world.gp
 
 
-def _drop_representative_codes(resource: dict[str, Any]) -> None:
+def _as_network_member(resource: dict[str, Any]) -> None:
     """A representative's codes become an ordinary network role (a neighbour)."""
     if relationship_of(resource) is not None:
         resource["relationship"] = f.related_person("x")["relationship"]
@@ -83,7 +83,7 @@ def test_valid_resources_round_trip(world: World, data: st.DataObject) -> None:
     resource.pop("meta", None)
     resource.pop("id", None)
     if rtype == "RelatedPerson":  # a network member: representatives have their own rules
-        _drop_representative_codes(resource)
+        _as_network_member(resource)
     api = targets.writer(rtype)
     created = api.post(f"/fhir/{rtype}", resource)
     assert created.status_code == 201, created.text
