@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-import threading
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -111,8 +110,8 @@ def build_runtime(settings: Settings, exporter: SpanExporter | None = None) -> R
     runtime.on_change = capture  # subscriptions: told of every write, in its transaction
     if settings.audit_witness:
         runtime.publish_head = witness_from(settings.audit_witness).publish
-    runtime.after_commit["exports"] = lambda: threading.Thread(
-        target=export.run_starting, args=(runtime,), name="export", daemon=True).start()
+    runtime.after_commit["exports"] = lambda: runtime.spawn(
+        "export", lambda: export.run_starting(runtime))
     runtime.after_commit["checkpoint-wal"] = lambda: checkpoint_wal(runtime.engine)
     with Session(engine) as session:
         runtime.audit_store.adopt_origin(session)
@@ -257,6 +256,7 @@ def create_app(settings: Settings, *, exporter: SpanExporter | None = None,
             yield
         finally:
             leadership.stop()
+            await run_in_threadpool(runtime.settle)  # an export job under way
             if runtime.loop_engine is not None:  # its connections belong to this loop
                 await runtime.loop_engine.dispose()
             if "jwks_cache" in runtime.extras:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
+import time
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -74,11 +76,33 @@ class Runtime:
     # PostgreSQL: the engine of the units run on the event loop (`on_loop`), or None
     loop_engine: AsyncEngine | None = None
     _read_binds: dict[int, Engine] = field(default_factory=dict, init=False, repr=False)
+    _spawned: list[threading.Thread] = field(default_factory=list, init=False, repr=False)
+    _spawn_lock: threading.Lock = field(default_factory=threading.Lock, init=False,
+                                        repr=False)
     _search_gates: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = \
         field(default_factory=weakref.WeakKeyDictionary)
     _unit_limiters: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop,
                                               anyio.CapacityLimiter] = \
         field(default_factory=weakref.WeakKeyDictionary)
+
+    def spawn(self, name: str, target: Callable[[], Any]) -> None:
+        """Run `target()` in a daemon thread that `settle` waits for at shutdown."""
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        with self._spawn_lock:
+            self._spawned[:] = [t for t in self._spawned if t.is_alive()]
+            self._spawned.append(thread)
+        thread.start()
+
+    def settle(self, timeout: float = 10.0) -> bool:
+        """Wait, `timeout` seconds at most in all, for the threads `spawn` started (an
+        export job), so that none holds a pooled connection when the engines are disposed
+        (a connection checked out then would be dropped unclosed). True when all ended."""
+        deadline = time.monotonic() + timeout
+        with self._spawn_lock:
+            threads = list(self._spawned)
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        return not any(t.is_alive() for t in threads)
 
     def search_gate(self) -> asyncio.Semaphore | None:
         """The turn a search waits for (settings.search_concurrency), or None (no limit).

@@ -729,6 +729,35 @@ def test_one_running_export_at_a_time(world: World, exporter: Any) -> None:
     wait(api, kick_off(api))
 
 
+def test_stopping_the_service_lets_an_export_under_way_end(
+        settings: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Shutdown waits for a running export job (Runtime.settle) before the engines are
+    disposed: its pooled connection is not dropped unclosed under it."""
+    from dossier.exports import bulk
+
+    app = create_app(settings)
+    started, ended = threading.Event(), threading.Event()
+    real = bulk.run_job
+
+    def slow_job(rt: Any, job_id: str) -> None:
+        started.set()
+        time.sleep(1)
+        real(rt, job_id)
+        ended.set()
+
+    monkeypatch.setattr(bulk, "run_job", slow_job)
+    try:
+        with TestClient(app) as client:
+            world = World(app, client)
+            world.consented()
+            kick_off(world.gp)
+            assert started.wait(30)
+        assert ended.is_set()
+        assert not any(t.name == "export" and t.is_alive() for t in threading.enumerate())
+    finally:
+        app.state.runtime.engine.dispose()
+
+
 # ---------------------------------------------------------------- two running instances
 
 class InstanceAsHub:
