@@ -75,10 +75,12 @@ class Leadership:
         self._stop = threading.Event()
         self._workers: list[Callable[[], None]] = []
         self._thread: threading.Thread | None = None
+        self.tried = threading.Event()  # set once the first campaign has been decided
 
     def start(self) -> None:
         if self.engine.dialect.name != "postgresql":
             self._lead()
+            self.tried.set()
             return
         self._thread = threading.Thread(target=self._campaign, name="leadership",
                                         daemon=True)
@@ -108,6 +110,7 @@ class Leadership:
                     conn.commit()
                     if held:
                         self._lead()
+                        self.tried.set()
                         try:
                             while not self._stop.wait(RETRY_SECONDS):
                                 conn.execute(text("SELECT 1"))  # still holding it?
@@ -121,4 +124,5 @@ class Leadership:
             except Exception as exc:  # noqa: BLE001 - a lost connection: campaign again
                 log.warning("background leadership: %s", type(exc).__name__)
                 self._halt()
+            self.tried.set()
             self._stop.wait(RETRY_SECONDS)

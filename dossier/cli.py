@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -28,12 +29,10 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
-    import os
-
     import uvicorn
 
     from dossier.app import create_app, prepare
-    from dossier.serving import NoDelayProtocol, settle_heap
+    from dossier.serving import NoDelayProtocol, background_process, settle_heap
 
     sqlite = settings.sqlalchemy_url.startswith("sqlite")
     workers = args.workers if args.workers is not None else (1 if sqlite else
@@ -51,21 +50,64 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     options = {"host": settings.host, "port": settings.port, "log_level": "warning",
                "access_log": False, "server_header": False,
                "http": NoDelayProtocol}
-    if workers == 1:
-        app = create_app(settings)
-        settle_heap()
-        print(where, file=sys.stderr)
-        uvicorn.run(app, **options)  # type: ignore[arg-type]
-        return 0
-    prepare(settings)  # migrations, seed, demo: once, here
     env = {"DOSSIER_PREPARED": "1", "DOSSIER_DATA_DIR": str(settings.data_dir),
            "DOSSIER_HOST": settings.host, "DOSSIER_PORT": str(settings.port)}
     if settings.demo:
         env["DOSSIER_DEMO"] = "1"
-    os.environ.update(env)
-    print(where, file=sys.stderr)
-    uvicorn.run("dossier.app:worker_app", factory=True, workers=workers,
-                **options)  # type: ignore[arg-type]
+    with ExitStack() as stack:
+        if workers == 1:
+            app = create_app(settings)  # migrations, seed, demo
+        else:
+            prepare(settings)  # migrations, seed, demo: once, here
+        if not sqlite and settings.background_process:
+            stack.enter_context(background_process(env))
+        print(where, file=sys.stderr)
+        if workers == 1:
+            settle_heap()
+            uvicorn.run(app, **options)  # type: ignore[arg-type]
+            return 0
+        os.environ.update(env)
+        uvicorn.run("dossier.app:worker_app", factory=True, workers=workers,
+                    **options)  # type: ignore[arg-type]
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    """The background workers (audit sequencer, notifier, subscription deliveries,
+    maintenance) without serving requests, until SIGTERM or Ctrl-C. PostgreSQL only: they
+    run in whichever process holds the leader lock, once per deployment."""
+    import signal
+    import threading
+
+    from dossier.app import build_runtime, start_workers
+    from dossier.background import Leadership
+    from dossier.serving import READY_SECONDS
+
+    if settings.sqlalchemy_url.startswith("sqlite"):
+        print("error: the embedded SQLite default runs its background workers inside "
+              "`dossier serve`; `dossier worker` needs DATABASE_URL=postgresql+psycopg://…",
+              file=sys.stderr)
+        return 2
+    ready_fd = os.environ.pop("DOSSIER_READY_FD", None)  # set by `serve`, its parent
+    parent = os.getppid()
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    runtime = build_runtime(settings)
+    leadership = Leadership(runtime.engine, lambda: start_workers(runtime))
+    leadership.start()
+    try:
+        leadership.tried.wait(READY_SECONDS)
+        if ready_fd is not None:
+            os.write(int(ready_fd), b"1")
+            os.close(int(ready_fd))
+        while not stop.wait(1.0):
+            if ready_fd is not None and os.getppid() != parent:
+                break  # `serve` was killed without telling us
+    finally:
+        leadership.stop()
+        runtime.settle()
+        runtime.engine.dispose()
     return 0
 
 
@@ -371,8 +413,11 @@ def parser() -> argparse.ArgumentParser:
     a.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
                    help="verify: processes checking the log side by side (default: 2, or "
                    "1 on one CPU); logs under 262,144 records use one")
-    COMMANDS.update({"serve": cmd_serve, "db": cmd_db, "dev-token": cmd_dev_token,
-                     "keys": cmd_keys, "audit": cmd_audit, "users": cmd_users})
+    sub.add_parser("worker", help="the background workers alone (PostgreSQL; `serve` "
+                   "starts one)").add_argument("--data-dir")
+    COMMANDS.update({"serve": cmd_serve, "worker": cmd_worker, "db": cmd_db,
+                     "dev-token": cmd_dev_token, "keys": cmd_keys, "audit": cmd_audit,
+                     "users": cmd_users})
     for extend in EXTENSIONS:
         extend(sub)
     return p

@@ -11,13 +11,24 @@ history.
 `settle_heap` runs once the app is built: the ~170,000 objects of the code and its FHIR
 models stay for the life of the process, and Python's full garbage collection walked all
 of them (~80 ms with the interpreter lock held: every request in the process waited).
+
+`background_process` starts `dossier worker` beside the serving processes on PostgreSQL:
+the audit sequencer, the notifier and the other background workers then take no turn of
+a serving process's interpreter lock (a consented read cost 10-25 % more server CPU with
+them in the same process: docs/benchmarks.md, "Session 8").
 """
 
 from __future__ import annotations
 
 import asyncio
 import gc
+import os
+import select
 import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -50,3 +61,37 @@ def settle_heap() -> None:
     would keep them."""
     gc.collect()
     gc.freeze()
+
+
+READY_SECONDS = 30.0  # how long `serve` waits for its background process's first campaign
+
+
+@contextmanager
+def background_process(env: dict[str, str]) -> Iterator[subprocess.Popen[bytes] | None]:
+    """`dossier worker` as a child of `serve`, with `env` (the settings the parent
+    exported). It campaigns for the leader lock before the serving processes start, so it
+    normally leads; they stand by and one takes over within seconds if it dies. Stopped
+    (SIGTERM) when `serve` ends; it also ends by itself if `serve` is killed."""
+    read_end, write_end = os.pipe()
+    try:
+        child = subprocess.Popen(
+            [sys.executable, "-m", "dossier", "worker"], pass_fds=(write_end,),
+            env={**os.environ, **env, "DOSSIER_READY_FD": str(write_end)})
+    finally:
+        os.close(write_end)
+    try:
+        ready, _, _ = select.select([read_end], [], [], READY_SECONDS)
+        if not (ready and os.read(read_end, 1)):
+            print("warning: the background process did not start in time; a serving "
+                  "process runs the background workers", file=sys.stderr, flush=True)
+    finally:
+        os.close(read_end)
+    try:
+        yield child
+    finally:
+        child.terminate()
+        try:
+            child.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()

@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     # turn on the event loop. More threads than this only fight over the interpreter lock
     unit_threads: int = Field(default=8, ge=1, le=1000)
     units_on_loop: bool = True  # PostgreSQL: request units on the event loop
+    # PostgreSQL: `serve` runs the background workers in a process of their own (`dossier
+    # worker`); the serving processes stand by to take over if it dies
+    background_process: bool = True
     # PostgreSQL: psycopg prepares a statement on the server after five runs. Off behind a
     # pooler that cannot carry prepared statements across its connections (pgbouncer
     # before 1.21 in transaction mode: Debian 12 ships 1.18)

@@ -1,5 +1,6 @@
 """`dossier serve --workers N` on PostgreSQL (SPEC §15): every worker answers, the
-background workers run in exactly one process, and another takes over when it dies."""
+background workers run in exactly one process (`dossier worker`, which `serve` starts
+beside its serving processes), and a serving process takes over when it dies."""
 
 from __future__ import annotations
 
@@ -65,6 +66,17 @@ class Server:
             self.proc.stderr.close()
 
 
+def command_of(pid: int) -> list[str]:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode().rstrip("\0").split("\0")
+    except OSError:  # it has ended
+        return []
+
+
+def parent_of(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
 def wait_for(predicate, seconds: float) -> bool:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -95,11 +107,41 @@ def test_three_workers_run_the_background_once_and_hand_over(pg_url: str,
             assert wait_for(lambda: client.get("/audit/tree-head").json()["tree_size"]
                             >= size + 30, 20)
         first = server.leaders()[0]
+        assert command_of(first)[-2:] == ["dossier", "worker"]  # serve's background process
+        assert parent_of(first) == server.proc.pid
         os.kill(first, signal.SIGKILL)
         assert wait_for(lambda: len(server.leaders()) == 2, 30), server.lines
         second = server.leaders()[1]
-        assert second != first
+        assert second != first and "worker" not in command_of(second)  # a serving one
         time.sleep(3)
         assert len(server.leaders()) == 2  # and still exactly one at a time
     finally:
         server.stop()
+
+
+def test_the_background_process_ends_with_serve(pg_url: str, tmp_path: Path) -> None:
+    """Stopped with `serve`; and when `serve` is killed outright, it ends by itself."""
+    for ending in (signal.SIGINT, signal.SIGKILL):
+        server = Server(pg_url, tmp_path / f"data-{ending}", 1)
+        try:
+            server.wait_ready()
+            assert wait_for(lambda: server.leaders() != [], 10), server.lines
+            (worker,) = server.leaders()
+            assert command_of(worker)[-2:] == ["dossier", "worker"]
+            if ending == signal.SIGKILL:
+                server.proc.kill()
+                server.proc.wait()
+            else:
+                server.stop()
+            assert wait_for(lambda: command_of(worker)[-2:] != ["dossier", "worker"], 20)
+        finally:
+            server.stop()
+
+
+def test_dossier_worker_needs_postgresql(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    done = subprocess.run([sys.executable, "-m", "dossier", "worker", "--data-dir",
+                           str(tmp_path / "data")], env=env, capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert done.returncode == 2
+    assert "DATABASE_URL" in done.stderr and "Traceback" not in done.stderr
