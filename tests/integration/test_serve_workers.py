@@ -122,7 +122,7 @@ def test_three_workers_run_the_background_once_and_hand_over(pg_url: str,
 def test_the_background_process_ends_with_serve(pg_url: str, tmp_path: Path) -> None:
     """Stopped with `serve`; and when `serve` is killed outright, it ends by itself."""
     for ending in (signal.SIGINT, signal.SIGKILL):
-        server = Server(pg_url, tmp_path / f"data-{ending}", 1)
+        server = Server(pg_url, tmp_path / "data", 1)  # started, then started again
         try:
             server.wait_ready()
             assert wait_for(lambda: server.leaders() != [], 10), server.lines
