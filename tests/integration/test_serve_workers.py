@@ -125,7 +125,7 @@ def test_the_background_process_ends_with_serve(pg_url: str, tmp_path: Path) -> 
         server = Server(pg_url, tmp_path / "data", 1)  # started, then started again
         try:
             server.wait_ready()
-            assert wait_for(lambda: server.leaders() != [], 10), server.lines
+            assert wait_for(lambda s=server: s.leaders() != [], 10), server.lines
             (worker,) = server.leaders()
             assert command_of(worker)[-2:] == ["dossier", "worker"]
             if ending == signal.SIGKILL:
@@ -133,7 +133,7 @@ def test_the_background_process_ends_with_serve(pg_url: str, tmp_path: Path) -> 
                 server.proc.wait()
             else:
                 server.stop()
-            assert wait_for(lambda: command_of(worker)[-2:] != ["dossier", "worker"], 20)
+            assert wait_for(lambda w=worker: command_of(w)[-2:] != ["dossier", "worker"], 20)
         finally:
             server.stop()
 
