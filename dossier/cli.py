@@ -97,10 +97,15 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     leadership = Leadership(runtime.engine, lambda: start_workers(runtime))
     leadership.start()
     try:
-        leadership.tried.wait(READY_SECONDS)
+        waited = 0.0
+        while not (leadership.tried.wait(0.2) or stop.is_set()) and waited < READY_SECONDS:
+            waited += 0.2
         if ready_fd is not None:
-            os.write(int(ready_fd), b"1")
-            os.close(int(ready_fd))
+            try:
+                os.write(int(ready_fd), b"1")
+                os.close(int(ready_fd))
+            except OSError:  # `serve` stopped waiting, or is gone: the parent check ends us
+                pass
         while not stop.wait(1.0):
             if ready_fd is not None and os.getppid() != parent:
                 break  # `serve` was killed without telling us

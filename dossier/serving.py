@@ -27,6 +27,7 @@ import select
 import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -64,6 +65,7 @@ def settle_heap() -> None:
 
 
 READY_SECONDS = 30.0  # how long `serve` waits for its background process's first campaign
+STOP_SECONDS = 45.0  # how long `serve` lets it stop (its workers end their current run)
 
 
 @contextmanager
@@ -79,19 +81,32 @@ def background_process(env: dict[str, str]) -> Iterator[subprocess.Popen[bytes] 
             env={**os.environ, **env, "DOSSIER_READY_FD": str(write_end)})
     finally:
         os.close(write_end)
+    stopping = threading.Event()
     try:
-        ready, _, _ = select.select([read_end], [], [], READY_SECONDS)
-        if not (ready and os.read(read_end, 1)):
-            print("warning: the background process did not start in time; a serving "
-                  "process runs the background workers", file=sys.stderr, flush=True)
-    finally:
-        os.close(read_end)
-    try:
+        try:
+            ready, _, _ = select.select([read_end], [], [], READY_SECONDS)
+            if not (ready and os.read(read_end, 1)):
+                print("warning: the background process did not start in time; a serving "
+                      "process runs the background workers", file=sys.stderr, flush=True)
+        finally:
+            os.close(read_end)
+        threading.Thread(target=_report_end, args=(child, stopping),
+                         name="background-watch", daemon=True).start()
         yield child
-    finally:
+    finally:  # also when interrupted while waiting for it
+        stopping.set()
         child.terminate()
         try:
-            child.wait(timeout=20)
+            child.wait(timeout=STOP_SECONDS)
         except subprocess.TimeoutExpired:
             child.kill()
             child.wait()
+
+
+def _report_end(child: subprocess.Popen[bytes], stopping: threading.Event) -> None:
+    """Say so when the background process ends before `serve` (it is not restarted: a
+    serving process has taken the lead and keeps it)."""
+    code = child.wait()
+    if not stopping.is_set():
+        print(f"warning: the background process ended (exit code {code}); a serving "
+              "process runs the background workers", file=sys.stderr, flush=True)

@@ -88,10 +88,10 @@ class Runtime:
     def spawn(self, name: str, target: Callable[[], Any]) -> None:
         """Run `target()` in a daemon thread that `settle` waits for at shutdown."""
         thread = threading.Thread(target=target, name=name, daemon=True)
-        with self._spawn_lock:
+        with self._spawn_lock:  # started inside: never pruned nor joined before its start
             self._spawned[:] = [t for t in self._spawned if t.is_alive()]
             self._spawned.append(thread)
-        thread.start()
+            thread.start()
 
     def settle(self, timeout: float = 10.0) -> bool:
         """Wait, `timeout` seconds at most in all, for the threads `spawn` started (an

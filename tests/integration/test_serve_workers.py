@@ -113,6 +113,7 @@ def test_three_workers_run_the_background_once_and_hand_over(pg_url: str,
         assert wait_for(lambda: len(server.leaders()) == 2, 30), server.lines
         second = server.leaders()[1]
         assert second != first and "worker" not in command_of(second)  # a serving one
+        assert any("background process ended" in line for line in server.lines)
         time.sleep(3)
         assert len(server.leaders()) == 2  # and still exactly one at a time
     finally:
@@ -131,9 +132,12 @@ def test_the_background_process_ends_with_serve(pg_url: str, tmp_path: Path) -> 
             if ending == signal.SIGKILL:
                 server.proc.kill()
                 server.proc.wait()
+                assert wait_for(  # it ends by itself (gone, or a zombie until reaped)
+                    lambda w=worker: command_of(w)[-2:] != ["dossier", "worker"], 20)
             else:
                 server.stop()
-            assert wait_for(lambda w=worker: command_of(w)[-2:] != ["dossier", "worker"], 20)
+                assert command_of(worker) == []  # stopped and reaped before serve exits
+            assert not any("background process ended" in line for line in server.lines)
         finally:
             server.stop()
 
