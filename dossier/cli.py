@@ -111,7 +111,6 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
                 break  # `serve` was killed without telling us
     finally:
         leadership.stop()
-        runtime.settle()
         runtime.engine.dispose()
     return 0
 

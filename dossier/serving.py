@@ -69,7 +69,7 @@ STOP_SECONDS = 45.0  # how long `serve` lets it stop (its workers end their curr
 
 
 @contextmanager
-def background_process(env: dict[str, str]) -> Iterator[subprocess.Popen[bytes] | None]:
+def background_process(env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
     """`dossier worker` as a child of `serve`, with `env` (the settings the parent
     exported). It campaigns for the leader lock before the serving processes start, so it
     normally leads; they stand by and one takes over within seconds if it dies. Stopped
