@@ -10,6 +10,8 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.exc import OperationalError
+
 from dossier.settings import Settings, SettingsError, load_settings
 
 Command = Callable[[argparse.Namespace, Settings], int]
@@ -438,7 +440,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    return COMMANDS[args.command](args, settings)
+    try:
+        return COMMANDS[args.command](args, settings)
+    except OperationalError as exc:  # the database refused or cannot be reached at start
+        print(f"error: {unreachable(exc)}", file=sys.stderr)
+        return 3
+
+
+def unreachable(exc: OperationalError) -> str:
+    """One line a person can act on, from the driver's own first line (it names the host,
+    port and database, never the password)."""
+    first = (str(exc.orig).strip().splitlines() or [""])[0] if exc.orig else ""
+    return ("the database cannot be reached or refused the connection"
+            + (f" ({first[:300]})" if first else "")
+            + ". Check DATABASE_URL and that the database server is running.")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -149,3 +149,27 @@ def test_dossier_worker_needs_postgresql(tmp_path: Path) -> None:
                           timeout=60, check=False)
     assert done.returncode == 2
     assert "DATABASE_URL" in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("command", ["serve", "worker"])
+def test_an_unreachable_database_is_one_line_not_a_traceback(tmp_path: Path,
+                                                              command: str) -> None:
+    """PostgreSQL down (nothing listens on the port) or the database missing: the person
+    starting the service reads what is wrong in one line, with no password."""
+    closed = free_port()  # bound then released: nothing listens there
+    for url, names in ((f"postgresql+psycopg://postgres:s3cret@127.0.0.1:{closed}/dossier",
+                        str(closed)),
+                       ("postgresql+psycopg://postgres:s3cret@127.0.0.1:5432/no_such_db_x",
+                        "no_such_db_x")):
+        args = [sys.executable, "-m", "dossier", command, "--data-dir", str(tmp_path / "d")]
+        if command == "serve":
+            args += ["--port", str(free_port())]
+        done = subprocess.run(
+            args,
+            env={**os.environ, "DATABASE_URL": url}, capture_output=True, text=True,
+            timeout=60, check=False)
+        assert done.returncode == 3, done.stderr[-400:]
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: the database cannot be "
+                                                       "reached"), lines[-3:]
+        assert names in lines[0] and "s3cret" not in done.stderr
