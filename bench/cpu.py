@@ -7,6 +7,13 @@ to compare code versions by.
     python bench/cpu.py                          # read and create, 3 rounds of 5 s
     python bench/cpu.py --quiet                  # background workers off (request alone)
     python bench/cpu.py --only read --pyspy read.txt   # and a py-spy profile (--gil)
+    python bench/cpu.py --baseline               # and the bare baseline, the same way
+
+With `--baseline` the bare endpoint of `bench/load.py` (bench/baseline_app.py, one
+worker) is measured the same way, alternating, and the report ends with the CPU model of
+the load benchmark's ratio: on a machine whose cores are all busy, requests/s go as
+1 / (CPU per request), so the ratio wrk measures is about
+(bare server + its PostgreSQL) / (dossier server + its PostgreSQL).
 """
 
 from __future__ import annotations
@@ -126,6 +133,43 @@ class Server:
                 f"({', '.join(f'{r[4]:.0f}' for r in rows)})")
 
 
+class Bare(Server):
+    """bench/baseline_app.py, one worker, on its own throwaway database: a primary-key
+    SELECT and two INSERTs per read, 9 INSERTs per create (as `bench/load.py`)."""
+
+    def __init__(self, stack: ExitStack) -> None:  # noqa: D107 - no Server.__init__: no seed
+        import psycopg
+        from baseline_app import SCHEMA
+        from sqlalchemy.engine import make_url
+
+        self.label = "bare"
+        _, url = stack.enter_context(database("postgres"))
+        assert url is not None
+        dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(SCHEMA)  # type: ignore[arg-type]
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        self.proc = stack.enter_context(process(
+            [sys.executable, "baseline_app.py", "--port", str(port), "--workers", "1"],
+            {"DATABASE": dsn}, f"{base}/docs"))
+        self.kinds = {"read": (f"{base}/read/task-1", ""),
+                      "create": (f"{base}/write?n=9", 'wrk.method = "POST"')}
+        self.meter = CpuMeter(self.proc.pid, url)
+        self.rows = {"read": [], "create": []}
+
+
+def model(servers: list[Server], kind: str) -> str | None:
+    """The ratio the CPU per request predicts: bare total / dossier total."""
+    totals = {s.label: statistics.median(r[0] + r[2] for r in s.rows[kind])
+              for s in servers if s.rows.get(kind)}
+    if "bare" not in totals or "this" not in totals:
+        return None
+    return (f"  model {kind:>6}: CPU per request (server + PostgreSQL) this "
+            f"{totals['this']:.2f} ms, bare {totals['bare']:.2f} ms: expected ratio "
+            f"{totals['bare'] / totals['this']:.2f}×")
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--rounds", type=int, default=3)
@@ -137,22 +181,30 @@ def main() -> int:
                    help="another checkout (e.g. a worktree of main) measured alternately")
     p.add_argument("--pyspy", type=Path, default=None,
                    help="write a py-spy --gil profile of the first round (of --only, else read)")
+    p.add_argument("--baseline", action="store_true",
+                   help="measure the bare baseline endpoint too (read and create)")
     args = p.parse_args()
     with ExitStack() as stack:
         servers = [Server(stack, "this", None, args.quiet)]
         if args.against is not None:
             servers.append(Server(stack, "before", args.against.resolve(), args.quiet))
+        if args.baseline:
+            servers.append(Bare(stack))
         for kind in [args.only] if args.only else ["read", "create"]:  # search: --only
-            for server in servers:
+            measured = [s for s in servers if kind in s.kinds]
+            for server in measured:
                 target, script = server.kinds[kind]
                 wrk_count(target, script, args.connections, 2)  # warm up
             for n in range(args.rounds):
-                for server in (servers if n % 2 == 0 else servers[::-1]):
+                for server in (measured if n % 2 == 0 else measured[::-1]):
                     spy = args.pyspy if (n == 0 and kind == (args.only or "read") and
                                          server is servers[0]) else None
                     server.round(kind, args.connections, args.seconds, spy)
-            for server in servers:
+            for server in measured:
                 print(server.report(kind), flush=True)
+            line = model(servers, kind)
+            if line:
+                print(line, flush=True)
         print(f"load average {os.getloadavg()[0]:.1f}")
     return 0
 
