@@ -137,7 +137,7 @@ class Bare(Server):
     """bench/baseline_app.py, one worker, on its own throwaway database: a primary-key
     SELECT and two INSERTs per read, 9 INSERTs per create (as `bench/load.py`)."""
 
-    def __init__(self, stack: ExitStack) -> None:  # noqa: D107 - no Server.__init__: no seed
+    def __init__(self, stack: ExitStack) -> None:
         import psycopg
         from baseline_app import SCHEMA
         from sqlalchemy.engine import make_url
