@@ -28,5 +28,5 @@ def test_a_known_date() -> None:
 
 
 def test_a_naive_moment_is_refused() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="aware"):
         http_date(datetime(2026, 1, 1))
