@@ -46,7 +46,7 @@ from dossier.fhir.ops import (  # noqa: F401 - register operations
     patient,
     people,
 )
-from dossier.fhir.routes import ReadById
+from dossier.fhir.routes import CreateByType, ReadById
 from dossier.fhir.routes import root_router as well_known_router
 from dossier.fhir.routes import router as fhir_router
 from dossier.fhir.wire import fhir_response
@@ -273,6 +273,7 @@ def create_app(settings: Settings, *, exporter: SpanExporter | None = None,
     app.add_middleware(TraceAndHarden, tracer=runtime.tracer, metrics=metrics)
 
     app.router.routes.insert(0, ReadById())  # GET /fhir/{type}/{id}: see fhir/routes.py
+    app.router.routes.insert(1, CreateByType())  # POST /fhir/{type}: the same
     app.include_router(subscription_router)  # before the generic /fhir/{type} routes
     app.include_router(fhir_router)
     app.include_router(well_known_router)

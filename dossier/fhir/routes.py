@@ -462,17 +462,25 @@ class ReadById(Route):
         self.methods = {"GET"}  # not HEAD (405 as on the route below; Allow headers)
 
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
-        if scope["type"] != "http" or scope["method"] != "GET" or scope.get("query_string"):
-            return Match.NONE, {}
-        path, root = scope["path"], scope.get("root_path", "")
-        if root and path.startswith(root + "/"):  # as Starlette's routes read the path
-            path = path[len(root):]
-        parts = path.split("/")
-        if len(parts) != 4 or parts[1] != "fhir" or parts[2] not in PLAIN_READ_TYPES \
-                or not ID_RE.match(parts[3]):
+        parts = _plain(scope, "GET", 4)
+        if parts is None or parts[2] not in PLAIN_READ_TYPES or not ID_RE.match(parts[3]):
             return Match.NONE, {}
         return Match.FULL, {"endpoint": self.endpoint,
                             "path_params": {"rtype": parts[2], "rid": parts[3]}}
+
+
+def _plain(scope: Scope, method: str, segments: int) -> list[str] | None:
+    """The path's segments when the request is `method` on `/fhir/...` with `segments`
+    parts and no query; else None (the request goes on to FastAPI's routes)."""
+    if scope["type"] != "http" or scope["method"] != method or scope.get("query_string"):
+        return None
+    path, root = scope["path"], scope.get("root_path", "")
+    if root and path.startswith(root + "/"):  # as Starlette's routes read the path
+        path = path[len(root):]
+    parts: list[str] = path.split("/")
+    if len(parts) != segments or parts[1] != "fhir":
+        return None
+    return parts
 
 
 async def read_by_id(request: Request) -> Response:
@@ -480,6 +488,32 @@ async def read_by_id(request: Request) -> Response:
     rtype, rid = request.path_params["rtype"], request.path_params["rid"]
     stored = await in_unit(request, lambda repo, ctx: repo.read(rtype, rid))
     return resource_response(request, stored)
+
+
+# The types whose `POST /fhir/{type}` is `create` below (Subscription has its own route).
+PLAIN_CREATE_TYPES = frozenset(schemas.SUPPORTED_TYPES) - {"Subscription"}
+
+
+class CreateByType(Route):
+    """`POST /fhir/{type}` with no query, matched before FastAPI's routes like ReadById:
+    the very handler `create` (negotiation first, as the router's dependency does), without
+    FastAPI's matching of every route and its dependency injection. Operations (`$name`),
+    Subscription, a query and any other shape go on to the routes."""
+
+    def __init__(self) -> None:
+        super().__init__("/fhir/{rtype}", create_by_type, methods=["POST"])
+        self.methods = {"POST"}
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        parts = _plain(scope, "POST", 3)
+        if parts is None or parts[2] not in PLAIN_CREATE_TYPES:
+            return Match.NONE, {}
+        return Match.FULL, {"endpoint": self.endpoint, "path_params": {"rtype": parts[2]}}
+
+
+async def create_by_type(request: Request) -> Response:
+    await negotiate(request)
+    return await create(request, request.path_params["rtype"])
 
 
 def _roster(rtype: str, rid: str, ctx: RequestContext, work: Callable[[], Any]) -> Any:
