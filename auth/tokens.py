@@ -2,10 +2,20 @@
 
 Every problem raises the one opaque ``InvalidToken``; its ``reason`` says what
 was wrong, for the audit record only.
+
+A signature checked once is remembered (``Verified``): whether these exact bytes were
+signed by this exact key cannot change, and checking it again was a fifth of a read's
+work (an ECDSA verification and joserfc's parsing; docs/benchmarks.md). Everything that
+can change is checked at every request: the header, the key still published for the
+token's kid (the remembered signature counts only for that same key object, so a key
+rotated out or reloaded verifies anew), expiry and the other time claims, issuer and
+audience. Who the token names, their roles and the consents are resolved per request
+in the unit's transaction, as before; nothing of an access decision is remembered.
 """
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import math
 import re
@@ -224,6 +234,36 @@ class JWKSCache:
         return value
 
 
+class Verified:
+    """The tokens whose signature this process has verified: SHA-256 of the whole
+    compact token (never the token itself, a bearer credential) → the key object that
+    verified it, its claims and the TokenClaims made of them. Bounded: the oldest entry
+    goes first. Only tokens that passed every check are added, so nobody can fill it
+    without valid tokens."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self.size = size
+        self._found: dict[bytes, tuple[object, Mapping[str, Any], TokenClaims]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, digest: bytes,
+            key: object) -> tuple[Mapping[str, Any], TokenClaims] | None:
+        entry = self._found.get(digest)
+        if entry is None or entry[0] is not key:  # another key now: verify anew
+            return None
+        return entry[1], entry[2]
+
+    def add(self, digest: bytes, key: object, claims: Mapping[str, Any],
+            token_claims: TokenClaims) -> None:
+        with self._lock:
+            self._found[digest] = (key, claims, token_claims)
+            while len(self._found) > self.size:
+                del self._found[next(iter(self._found))]
+
+    def __len__(self) -> int:
+        return len(self._found)
+
+
 class TokenValidator:
     """Validates JWT access tokens of one issuer for one audience."""
 
@@ -243,6 +283,7 @@ class TokenValidator:
         self.leeway = leeway
         self.algorithms = tuple(algorithms)
         self.niss_claim = niss_claim
+        self.verified = Verified()
 
     def validate(self, token: str, now: datetime | None = None) -> TokenClaims:
         """Check signature and claims; return the claims or raise ``InvalidToken``."""
@@ -259,16 +300,24 @@ class TokenValidator:
         if kid is not None and not isinstance(kid, str):
             raise InvalidToken("kid is not a string")
         key = self.keys.get_key(kid, alg)
+        if now is not None and now.tzinfo is None:
+            raise ValueError("now must be a timezone-aware datetime")
+        moment = (now or datetime.now(UTC)).timestamp()
+        digest = hashlib.sha256(token.encode("ascii", "replace")).digest()
+        known = self.verified.get(digest, key)
+        if known is not None:  # these bytes, this key: the signature holds; the rest is
+            claims, token_claims = known  # checked again, now
+            self._check_registered_claims(claims, moment)
+            return token_claims
         try:
             claims = jwt.decode(token, key, algorithms=[alg],
                                 registry=_jose.registry([alg])).claims
         except (JoseError, ValueError, TypeError) as error:
             raise InvalidToken("signature or payload invalid") from error
-        if now is not None and now.tzinfo is None:
-            raise ValueError("now must be a timezone-aware datetime")
-        moment = (now or datetime.now(UTC)).timestamp()
         self._check_registered_claims(claims, moment)
-        return self._token_claims(claims)
+        token_claims = self._token_claims(claims)
+        self.verified.add(digest, key, claims, token_claims)
+        return token_claims
 
     def _check_registered_claims(self, claims: Mapping[str, Any], now: float) -> None:
         if claims.get("iss") != self.issuer:
