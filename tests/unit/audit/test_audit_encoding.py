@@ -7,7 +7,7 @@ import hashlib
 
 import pytest
 import rfc8785
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from audit.canonical import b64decode, b64encode, b64url_decode, b64url_encode, canonical_bytes
@@ -92,3 +92,44 @@ def test_strict_base64_rejects_non_canonical_text(text: str) -> None:
 def test_strict_base64url_rejects_non_canonical_text(text: str) -> None:
     with pytest.raises(ValueError, match="base64url"):
         b64url_decode(text)
+
+
+# canonical_bytes makes plain records with orjson (C); the bytes must be JCS's, always.
+json_values = st.recursive(
+    st.none() | st.booleans() | st.text() |
+    st.integers(min_value=-(2**53) + 1, max_value=2**53 - 1) |
+    st.floats(allow_nan=False, allow_infinity=False),
+    lambda inner: st.lists(inner, max_size=4) |
+    st.dictionaries(st.text(max_size=6), inner, max_size=4),
+    max_leaves=20)
+
+
+# keys from the ranges where code point order and UTF-16 order part (U+E000-U+FFFF against
+# the astral planes), and plain ASCII
+keys = st.text(st.sampled_from("ab\ufb33\uffff\ue000\U0001f600\U00010000"), max_size=3) | \
+    st.text(max_size=8)
+
+
+@settings(max_examples=400)
+@given(st.dictionaries(keys, json_values, max_size=6))
+def test_canonical_bytes_are_rfc8785s_for_any_record(record: dict) -> None:
+    try:
+        expected = rfc8785.dumps(record)
+    except (ValueError, UnicodeError):
+        with pytest.raises((ValueError, UnicodeError)):
+            canonical_bytes(record)
+        return
+    assert canonical_bytes(record) == expected
+
+
+def test_keys_are_ordered_by_utf16_units_as_jcs_orders_them() -> None:
+    record = {"\U0001f600": 1, "\ufb33": 2, "a": {"\uffff": 3, "\U00010000": 4}}
+    assert canonical_bytes(record) == rfc8785.dumps(record)
+    assert canonical_bytes(record).index("\U0001f600".encode()) < \
+        canonical_bytes(record).index("\ufb33".encode())
+
+
+def test_every_code_point_is_escaped_as_jcs_escapes_it() -> None:
+    for cp in (*range(0xD800), *range(0xE000, 0x110000, 7), 0x10FFFF):
+        value = {"k": chr(cp) + "x"}
+        assert canonical_bytes(value) == rfc8785.dumps(value), hex(cp)
