@@ -44,6 +44,7 @@ from audit.merkle import (
 )
 from audit.proof import verify_consistency
 from audit.tables import AuditTables
+from audit.tx import Tx
 
 SEQUENCER_LOCK = 0x646F7373  # "doss": PostgreSQL advisory lock key
 BATCH = 5000
@@ -63,7 +64,7 @@ class SqlRangeStore:
 
     _statements: ClassVar[dict[tuple[Any, int, int], Any]] = {}
 
-    def __init__(self, session: Session, tables: AuditTables) -> None:
+    def __init__(self, session: Tx, tables: AuditTables) -> None:
         self.session = session
         self.tables = tables
 
@@ -109,7 +110,7 @@ class SqlNodeStore(BandedNodeStore):
     """NodeStore over the stored levels (audit_leaves and audit_nodes), one statement per
     call."""
 
-    def __init__(self, session: Session, tables: AuditTables) -> None:
+    def __init__(self, session: Tx, tables: AuditTables) -> None:
         super().__init__(SqlRangeStore(session, tables))
         self.session = session
         self.t = tables.nodes
@@ -140,7 +141,7 @@ class AuditStore:
                 "agent": agent, "action": record["action"], "outcome": record["outcome"],
                 "record": record, "leaf": leaf, "mac": mac}
 
-    def adopt_origin(self, session: Session) -> str:
+    def adopt_origin(self, session: Tx) -> str:
         """Keep the origin of the log's existing heads: a log keeps its name even when the
         service's public address changes (a new origin would break verification)."""
         row = self.latest_head_row(session)
@@ -149,20 +150,20 @@ class AuditStore:
         return self.origin
 
     # ------------------------------------------------------------------ append
-    def append(self, session: Session, record: dict[str, Any], *, recorded_at: datetime,
+    def append(self, session: Tx, record: dict[str, Any], *, recorded_at: datetime,
                patient_id: str | None, agent: str | None) -> None:
         """Insert one record in the caller's transaction (the request's)."""
         session.execute(insert(self.t.records).values(
             self._row(record, patient_id, agent, recorded_at)))
 
-    def append_many(self, session: Session,
+    def append_many(self, session: Tx,
                     records: Sequence[tuple[dict[str, Any], str | None, str | None]], *,
                     recorded_at: datetime) -> None:
         """Insert (record, patient_id, agent) rows in one multi-row INSERT."""
         if records:
             self.insert_rows(session, self.rows(records, recorded_at=recorded_at))
 
-    def insert_rows(self, session: Session, rows: list[dict[str, Any]]) -> None:
+    def insert_rows(self, session: Tx, rows: list[dict[str, Any]]) -> None:
         """Insert rows made by `rows` in one multi-row INSERT."""
         # Core on the transaction's connection (the ORM session adds only bookkeeping)
         session.connection().execute(self._insert_records, rows)
@@ -175,7 +176,7 @@ class AuditStore:
                 for record, patient_id, agent in records]
 
     # ------------------------------------------------------------------ sequencer
-    def state(self, session: Session) -> LogState:
+    def state(self, session: Tx) -> LogState:
         """Size and last chain hash, from the newest leaf (one primary-key lookup)."""
         last = session.execute(select(self.t.leaves.c.leaf_index, self.t.leaves.c.chain_hash)
                                .order_by(self.t.leaves.c.leaf_index.desc()).limit(1)).first()
@@ -183,7 +184,7 @@ class AuditStore:
             return LogState(0, GENESIS)
         return LogState(int(last.leaf_index) + 1, bytes(last.chain_hash))
 
-    def integrate(self, session: Session, signer: Signer, now: datetime) -> int:
+    def integrate(self, session: Tx, signer: Signer, now: datetime) -> int:
         """Sequence pending records and sign a new head; returns the new tree size.
         Run inside a transaction; one sequencer at a time."""
         if session.get_bind().dialect.name == "postgresql":
@@ -226,7 +227,7 @@ class AuditStore:
         self._sign(session, signer, size, new_root, now)
         return size
 
-    def _sign(self, session: Session, signer: Signer, size: int, root_hash: bytes,
+    def _sign(self, session: Tx, signer: Signer, size: int, root_hash: bytes,
               now: datetime) -> None:
         exists = session.execute(select(self.t.tree_heads.c.tree_size).where(
             self.t.tree_heads.c.tree_size == size)).first()
@@ -240,22 +241,22 @@ class AuditStore:
             checkpoint=head["checkpoint"], signature=b64decode(head["signature"])))
 
     # ------------------------------------------------------------------ reads
-    def latest_head_row(self, session: Session) -> Any:
+    def latest_head_row(self, session: Tx) -> Any:
         return session.execute(select(self.t.tree_heads).order_by(
             self.t.tree_heads.c.tree_size.desc()).limit(1)).first()
 
-    def tree_head(self, session: Session) -> TreeHeadJSON | None:
+    def tree_head(self, session: Tx) -> TreeHeadJSON | None:
         row = self.latest_head_row(session)
         return None if row is None else head_json(row)
 
-    def index_of(self, session: Session, record_ids: Sequence[str]) -> dict[str, int]:
+    def index_of(self, session: Tx, record_ids: Sequence[str]) -> dict[str, int]:
         if not record_ids:
             return {}
         rows = session.execute(select(self.t.leaves.c.record_id, self.t.leaves.c.leaf_index)
                                .where(self.t.leaves.c.record_id.in_(list(record_ids)))).all()
         return {r.record_id: int(r.leaf_index) for r in rows}
 
-    def record_at(self, session: Session, index: int) -> Any:
+    def record_at(self, session: Tx, index: int) -> Any:
         """(id, patient_id, leaf) of the record at leaf `index`, or None: what a proof
         needs of the record, in one statement built once."""
         if self._record_at is None:
@@ -264,38 +265,38 @@ class AuditStore:
                 self.t.leaves, L.record_id == R.id).where(L.leaf_index == bindparam("i"))
         return session.execute(self._record_at, {"i": index}).first()
 
-    def leaf_bytes(self, session: Session, index: int) -> bytes | None:
+    def leaf_bytes(self, session: Tx, index: int) -> bytes | None:
         return self.leaf_of(session, self.record_at(session, index))
 
-    def leaf_of(self, session: Session, row: Any) -> bytes | None:
+    def leaf_of(self, session: Tx, row: Any) -> bytes | None:
         """The leaf bytes of a `record_at` row."""
         if row is None:
             return None
         return bytes(row.leaf) if row.leaf is not None else self._legacy_leaf(session, row.id)
 
-    def _legacy_leaf(self, session: Session, record_id: str) -> bytes:
+    def _legacy_leaf(self, session: Tx, record_id: str) -> bytes:
         """A record written before migration 0015: its leaf is its canonical JSON."""
         record = session.execute(select(self.t.records.c.record).where(
             self.t.records.c.id == record_id)).scalar_one()
         return canonical_bytes(record)
 
-    def inclusion(self, session: Session, index: int, size: int) -> list[bytes]:
+    def inclusion(self, session: Tx, index: int, size: int) -> list[bytes]:
         return inclusion_proof(SqlNodeStore(session, self.t), index, size)
 
-    def consistency(self, session: Session, first: int, second: int) -> list[bytes]:
+    def consistency(self, session: Tx, first: int, second: int) -> list[bytes]:
         return consistency_proof(SqlNodeStore(session, self.t), first, second)
 
-    def root_at(self, session: Session, size: int) -> bytes:
+    def root_at(self, session: Tx, size: int) -> bytes:
         return root(SqlNodeStore(session, self.t), size)
 
-    def signed_size(self, session: Session) -> int:
+    def signed_size(self, session: Tx) -> int:
         if self._signed_size is None:
             self._signed_size = select(func.max(self.t.tree_heads.c.tree_size))
         size = session.execute(self._signed_size).scalar()
         return 0 if size is None else int(size)
 
     # ------------------------------------------------------------------ verify
-    def verify(self, session: Session, public_jwk: Mapping[str, Any], *,
+    def verify(self, session: Tx, public_jwk: Mapping[str, Any], *,
                trusted: Checkpoint | None = None, jobs: int = 1,
                parallel_from: int = PARALLEL_FROM) -> VerifyResult:
         """Re-check every record's MAC, the chain, the stored Merkle nodes and every signed
@@ -497,7 +498,7 @@ class _Rows:
     hashes the current one (the driver waits for the network without the GIL). Bound
     values must be integers (rendered as literals by the dialect)."""
 
-    def __init__(self, session: Session, stmt: Any, name: str) -> None:
+    def __init__(self, session: Tx, stmt: Any, name: str) -> None:
         conn = session.connection()
         # integer bounds only: rendered by the dialect's own literal processors
         sql = str(stmt.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
@@ -613,7 +614,7 @@ class _Walk:
     """One pass of `verify` over the leaves [start, stop) and their records; each block,
     once checked, is hashed and given to `sink`."""
 
-    def __init__(self, store: AuditStore, session: Session, wanted: list[int], *,
+    def __init__(self, store: AuditStore, session: Tx, wanted: list[int], *,
                  sink: Callable[[Block], None], start: int = 0, stop: int | None = None,
                  chain: bytes = GENESIS, seq_from: int | None = None) -> None:
         self.store = store
@@ -755,7 +756,7 @@ class _Walk:
 
 
 
-def _first_bad_node(session: Session, tables: AuditTables, tree: StreamingTree) -> int | None:
+def _first_bad_node(session: Tx, tables: AuditTables, tree: StreamingTree) -> int | None:
     """The first leaf under a stored node that is missing or differs from the one
     recomputed from the leaves: each stored level read once, in index order. Nodes over
     leaves beyond the log seen (a sequencer appending meanwhile) are not read."""

@@ -14,7 +14,6 @@ from itertools import combinations
 from typing import Any
 
 from sqlalchemy import and_, bindparam, false, or_, select
-from sqlalchemy.orm import Session
 
 import consent
 from auth import Forbidden as AuthForbidden
@@ -23,6 +22,7 @@ from auth.rules import COMPARTMENT_TYPES, DIRECTORY_TYPES
 from dossier.core import access_index
 from dossier.core.repository import RowMeta
 from dossier.db.models import break_glass, resources
+from dossier.db.tx import Tx
 from dossier.errors import Forbidden, not_found
 
 R = resources.c
@@ -55,7 +55,7 @@ _CONSENTS_OF = select(R.patient_id, R.content).where(
     R.res_type == "Consent", R.patient_id == bindparam("patient"), R.deleted == false())
 
 
-def load_consents(session: Session, patient_ids: list[str]) -> dict[str, list[consent.Provision]]:
+def load_consents(session: Tx, patient_ids: list[str]) -> dict[str, list[consent.Provision]]:
     """The provisions of the patients' current Consents, read and parsed now (one query
     per 500 patients). A Consent that cannot be parsed gives [DENY_ALL]."""
     contents: dict[str, list[Any]] = {pid: [] for pid in patient_ids}
@@ -91,7 +91,7 @@ def _own_messages(T: Any, practitioner: str | None) -> Any:
 
 
 class ConsentPolicy:
-    def __init__(self, session: Session, principal: Principal, now: datetime) -> None:
+    def __init__(self, session: Tx, principal: Principal, now: datetime) -> None:
         self.session = session
         self.principal = principal
         self.now = now

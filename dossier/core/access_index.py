@@ -36,11 +36,11 @@ from sqlalchemy import (
     true,
 )
 from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.orm import Session
 from sqlalchemy.sql.visitors import InternalTraversal
 
 import consent
 from dossier.db.models import access_grants
+from dossier.db.tx import Tx
 
 G = access_grants.c
 BITS = {"identity": 1, "demarches": 2, "network": 4, "fragility": 8, "psy": 16}
@@ -73,7 +73,7 @@ def rows_for(consent_id: str, patient_id: str,
     return [{**base, "grantee": actor} for actor in sorted(provision.actors or {EVERYONE})]
 
 
-def refresh(session: Session, consent_id: str, patient_id: str | None,
+def refresh(session: Tx, consent_id: str, patient_id: str | None,
             resource: dict[str, Any] | None) -> None:
     """Rewrite the rows of one Consent after it was written (None: deleted)."""
     session.execute(delete(access_grants).where(G.consent_id == consent_id))
@@ -88,7 +88,7 @@ def refresh(session: Session, consent_id: str, patient_id: str | None,
         session.execute(insert(access_grants), rows)
 
 
-def add_break_glass(session: Session, grant_id: str, patient_id: str, practitioner: str,
+def add_break_glass(session: Tx, grant_id: str, patient_id: str, practitioner: str,
                     granted_at: datetime, expires_at: datetime) -> None:
     """A break-the-glass grant as an index row: a permit for one practitioner, for
     break-the-glass requests only, for its minutes (consent.break_glass_provision)."""

@@ -19,6 +19,7 @@ from auth.tokenevents import TokenEvent
 from dossier.core.context import RequestContext
 from dossier.core.repository import AuditNote
 from dossier.db.models import notification_outbox
+from dossier.db.tx import Tx
 
 OUTCOME_BY_STATUS = {401: "denied", 403: "denied", 404: "not-found", 410: "not-found"}
 
@@ -58,7 +59,7 @@ class RequestAudit:
         self.written: list[dict[str, Any]] = []
 
     # called by the Repository
-    def record(self, session: Session, ctx: RequestContext, note: AuditNote) -> None:
+    def record(self, session: Tx, ctx: RequestContext, note: AuditNote) -> None:
         self.events.append(Event(note.action, note.resource_type, note.resource_id,
                                  note.outcome, None, note.query, note.detail,
                                  set(note.patient_ids), tuple(note.reasons)))
@@ -86,7 +87,7 @@ class RequestAudit:
         self.urgent_patients.clear()
         self.urgent_notices.clear()
 
-    def flush(self, session: Session) -> None:
+    def flush(self, session: Tx) -> None:
         """Append the records (one per person touched) and their outbox rows, each table
         in one multi-row INSERT."""
         if not self.events:

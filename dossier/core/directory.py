@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from auth import Representation
 from dossier.db.models import login_links, resources, search_index
+from dossier.db.tx import Tx
 from dossier.domain.people import SSIN, mandate_of, relationship_of
 from schemas.fhirtime import bounds
 
@@ -60,7 +61,7 @@ def _in_period(period: Any, at: datetime) -> bool:
 class StoreDirectory:
     """Reads Practitioner and PractitionerRole from the FHIR store (current versions)."""
 
-    def __init__(self, engine: Engine | None, session: Session | None = None,
+    def __init__(self, engine: Engine | None, session: Tx | None = None,
                  blind: Callable[[str, str], str] | None = None) -> None:
         self.engine = engine
         self.session = session  # read inside this transaction when given
@@ -87,7 +88,7 @@ class StoreDirectory:
             return _linked(session, self.blind("login", f"{issuer}|{subject}"))
 
     @contextmanager
-    def _session(self) -> Iterator[Session]:
+    def _session(self) -> Iterator[Tx]:
         if self.session is not None:
             yield self.session
             return
@@ -128,7 +129,7 @@ class StoreDirectory:
         return _memberships([content for (content,) in rows], at)
 
 
-def _linked(session: Session, login: str) -> str | None:
+def _linked(session: Tx, login: str) -> str | None:
     found = session.execute(select(login_links.c.patient_id).where(
         login_links.c.login == login)).scalar()
     return f"Patient/{found}" if found else None
@@ -152,7 +153,7 @@ class PreloadedDirectory:
     queries inside one transaction (subscriptions ask for many at every write). Lives
     no longer than that transaction."""
 
-    def __init__(self, session: Session, references: list[str]) -> None:
+    def __init__(self, session: Tx, references: list[str]) -> None:
         ids = sorted({r.partition("/")[2] for r in references
                       if r.startswith("Practitioner/")})
         self.active: set[str] = set()

@@ -28,7 +28,6 @@ from sqlalchemy import (
     type_coerce,
     update,
 )
-from sqlalchemy.orm import Session
 
 import consent
 import schemas
@@ -37,6 +36,7 @@ from dossier.core import access_index, content
 from dossier.core.context import RequestContext
 from dossier.db.bulk import insert_rows
 from dossier.db.models import patient_keys, resource_versions, resources, search_index
+from dossier.db.tx import Tx
 from dossier.db.types import JSONType
 from dossier.domain.people import (
     ASSISTED,
@@ -145,10 +145,10 @@ class AccessPolicy(Protocol):
 class Sealer(Protocol):
     """Field encryption: split a resource into clear part and sealed elements, and back."""
 
-    def seal(self, session: Session, resource: dict[str, Any], patient_id: str | None,
+    def seal(self, session: Tx, resource: dict[str, Any], patient_id: str | None,
              version_id: int) -> tuple[dict[str, Any], dict[str, str] | None]: ...
 
-    def open(self, session: Session, resource_type: str, resource_id: str,
+    def open(self, session: Tx, resource_type: str, resource_id: str,
              content: dict[str, Any], sealed: dict[str, str] | None, patient_id: str | None,
              version_id: int) -> dict[str, Any]: ...
 
@@ -158,7 +158,7 @@ class Sealer(Protocol):
 class AuditSink(Protocol):
     def expect(self, action: str, resource_type: str) -> None: ...
 
-    def record(self, session: Session, ctx: RequestContext, event: AuditNote) -> None: ...
+    def record(self, session: Tx, ctx: RequestContext, event: AuditNote) -> None: ...
 
 
 @dataclass
@@ -221,7 +221,7 @@ class NullAudit:
     def expect(self, action: str, resource_type: str) -> None:
         return None
 
-    def record(self, session: Session, ctx: RequestContext, event: AuditNote) -> None:
+    def record(self, session: Tx, ctx: RequestContext, event: AuditNote) -> None:
         return None
 
 
@@ -300,7 +300,7 @@ def _erased(row: Row[Any]) -> bool:
 
 
 class Repository:
-    def __init__(self, session: Session, ctx: RequestContext, *, policy: AccessPolicy,
+    def __init__(self, session: Tx, ctx: RequestContext, *, policy: AccessPolicy,
                  sealer: Sealer, audit: AuditSink, page_size: int = 20,
                  max_page_size: int = 200,
                  tracer: Callable[[str], Any] | None = None,

@@ -39,6 +39,7 @@ from dossier.core.sealing import FieldSealer
 from dossier.crypto import KeyProvider
 from dossier.crypto.errors import KeyUnavailable
 from dossier.db.engine import take_writer
+from dossier.db.tx import Tx, UnitTx
 from dossier.errors import DossierError, ServiceUnavailable
 from dossier.settings import Settings
 from dossier.telemetry import span_factory
@@ -161,14 +162,16 @@ class Runtime:
             return self.loop_engine.sync_engine
         return self.engine
 
-    def _session(self, writes: bool) -> Session:
+    def _session(self, writes: bool) -> UnitTx:
+        """The unit's transaction: a Core connection (dossier/db/tx.py), not an ORM
+        Session, whose bookkeeping the stores never use."""
         engine = self._bind()
         if writes:
-            return Session(engine, expire_on_commit=False)
+            return UnitTx(engine)
         bind = self._read_binds.get(id(engine))
         if bind is None:  # made once: an option engine per unit cost ~1 %
             bind = self._read_binds[id(engine)] = engine.execution_options(dossier_read=True)
-        return Session(bind, expire_on_commit=False)
+        return UnitTx(bind)
 
     @contextmanager
     def unit(self, ctx: RequestContext, *, writes: bool = True) -> Iterator[Repository]:
@@ -236,7 +239,7 @@ class Runtime:
             if action is not None:
                 action()
 
-    def _flush_read(self, session: Session, audit: RequestAudit) -> None:
+    def _flush_read(self, session: Tx, audit: RequestAudit) -> None:
         """SQLite read unit: append in this transaction when the write lock is free now;
         else (taken, or moved on since this snapshot: SQLITE_BUSY) right after, in the
         group commit of the reads that are waiting (core/groupcommit.py)."""
@@ -261,14 +264,14 @@ class Runtime:
                                      "refused. Nothing was returned.") from None
 
     def _write_audits(self, audits: Sequence[RequestAudit]) -> None:
-        with Session(self.engine) as session, session.begin():
+        with UnitTx(self.engine) as tx, tx.begin():
             for audit in audits:
-                audit.flush(session)
+                audit.flush(tx)
 
     def _write_failure(self, audit: RequestAudit) -> None:
         try:
-            with Session(self._bind()) as session, session.begin():
-                audit.flush(session)
+            with UnitTx(self._bind()) as tx, tx.begin():
+                audit.flush(tx)
         except Exception as exc:  # noqa: BLE001 - any failure here must fail closed
             log.error("audit record could not be written (%s): request refused",
                       type(exc).__name__)
@@ -276,7 +279,7 @@ class Runtime:
                                      "refused. Nothing was changed or returned.") from None
 
     @contextmanager
-    def system_session(self) -> Iterator[Session]:
+    def system_session(self) -> Iterator[Tx]:
         """A transaction for the service's own background work (never a request's)."""
         with Session(self.engine, expire_on_commit=False) as session, session.begin():
             yield session

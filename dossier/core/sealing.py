@@ -10,7 +10,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import insert, select
-from sqlalchemy.orm import Session
 
 import schemas
 from dossier.crypto import (
@@ -22,6 +21,7 @@ from dossier.crypto import (
     blind_index,
 )
 from dossier.db.models import patient_keys
+from dossier.db.tx import Tx
 from dossier.errors import Gone, InternalError
 
 K = patient_keys.c
@@ -50,7 +50,7 @@ class FieldSealer:
         if patient_id is not None and patient_id not in self._known:
             self._known[patient_id] = (kek_id, wrapped) if present else None
 
-    def _dek(self, session: Session, patient_id: str, *, create: bool) -> bytes:
+    def _dek(self, session: Tx, patient_id: str, *, create: bool) -> bytes:
         cached = self.cipher.cached(patient_id)
         if cached is not None:
             return cached
@@ -89,7 +89,7 @@ class FieldSealer:
             self._known.pop(patient_id, None)
         del self.created[since:]
 
-    def seal(self, session: Session, resource: dict[str, Any], patient_id: str | None,
+    def seal(self, session: Tx, resource: dict[str, Any], patient_id: str | None,
              version_id: int) -> tuple[dict[str, Any], dict[str, str] | None]:
         paths = [p for p in schemas.encrypted_elements(resource["resourceType"])
                  if p in resource]
@@ -104,7 +104,7 @@ class FieldSealer:
             version=version_id)
         return clear, sealed
 
-    def open(self, session: Session, resource_type: str, resource_id: str,
+    def open(self, session: Tx, resource_type: str, resource_id: str,
              content: dict[str, Any], sealed: dict[str, str] | None, patient_id: str | None,
              version_id: int) -> dict[str, Any]:
         if not sealed:
@@ -122,7 +122,7 @@ class FieldSealer:
             raise Unreadable("A stored element failed its integrity check; it was not "
                              "returned.") from None
 
-    def seal_fields(self, session: Session, patient_id: str, kind: str, record_id: str,
+    def seal_fields(self, session: Tx, patient_id: str, kind: str, record_id: str,
                     fields: dict[str, Any]) -> dict[str, str]:
         """Seal values that live outside FHIR resources (a break-the-glass reason, an
         e-mail address) under the patient's key, bound to `kind`/`record_id`."""
@@ -132,7 +132,7 @@ class FieldSealer:
                                      resource_type=kind, resource_id=record_id, version=1)
         return sealed
 
-    def open_fields(self, session: Session, patient_id: str, kind: str, record_id: str,
+    def open_fields(self, session: Tx, patient_id: str, kind: str, record_id: str,
                     sealed: dict[str, str]) -> dict[str, Any]:
         dek = self._dek(session, patient_id, create=False)
         try:
@@ -148,7 +148,7 @@ class FieldSealer:
             self._blind_key = self.provider.blind_index_key()
         return blind_index(self._blind_key, system, value)
 
-    def erase(self, session: Session, patient_id: str, now: datetime) -> None:
+    def erase(self, session: Tx, patient_id: str, now: datetime) -> None:
         """Crypto-shredding: forget the wrapped key; every sealed element is now noise."""
         from sqlalchemy import update
 

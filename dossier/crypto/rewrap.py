@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from dossier.crypto import KeyProvider, WrappedKey, rewrap_all
 from dossier.db.engine import make_engine
 from dossier.db.models import export_jobs, patient_keys, subscriptions
+from dossier.db.tx import Tx
 from dossier.settings import Settings
 
 # every table holding a data key wrapped by the KEK: (table, its key column, the KEK id
@@ -24,7 +25,7 @@ WRAPPED_KEYS: list[tuple[Table, str, str, str]] = [
 ]
 
 
-def rewrap_tables(session: Session, provider: KeyProvider) -> int:
+def rewrap_tables(session: Tx, provider: KeyProvider) -> int:
     """Re-wrap, in ``session``, every wrapped key not under the current KEK."""
     count = 0
     for table, key_col, kek_col, wrapped_col in WRAPPED_KEYS:

@@ -19,8 +19,9 @@ from typing import Any
 
 from sqlalchemy import Table, bindparam, column, func, insert, select
 from sqlalchemy.dialects.postgresql import JSON
-from sqlalchemy.orm import Session
 from sqlalchemy.types import TypeDecorator
+
+from dossier.db.tx import Tx
 
 
 def _default(col: Any) -> Any:
@@ -64,7 +65,7 @@ def _bound(table: Table, keys: list[str], rows: list[dict[str, Any]],
             for row in rows]
 
 
-def insert_rows(session: Session, table: Table, rows: list[dict[str, Any]]) -> None:
+def insert_rows(session: Tx, table: Table, rows: list[dict[str, Any]]) -> None:
     if not rows:
         return
     keys, full = complete(table, rows)

@@ -14,7 +14,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 import schemas
 from audit.notify import (
@@ -34,6 +33,7 @@ from dossier.db.models import (
     patient_keys,
     resources,
 )
+from dossier.db.tx import Tx
 from dossier.notify.preferences import get_notification_settings
 
 R = resources.c
@@ -47,7 +47,7 @@ class Prepared:
     contact: dict[str, Any]  # {"email"} or {"url", "secret"}; {} for the inbox
 
 
-def prepare(runtime: Any, session: Session, patient_id: str, channel: str,
+def prepare(runtime: Any, session: Tx, patient_id: str, channel: str,
             record_ids: Sequence[str], urgent_ids: set[str], base_url: str,
             digest: bool = False) -> Prepared:
     """Everything one delivery needs, or a DeliveryError (no personal data in it)."""
@@ -75,7 +75,7 @@ def prepare(runtime: Any, session: Session, patient_id: str, channel: str,
     return Prepared(message, accesses, contact)
 
 
-def load_accesses(runtime: Any, session: Session, record_ids: Sequence[str],
+def load_accesses(runtime: Any, session: Tx, record_ids: Sequence[str],
                   urgent_ids: set[str]) -> list[Access]:
     ids = list(dict.fromkeys(record_ids))
     records = {r.id: r.record for r in session.execute(
@@ -95,7 +95,7 @@ def load_accesses(runtime: Any, session: Session, record_ids: Sequence[str],
                                log_index=index.get(i), tree_size=size) for i in ids]
 
 
-def directory_names(session: Session, refs: set[str]) -> dict[str, str]:
+def directory_names(session: Tx, refs: set[str]) -> dict[str, str]:
     """Display names of practitioners and organisations (directory data, never sealed)."""
     wanted = [r.split("/", 1) for r in refs if r.startswith(("Practitioner/", "Organization/"))]
     names: dict[str, str] = {}
@@ -119,7 +119,7 @@ def directory_names(session: Session, refs: set[str]) -> dict[str, str]:
     return names
 
 
-def patient_language(session: Session, patient_id: str) -> str:
+def patient_language(session: Tx, patient_id: str) -> str:
     """The Patient's preferred communication language (fr/nl/en), else French."""
     content = session.execute(select(R.content).where(
         R.res_type == "Patient", R.res_id == patient_id)).scalar_one_or_none() or {}

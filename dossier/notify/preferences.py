@@ -15,13 +15,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import insert, select, update
-from sqlalchemy.orm import Session
 
 from audit.notify import LANGUAGES
 from audit.transport import check_webhook_url
 from dossier.core.sealing import FieldSealer, Unreadable, erased
 from dossier.crypto import DecryptionError, KeyDestroyed
 from dossier.db.models import notification_settings
+from dossier.db.tx import Tx
 
 N = notification_settings.c
 SEALED_AS = "NotificationSettings"  # the associated-data context; not a FHIR type
@@ -45,7 +45,7 @@ class NotificationSettings:
 class SettingsSealer(FieldSealer):
     """Seals a few named values with the patient's data key."""
 
-    def seal_values(self, session: Session, patient_id: str,
+    def seal_values(self, session: Tx, patient_id: str,
                     values: dict[str, Any]) -> dict[str, str]:
         dek = self._dek(session, patient_id, create=True)
         _, sealed = self.cipher.seal(values, list(values), dek, patient_id=patient_id,
@@ -53,7 +53,7 @@ class SettingsSealer(FieldSealer):
                                      version="1")
         return sealed
 
-    def open_values(self, session: Session, patient_id: str,
+    def open_values(self, session: Tx, patient_id: str,
                     sealed: dict[str, str]) -> dict[str, Any]:
         dek = self._dek(session, patient_id, create=False)
         try:
@@ -67,7 +67,7 @@ class SettingsSealer(FieldSealer):
                              "check.") from None
 
 
-def set_notification_settings(runtime: Any, session: Session, patient_id: str, *,
+def set_notification_settings(runtime: Any, session: Tx, patient_id: str, *,
                               language: str, email: str | None = None,
                               webhook_url: str | None = None,
                               webhook_secret: str | None = None,
@@ -104,7 +104,7 @@ def set_notification_settings(runtime: Any, session: Session, patient_id: str, *
                                 bool(email_digest and email))
 
 
-def get_notification_settings(runtime: Any, session: Session,
+def get_notification_settings(runtime: Any, session: Tx,
                               patient_id: str) -> NotificationSettings | None:
     """The person's choices, opened; None when they never chose."""
     row = session.execute(select(N.language, N.sealed, N.email_digest).where(

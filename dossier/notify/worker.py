@@ -33,6 +33,7 @@ from auth import Principal
 from dossier.core.context import RequestContext
 from dossier.core.repository import NullAudit, OpenPolicy, Repository
 from dossier.db.models import notification_outbox, notification_settings
+from dossier.db.tx import Tx
 from dossier.errors import DossierError
 from dossier.notify.content import (
     Prepared,
@@ -266,7 +267,7 @@ def _deliver_inbox(runtime: Any, group: Sequence[Due], now: datetime,
     return len(group)
 
 
-def fan_out(session: Session, group: Sequence[Due], now: datetime) -> None:
+def fan_out(session: Tx, group: Sequence[Due], now: datetime) -> None:
     """A request writes one outbox row per notice (the inbox, always); once it is in the
     inbox, the channels the person chose (e-mail, webhook) get their own rows, in the
     same transaction, so each is retried on its own. A person who chose the daily digest
@@ -329,7 +330,7 @@ def _failed(engine: Any, group: Sequence[Due], now: datetime, config: DeliveryCo
                 OB.id == due.id, OB.status == "pending").values(**values))
 
 
-def _prepare(runtime: Any, session: Session, group: Sequence[Due],
+def _prepare(runtime: Any, session: Tx, group: Sequence[Due],
              config: DeliveryConfig) -> Prepared:
     return prepare(runtime, session, group[0].patient_id, group[0].channel,
                    [d.record_id for d in group], {d.record_id for d in group if d.urgent},

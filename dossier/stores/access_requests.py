@@ -10,9 +10,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import insert, select, update
-from sqlalchemy.orm import Session
 
 from dossier.db.models import access_requests
+from dossier.db.tx import Tx
 
 A = access_requests.c
 OPEN_DAYS = 30
@@ -40,7 +40,7 @@ def _request(row: Any) -> AccessRequest:
 
 
 class AccessRequests:
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Tx) -> None:
         self.session = session
 
     def add(self, request_id: str, patient_id: str, practitioner: str,

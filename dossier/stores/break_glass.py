@@ -6,14 +6,14 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import insert
-from sqlalchemy.orm import Session
 
 from dossier.core import access_index
 from dossier.db.models import break_glass
+from dossier.db.tx import Tx
 
 
 class BreakGlassGrants:
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Tx) -> None:
         self.session = session
 
     def grant(self, grant_id: str, patient_id: str, practitioner: str, now: datetime,

@@ -13,9 +13,9 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from dossier.db.models import audit_records, break_glass
+from dossier.db.tx import Tx
 
 A = audit_records.c
 B = break_glass.c
@@ -35,7 +35,7 @@ class Grant:
 
 
 class EmergencyReview:
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Tx) -> None:
         self.session = session
 
     def emergency_ids(self) -> list[str]:

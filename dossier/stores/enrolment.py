@@ -6,9 +6,9 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, func, insert, select, update
-from sqlalchemy.orm import Session
 
 from dossier.db.models import enrolment_attempts, enrolment_codes, login_links
+from dossier.db.tx import Tx
 
 C = enrolment_codes.c
 A = enrolment_attempts.c
@@ -16,7 +16,7 @@ L = login_links.c
 
 
 class Enrolment:
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Tx) -> None:
         self.session = session
 
     def issue(self, code_hash: str, patient_id: str, by: str, now: datetime,

@@ -6,15 +6,15 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, insert, select, update
-from sqlalchemy.orm import Session
 
 from dossier.db.models import export_jobs
+from dossier.db.tx import Tx
 
 J = export_jobs.c
 
 
 class ExportJobs:
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Tx) -> None:
         self.session = session
 
     def get(self, job_id: str) -> Any:

@@ -5,9 +5,9 @@ unit's transaction, one statement each."""
 from __future__ import annotations
 
 from sqlalchemy import and_, exists, false, select
-from sqlalchemy.orm import Session
 
 from dossier.db.models import resources, search_index
+from dossier.db.tx import Tx
 from schemas import COMMUNICATION_CATEGORY_SYSTEM
 
 R = resources.c
@@ -22,7 +22,7 @@ def _with(rtype: str, param: str, value: str, system: str | None = None) -> obje
 
 
 class Messages:
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Tx) -> None:
         self.session = session
 
     def members(self, organization: str) -> list[str]:

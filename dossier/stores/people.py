@@ -7,9 +7,9 @@ second dossier for the same number impossible, even from two concurrent requests
 from __future__ import annotations
 
 from sqlalchemy import false, func, select
-from sqlalchemy.orm import Session
 
 from dossier.db.models import resources, search_index
+from dossier.db.tx import Tx
 
 SSIN = "https://www.ehealth.fgov.be/standards/fhir/core/NamingSystem/ssin"
 S = search_index.c
@@ -17,7 +17,7 @@ R = resources.c
 
 
 class NissIndex:
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Tx) -> None:
         self.session = session
 
     def lock(self, blind: str) -> None:

@@ -5,15 +5,15 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import delete, insert, select
-from sqlalchemy.orm import Session
 
 from dossier.db.models import assisted_refusals
+from dossier.db.tx import Tx
 
 A = assisted_refusals.c
 
 
 class AssistedRefusals:
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Tx) -> None:
         self.session = session
 
     def refused(self, patient_id: str) -> bool:

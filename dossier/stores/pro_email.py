@@ -7,16 +7,16 @@ import uuid
 from datetime import datetime
 
 from sqlalchemy import delete, insert, literal, select, update
-from sqlalchemy.orm import Session
 
 from dossier.db.models import notification_outbox, practitioner_email
+from dossier.db.tx import Tx
 
 P = practitioner_email.c
 CHANNEL = "pro-email"  # notification_outbox.channel of these rows
 
 
 class ProEmail:
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Tx) -> None:
         self.session = session
 
     def get(self, practitioner: str) -> tuple[str, str] | None:
