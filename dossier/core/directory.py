@@ -25,13 +25,24 @@ S = search_index.c
 # (Locations, Groups, their Provenance…) on every request.
 _DIRECTORY_ROW = (R.deleted == false(), R.patient_id.is_(None))  # one partition when
 # `dossier db partition` has run
-_PRACTITIONER = union_all(
-    select(R.res_type, R.content).where(
-        R.res_type == "Practitioner", R.res_id == bindparam("rid"), *_DIRECTORY_ROW),
-    select(R.res_type, R.content).where(
-        R.res_type == "PractitionerRole", R.res_id.in_(
-            select(S.res_id).where(S.res_type == "PractitionerRole", S.param == "practitioner",
-                                   S.value == bindparam("reference"))), *_DIRECTORY_ROW))
+def practitioner_rows(rid: str = "rid", reference: str = "reference") -> Any:
+    """The Practitioner `rid` names and the PractitionerRoles naming `reference` (the
+    names of the two bound parameters): (res_type, content) rows."""
+    return union_all(
+        select(R.res_type, R.content).where(
+            R.res_type == "Practitioner", R.res_id == bindparam(rid), *_DIRECTORY_ROW),
+        select(R.res_type, R.content).where(
+            R.res_type == "PractitionerRole", R.res_id.in_(
+                select(S.res_id).where(S.res_type == "PractitionerRole",
+                                       S.param == "practitioner",
+                                       S.value == bindparam(reference))), *_DIRECTORY_ROW))
+
+
+_PRACTITIONER = practitioner_rows()
+# Reads a practitioner's rows another way: (transaction, practitioner id, reference) →
+# (res_type, content) rows. The unit of a plain read reads them in the statement that
+# fetches the row asked for (core/repository.py ReadAlong).
+PractitionerReader = Callable[[Tx, str, str], list[tuple[str, dict[str, Any]]]]
 # The people a national number names, found from the blind index (not correlated with the
 # outer row: PostgreSQL then probed the index once per Patient of the region).
 _CITIZEN = select(R.res_type, R.res_id, R.patient_id, R.content).where(
@@ -62,10 +73,12 @@ class StoreDirectory:
     """Reads Practitioner and PractitionerRole from the FHIR store (current versions)."""
 
     def __init__(self, engine: Engine | None, session: Tx | None = None,
-                 blind: Callable[[str, str], str] | None = None) -> None:
+                 blind: Callable[[str, str], str] | None = None,
+                 practitioner_reader: PractitionerReader | None = None) -> None:
         self.engine = engine
         self.session = session  # read inside this transaction when given
         self.blind = blind  # the keyed blind index, to find a person by national number
+        self.practitioner_reader = practitioner_reader
 
     def citizen(self, niss: str,
                 at: datetime) -> tuple[str | None, list[Representation]]:
@@ -104,8 +117,11 @@ class StoreDirectory:
         if rtype != "Practitioner":
             return False, []
         with self._session() as session:
-            rows = session.connection().execute(_PRACTITIONER, {
-                "rid": rid, "reference": reference}).all()
+            if self.practitioner_reader is not None:
+                rows = self.practitioner_reader(session, rid, reference)
+            else:
+                rows = [(t, c) for t, c in session.connection().execute(_PRACTITIONER, {
+                    "rid": rid, "reference": reference})]
         active = any(t == "Practitioner" and _active(c) for t, c in rows)
         return active, _memberships([c for t, c in rows if t == "PractitionerRole"], at)
 

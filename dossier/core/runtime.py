@@ -34,7 +34,7 @@ from dossier.core.auditing import RequestAudit
 from dossier.core.context import UNRESOLVED, RequestContext
 from dossier.core.directory import StoreDirectory
 from dossier.core.groupcommit import GroupCommit
-from dossier.core.repository import Repository, Sealer, Services
+from dossier.core.repository import ReadAlong, Repository, Sealer, Services
 from dossier.core.sealing import FieldSealer
 from dossier.crypto import KeyProvider
 from dossier.crypto.errors import KeyUnavailable
@@ -174,7 +174,8 @@ class Runtime:
         return UnitTx(bind)
 
     @contextmanager
-    def unit(self, ctx: RequestContext, *, writes: bool = True) -> Iterator[Repository]:
+    def unit(self, ctx: RequestContext, *, writes: bool = True,
+             read_along: tuple[str, str] | None = None) -> Iterator[Repository]:
         """One transaction, one Repository, its audit records in the same transaction.
 
         The principal is resolved first, inside this transaction. On a refusal or an error
@@ -182,16 +183,21 @@ class Runtime:
         transaction. If no audit record can be written the request fails and returns
         nothing (fail closed). A read unit (`writes=False`) on SQLite reads without the
         write lock; its audit records are appended in the same transaction when the lock
-        is free, else in the next one before anything is returned."""
+        is free, else in the next one before anything is returned. `read_along` (type,
+        id): the unit's work is that one read; on PostgreSQL a practitioner's principal
+        and that row are read in one statement (ReadAlong)."""
         audit = RequestAudit(self.audit_store, ctx, self.query_key)
         services = self.services()
         repo: Repository | None = None
+        along = ReadAlong(*read_along) if read_along and not services.is_sqlite else None
         try:
             with self._session(writes) as session, session.begin():
                 if ctx.claims is not None:  # a token: who it names, from this snapshot
                     ctx.principal = UNRESOLVED
                     try:
-                        directory = StoreDirectory(None, session, self.sealer().blind)
+                        directory = StoreDirectory(
+                            None, session, self.sealer().blind,
+                            along.practitioner_rows if along is not None else None)
                         ctx.principal = resolve_principal(ctx.claims, directory, ctx.now)
                     except DBAPIError as exc:
                         if _lost(exc):  # the first statement met a dead connection
@@ -203,7 +209,7 @@ class Runtime:
                     page_size=self.settings.page_size_default,
                     max_page_size=self.settings.page_size_max,
                     tracer=span_factory(self.tracer), on_change=self.on_change,
-                    services=services)
+                    services=services, read_along=along)
                 yield repo
                 # reads made under a break-the-glass grant: purpose BTG, urgent notice
                 for patient_id in getattr(policy, "break_glass_used", ()):

@@ -151,7 +151,8 @@ def information(message: str) -> dict[str, Any]:
 
 
 async def in_unit(request: Request, work: Callable[[Repository, RequestContext], Any], *,
-                  writes: bool | None = None, search: bool = False) -> Any:
+                  writes: bool | None = None, search: bool = False,
+                  read_along: tuple[str, str] | None = None) -> Any:
     """Authenticate, open the request's unit and run `work(repo, ctx)` in it. On
     PostgreSQL the unit runs on the event loop: SQLAlchemy's greenlet bridge awaits each
     statement on psycopg's async connection, so no thread waits and none takes the
@@ -173,7 +174,7 @@ async def in_unit(request: Request, work: Callable[[Repository, RequestContext],
                 raise from_auth(error) from None
             ctx.base_url = base
             try:
-                with rt.unit(ctx, writes=writes) as repo:
+                with rt.unit(ctx, writes=writes, read_along=read_along) as repo:
                     return work(repo, ctx)
             except StaleConnection:
                 if attempt == 2:
@@ -486,7 +487,8 @@ def _plain(scope: Scope, method: str, segments: int) -> list[str] | None:
 async def read_by_id(request: Request) -> Response:
     await negotiate(request)
     rtype, rid = request.path_params["rtype"], request.path_params["rid"]
-    stored = await in_unit(request, lambda repo, ctx: repo.read(rtype, rid))
+    stored = await in_unit(request, lambda repo, ctx: repo.read(rtype, rid),
+                           read_along=(rtype, rid))  # the work is this one read
     return resource_response(request, stored)
 
 
