@@ -37,7 +37,7 @@ from audit.record import LISTING
 from dossier.core import access_index, content
 from dossier.core.context import RequestContext
 from dossier.core.directory import practitioner_rows
-from dossier.db.bulk import insert_rows
+from dossier.db.bulk import insert_rows, insert_tables
 from dossier.db.models import patient_keys, resource_versions, resources, search_index
 from dossier.db.tx import Tx
 from dossier.db.types import JSONType
@@ -419,11 +419,9 @@ class Repository:
                                      for table, rows in self._buffer.items()):
             entry.wrote = True  # rows of the entry being run reach the database
         self._flushing = True
-        try:
-            for table, rows in self._buffer.items():
-                if rows:  # in this order: resources first, their index rows last
-                    insert_rows(self.session, table, rows)
-                    self._buffer[table] = []
+        try:  # resources first, their index rows last; one statement on PostgreSQL
+            insert_tables(self.session, list(self._buffer.items()))
+            self._buffer = {table: [] for table in self._buffer}
         finally:
             self._flushing = False
         if entry is not None:

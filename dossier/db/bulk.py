@@ -10,6 +10,9 @@ search index rows (docs/benchmarks.md, "Bulk ingestion").
   1,000 resources rows cost 3 ms of CPU instead of 32, 5,000 index rows 2 ms instead of
   ~60 (psycopg's text-array dumper for an `unnest` of arrays). Column types, lengths and
   NOT NULL are checked by PostgreSQL as for any INSERT.
+- Several tables at once (`insert_tables`, a create's resources, versions and index rows):
+  on PostgreSQL one statement, each table's INSERT a data-modifying WITH of the last;
+  a round trip cost ~5 % of a create's instructions (docs/benchmarks.md, "Session 9").
 """
 
 from __future__ import annotations
@@ -47,11 +50,21 @@ def complete(table: Table, rows: list[dict[str, Any]]) -> tuple[list[str], list[
 
 
 @functools.cache  # a few shapes per table; building the expression costs more than running it
-def recordset_insert(table: Table, keys: tuple[str, ...]) -> Any:
-    """INSERT INTO table (keys) SELECT keys FROM json_to_recordset(:rows) AS r(key type, …)."""
-    rows = func.json_to_recordset(bindparam("rows", type_=JSON)).table_valued(
+def recordset_insert(table: Table, keys: tuple[str, ...], name: str = "rows") -> Any:
+    """INSERT INTO table (keys) SELECT keys FROM json_to_recordset(:name) AS r(key type, …)."""
+    rows = func.json_to_recordset(bindparam(name, type_=JSON)).table_valued(
         *[column(k, table.c[k].type) for k in keys]).render_derived(with_types=True)
     return insert(table).from_select(keys, select(*[rows.c[k] for k in keys]))
+
+
+@functools.cache
+def tables_insert(shapes: tuple[tuple[Table, tuple[str, ...]], ...]) -> Any:
+    """PostgreSQL: every table's recordset INSERT in one statement; the first ones as
+    data-modifying WITHs of the last (PostgreSQL runs them all, whatever is selected)."""
+    *first, (last, keys) = shapes
+    ctes = [recordset_insert(table, cols, f"rows_{n}").cte(f"into_{table.name}")
+            for n, (table, cols) in enumerate(first)]
+    return recordset_insert(last, keys, f"rows_{len(first)}").add_cte(*ctes)
 
 
 def _bound(table: Table, keys: list[str], rows: list[dict[str, Any]],
@@ -75,3 +88,19 @@ def insert_rows(session: Tx, table: Table, rows: list[dict[str, Any]]) -> None:
         return
     session.connection().execute(recordset_insert(table, tuple(keys)),
                                  {"rows": _bound(table, keys, full, dialect)})
+
+
+def insert_tables(session: Tx, batches: list[tuple[Table, list[dict[str, Any]]]]) -> None:
+    """Each table's rows, in the order given; on PostgreSQL in ONE statement."""
+    batches = [(table, rows) for table, rows in batches if rows]
+    dialect = session.get_bind().dialect
+    if dialect.name != "postgresql" or len(batches) < 2:
+        for table, rows in batches:
+            insert_rows(session, table, rows)
+        return
+    shapes, params = [], {}
+    for n, (table, rows) in enumerate(batches):
+        keys, full = complete(table, rows)
+        shapes.append((table, tuple(keys)))
+        params[f"rows_{n}"] = _bound(table, keys, full, dialect)
+    session.connection().execute(tables_insert(tuple(shapes)), params)

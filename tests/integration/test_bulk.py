@@ -309,14 +309,14 @@ def test_a_batch_whose_rows_the_database_refuses_writes_nothing(
     constraint), the entries cannot be told apart — the request fails, saying that
     nothing was written (it is not retried entry by entry)."""
     pid = world.consented()
-    insert_rows = repository.insert_rows
+    insert_tables = repository.insert_tables
 
-    def refuses(session: Session, table: Any, rows: list[dict[str, Any]]) -> None:
-        if table is search_index and len(rows) > 20:
+    def refuses(session: Session, batches: list[tuple[Any, list[dict[str, Any]]]]) -> None:
+        if any(table is search_index and len(rows) > 20 for table, rows in batches):
             raise IntegrityError("INSERT INTO search_index", {}, Exception("refused"))
-        insert_rows(session, table, rows)
+        insert_tables(session, batches)
 
-    monkeypatch.setattr(repository, "insert_rows", refuses)
+    monkeypatch.setattr(repository, "insert_tables", refuses)
     before = _written(world)
     r = world.gp.post("/fhir", _bundle([f.task(f"Patient/{pid}") for _ in range(10)],
                                        "batch"))
