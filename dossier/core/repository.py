@@ -750,7 +750,9 @@ class Repository:
         more = (q.offset + q.count < total) if total is not None else len(rows) > q.count
         rows = rows[:q.count]
         self.policy.prepare(r.patient_id for r in rows)
-        matches = [self._to_stored(r) for r in rows if self.policy.can_read(row_meta(r))]
+        # each row read for this page alone: its content is opened in place, not copied
+        matches = [self._to_stored(r, fresh=True) for r in rows
+                   if self.policy.can_read(row_meta(r))]
         included = self._includes(q.includes, matches, notes)
         self.mask_references(matches + included)
         patients = {s.meta.patient_id for s in matches + included if s.meta.patient_id}
@@ -809,7 +811,7 @@ class Repository:
                 if key in seen or not self.policy.can_read(row_meta(row)):
                     continue
                 seen.add(key)
-                out.append(self._to_stored(row))
+                out.append(self._to_stored(row, fresh=True))  # once each (`seen`)
         return out
 
     def _masked(self, stored: Stored) -> Stored:
@@ -930,7 +932,8 @@ class Repository:
         rows = [] if count == 0 else self.session.execute(with_keys(stmt.order_by(
             (R.res_type != "Patient"), R.res_type, R.last_updated, R.res_id)
             .limit(count).offset(offset))).all()
-        out = [self._to_stored(r) for r in rows if self.policy.can_read(row_meta(r))]
+        out = [self._to_stored(r, fresh=True) for r in rows
+               if self.policy.can_read(row_meta(r))]
         self.mask_references(out)
         seen = total > 0 or self.session.execute(
             select(func.count()).select_from(visible.limit(1).subquery())).scalar_one() > 0
