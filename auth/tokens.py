@@ -234,16 +234,19 @@ class JWKSCache:
         return value
 
 
+REGISTERED = ("iss", "aud", "exp", "nbf", "iat", "sub")  # checked again at every use
+
+
 class Verified:
     """The tokens whose signature this process has verified: SHA-256 of the whole
     compact token (never the token itself, a bearer credential) → the key object that
-    verified it, its claims and the TokenClaims made of them. Bounded: the oldest entry
-    goes first. Only tokens that passed every check are added, so nobody can fill it
-    without valid tokens."""
+    verified it, the registered claims checked at every use, and the TokenClaims made
+    of the claims. Bounded: expired entries go first, then the oldest. Only tokens that
+    passed every check are added, so nobody can fill it without valid tokens."""
 
     def __init__(self, size: int = 4096) -> None:
         self.size = size
-        self._found: dict[bytes, tuple[object, Mapping[str, Any], TokenClaims]] = {}
+        self._found: dict[bytes, tuple[object, dict[str, Any], TokenClaims]] = {}
         self._lock = threading.Lock()
 
     def get(self, digest: bytes,
@@ -254,11 +257,20 @@ class Verified:
         return entry[1], entry[2]
 
     def add(self, digest: bytes, key: object, claims: Mapping[str, Any],
-            token_claims: TokenClaims) -> None:
+            token_claims: TokenClaims, now: float) -> None:
+        registered = {k: claims[k] for k in REGISTERED if k in claims}
         with self._lock:
-            self._found[digest] = (key, claims, token_claims)
+            self._found[digest] = (key, registered, token_claims)
+            if len(self._found) > self.size:
+                for old in [d for d, e in self._found.items()
+                            if e[2].expires_at.timestamp() + MAX_LEEWAY < now]:
+                    del self._found[old]
             while len(self._found) > self.size:
                 del self._found[next(iter(self._found))]
+
+    def forget(self, digest: bytes) -> None:
+        with self._lock:
+            self._found.pop(digest, None)
 
     def __len__(self) -> int:
         return len(self._found)
@@ -303,11 +315,15 @@ class TokenValidator:
         if now is not None and now.tzinfo is None:
             raise ValueError("now must be a timezone-aware datetime")
         moment = (now or datetime.now(UTC)).timestamp()
-        digest = hashlib.sha256(token.encode("ascii", "replace")).digest()
+        digest = hashlib.sha256(token.encode()).digest()
         known = self.verified.get(digest, key)
         if known is not None:  # these bytes, this key: the signature holds; the rest is
             claims, token_claims = known  # checked again, now
-            self._check_registered_claims(claims, moment)
+            try:
+                self._check_registered_claims(claims, moment)
+            except InvalidToken:
+                self.verified.forget(digest)  # expired: never valid again
+                raise
             return token_claims
         try:
             claims = jwt.decode(token, key, algorithms=[alg],
@@ -316,7 +332,7 @@ class TokenValidator:
             raise InvalidToken("signature or payload invalid") from error
         self._check_registered_claims(claims, moment)
         token_claims = self._token_claims(claims)
-        self.verified.add(digest, key, claims, token_claims)
+        self.verified.add(digest, key, claims, token_claims, moment)
         return token_claims
 
     def _check_registered_claims(self, claims: Mapping[str, Any], now: float) -> None:

@@ -442,9 +442,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return COMMANDS[args.command](args, settings)
-    except OperationalError as exc:  # the database refused or cannot be reached at start
+    except OperationalError as exc:
+        if not cannot_connect(exc):
+            raise  # a lock, a timeout, a full disk…: not about reaching the database
         print(f"error: {unreachable(exc)}", file=sys.stderr)
         return 3
+
+
+# PostgreSQL refusing a connection: server gone (class 08), no such database, wrong
+# credentials, starting or shutting down
+_CONNECT_STATES = frozenset({"3D000", "28000", "28P01", "57P03"})
+
+
+def cannot_connect(exc: OperationalError) -> bool:
+    """The error is the database not being reachable or refusing the connection."""
+    state = getattr(exc.orig, "sqlstate", None)
+    if state is not None:
+        return bool(state.startswith("08") or state in _CONNECT_STATES)
+    text = str(exc.orig)
+    return "connection" in text or "unable to open database file" in text
 
 
 def unreachable(exc: OperationalError) -> str:

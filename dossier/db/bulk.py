@@ -35,8 +35,11 @@ def _default(col: Any) -> Any:
 
 
 def complete(table: Table, rows: list[dict[str, Any]]) -> tuple[list[str], list[dict[str, Any]]]:
-    """The columns any row names (in the table's order) and every row with all of them."""
-    named: set[str] = set()
+    """The columns any row names or that have a default of their own (in the table's
+    order), and every row with all of them. Defaults are written out: SQLAlchemy adds
+    them to an INSERT … SELECT as parameters whose names clash between the tables of one
+    statement (`insert_tables`)."""
+    named: set[str] = {str(c.name) for c in table.c if _default(c) is not None}  # str: JSON
     for row in rows:
         named.update(row)
     order = {c.name: i for i, c in enumerate(table.c)}

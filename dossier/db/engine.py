@@ -77,6 +77,9 @@ def make_engine(url: str, *, prepared: bool = True, **kwargs: Any) -> Engine:
                 engine.info_writer.release()  # type: ignore[attr-defined]
 
         engine.info_writer = threading.Lock()  # type: ignore[attr-defined]
+        # kept on the pool too: the engine of a read unit is an option engine of this one
+        # (`execution_options`), which shares the pool but not the attribute
+        engine.pool.info_writer = engine.info_writer  # type: ignore[attr-defined]
         return engine
     return create_engine(url, **_postgres_options(kwargs, prepared))
 
@@ -107,7 +110,7 @@ WRITER_WAIT_SECONDS = 10.0  # as PRAGMA busy_timeout
 def take_writer(conn: Any, *, wait: bool = True) -> bool:
     """Queue for the process's SQLite write turn; True once held (always True on other
     databases). `wait=False`: only if free now."""
-    lock = getattr(conn.engine, "info_writer", None)
+    lock = _writer(conn)
     if lock is None or conn.info.get(_HOLDS_WRITER):
         return True
     if lock.acquire(timeout=WRITER_WAIT_SECONDS if wait else 0):
@@ -116,8 +119,13 @@ def take_writer(conn: Any, *, wait: bool = True) -> bool:
     return wait  # timed out waiting: SQLite's own busy timeout decides; not free: False
 
 
+def _writer(conn: Any) -> Any:
+    """The process's SQLite write turn for this connection's database, or None."""
+    return getattr(conn.engine.pool, "info_writer", None)
+
+
 def release_writer(conn: Any) -> None:
-    lock = getattr(conn.engine, "info_writer", None)
+    lock = _writer(conn)
     if lock is not None and conn.info.pop(_HOLDS_WRITER, False):
         lock.release()
 

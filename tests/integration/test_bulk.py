@@ -121,9 +121,25 @@ def test_rows_that_lack_a_column_get_its_default_not_lose_it() -> None:
         {"res_type": "Task", "res_id": "a", "content": {}},
         {"res_type": "Communication", "res_id": "b", "content": {}, "addressee": "P/1",
          "deleted": True}])
-    assert keys == ["res_type", "res_id", "deleted", "content", "addressee"]
+    # every column with a default of its own is written out (named or not)
+    assert keys == ["res_type", "res_id", "deleted", "categories", "cat_mask", "content",
+                    "addressee"]
     assert rows[0]["addressee"] is None and rows[0]["deleted"] is False  # its default
     assert rows[1]["addressee"] == "P/1" and rows[1]["deleted"] is True
+    assert rows[0]["categories"] == "" and rows[0]["cat_mask"] == 0
+    assert all(type(k) is str for k in keys)  # JSON keys (orjson takes no str subclass)
+
+
+def test_tables_whose_rows_lack_defaulted_columns_go_in_one_statement() -> None:
+    """Two tables sharing defaulted columns (deleted, categories, cat_mask) that no row
+    names: SQLAlchemy would add their defaults as parameters whose names clash."""
+    from sqlalchemy.dialects import postgresql
+
+    shapes = tuple((table, tuple(bulk.complete(table, [{"res_type": "Task", "res_id": "a",
+                                                        "version_id": 1}])[0]))
+                   for table in (resources, resource_versions))
+    sql = str(bulk.tables_insert(shapes).compile(dialect=postgresql.dialect()))
+    assert sql.count("json_to_recordset") == 2
     with pytest.raises(ValueError, match="no_such_column"):
         bulk.complete(resources, [{"res_type": "Task", "no_such_column": 1}])
 

@@ -123,12 +123,34 @@ def test_only_tokens_that_passed_are_remembered(validator: TokenValidator,
     assert len(validator.verified) == 0
 
 
-def test_the_memory_is_bounded() -> None:
+def test_the_memory_is_bounded_and_drops_the_expired_first(validator: TokenValidator,
+                                                          mint: Mint) -> None:
     verified = Verified(size=2)
+    claims = validator.validate(mint(), now=NOW)  # expires NOW + 300 s
+    key = object()
     for n in range(5):
-        verified.add(bytes([n]) * 32, object(), {}, None)  # type: ignore[arg-type]
+        verified.add(bytes([n]) * 32, key, {}, claims, NOW.timestamp())
     assert len(verified) == 2
     assert verified.get(bytes([4]) * 32, object()) is None  # another key object
+    assert verified.get(bytes([4]) * 32, key) is not None
+    later = (NOW + timedelta(seconds=400)).timestamp()
+    fresh = validator.validate(mint(exp=int(NOW.timestamp()) + 3600), now=NOW)
+    verified.add(b"x" * 32, key, {}, fresh, later)
+    assert len(verified) == 1  # both expired entries went, not only the oldest
+
+
+def test_only_the_registered_claims_are_kept(validator: TokenValidator, mint: Mint) -> None:
+    validator.validate(mint(egovNRN="85073003328", act={"sub": "hub"}), now=NOW)
+    (_, kept, _), = validator.verified._found.values()
+    assert set(kept) <= {"iss", "aud", "exp", "nbf", "iat", "sub"}
+
+
+def test_an_expired_token_is_forgotten(validator: TokenValidator, mint: Mint) -> None:
+    token = mint()
+    validator.validate(token, now=NOW)
+    with pytest.raises(InvalidToken):
+        validator.validate(token, now=NOW + timedelta(seconds=400))
+    assert len(validator.verified) == 0
 
 
 def _b64(value: dict[str, Any]) -> str:
