@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import event
+from sqlalchemy import event, text
 
 from dossier.app import create_app
 from dossier.settings import load_settings
@@ -146,13 +146,19 @@ class Meter:
         self.lock = threading.Lock()
         self.now = self.most = 0
 
-    def wrap(self, real: Any) -> Any:
+    def wrap(self, real: Any, *, in_database: bool = False) -> Any:
+        """`in_database`: the 0.3 s are spent waiting for PostgreSQL (`pg_sleep` in the
+        unit's transaction), as a unit on the event loop waits for a statement; a
+        `time.sleep` there would stop the loop and every other unit with it."""
         def slow(repo: Any, *a: Any, **kw: Any) -> Any:
             with self.lock:
                 self.now += 1
                 self.most = max(self.most, self.now)
             try:
-                time.sleep(0.3)  # a costly search (or read)
+                if in_database:
+                    repo.session.execute(text("SELECT pg_sleep(0.3)"))
+                else:
+                    time.sleep(0.3)  # a costly search (or read)
                 return real(repo, *a, **kw)
             finally:
                 with self.lock:
