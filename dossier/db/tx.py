@@ -7,7 +7,7 @@ service never uses (it maps no objects) and which cost 4.5 % of a read's instruc
 from __future__ import annotations
 
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypeVarTuple, overload
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, Executable, Result, RootTransaction
 
@@ -15,14 +15,11 @@ from audit.tx import Tx
 
 if TYPE_CHECKING:
     from sqlalchemy.engine.interfaces import _CoreAnyExecuteParams
-    from sqlalchemy.sql.selectable import TypedReturnsRows
 
 __all__ = ["Tx", "UnitTx"]
 
-_Ts = TypeVarTuple("_Ts")
 
-
-class UnitTx:
+class UnitTx(Tx):
     """`with UnitTx(engine) as tx, tx.begin():` checks a connection out of the pool,
     begins, and commits (or rolls back on an exception) and returns it at the end."""
 
@@ -43,15 +40,6 @@ class UnitTx:
     def begin(self) -> RootTransaction:
         return self.connection().begin()
 
-    @overload
-    def execute(self, statement: TypedReturnsRows[*_Ts],
-                params: _CoreAnyExecuteParams | None = None, /) -> Result[*_Ts]: ...
-
-    @overload
-    def execute(self, statement: Executable,
-                params: _CoreAnyExecuteParams | None = None, /
-                ) -> Result[*tuple[Any, ...]]: ...
-
     def execute(self, statement: Executable, params: _CoreAnyExecuteParams | None = None, /
                 ) -> Result[*tuple[Any, ...]]:
         return self.connection().execute(statement, params)
@@ -66,7 +54,3 @@ class UnitTx:
 
     def begin_nested(self) -> Any:
         return self.connection().begin_nested()
-
-
-def _fits(tx: UnitTx) -> Tx:  # mypy checks here that a UnitTx is a Tx
-    return tx
