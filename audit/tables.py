@@ -21,6 +21,7 @@ from sqlalchemy import (
     Table,
     event,
     false,
+    text,
 )
 
 APPEND_ONLY = ("audit_records", "audit_leaves", "audit_nodes", "audit_tree_heads")
@@ -101,7 +102,11 @@ def define_audit_tables(metadata: MetaData, *, json_type: Any, bytes_type: Any,
         Column("sent_at", datetime_type, nullable=True),
         # an e-mail row waiting for the day's digest (never an urgent one)
         Column("digest", Boolean, nullable=False, default=False, server_default=false()),
-        Index("ix_notification_outbox_due", "status", "next_attempt_at"),
+        # what the notifier claims, in its order: only pending rows, so a claim reads its
+        # batch and stops, whatever the backlog and however many rows were sent
+        Index("ix_notification_outbox_pending", "urgent", "next_attempt_at", "created_at",
+              "id", postgresql_where=text("status = 'pending'"),
+              sqlite_where=text("status = 'pending'")),
     )
     # The citizen's choices; the e-mail address and webhook URL/secret are sealed.
     settings = Table(

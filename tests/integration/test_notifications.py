@@ -438,3 +438,47 @@ def test_citizen_sets_channels_over_fhir(world: World) -> None:
 
         raw = str(conn.execute(text("SELECT sealed FROM notification_settings")).all())
     assert "simone@example.org" not in raw
+
+
+def test_a_claim_takes_urgent_rows_first_then_the_oldest_due(world: World) -> None:
+    """`claim` reads two index ranges of `ix_notification_outbox_pending` (urgent, then
+    the rest), each in the order due, and leaves rows not yet due or not pending."""
+    from dossier.notify.worker import claim
+
+    pid = world.consented()
+    consult(world, pid)  # one real record for the rows to name
+    [record] = {r.record_id for r in outbox(world, pid)}
+    now = datetime.now(UTC)
+    rows = []
+    for i, (urgent, due_in, status) in enumerate([
+            (False, -50, "pending"), (False, -40, "pending"), (True, -5, "pending"),
+            (False, +60, "pending"), (True, -1, "sent"), (False, -45, "dead"),
+            (True, -9, "pending"), (False, -60, "pending")]):
+        rows.append({"id": f"claim-{i}", "patient_id": pid, "record_id": record,
+                     "agent": world.gp_ref, "urgent": urgent, "channel": "webhook",
+                     "created_at": now + timedelta(seconds=due_in), "status": status,
+                     "attempts": 0, "digest": False,
+                     "next_attempt_at": now + timedelta(seconds=due_in)})
+    runtime = world.app.state.runtime
+    with Session(runtime.engine) as session, session.begin():
+        session.execute(notification_outbox.delete().where(OB.patient_id == pid))
+        session.execute(notification_outbox.insert(), rows)
+    first = claim(runtime.engine, now, config(batch_size=3))
+    assert [d.id for d in first] == ["claim-6", "claim-2", "claim-7"]  # urgent first
+    second = claim(runtime.engine, now, config(batch_size=3))
+    assert [d.id for d in second] == ["claim-0", "claim-1"]  # the rest: due, pending
+    assert claim(runtime.engine, now, config(batch_size=3)) == []  # leased, or not due
+
+
+def test_the_notifier_runs_until_the_backlog_is_gone(world: World) -> None:
+    """One run delivers batches until one is not full: it stopped after 20 batches, and
+    under sustained reads each person waited longer and longer (issue 13)."""
+    from dossier.notify.worker import run_pending
+
+    pids = [world.consented() for _ in range(3)]
+    for pid in pids:
+        consult(world, pid, times=15)
+    delivered = run_pending(world.app.state.runtime, config=config(batch_size=1))
+    assert delivered == 45  # 23 batches of two claims of one row each
+    assert all(r.status == "sent" for pid in pids for r in outbox(world, pid))
+    assert run_pending(world.app.state.runtime, config=config(batch_size=1)) == 0
