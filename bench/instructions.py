@@ -81,8 +81,11 @@ def measure(label: str, code: Path | None, kinds: list[str], requests: int,
         def create() -> None:
             assert client.post("/fhir/Task", content=body).status_code == 201
 
+        def metadata() -> None:  # the framework and middleware alone: no unit, no SQL
+            assert client.get("/fhir/metadata").status_code == 200
+
         for kind in kinds:
-            send = {"read": read, "create": create}[kind]
+            send = {"read": read, "create": create, "metadata": metadata}[kind]
             for _ in range(WARM_UP):
                 send()
             callgrind(proc.pid, "-i", "on")
@@ -105,7 +108,7 @@ def measure(label: str, code: Path | None, kinds: list[str], requests: int,
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--requests", type=int, default=200)
-    p.add_argument("--only", choices=["read", "create"], default=None)
+    p.add_argument("--only", choices=["read", "create", "metadata"], default=None)
     p.add_argument("--against", type=Path, default=None,
                    help="another checkout (e.g. a worktree of main) measured the same way")
     p.add_argument("--keep", action="store_true", help="keep the callgrind files")

@@ -384,6 +384,8 @@ class Repository:
         self._entry: _Entry | None = None
         self._flushing = False
         self._seen: dict[str, RowMeta] | None = None
+        # a create's dossier row read with the principal: (reference, its RowMeta or None)
+        self._dossier_row: tuple[str, RowMeta | None] | None = None
 
     def memo(self, key: str, load: Callable[[], T]) -> T:
         """Something read once in this unit's transaction and used for each of its writes
@@ -958,6 +960,21 @@ class Repository:
             return False
         return reference == compartment or self.policy.can_read(meta)
 
+    def _take_dossier(self, patient_id: str) -> None:
+        """A new entry's dossier when it was read with the practitioner who writes
+        (ReadAlong, a create on PostgreSQL): its Consents go to the policy, its row to the
+        reference check (`_live`), each once. Two statements fewer per create."""
+        assert self.read_along is not None
+        along, row = self.read_along.take("Patient", patient_id)
+        if not along:
+            return
+        take = getattr(self.policy, "take_consents", None)
+        if row is not None and take is not None and \
+                self.policy.decides_by_consent():  # type: ignore[attr-defined]
+            take(patient_id, row.row_consents or [])
+        self._dossier_row = (f"Patient/{patient_id}",
+                             None if row is None or row.deleted else row_meta(row))
+
     def _live(self, reference: str, resource_type: str, resource_id: str) -> RowMeta | None:
         """The live resource's RowMeta, or None. The buffer holds only rows of resources
         new in this unit, so the resource is either there or in the database: nothing is
@@ -973,10 +990,15 @@ class Repository:
                     addressee=new.get("addressee"))
                 break
         else:
-            row = self.session.connection().execute(_CURRENT_ROW, {
-                "rtype": resource_type, "rid": resource_id}).first()
-            if row is not None and not row.deleted:
-                meta = row_meta(row)
+            along = self._dossier_row
+            if along is not None and along[0] == reference:  # read with the principal
+                self._dossier_row = None
+                meta = along[1]
+            else:
+                row = self.session.connection().execute(_CURRENT_ROW, {
+                    "rtype": resource_type, "rid": resource_id}).first()
+                if row is not None and not row.deleted:
+                    meta = row_meta(row)
         if meta is not None and self._seen is not None:
             self._seen[reference] = meta
         return meta
@@ -1297,6 +1319,8 @@ class Repository:
             raise unprocessable(problems)
         patient_ref = schemas.patient_of(resource)
         patient_id = patient_ref.split("/", 1)[1] if patient_ref else None
+        if patient_id is not None and self.read_along is not None:
+            self._take_dossier(patient_id)
         if existing is not None and existing.patient_id and patient_id != existing.patient_id:
             raise Unprocessable("A resource cannot be moved to another person's dossier.",
                                 expression=[f"{resource_type}.subject"])

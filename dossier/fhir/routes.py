@@ -336,13 +336,24 @@ async def create(request: Request, rtype: str) -> Response:
         return repo.create(body, if_none_exist=if_none_exist)  # type: ignore[no-any-return]
 
     codes: list[str | None] = []
-    stored, created = await in_unit(request, work)
+    stored, created = await in_unit(request, work, read_along=_dossier_of(rtype, body)
+                                    if if_none_exist is None else None)
     response = resource_response(request, stored, 201 if created else 200, location=created,
                                  done="created" if created else "already exists")
     if codes and codes[0]:  # a pseudonymous dossier's one-time enrolment code, shown once
         response.headers["Dossier-Enrolment-Code"] = codes[0]
         response.headers["Cache-Control"] = "no-store"
     return response
+
+
+def _dossier_of(rtype: str, body: dict[str, Any]) -> tuple[str, str] | None:
+    """("Patient", id) of the dossier a new entry goes in, read with the practitioner who
+    writes it (Runtime.unit `read_along`: its row and Consents come in the statement that
+    resolves the principal); None for a Patient, a roster or a directory resource."""
+    if rtype in ("Patient", "Group"):
+        return None
+    reference = schemas.patient_of(body)
+    return ("Patient", reference.split("/", 1)[1]) if reference is not None else None
 
 
 @router.put("/{rtype}")

@@ -83,3 +83,43 @@ def test_every_read_is_recorded_once(world: World) -> None:
     before = world.auditor.total("/fhir/AuditEvent", **mine)
     assert world.gp.get(f"/fhir/Task/{task}").status_code == 200
     assert world.auditor.total("/fhir/AuditEvent", **mine) == before + 1
+
+
+def _created(response: Any) -> tuple[int, Any]:
+    """A create's outcome without its new id."""
+    status, found = outcome(response)
+    return status, found[0] if status == 201 else found
+
+
+def test_each_outcome_of_a_create_is_the_long_way_s(world: World, backend: str) -> None:
+    """`POST /fhir/Task` by a practitioner reads the dossier (its row and Consents) with
+    the principal on PostgreSQL (Repository._take_dossier); `If-None-Exist` with no
+    match takes the long way. Same answers."""
+    granted = world.consented()
+    other = world.consented(actor=world.sw_ref)  # the social worker's, not the GP's
+    erased = world.consented()
+    erase = {"resourceType": "Parameters"}
+    assert world.citizen(erased).post(f"/fhir/Patient/{erased}/$erase", erase).status_code == 200
+    assert world.admin.post(f"/fhir/Patient/{erased}/$erase", erase).status_code == 200
+    cases = {granted: (201, "Task"), other: None, "no-such-person": None,
+             erased: None}
+    for pid, expected in cases.items():
+        body = f.task(f"Patient/{pid}")
+        plain = world.gp.post("/fhir/Task", body)
+        long_way = world.gp.post("/fhir/Task", body,
+                                 {"If-None-Exist": "_id=none-such"})
+        if expected is None:  # a refusal, whatever its code
+            expected = _created(long_way)
+            assert expected[0] in (403, 404, 410, 422), long_way.text
+        assert _created(plain) == expected, (pid, plain.text[:300])
+        assert _created(long_way) == expected, (pid, long_way.text[:300])
+
+
+def test_a_create_takes_the_dossier_read_along_once(world: World, backend: str) -> None:
+    """Creates in two dossiers, one after the other: each reads its own dossier's
+    Consents (what one unit read along never decides another's)."""
+    first, second = world.consented(), world.consented(actor=world.sw_ref)
+    assert world.gp.post("/fhir/Task", f.task(f"Patient/{first}")).status_code == 201
+    refused = world.gp.post("/fhir/Task", f.task(f"Patient/{second}"))
+    assert refused.status_code in (403, 404, 422), refused.text
+    assert world.sw.post("/fhir/Task", f.task(f"Patient/{second}")).status_code == 201
