@@ -15,6 +15,7 @@ import os
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import orjson
 from fastapi import FastAPI
@@ -74,14 +75,18 @@ def app() -> FastAPI:
 def main() -> None:
     import uvicorn
 
-    from dossier.serving import NoDelayProtocol
+    from dossier.serving import NoDelayProtocol, run_workers
 
     p = argparse.ArgumentParser()
     p.add_argument("--port", type=int, default=8799)
     p.add_argument("--workers", type=int, default=1)
     args = p.parse_args()
-    uvicorn.run("baseline_app:app", factory=True, port=args.port, workers=args.workers,
-                http=NoDelayProtocol, log_level="warning", access_log=False)
+    options: dict[str, Any] = {"factory": True, "port": args.port, "http": NoDelayProtocol,
+                               "log_level": "warning", "access_log": False}
+    if args.workers == 1:
+        uvicorn.run("baseline_app:app", **options)
+    else:  # as `dossier serve`: each worker on its own socket (a fair comparison)
+        run_workers(uvicorn.Config("baseline_app:app", workers=args.workers, **options))
 
 
 if __name__ == "__main__":

@@ -34,7 +34,12 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
     from dossier.app import create_app, prepare
-    from dossier.serving import NoDelayProtocol, background_process, settle_heap
+    from dossier.serving import (
+        NoDelayProtocol,
+        background_process,
+        run_workers,
+        settle_heap,
+    )
 
     sqlite = settings.sqlalchemy_url.startswith("sqlite")
     workers = args.workers if args.workers is not None else (1 if sqlite else
@@ -69,8 +74,8 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
             uvicorn.run(app, **options)  # type: ignore[arg-type]
             return 0
         os.environ.update(env)
-        uvicorn.run("dossier.app:worker_app", factory=True, workers=workers,
-                    **options)  # type: ignore[arg-type]
+        run_workers(uvicorn.Config("dossier.app:worker_app", factory=True,
+                                   workers=workers, **options))  # type: ignore[arg-type]
     return 0
 
 

@@ -8,6 +8,13 @@ that takes 1.5 ms took 44 ms at one connection (measured, docs/benchmarks.md). T
 protocol below sets TCP_NODELAY on every accepted TCP connection, whatever the socket's
 history.
 
+`run_workers` runs uvicorn's supervisor (restarts, signals) with each worker listening on
+a socket of its own, bound with SO_REUSEPORT: the kernel spreads new connections evenly
+over the workers. With the one socket uvicorn shares, whichever worker was awake
+accepted a burst of connections alone: in two runs of three, all 32 of wrk's connections
+went to one of two workers, which served at half the rate (docs/benchmarks.md,
+"Session 10").
+
 `settle_heap` runs once the app is built: the ~170,000 objects of the code and its FHIR
 models stay for the life of the process, and Python's full garbage collection walked all
 of them (~80 ms with the interpreter lock held: every request in the process waited).
@@ -32,7 +39,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from uvicorn.config import Config
 from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.supervisors.multiprocess import Process
 
 try:  # the C parser when installed (uvicorn's "standard" extra); h11 otherwise
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as _Base
@@ -62,6 +71,46 @@ def settle_heap() -> None:
     would keep them."""
     gc.collect()
     gc.freeze()
+
+
+def reuse_port_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to (host, port) with SO_REUSEPORT, not listening."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.set_inheritable(True)
+    return sock
+
+
+class OwnSocketProcess(Process):
+    """A uvicorn worker that listens on its own SO_REUSEPORT socket, bound to the address
+    of the one its supervisor holds (bound, never listening: it keeps the port and no
+    connection is queued on it)."""
+
+    def target(self, sockets: list[socket.socket] | None = None) -> None:  # pragma: no cover
+        own = []
+        for held in sockets or []:
+            host, port = held.getsockname()[:2]
+            held.close()
+            own.append(reuse_port_socket(host, port))
+        super().target(own)
+
+
+def run_workers(config: Config) -> None:
+    """`config.workers` uvicorn workers under uvicorn's supervisor, each on its own socket.
+    The supervisor makes its workers by the name `Process` of its module; it is this
+    class while it runs (uvicorn is pinned; tests/unit/dossier/test_serving.py checks)."""
+    from uvicorn.supervisors import multiprocess
+
+    held = reuse_port_socket(config.host, config.port)
+    made, multiprocess.Process = multiprocess.Process, OwnSocketProcess  # type: ignore[misc]
+    try:
+        multiprocess.Multiprocess(config, sockets=[held]).run()
+    finally:
+        multiprocess.Process = made  # type: ignore[misc]
+        held.close()
 
 
 READY_SECONDS = 30.0  # how long `serve` waits for its background process's first campaign
