@@ -101,7 +101,7 @@ class OwnSocketProcess(Process):
 def run_workers(config: Config) -> None:
     """`config.workers` uvicorn workers under uvicorn's supervisor, each on its own socket.
     The supervisor makes its workers by the name `Process` of its module; it is this
-    class while it runs (uvicorn is pinned; tests/unit/dossier/test_serving.py checks)."""
+    class while it runs (uvicorn is pinned; tests/unit/test_serving.py checks)."""
     from uvicorn.supervisors import multiprocess
 
     held = reuse_port_socket(config.host, config.port)
