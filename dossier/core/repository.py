@@ -63,6 +63,7 @@ from dossier.errors import (
 )
 from dossier.search import sql as search_sql
 from dossier.search.params import ID_RE, Include, SearchQuery, parse_search
+from dossier.stores import subscriptions as subscription_store
 from dossier.stores.people import NissIndex
 from dossier.stores.people_choices import AssistedRefusals
 
@@ -279,6 +280,9 @@ def _practitioner_and_row() -> Any:
 
 
 _PRACTITIONER_AND_ROW = _practitioner_and_row()  # built once
+# a write's: and the active subscriptions its writes are matched against (bound: now)
+_PRACTITIONER_ROW_AND_SUBSCRIPTIONS = _PRACTITIONER_AND_ROW.add_columns(
+    type_coerce(subscription_store.active_json(), JSONType).label("active_subscriptions"))
 
 
 class ReadAlong:
@@ -290,17 +294,26 @@ class ReadAlong:
     as an organisation, operators): they resolve as before and the row is read as
     before."""
 
-    def __init__(self, resource_type: str, resource_id: str) -> None:
+    def __init__(self, resource_type: str, resource_id: str, *,
+                 writes_at: datetime | None = None) -> None:
         self.key = (resource_type, resource_id)
         self._row: Row[Any] | None = None
         self._read = False
+        # a write unit's time: the subscriptions active then are read along too
+        self.writes_at = writes_at
+        self.subscriptions: list[subscription_store.Active] | None = None
 
     def practitioner_rows(self, tx: Tx, practitioner_id: str,
                           reference: str) -> list[tuple[str, dict[str, Any]]]:
         """A `PractitionerReader` (core/directory.py) that also reads the row."""
-        found = tx.connection().execute(_PRACTITIONER_AND_ROW, {
-            "practitioner_id": practitioner_id, "practitioner": reference,
-            "rtype": self.key[0], "rid": self.key[1]}).one()
+        params = {"practitioner_id": practitioner_id, "practitioner": reference,
+                  "rtype": self.key[0], "rid": self.key[1]}
+        if self.writes_at is None:
+            found = tx.connection().execute(_PRACTITIONER_AND_ROW, params).one()
+        else:
+            found = tx.connection().execute(_PRACTITIONER_ROW_AND_SUBSCRIPTIONS, {
+                **params, "now": self.writes_at}).one()
+            self.subscriptions = subscription_store.active_of(found.active_subscriptions)
         self._row = found if found.res_type is not None else None
         self._read = True
         return [(t, c) for t, c in found.practitioner_rows or []]
@@ -391,7 +404,12 @@ class Repository:
         """Something read once in this unit's transaction and used for each of its writes
         (e.g. the active subscriptions, for a Bundle of 500 entries). Gone with the unit."""
         if key not in self._memo:
-            self._memo[key] = load()
+            along = self.read_along
+            if key == subscription_store.ACTIVE_MEMO and along is not None and \
+                    along.subscriptions is not None:  # read with the principal
+                self._memo[key] = along.subscriptions
+            else:
+                self._memo[key] = load()
         return self._memo[key]  # type: ignore[no-any-return]
 
     def store(self, kind: type[T]) -> T:

@@ -184,12 +184,14 @@ class Runtime:
         nothing (fail closed). A read unit (`writes=False`) on SQLite reads without the
         write lock; its audit records are appended in the same transaction when the lock
         is free, else in the next one before anything is returned. `read_along` (type,
-        id): the unit's work is that one read; on PostgreSQL a practitioner's principal
-        and that row are read in one statement (ReadAlong)."""
+        id): the unit's work is that one read, or a write in that dossier; on PostgreSQL
+        a practitioner's principal and that row are read in one statement (ReadAlong),
+        with the active subscriptions for a write."""
         audit = RequestAudit(self.audit_store, ctx, self.query_key)
         services = self.services()
         repo: Repository | None = None
-        along = ReadAlong(*read_along) if read_along and not services.is_sqlite else None
+        along = ReadAlong(*read_along, writes_at=ctx.now if writes else None) \
+            if read_along and not services.is_sqlite else None
         try:
             with self._session(writes) as session, session.begin():
                 if ctx.claims is not None:  # a token: who it names, from this snapshot

@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from itertools import groupby
 from typing import Any
 
-from sqlalchemy import bindparam, delete, insert, select, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from audit.transport import DeliveryError, check_webhook_url, post
@@ -38,6 +38,8 @@ from dossier.errors import DossierError, Unprocessable
 from dossier.fhir.bundles import instant
 from dossier.notify.worker import DeliveryConfig, config_from_settings
 from dossier.search.params import parse_date
+from dossier.stores.subscriptions import ACTIVE, ACTIVE_MEMO
+from dossier.stores.subscriptions import TOPIC as TOPIC  # the server's one topic
 
 log = logging.getLogger("dossier")
 _random = random.SystemRandom()
@@ -48,7 +50,6 @@ PROFILE = f"{BACKPORT}/backport-subscription"
 STATUS_PROFILE = f"{BACKPORT}/backport-subscription-status-r4"
 FILTER_URL = f"{BACKPORT}/backport-filter-criteria"
 CONTENT_URL = f"{BACKPORT}/backport-payload-content"
-TOPIC = f"{DB}/SubscriptionTopic/dossier-entry"
 TOPIC_CANONICAL_EXTENSION = ("http://hl7.org/fhir/uv/subscriptions-backport/"
                              "StructureDefinition/capabilitystatement-subscriptiontopic-canonical")
 STATUS_OPERATION = ("http://hl7.org/fhir/uv/subscriptions-backport/OperationDefinition/"
@@ -70,8 +71,6 @@ LEASE = timedelta(minutes=5)  # a claimed event comes back after this if the wor
 BATCH = 100
 SUB = subscriptions.c
 # built once: building this select on each write cost as much as running it
-_ACTIVE = select(SUB.id, SUB.subscriber, SUB.filters).where(
-    SUB.status == "active", SUB.topic == TOPIC, SUB.end_at > bindparam("now"))
 EV = subscription_events.c
 FIELDS = frozenset({"resourceType", "id", "meta", "status", "reason", "criteria",
                     "_criteria", "end", "channel"})
@@ -287,8 +286,8 @@ def capture(repo: Repository, stored: Stored) -> None:
         return
     now = repo.ctx.now
     session = repo.session
-    active = repo.memo("active-subscriptions", lambda: session.connection().execute(
-        _ACTIVE, {"now": now}).all())
+    active = repo.memo(ACTIVE_MEMO, lambda: session.connection().execute(
+        ACTIVE, {"now": now}).all())
     subs = [sub for sub in active
             if _matches(sub.filters, stored.resource_type, meta.patient_id)]
     if not subs:
