@@ -39,7 +39,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from uvicorn.config import Config
+from uvicorn.config import STARTUP_FAILURE, Config
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.supervisors.multiprocess import Process
 
@@ -76,34 +76,64 @@ def settle_heap() -> None:
 def reuse_port_socket(host: str, port: int) -> socket.socket:
     """A TCP socket bound to (host, port) with SO_REUSEPORT, not listening."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    return _bound(family, (host, port))
+
+
+def _bound(family: int, address: Any) -> socket.socket:
     sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind((host, port))
-    sock.set_inheritable(True)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind(address)
+    except OSError:
+        sock.close()
+        raise
     return sock
+
+
+def port_is_free(host: str, port: int) -> bool:
+    """Whether (host, port) can be bound without SO_REUSEPORT: nobody holds it, not even
+    another process sharing it by SO_REUSEPORT (a second `serve`, an old version)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
 
 
 class OwnSocketProcess(Process):
     """A uvicorn worker that listens on its own SO_REUSEPORT socket, bound to the address
     of the one its supervisor holds (bound, never listening: it keeps the port and no
-    connection is queued on it)."""
+    connection is queued on it). A worker that cannot bind exits as a failed start: the
+    supervisor stops instead of restarting it again and again."""
 
     def target(self, sockets: list[socket.socket] | None = None) -> None:  # pragma: no cover
         own = []
         for held in sockets or []:
-            host, port = held.getsockname()[:2]
+            family, address = held.family, held.getsockname()  # IPv6: with its scope id
             held.close()
-            own.append(reuse_port_socket(host, port))
+            try:
+                own.append(_bound(family, address))
+            except OSError as exc:
+                print(f"error: a worker could not listen ({exc.strerror})", file=sys.stderr,
+                      flush=True)
+                sys.exit(STARTUP_FAILURE)
         super().target(own)
 
 
 def run_workers(config: Config) -> None:
     """`config.workers` uvicorn workers under uvicorn's supervisor, each on its own socket.
     The supervisor makes its workers by the name `Process` of its module; it is this
-    class while it runs (uvicorn is pinned; tests/unit/test_serving.py checks)."""
+    class while it runs (uvicorn is pinned; tests/unit/test_serving.py checks). The port
+    must be free: SO_REUSEPORT would otherwise share it with whoever holds it."""
     from uvicorn.supervisors import multiprocess
 
+    if not port_is_free(config.host, config.port):
+        print(f"error: {config.host}:{config.port} is in use", file=sys.stderr, flush=True)
+        raise SystemExit(1)
     held = reuse_port_socket(config.host, config.port)
     made, multiprocess.Process = multiprocess.Process, OwnSocketProcess  # type: ignore[misc]
     try:

@@ -984,8 +984,8 @@ class Repository:
         reference check (`_live`), each once. Two statements fewer per create."""
         assert self.read_along is not None
         along, row = self.read_along.take("Patient", patient_id)
-        if not along:
-            return
+        if not along or (row is not None and row.patient_id != patient_id):
+            return  # (a Patient row is its own dossier: the second never happens)
         take = getattr(self.policy, "take_consents", None)
         if row is not None and take is not None and \
                 self.policy.decides_by_consent():  # type: ignore[attr-defined]

@@ -7,13 +7,21 @@ accepting a burst alone."""
 from __future__ import annotations
 
 import asyncio
+import errno
 import socket
 import threading
 from collections.abc import Callable
 
+import pytest
 from uvicorn.supervisors import multiprocess
 
-from dossier.serving import NoDelayProtocol, OwnSocketProcess, reuse_port_socket, set_nodelay
+from dossier.serving import (
+    NoDelayProtocol,
+    OwnSocketProcess,
+    port_is_free,
+    reuse_port_socket,
+    set_nodelay,
+)
 
 
 def _rebuilt_listener() -> socket.socket:
@@ -142,18 +150,28 @@ def test_the_held_socket_keeps_the_port_and_queues_nothing() -> None:
     try:
         with socket.socket() as probe:  # not listening: a connection is refused
             assert probe.connect_ex(("127.0.0.1", port)) != 0
-        other = socket.socket()
-        try:  # without SO_REUSEPORT nobody else takes the port
-            assert other.connect_ex(("127.0.0.1", port)) != 0
-            try:
+        with socket.socket() as other:  # without SO_REUSEPORT nobody else binds the port
+            with pytest.raises(OSError, match="in use") as refused:
                 other.bind(("127.0.0.1", port))
-                raise AssertionError("the port was free")
-            except OSError:
-                pass
-        finally:
-            other.close()
+            assert refused.value.errno == errno.EADDRINUSE
     finally:
         held.close()
+
+
+def test_serve_refuses_a_port_in_use_even_one_shared_by_so_reuseport() -> None:
+    """SO_REUSEPORT would share the port with any process of the same user holding it
+    the same way (a second `serve`, an old version): `run_workers` checks first."""
+    free = reuse_port_socket("127.0.0.1", 0)
+    port = free.getsockname()[1]
+    free.close()
+    assert port_is_free("127.0.0.1", port)
+    for shared in (True, False):
+        with socket.socket() as listener:
+            if shared:
+                listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            listener.bind(("127.0.0.1", port))
+            listener.listen()
+            assert not port_is_free("127.0.0.1", port), shared
 
 
 def test_connections_are_spread_over_the_workers_sockets() -> None:
