@@ -73,10 +73,13 @@ def settle_heap() -> None:
     gc.freeze()
 
 
+def _family(host: str) -> int:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET  # as uvicorn reads a host
+
+
 def reuse_port_socket(host: str, port: int) -> socket.socket:
     """A TCP socket bound to (host, port) with SO_REUSEPORT, not listening."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    return _bound(family, (host, port))
+    return _bound(_family(host), (host, port))
 
 
 def _bound(family: int, address: Any) -> socket.socket:
@@ -94,8 +97,7 @@ def _bound(family: int, address: Any) -> socket.socket:
 def port_is_free(host: str, port: int) -> bool:
     """Whether (host, port) can be bound without SO_REUSEPORT: nobody holds it, not even
     another process sharing it by SO_REUSEPORT (a second `serve`, an old version)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
+    with socket.socket(_family(host), socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))

@@ -381,6 +381,9 @@ class Repository:
         self._buffer: dict[Any, list[dict[str, Any]]] | None = None
         self._stores: dict[type, Any] = {}
         self._memo: dict[str, Any] = {}
+        if read_along is not None and read_along.subscriptions is not None:
+            # read with the principal (a practitioner's write on PostgreSQL)
+            self._memo[subscription_store.ACTIVE_MEMO] = read_along.subscriptions
         self.ctx = ctx
         self.policy = policy
         self.sealer = sealer
@@ -404,12 +407,7 @@ class Repository:
         """Something read once in this unit's transaction and used for each of its writes
         (e.g. the active subscriptions, for a Bundle of 500 entries). Gone with the unit."""
         if key not in self._memo:
-            along = self.read_along
-            if key == subscription_store.ACTIVE_MEMO and along is not None and \
-                    along.subscriptions is not None:  # read with the principal
-                self._memo[key] = along.subscriptions
-            else:
-                self._memo[key] = load()
+            self._memo[key] = load()
         return self._memo[key]  # type: ignore[no-any-return]
 
     def store(self, kind: type[T]) -> T:

@@ -44,7 +44,6 @@ from dossier.stores.subscriptions import TOPIC as TOPIC  # the server's one topi
 log = logging.getLogger("dossier")
 _random = random.SystemRandom()
 
-DB = "https://dossier.brussels/fhir"
 BACKPORT = "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition"
 PROFILE = f"{BACKPORT}/backport-subscription"
 STATUS_PROFILE = f"{BACKPORT}/backport-subscription-status-r4"
