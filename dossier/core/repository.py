@@ -39,6 +39,7 @@ from dossier.core.context import RequestContext
 from dossier.core.directory import practitioner_rows
 from dossier.db.bulk import insert_rows, insert_tables
 from dossier.db.models import patient_keys, resource_versions, resources, search_index
+from dossier.db.prepared import Prepared
 from dossier.db.tx import Tx
 from dossier.db.types import JSONType
 from dossier.domain.people import (
@@ -283,6 +284,9 @@ _PRACTITIONER_AND_ROW = _practitioner_and_row()  # built once
 # a write's: and the active subscriptions its writes are matched against (bound: now)
 _PRACTITIONER_ROW_AND_SUBSCRIPTIONS = _PRACTITIONER_AND_ROW.add_columns(
     type_coerce(subscription_store.active_json(), JSONType).label("active_subscriptions"))
+# run on the unit's cursor (dossier/db/prepared.py): the request path's first statement
+_READ_ALONG = Prepared(_PRACTITIONER_AND_ROW)
+_WRITE_ALONG = Prepared(_PRACTITIONER_ROW_AND_SUBSCRIPTIONS)
 
 
 class ReadAlong:
@@ -309,10 +313,9 @@ class ReadAlong:
         params = {"practitioner_id": practitioner_id, "practitioner": reference,
                   "rtype": self.key[0], "rid": self.key[1]}
         if self.writes_at is None:
-            found = tx.connection().execute(_PRACTITIONER_AND_ROW, params).one()
+            (found,) = _READ_ALONG.rows(tx.connection(), params)
         else:
-            found = tx.connection().execute(_PRACTITIONER_ROW_AND_SUBSCRIPTIONS, {
-                **params, "now": self.writes_at}).one()
+            (found,) = _WRITE_ALONG.rows(tx.connection(), {**params, "now": self.writes_at})
             self.subscriptions = subscription_store.active_of(found.active_subscriptions)
         self._row = found if found.res_type is not None else None
         self._read = True

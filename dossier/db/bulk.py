@@ -24,6 +24,7 @@ from sqlalchemy import Table, bindparam, column, func, insert, select
 from sqlalchemy.dialects.postgresql import JSON
 from sqlalchemy.types import TypeDecorator
 
+from dossier.db.prepared import Prepared
 from dossier.db.tx import Tx
 
 
@@ -61,13 +62,14 @@ def recordset_insert(table: Table, keys: tuple[str, ...], name: str = "rows") ->
 
 
 @functools.cache
-def tables_insert(shapes: tuple[tuple[Table, tuple[str, ...]], ...]) -> Any:
+def tables_insert(shapes: tuple[tuple[Table, tuple[str, ...]], ...]) -> Prepared:
     """PostgreSQL: every table's recordset INSERT in one statement; the first ones as
-    data-modifying WITHs of the last (PostgreSQL runs them all, whatever is selected)."""
+    data-modifying WITHs of the last (PostgreSQL runs them all, whatever is selected).
+    Run on the unit's cursor (dossier/db/prepared.py): a create's hot statement."""
     *first, (last, keys) = shapes
     ctes = [recordset_insert(table, cols, f"rows_{n}").cte(f"into_{table.name}")
             for n, (table, cols) in enumerate(first)]
-    return recordset_insert(last, keys, f"rows_{len(first)}").add_cte(*ctes)
+    return Prepared(recordset_insert(last, keys, f"rows_{len(first)}").add_cte(*ctes))
 
 
 def _bound(table: Table, keys: list[str], rows: list[dict[str, Any]],
@@ -106,4 +108,4 @@ def insert_tables(session: Tx, batches: list[tuple[Table, list[dict[str, Any]]]]
         keys, full = complete(table, rows)
         shapes.append((table, tuple(keys)))
         params[f"rows_{n}"] = _bound(table, keys, full, dialect)
-    session.connection().execute(tables_insert(tuple(shapes)), params)
+    tables_insert(tuple(shapes)).run(session.connection(), params)

@@ -138,7 +138,7 @@ def test_tables_whose_rows_lack_defaulted_columns_go_in_one_statement() -> None:
     shapes = tuple((table, tuple(bulk.complete(table, [{"res_type": "Task", "res_id": "a",
                                                         "version_id": 1}])[0]))
                    for table in (resources, resource_versions))
-    sql = str(bulk.tables_insert(shapes).compile(dialect=postgresql.dialect()))
+    sql = str(bulk.tables_insert(shapes).statement.compile(dialect=postgresql.dialect()))
     assert sql.count("json_to_recordset") == 2
     with pytest.raises(ValueError, match="no_such_column"):
         bulk.complete(resources, [{"res_type": "Task", "no_such_column": 1}])
