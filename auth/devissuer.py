@@ -176,9 +176,11 @@ class DevIssuer:
                 self._keys = _load_or_create_keys(self.data_dir / KEY_FILE)
             return self.jwks()
 
+        path = os.fspath(self.data_dir / KEY_FILE)  # made once: asked at every request
+
         def version() -> object:
             try:
-                info = os.stat(self.data_dir / KEY_FILE)
+                info = os.stat(path)
             except OSError:
                 return None
             return (info.st_mtime_ns, info.st_size, info.st_ino)
