@@ -33,7 +33,9 @@ def _rebuilt_listener() -> socket.socket:
     return rebuilt
 
 
-def _accepted_nodelay(protocol_factory: Callable[[], asyncio.Protocol]) -> int:
+def _accepted_nodelay(protocol_factory: Callable[[], asyncio.Protocol],
+                      loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None
+                      ) -> int:
     """TCP_NODELAY of a connection accepted by `protocol_factory`'s protocol."""
     async def main() -> int:
         listener = _rebuilt_listener()
@@ -65,7 +67,8 @@ def _accepted_nodelay(protocol_factory: Callable[[], asyncio.Protocol]) -> int:
         await server.wait_closed()
         return seen[0]
 
-    return asyncio.run(main())
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        return runner.run(main())
 
 
 def test_a_plain_protocol_on_a_rebuilt_socket_has_nagle_on() -> None:
@@ -84,8 +87,25 @@ def test_set_nodelay_turns_nagle_off_on_each_connection() -> None:
     assert _accepted_nodelay(Plain) != 0
 
 
-def test_the_served_protocol_turns_nagle_off() -> None:
-    """The protocol `dossier serve` hands uvicorn, on the socket a worker process gets."""
+def test_serve_runs_on_uvloop() -> None:
+    """uvicorn's default loop ("auto") is uvloop when it is installed, as it is (a pinned
+    dependency): psycopg's waits cost 13 % of a read on asyncio's (docs/benchmarks.md)."""
+    import uvloop
+    from uvicorn import Config
+
+    factory = Config(lambda: None).get_loop_factory()
+    assert factory is not None
+    loop = factory()
+    try:
+        assert isinstance(loop, uvloop.Loop)
+    finally:
+        loop.close()
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_the_served_protocol_turns_nagle_off(loop: str) -> None:
+    """The protocol `dossier serve` hands uvicorn, on the socket a worker process gets,
+    on either event loop."""
     import functools
 
     from uvicorn import Config
@@ -99,7 +119,8 @@ def test_the_served_protocol_turns_nagle_off() -> None:
     assert config.http_protocol_class is NoDelayProtocol
     factory = functools.partial(NoDelayProtocol, config=config, server_state=ServerState(),
                                 app_state={})
-    assert _accepted_nodelay(factory) != 0  # type: ignore[arg-type]
+    loops = Config(app, loop=loop).get_loop_factory()
+    assert _accepted_nodelay(factory, loops) != 0  # type: ignore[arg-type]
 
 
 def test_serve_hands_uvicorn_the_nodelay_protocol(monkeypatch: object) -> None:
