@@ -285,6 +285,8 @@ _PRACTITIONER_AND_ROW = _practitioner_and_row()  # built once
 _PRACTITIONER_ROW_AND_SUBSCRIPTIONS = _PRACTITIONER_AND_ROW.add_columns(
     type_coerce(subscription_store.active_json(), JSONType).label("active_subscriptions"))
 # run on the unit's cursor (dossier/db/prepared.py): the request path's first statement
+_CURRENT = Prepared(_CURRENT_ROW)
+_READ = {name: Prepared(statement) for name, statement in _READ_ROW.items()}
 _READ_ALONG = Prepared(_PRACTITIONER_AND_ROW)
 _WRITE_ALONG = Prepared(_PRACTITIONER_ROW_AND_SUBSCRIPTIONS)
 
@@ -564,8 +566,9 @@ class Repository:
         self.flush_writes()
         # Core on the unit's connection: the ORM session's execute adds nothing to a
         # Core statement but its own bookkeeping (measured: ~1 % of a read's CPU each)
-        return self.session.connection().execute(_CURRENT_ROW, {
-            "rtype": resource_type, "rid": resource_id}).first()
+        row: Row[Any] | None = _CURRENT.first(self.session.connection(), {
+            "rtype": resource_type, "rid": resource_id})
+        return row
 
     def _read_row(self, resource_type: str, resource_id: str) -> Row[Any] | None:
         """`current_row`, with the person's Consents in the same statement when they will
@@ -578,8 +581,8 @@ class Repository:
         if not along:
             self.flush_writes()
             conn = self.session.connection()
-            row = conn.execute(_READ_ROW[conn.dialect.name], {
-                "rtype": resource_type, "rid": resource_id}).first()
+            row = _READ[conn.dialect.name].first(conn, {"rtype": resource_type,
+                                                        "rid": resource_id})
         if row is not None and row.patient_id:
             take(row.patient_id, row.row_consents or [])
         return row
@@ -1014,8 +1017,8 @@ class Repository:
                 self._dossier_row = None
                 meta = along[1]
             else:
-                row = self.session.connection().execute(_CURRENT_ROW, {
-                    "rtype": resource_type, "rid": resource_id}).first()
+                row = _CURRENT.first(self.session.connection(), {
+                    "rtype": resource_type, "rid": resource_id})
                 if row is not None and not row.deleted:
                     meta = row_meta(row)
         if meta is not None and self._seen is not None:

@@ -128,6 +128,11 @@ class Prepared:
             raise NotPreparable("the statement returns no rows")
         return form.rows(_execute(conn, form, params, fetch=True))
 
+    def first(self, conn: Connection, params: Mapping[str, Any]) -> Any:
+        """The first row, or None."""
+        found = self.rows(conn, params)
+        return found[0] if found else None
+
     def run(self, conn: Connection, params: Mapping[str, Any]) -> None:
         if not _direct(conn):
             conn.execute(self.statement, params)

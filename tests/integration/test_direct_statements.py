@@ -15,7 +15,7 @@ from sqlalchemy import Engine, column, event, insert, select, table, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from dossier.core.auditing import _records_and_notices
-from dossier.core.repository import _READ_ALONG, _WRITE_ALONG
+from dossier.core.repository import _CURRENT, _READ, _READ_ALONG, _WRITE_ALONG
 from dossier.db import bulk
 from dossier.db.engine import make_engine
 from dossier.db.models import (
@@ -88,7 +88,7 @@ def _same(direct: list[Any], plain: list[Any]) -> None:
 @settings(max_examples=25, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(row=rows, consents=st.lists(json_values, max_size=2), key=st.booleans(),
        practitioner=st.booleans(), wanted=st.sampled_from(["t1", "missing"]))
-def test_a_read_along_gives_the_rows_sqlalchemy_gives(
+def test_a_row_read_gives_the_rows_sqlalchemy_gives(
         engine: Engine, row: dict[str, Any], consents: list[Any], key: bool,
         practitioner: bool, wanted: str) -> None:
     with engine.begin() as conn:
@@ -112,6 +112,8 @@ def test_a_read_along_gives_the_rows_sqlalchemy_gives(
               "rid": wanted}
     _same(*_both(engine, _READ_ALONG, params))
     _same(*_both(engine, _WRITE_ALONG, {**params, "now": row["last_updated"]}))
+    _same(*_both(engine, _CURRENT, {"rtype": "Task", "rid": wanted}))  # other readers
+    _same(*_both(engine, _READ["postgresql"], {"rtype": "Task", "rid": wanted}))
 
 
 def _record_params(rid: str, now: datetime, record: Any) -> dict[str, Any]:
