@@ -11,6 +11,7 @@ import errno
 import socket
 import threading
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from uvicorn.supervisors import multiprocess
@@ -231,3 +232,124 @@ def test_connections_are_spread_over_the_workers_sockets() -> None:
             sock.close()
     assert sum(counts) == 64
     assert min(counts) >= 8, counts  # hashed over both (a shared socket: often 64 and 0)
+
+
+class _Recorded:
+    """A transport that records what is written to it."""
+
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+        self.closed = self.aborted = False
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(data)
+
+    def is_closing(self) -> bool:
+        return self.closed or self.aborted
+
+    def close(self) -> None:
+        self.closed = True
+
+    def abort(self) -> None:
+        self.aborted = True
+
+    def get_extra_info(self, name: str) -> str:
+        return f"info {name}"
+
+
+def test_the_writes_of_one_turn_go_out_as_one_in_order() -> None:
+    from dossier.serving import OneWrite
+
+    async def main() -> list[list[bytes]]:
+        seen = []
+        real = _Recorded()
+        one = OneWrite(real, asyncio.get_running_loop())
+        one.write(b"HTTP/1.1 200 OK\r\n\r\n")
+        one.write(bytearray(b"body"))
+        seen.append(list(real.writes))  # nothing yet: the turn is not over
+        await asyncio.sleep(0)
+        seen.append(list(real.writes))
+        one.write(b"next")
+        one.close()  # what is pending goes before the close
+        seen.append(list(real.writes))
+        assert real.closed and one.get_extra_info("peername") == "info peername"
+        return seen
+
+    assert asyncio.run(main()) == [[], [b"HTTP/1.1 200 OK\r\n\r\nbody"],
+                                   [b"HTTP/1.1 200 OK\r\n\r\nbody", b"next"]]
+
+
+def test_an_aborted_connection_sends_nothing_pending() -> None:
+    from dossier.serving import OneWrite
+
+    async def main() -> _Recorded:
+        real = _Recorded()
+        one = OneWrite(real, asyncio.get_running_loop())
+        one.write(b"half an answer")
+        one.abort()
+        await asyncio.sleep(0)
+        return real
+
+    real = asyncio.run(main())
+    assert real.aborted and real.writes == []
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_an_answer_of_the_served_protocol_is_whole_and_one_write(loop: str) -> None:
+    """A real uvicorn server with `dossier serve`'s protocol: the answer, headers and body,
+    reaches the connection's transport in one write, and whole."""
+    from uvicorn import Config, Server
+
+    from dossier.serving import NoDelayProtocol
+
+    writes: list[bytes] = []
+
+    class Recording:
+        def __init__(self, transport: Any) -> None:
+            self.transport = transport
+
+        def write(self, data: bytes) -> None:
+            writes.append(data)
+            self.transport.write(data)
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.transport, name)
+
+    class Served(NoDelayProtocol):
+        def connection_made(self, transport: Any) -> None:
+            super().connection_made(Recording(transport))
+
+    body = b'{"resourceType": "OperationOutcome"}' * 20
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+    config = Config(app, host="127.0.0.1", port=0, http=Served, loop=loop,
+                    log_level="warning", lifespan="off")
+    server = Server(config)
+
+    async def main() -> bytes:
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        serving = asyncio.ensure_future(server.serve(sockets=[listener]))
+        while not server.started:
+            await asyncio.sleep(0.01)
+        reader, writer = await asyncio.open_connection(*listener.getsockname())
+        writer.write(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+        await writer.drain()
+        await asyncio.sleep(0.2)  # both writes, had they been two, are there by now
+        first = await reader.read(65536)
+        writer.close()
+        server.should_exit = True
+        await serving
+        return first
+
+    factory = config.get_loop_factory()
+    with asyncio.Runner(loop_factory=factory) as runner:
+        first = runner.run(main())
+    assert first.startswith(b"HTTP/1.1 200 OK\r\n") and first.endswith(b"\r\n\r\n" + body)
+    assert writes == [first]
