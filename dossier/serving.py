@@ -6,7 +6,7 @@ TCP, so asyncio does not set TCP_NODELAY on the connections it accepts. Nagle's
 algorithm then holds the response body until the client's delayed ACK (~40 ms): a read
 that takes 1.5 ms took 44 ms at one connection (measured, docs/benchmarks.md). The
 protocol below sets TCP_NODELAY on every accepted TCP connection, whatever the socket's
-history, and sends each answer's status line, headers and body in one write (`OneWrite`).
+history.
 
 `run_workers` runs uvicorn's supervisor (restarts, signals) with each worker listening on
 a socket of its own, bound with SO_REUSEPORT: the kernel spreads new connections evenly
@@ -56,50 +56,11 @@ def set_nodelay(transport: asyncio.BaseTransport) -> None:
 
 
 class NoDelayProtocol(_Base):
-    """uvicorn's HTTP/1.1 protocol, with TCP_NODELAY on each connection and the writes of
-    one turn of the event loop sent as one."""
+    """uvicorn's HTTP/1.1 protocol, with TCP_NODELAY on each connection."""
 
     def connection_made(self, transport: Any) -> None:
         set_nodelay(transport)
-        super().connection_made(OneWrite(transport, asyncio.get_running_loop()))  # type: ignore[arg-type]
-
-
-class OneWrite:
-    """A connection's transport whose writes of one turn of the event loop go out as one.
-    uvicorn writes an answer's status line and headers, then its body, each at once: with
-    TCP_NODELAY that was two system calls and two segments per answer, for the server and
-    for its client. The writes are joined in order and sent at the end of the turn (or at
-    close); everything else is the transport's own."""
-
-    __slots__ = ("_loop", "_pending", "_transport")
-
-    def __init__(self, transport: Any, loop: asyncio.AbstractEventLoop) -> None:
-        self._transport = transport
-        self._loop = loop
-        self._pending: list[bytes] | None = None
-
-    def write(self, data: bytes) -> None:
-        if self._pending is None:
-            self._pending = [bytes(data)]
-            self._loop.call_soon(self.flush)
-        else:
-            self._pending.append(bytes(data))
-
-    def flush(self) -> None:
-        pending, self._pending = self._pending, None
-        if pending and not self._transport.is_closing():
-            self._transport.write(b"".join(pending))
-
-    def close(self) -> None:
-        self.flush()
-        self._transport.close()
-
-    def abort(self) -> None:
-        self._pending = None
-        self._transport.abort()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._transport, name)
+        super().connection_made(transport)
 
 
 def settle_heap() -> None:
