@@ -120,10 +120,11 @@ class RequestAudit:
         outbox = outbox_rows(notices, agent.who, self.urgent_patients | self.urgent_notices,
                              now)
         conn = session.connection()
-        if outbox and len(rows) <= TOGETHER and len(outbox) <= TOGETHER and \
+        if len(rows) <= TOGETHER and len(outbox) <= TOGETHER and \
                 conn.dialect.name == "postgresql":
             # records and notices in ONE statement (a data-modifying WITH): one round
-            # trip instead of two, for a read of one dossier as for a page of them
+            # trip instead of two, for a read of one dossier as for a page of them; a
+            # write's records (no notice) in one statement too
             params = {f"r{i}_{k}": v for i, row in enumerate(rows) for k, v in row.items()}
             params.update({f"o{i}_{k}": v for i, row in enumerate(outbox)
                            for k, v in row.items()})
@@ -158,11 +159,14 @@ TOGETHER = 100  # records and notices written in one statement up to this many o
 @functools.lru_cache(maxsize=256)
 def _records_and_notices(records: Table, n: int, m: int) -> Prepared:
     """PostgreSQL: `WITH appended AS (INSERT INTO audit_records SELECT … n rows) INSERT
-    INTO notification_outbox SELECT … m rows`, built once per shape (building it cost
+    INTO notification_outbox SELECT … m rows` (m = 0: the records alone), built once per
+    shape (building it cost
     more than running it) and run on the unit's cursor (dossier/db/prepared.py). The rows
     are SELECTs of bound parameters joined by UNION ALL, not a multi-row VALUES:
     SQLAlchemy does not cache the compiled form of the latter and compiled it again at
     every request (measured: a read's CPU +40 %)."""
+    if m == 0:  # a write's records: no notice
+        return Prepared(_insert(records, _RECORD_COLUMNS, "r", n))
     appended = _insert(records, _RECORD_COLUMNS, "r", n).cte("appended")
     return Prepared(_insert(notification_outbox, _OUTBOX_COLUMNS, "o", m).add_cte(appended))
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import Engine, column, event, insert, select, table, text
+from sqlalchemy import Engine, column, event, func, insert, select, table, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from dossier.core.auditing import _records_and_notices
@@ -245,3 +245,33 @@ def test_outside_a_transaction_or_on_sqlite_sqlalchemy_runs_it(engine: Engine,
         Prepared(insert(table("t", column("a")))).run(conn, {"a": 1})
         assert conn.execute(text("SELECT a FROM t")).scalar() == 1
     lite.dispose()
+
+
+def test_a_write_s_records_without_notice_are_written_as_sqlalchemy_writes_them(
+        engine: Engine) -> None:
+    prepared = _records_and_notices(audit_records, 2, 0)
+    now = datetime(2026, 12, 7, 9, 30, tzinfo=timezone(timedelta(hours=1)))
+
+    def params(tag: str) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for i in range(2):
+            one = _record_params(f"{tag}-{i}-{uuid.uuid4()}", now, {"n": i, "t": tag})
+            out.update({f"r{i}_{k[3:]}": v for k, v in one.items() if k.startswith("r0_")})
+        return out
+
+    direct, plain = params("direct"), params("plain")
+    with engine.begin() as conn:
+        prepared.run(conn, direct)
+        conn.execute(prepared.statement, plain)
+    with engine.connect() as conn:
+        got = {r.id: r._asdict() for r in conn.execute(select(audit_records).where(
+            audit_records.c.id.in_([direct["r0_id"], direct["r1_id"], plain["r0_id"],
+                                    plain["r1_id"]]))).all()}
+        notices = conn.execute(select(func.count()).select_from(notification_outbox).where(
+            notification_outbox.c.record_id.in_(list(got)))).scalar_one()
+    for i in range(2):
+        d, p = got[direct[f"r{i}_id"]], got[plain[f"r{i}_id"]]
+        assert d["recorded_at"] == now and d["record"] == {"n": i, "t": "direct"}
+        assert {k: v for k, v in d.items() if k not in ("id", "seq", "record")} == \
+            {k: v for k, v in p.items() if k not in ("id", "seq", "record")}
+    assert notices == 0
