@@ -40,17 +40,26 @@ def complete(table: Table, rows: list[dict[str, Any]]) -> tuple[list[str], list[
     order), and every row with all of them. Defaults are written out: SQLAlchemy adds
     them to an INSERT … SELECT as parameters whose names clash between the tables of one
     statement (`insert_tables`)."""
-    named: set[str] = {str(c.name) for c in table.c if _default(c) is not None}  # str: JSON
+    own_defaults, order = _columns(table)
+    named = set(own_defaults)
     for row in rows:
         named.update(row)
-    order = {c.name: i for i, c in enumerate(table.c)}
     unknown = named - order.keys()
     if unknown:
         raise ValueError(f"no such column in {table.name}: {sorted(unknown)}")
     keys = sorted(named, key=order.__getitem__)  # the rows' own str keys (JSON keys)
-    defaults = {k: _default(table.c[k]) for k in keys}
+    if all(len(row) == len(keys) for row in rows):
+        return keys, rows
+    defaults = {k: own_defaults.get(k) for k in keys}
     return keys, [row if len(row) == len(keys) else {k: row.get(k, defaults[k]) for k in keys}
                   for row in rows]
+
+
+@functools.cache  # the table's definition: read once, not at every write
+def _columns(table: Table) -> tuple[dict[str, Any], dict[str, int]]:
+    """(the columns with a default of their own → that default, each column's position)."""
+    defaults = {str(c.name): _default(c) for c in table.c if _default(c) is not None}  # str: JSON
+    return defaults, {str(c.name): i for i, c in enumerate(table.c)}
 
 
 @functools.cache  # a few shapes per table; building the expression costs more than running it
