@@ -160,11 +160,10 @@ TOGETHER = 100  # records and notices written in one statement up to this many o
 def _records_and_notices(records: Table, n: int, m: int) -> Prepared:
     """PostgreSQL: `WITH appended AS (INSERT INTO audit_records SELECT … n rows) INSERT
     INTO notification_outbox SELECT … m rows` (m = 0: the records alone), built once per
-    shape (building it cost
-    more than running it) and run on the unit's cursor (dossier/db/prepared.py). The rows
-    are SELECTs of bound parameters joined by UNION ALL, not a multi-row VALUES:
-    SQLAlchemy does not cache the compiled form of the latter and compiled it again at
-    every request (measured: a read's CPU +40 %)."""
+    shape (building it cost more than running it) and run on the unit's cursor
+    (dossier/db/prepared.py). The rows are SELECTs of bound parameters joined by UNION
+    ALL, not a multi-row VALUES: SQLAlchemy does not cache the compiled form of the
+    latter and compiled it again at every request (measured: a read's CPU +40 %)."""
     if m == 0:  # a write's records: no notice
         return Prepared(_insert(records, _RECORD_COLUMNS, "r", n))
     appended = _insert(records, _RECORD_COLUMNS, "r", n).cte("appended")

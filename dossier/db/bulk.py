@@ -58,7 +58,8 @@ def complete(table: Table, rows: list[dict[str, Any]]) -> tuple[list[str], list[
 @functools.cache  # the table's definition: read once, not at every write
 def _columns(table: Table) -> tuple[dict[str, Any], dict[str, int]]:
     """(the columns with a default of their own → that default, each column's position)."""
-    defaults = {str(c.name): _default(c) for c in table.c if _default(c) is not None}  # str: JSON
+    defaults = {str(c.name): value for c in table.c  # str: JSON keys
+                if (value := _default(c)) is not None}
     return defaults, {str(c.name): i for i, c in enumerate(table.c)}
 
 

@@ -16,7 +16,7 @@ invalidated and reported as one (core/runtime.py retries or answers 503).
 The plain path is taken whenever this one could differ from it: another database, an
 event listener on the engine (the statement-budget tests count statements there), no
 transaction begun. Tests compare both paths' rows and effects
-(tests/integration/test_prepared.py).
+(tests/integration/test_direct_statements.py).
 """
 
 from __future__ import annotations
@@ -51,7 +51,6 @@ class _Form:
         self.sql = compiled.string
         self.binders: dict[str, Processor] = {}
         self.fixed: dict[str, Any] = {}
-        self.required: frozenset[str] = frozenset()
         required = set()
         for name, bind in compiled.binds.items():
             if bind.expanding or bind.literal_execute:
@@ -64,7 +63,7 @@ class _Form:
             else:  # a value of the statement itself (`res_type == "Practitioner"`)
                 value = bind.effective_value
                 self.fixed[name] = process(value) if process is not None else value
-        self.required = frozenset(required)
+        self.required: frozenset[str] = frozenset(required)
         self.row: Callable[..., Any] | None = None
         self.readers: tuple[tuple[int, Processor], ...] = ()
         if isinstance(statement, Select):
