@@ -2,8 +2,9 @@
 
 `prepare` reads, in the worker's transaction, the audit records of a group of outbox
 rows, their log indexes, the actor's and organisations' directory names, the citizen's
-language and the channel's (opened) contact; `communication` builds the §12 resource;
-`write_server_resource` stores it through the repository's tables.
+language and the channel's (opened) contact; `prepare_inboxes` does the same for all
+the inbox groups of a batch with a fixed number of statements. `communication` builds
+the §12 resource; `write_server_resource` stores it through the repository's tables.
 """
 
 from __future__ import annotations
@@ -77,22 +78,77 @@ def prepare(runtime: Any, session: Tx, patient_id: str, channel: str,
 
 def load_accesses(runtime: Any, session: Tx, record_ids: Sequence[str],
                   urgent_ids: set[str]) -> list[Access]:
-    ids = list(dict.fromkeys(record_ids))
-    records = {r.id: r.record for r in session.execute(
-        select(audit_records.c.id, audit_records.c.record).where(
-            audit_records.c.id.in_(ids))).all()}
-    if len(records) != len(ids):
-        raise DeliveryError("audit record missing", permanent=True)
-    index = runtime.audit_store.index_of(session, ids)
-    size = runtime.audit_store.signed_size(session)
-    refs: set[str] = set()
-    for record in records.values():
-        agent = record.get("agent") or {}
-        refs.update(r for r in (agent.get("who"), agent.get("on_behalf_of")) if r)
-        refs.update(agent.get("organizations") or ())
-    names = directory_names(session, refs)
-    return [access_from_record(records[i], urgent=i in urgent_ids, names=names,
-                               log_index=index.get(i), tree_size=size) for i in ids]
+    return Lookups.load(runtime, session, record_ids).accesses(record_ids, urgent_ids)
+
+
+@dataclass(frozen=True)
+class Lookups:
+    """What notices about some audit records need, read with a fixed number of
+    statements however many records: the records, their log indexes, the signed tree
+    size, the directory names of their actors and organisations."""
+
+    records: dict[str, Any]
+    index: dict[str, int]
+    size: int
+    names: dict[str, str]
+
+    @classmethod
+    def load(cls, runtime: Any, session: Tx, record_ids: Sequence[str]) -> Lookups:
+        ids = list(dict.fromkeys(record_ids))
+        records = {r.id: r.record for r in session.execute(
+            select(audit_records.c.id, audit_records.c.record).where(
+                audit_records.c.id.in_(ids))).all()} if ids else {}
+        refs: set[str] = set()
+        for record in records.values():
+            agent = record.get("agent") or {}
+            refs.update(r for r in (agent.get("who"), agent.get("on_behalf_of")) if r)
+            refs.update(agent.get("organizations") or ())
+        return cls(records, runtime.audit_store.index_of(session, ids),
+                   runtime.audit_store.signed_size(session), directory_names(session, refs))
+
+    def accesses(self, record_ids: Sequence[str], urgent_ids: set[str]) -> list[Access]:
+        ids = list(dict.fromkeys(record_ids))
+        if any(i not in self.records for i in ids):
+            raise DeliveryError("audit record missing", permanent=True)
+        return [access_from_record(self.records[i], urgent=i in urgent_ids, names=self.names,
+                                   log_index=self.index.get(i), tree_size=self.size)
+                for i in ids]
+
+
+def prepare_inboxes(runtime: Any, session: Tx, sealer: Any,
+                    groups: Sequence[tuple[str, Sequence[str], set[str]]]
+                    ) -> list[Prepared | DeliveryError]:
+    """`prepare` for many inbox groups (patient id, record ids, urgent ids) at once, in
+    five statements whatever their number; a group that cannot be delivered gets its
+    DeliveryError in its place. The patients' key rows are handed to `sealer`, which
+    seals their Communications without reading them again."""
+    pids = sorted({pid for pid, _, _ in groups})
+    K = patient_keys.c
+    keys = {r.patient_id: r for r in session.execute(
+        select(K.patient_id, K.erased_at, K.kek_id, K.wrapped).where(
+            K.patient_id.in_(pids))).all()}
+    for pid, row in keys.items():
+        sealer.know(pid, row.kek_id, row.wrapped, True)
+    S = notification_settings.c
+    languages = {r.patient_id: r.language for r in session.execute(
+        select(S.patient_id, S.language).where(S.patient_id.in_(pids))).all() if r.language}
+    unset = [pid for pid in pids if pid not in languages]
+    if unset:
+        for patient in session.execute(select(R.res_id, R.content).where(
+                R.res_type == "Patient", R.res_id.in_(unset))).all():
+            languages[patient.res_id] = language_of(patient.content)
+    look = Lookups.load(runtime, session, [i for _, ids, _ in groups for i in ids])
+    out: list[Prepared | DeliveryError] = []
+    for pid, ids, urgent in groups:
+        try:
+            if pid in keys and keys[pid].erased_at is not None:
+                raise DeliveryError("dossier erased", permanent=True)
+            accesses = look.accesses(ids, urgent)
+            message = compose(accesses, languages.get(pid) or DEFAULT_LANGUAGE, "")
+            out.append(Prepared(message, accesses, {}))
+        except DeliveryError as exc:
+            out.append(exc)
+    return out
 
 
 def directory_names(session: Tx, refs: set[str]) -> dict[str, str]:
@@ -121,9 +177,15 @@ def directory_names(session: Tx, refs: set[str]) -> dict[str, str]:
 
 def patient_language(session: Tx, patient_id: str) -> str:
     """The Patient's preferred communication language (fr/nl/en), else French."""
-    content = session.execute(select(R.content).where(
-        R.res_type == "Patient", R.res_id == patient_id)).scalar_one_or_none() or {}
-    entries = sorted(content.get("communication") or [], key=lambda c: not c.get("preferred"))
+    return language_of(session.execute(select(R.content).where(
+        R.res_type == "Patient", R.res_id == patient_id)).scalar_one_or_none())
+
+
+def language_of(content: dict[str, Any] | None) -> str:
+    """The preferred communication language (fr/nl/en) of a Patient's content, else
+    French."""
+    entries = sorted((content or {}).get("communication") or [],
+                     key=lambda c: not c.get("preferred"))
     for entry in entries:
         for coding in (entry.get("language") or {}).get("coding") or []:
             code = str(coding.get("code") or "").split("-", 1)[0].lower()
