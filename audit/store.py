@@ -44,7 +44,7 @@ from audit.merkle import (
 )
 from audit.proof import verify_consistency
 from audit.tables import AuditTables
-from audit.tx import Tx
+from audit.tx import Tx, among
 
 SEQUENCER_LOCK = 0x646F7373  # "doss": PostgreSQL advisory lock key
 BATCH = 5000
@@ -198,7 +198,7 @@ class AuditStore:
         # the whole log's index (1.5 s a tick at 1,000,000 records, measured)
         seqs = list(session.execute(select(waiting.c.seq).order_by(waiting.c.seq)
                                     .limit(BATCH)).scalars())
-        pending = session.execute(select(R.seq, R.id, R.leaf).where(R.seq.in_(seqs))
+        pending = session.execute(select(R.seq, R.id, R.leaf).where(among(session, R.seq, seqs))
                                   .order_by(R.seq)).all() if seqs else []
         head = self.latest_head_row(session)
         if not pending and head is not None and head.tree_size == state.size:
@@ -219,7 +219,8 @@ class AuditStore:
                           for lv, ix, h in compact.append(lh) if lv and is_stored_level(lv)]
         if leaf_rows:
             session.execute(insert(leaves), leaf_rows)
-            session.execute(delete(waiting).where(waiting.c.seq.in_([r.seq for r in pending])))
+            session.execute(delete(waiting).where(
+                among(session, waiting.c.seq, [r.seq for r in pending])))
         if node_rows:
             session.execute(insert(self.t.nodes), node_rows)
         size = state.size + len(leaf_rows)
@@ -253,7 +254,7 @@ class AuditStore:
         if not record_ids:
             return {}
         rows = session.execute(select(self.t.leaves.c.record_id, self.t.leaves.c.leaf_index)
-                               .where(self.t.leaves.c.record_id.in_(list(record_ids)))).all()
+                               .where(among(session, self.t.leaves.c.record_id, record_ids))).all()
         return {r.record_id: int(r.leaf_index) for r in rows}
 
     def record_at(self, session: Tx, index: int) -> Any:

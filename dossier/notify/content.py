@@ -27,6 +27,7 @@ from audit.notify import (
     compose_digest,
 )
 from audit.transport import DeliveryError
+from audit.tx import among
 from dossier.core.repository import Repository, Stored, new_id
 from dossier.db.models import (
     audit_records,
@@ -97,7 +98,7 @@ class Lookups:
         ids = list(dict.fromkeys(record_ids))
         records = {r.id: r.record for r in session.execute(
             select(audit_records.c.id, audit_records.c.record).where(
-                audit_records.c.id.in_(ids))).all()} if ids else {}
+                among(session, audit_records.c.id, ids))).all()} if ids else {}
         refs: set[str] = set()
         for record in records.values():
             agent = record.get("agent") or {}
@@ -126,16 +127,17 @@ def prepare_inboxes(runtime: Any, session: Tx, sealer: Any,
     K = patient_keys.c
     keys = {r.patient_id: r for r in session.execute(
         select(K.patient_id, K.erased_at, K.kek_id, K.wrapped).where(
-            K.patient_id.in_(pids))).all()}
+            among(session, K.patient_id, pids))).all()}
     for pid, row in keys.items():
         sealer.know(pid, row.kek_id, row.wrapped, True)
     S = notification_settings.c
     languages = {r.patient_id: r.language for r in session.execute(
-        select(S.patient_id, S.language).where(S.patient_id.in_(pids))).all() if r.language}
+        select(S.patient_id, S.language).where(among(session, S.patient_id, pids))).all()
+        if r.language}
     unset = [pid for pid in pids if pid not in languages]
     if unset:
         for patient in session.execute(select(R.res_id, R.content).where(
-                R.res_type == "Patient", R.res_id.in_(unset))).all():
+                R.res_type == "Patient", among(session, R.res_id, unset))).all():
             languages[patient.res_id] = language_of(patient.content)
     look = Lookups.load(runtime, session, [i for _, ids, _ in groups for i in ids])
     out: list[Prepared | DeliveryError] = []
@@ -158,7 +160,8 @@ def directory_names(session: Tx, refs: set[str]) -> dict[str, str]:
     if not wanted:
         return names
     rows = session.execute(select(R.res_type, R.res_id, R.content, R.sealed).where(
-        R.res_type.in_({t for t, _ in wanted}), R.res_id.in_({i for _, i in wanted}))).all()
+        R.res_type.in_({t for t, _ in wanted}),
+        among(session, R.res_id, {i for _, i in wanted}))).all()
     for row in rows:
         content = row.content or {}
         if row.sealed:

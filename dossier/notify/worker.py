@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session
 
 from audit.notify import RetryPolicy, delivery_key, group_within, next_digest
 from audit.transport import DeliveryError, SmtpConfig, post_webhook, send_email, webhook_body
+from audit.tx import among
 from auth import Principal
 from dossier.core.context import RequestContext
 from dossier.core.repository import NullAudit, OpenPolicy, Repository
@@ -215,11 +216,11 @@ def claim(engine: Any, now: datetime, config: DeliveryConfig) -> list[Due]:
         spent = [r.id for r in rows if r.attempts >= config.max_attempts]
         live = [r for r in rows if r.attempts < config.max_attempts]
         if spent:  # the worker died on these too often
-            session.execute(update(notification_outbox).where(OB.id.in_(spent)).values(
+            session.execute(update(notification_outbox).where(among(session, OB.id, spent)).values(
                 status="dead", last_error="gave up after interrupted attempts"))
         if live:
             session.execute(update(notification_outbox).where(
-                OB.id.in_([r.id for r in live])).values(
+                among(session, OB.id, [r.id for r in live])).values(
                 attempts=OB.attempts + 1,
                 next_attempt_at=now + timedelta(seconds=config.lease_seconds)))
     return [Due(r.id, r.patient_id, r.record_id, r.agent, bool(r.urgent), r.created_at,
@@ -302,7 +303,7 @@ def deliver_inboxes(runtime: Any, groups: Sequence[Sequence[Due]], now: datetime
                         sent += group
             if sent:
                 done = session.execute(update(notification_outbox).where(
-                    OB.id.in_([d.id for d in sent]), OB.status == "pending").values(
+                    among(session, OB.id, [d.id for d in sent]), OB.status == "pending").values(
                     status="sent", sent_at=now, last_error=None))
                 if done.rowcount != len(sent):  # type: ignore[attr-defined]
                     raise _AlreadyDone()
@@ -331,7 +332,7 @@ def _deliver_inbox(runtime: Any, group: Sequence[Due], now: datetime,
             write_server_resource(repo, communication(group[0].patient_id, ready.accesses,
                                                       ready.message, now))
             done = session.execute(update(notification_outbox).where(
-                OB.id.in_([d.id for d in group]), OB.status == "pending").values(
+                among(session, OB.id, [d.id for d in group]), OB.status == "pending").values(
                 status="sent", sent_at=now, last_error=None))
             if done.rowcount != len(group):  # type: ignore[attr-defined]
                 raise _AlreadyDone()
@@ -349,7 +350,7 @@ def fan_out(session: Tx, dues: Sequence[Due], now: datetime) -> None:
     NS = notification_settings.c
     chosen = {r.patient_id: r for r in session.execute(
         select(NS.patient_id, NS.sealed, NS.email_digest).where(
-            NS.patient_id.in_(sorted({d.patient_id for d in dues})))).all()}
+            among(session, NS.patient_id, sorted({d.patient_id for d in dues})))).all()}
     rows = []
     for due in dues:
         settings = chosen.get(due.patient_id)
@@ -386,7 +387,7 @@ def _deliver_pro(runtime: Any, group: Sequence[Due], now: datetime,
 def _mark_sent(engine: Any, group: Sequence[Due], now: datetime) -> None:
     with Session(engine) as session, session.begin():
         session.execute(update(notification_outbox).where(
-            OB.id.in_([d.id for d in group]), OB.status == "pending").values(
+            among(session, OB.id, [d.id for d in group]), OB.status == "pending").values(
             status="sent", sent_at=now, last_error=None))
 
 

@@ -1,0 +1,77 @@
+"""`audit.tx.among`: `column IN values` as one array parameter on PostgreSQL, an
+expanding IN on SQLite. The same rows as Python's own filter, whatever the values (none,
+duplicates, some absent), on both databases; on PostgreSQL one statement text for every
+number of values."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import (
+    Column,
+    Engine,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    create_engine,
+    event,
+    insert,
+    select,
+)
+from sqlalchemy.orm import Session
+
+from audit.tx import among
+
+metadata = MetaData()
+things = Table("among_things", metadata, Column("n", Integer, primary_key=True),
+               Column("name", String(16), nullable=False))
+NAMES = [f"name-{i}" for i in range(40)]
+
+
+@pytest.fixture
+def engine(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Engine]:
+    url = (str(request.getfixturevalue("pg_url")) if backend == "postgres"
+           else f"sqlite:///{tmp_path / 'among.db'}")
+    made = create_engine(url)
+    metadata.create_all(made)
+    with made.begin() as conn:
+        conn.execute(insert(things), [{"n": i, "name": n} for i, n in enumerate(NAMES)])
+    yield made
+    made.dispose()
+
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(numbers=st.lists(st.integers(-5, 50), max_size=60),
+       names=st.lists(st.sampled_from([*NAMES, "absent", "name-"]), max_size=60))
+def test_among_finds_what_in_finds(engine: Engine, numbers: list[int],
+                                   names: list[str]) -> None:
+    with Session(engine) as session:
+        by_number = set(session.execute(select(things.c.n).where(
+            among(session, things.c.n, numbers))).scalars())
+        by_name = set(session.execute(select(things.c.name).where(
+            among(session, things.c.name, iter(names)))).scalars())
+    assert by_number == {n for n in numbers if 0 <= n < len(NAMES)}
+    assert by_name == set(names) & set(NAMES)
+
+
+def test_one_statement_text_for_any_number_of_values(engine: Engine, backend: str) -> None:
+    seen: list[str] = []
+
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        seen.append(statement)
+
+    event.listen(engine, "before_cursor_execute", record)
+    with Session(engine) as session:
+        for count in (1, 2, 7, 30):
+            session.execute(select(things.c.n).where(among(session, things.c.n,
+                                                           range(count)))).all()
+    event.remove(engine, "before_cursor_execute", record)
+    assert len(seen) == 4
+    assert len(set(seen)) == (1 if backend == "postgres" else 4)
