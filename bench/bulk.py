@@ -26,7 +26,7 @@ import uuid
 from pathlib import Path
 
 import httpx
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, text
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
@@ -95,11 +95,16 @@ class CpuMeter:
     def __call__(self) -> float:
         pids = _tree(self.server)
         if self.admin is not None:
-            with self.admin.connect() as conn:
-                pids += list(conn.execute(text(
-                    "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
-                    "AND pid <> pg_backend_pid()")).scalars())
+            pids += backend_pids(self.admin)
         return sum(_cpu(pid) for pid in pids)
+
+
+def backend_pids(admin: Engine) -> list[int]:
+    """The PostgreSQL backends of `admin`'s database, but its own."""
+    with admin.connect() as conn:
+        return list(conn.execute(text(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid()")).scalars())
 
 
 def main() -> int:

@@ -27,7 +27,7 @@ from sqlalchemy import create_engine, text
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from bulk import _cpu  # noqa: E402
+from bulk import _cpu, backend_pids  # noqa: E402
 from world import build_app, throwaway_database  # noqa: E402
 
 from dossier.notify.worker import config_from_settings, run_pending  # noqa: E402
@@ -81,11 +81,7 @@ def main() -> int:
             def backends() -> float:
                 if admin_engine is None:
                     return 0.0
-                with admin_engine.connect() as conn:
-                    pids = conn.execute(text(
-                        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
-                        "AND pid <> pg_backend_pid()")).scalars().all()
-                return sum(_cpu(pid) for pid in pids)
+                return sum(_cpu(pid) for pid in backend_pids(admin_engine))
 
             cpu, db, wall = time.process_time(), backends(), time.perf_counter()
             delivered = run_pending(runtime, config=config)

@@ -302,12 +302,7 @@ def deliver_inboxes(runtime: Any, groups: Sequence[Sequence[Due]], now: datetime
                             group[0].patient_id, prepared.accesses, prepared.message, now))
                         sent += group
             if sent:
-                done = session.execute(update(notification_outbox).where(
-                    among(session, OB.id, [d.id for d in sent]), OB.status == "pending").values(
-                    status="sent", sent_at=now, last_error=None))
-                if done.rowcount != len(sent):  # type: ignore[attr-defined]
-                    raise _AlreadyDone()
-                fan_out(session, sent, now)
+                _inboxed(session, sent, now)
     except Exception as exc:  # noqa: BLE001 - each group again, alone: one bad group
         # must not hold back the others
         if not isinstance(exc, _AlreadyDone):
@@ -331,15 +326,27 @@ def _deliver_inbox(runtime: Any, group: Sequence[Due], now: datetime,
                               audit=NullAudit())
             write_server_resource(repo, communication(group[0].patient_id, ready.accesses,
                                                       ready.message, now))
-            done = session.execute(update(notification_outbox).where(
-                among(session, OB.id, [d.id for d in group]), OB.status == "pending").values(
-                status="sent", sent_at=now, last_error=None))
-            if done.rowcount != len(group):  # type: ignore[attr-defined]
-                raise _AlreadyDone()
-            fan_out(session, group, now)
+            _inboxed(session, group, now)
     except _AlreadyDone:
         return 0
     return len(group)
+
+
+def _inboxed(session: Tx, dues: Sequence[Due], now: datetime) -> None:
+    """In the transaction that wrote their messages: the rows marked sent (all of them
+    still pending, else another worker delivered some: _AlreadyDone, roll back) and the
+    chosen channels fanned out."""
+    if _sent(session, dues, now) != len(dues):
+        raise _AlreadyDone()
+    fan_out(session, dues, now)
+
+
+def _sent(session: Tx, dues: Sequence[Due], now: datetime) -> int:
+    """Mark the rows still pending as sent; how many were."""
+    done = session.execute(update(notification_outbox).where(
+        among(session, OB.id, [d.id for d in dues]), OB.status == "pending").values(
+        status="sent", sent_at=now, last_error=None))
+    return int(done.rowcount)  # type: ignore[attr-defined]
 
 
 def fan_out(session: Tx, dues: Sequence[Due], now: datetime) -> None:
@@ -386,9 +393,7 @@ def _deliver_pro(runtime: Any, group: Sequence[Due], now: datetime,
 
 def _mark_sent(engine: Any, group: Sequence[Due], now: datetime) -> None:
     with Session(engine) as session, session.begin():
-        session.execute(update(notification_outbox).where(
-            among(session, OB.id, [d.id for d in group]), OB.status == "pending").values(
-            status="sent", sent_at=now, last_error=None))
+        _sent(session, group, now)
 
 
 def _failed(engine: Any, group: Sequence[Due], now: datetime, config: DeliveryConfig,
