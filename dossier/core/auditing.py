@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -88,9 +89,11 @@ class RequestAudit:
         self.urgent_patients.clear()
         self.urgent_notices.clear()
 
-    def flush(self, session: Tx) -> None:
+    def flush(self, session: Tx, *, alone: Callable[[], None] | None = None) -> None:
         """Append the records (one per person touched) and their outbox rows, each table
-        in one multi-row INSERT."""
+        in one multi-row INSERT. `alone`, when given, is called right before the records
+        are written if they are written in one statement, and only then (the unit may
+        let that statement commit on its own: db/tx.py `UnitTx.commit_alone`)."""
         if not self.events:
             return
         by_patient: dict[str | None, list[Event]] = {}
@@ -128,6 +131,8 @@ class RequestAudit:
             params = {f"r{i}_{k}": v for i, row in enumerate(rows) for k, v in row.items()}
             params.update({f"o{i}_{k}": v for i, row in enumerate(outbox)
                            for k, v in row.items()})
+            if alone is not None:
+                alone()
             _records_and_notices(self.store.t.records, len(rows), len(outbox)).run(conn, params)
         else:
             self.store.insert_rows(session, rows)

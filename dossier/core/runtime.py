@@ -171,7 +171,8 @@ class Runtime:
         bind = self._read_binds.get(id(engine))
         if bind is None:  # made once: an option engine per unit cost ~1 %
             bind = self._read_binds[id(engine)] = engine.execution_options(dossier_read=True)
-        return UnitTx(bind)
+        # PostgreSQL: a read unit opens its transaction only when it needs one
+        return UnitTx(bind, deferred=engine.dialect.name == "postgresql")
 
     @contextmanager
     def unit(self, ctx: RequestContext, *, writes: bool = True,
@@ -205,6 +206,9 @@ class Runtime:
                         if _lost(exc):  # the first statement met a dead connection
                             raise StaleConnection from None
                         raise
+                # a read unit on PostgreSQL: the principal (and the row read along with
+                # it) was one statement on its own; what follows opens the transaction
+                session.begin_on_next()
                 policy = self.policy_factory(session, ctx)
                 repo = Repository(
                     session, ctx, policy=policy, sealer=self.sealer(), audit=audit,
@@ -217,7 +221,9 @@ class Runtime:
                 for patient_id in getattr(policy, "break_glass_used", ()):
                     audit.urgent(patient_id)
                 if writes or not services.is_sqlite:
-                    audit.flush(session)
+                    # nothing else ran since the principal: the records, one statement,
+                    # commit on their own (no BEGIN, no COMMIT round trip)
+                    audit.flush(session, alone=session.commit_alone)
                 else:
                     self._flush_read(session, audit)
         except DossierError as exc:

@@ -95,10 +95,15 @@ def test_fail_closed_when_the_audit_cannot_be_written(world: World, backend: str
                               "RAISE EXCEPTION 'disk full'; END $$ LANGUAGE plpgsql"))
             conn.execute(text("CREATE TRIGGER break_audit BEFORE INSERT ON audit_records "
                               "FOR EACH ROW EXECUTE FUNCTION break_audit()"))
+    notices = "SELECT count(*) FROM notification_outbox"
+    with engine.connect() as conn:
+        before = conn.execute(text(notices)).scalar_one()
     r = world.gp.get(f"/fhir/Patient/{pid}")
     assert r.status_code == 503
     assert r.json()["resourceType"] == "OperationOutcome"
     assert "Martin" not in r.text and pid not in r.text
+    with engine.connect() as conn:  # the read's notice went with its record: no half
+        assert conn.execute(text(notices)).scalar_one() == before
     w = world.gp.post("/fhir/Task", f.task(f"Patient/{pid}"))
     assert w.status_code == 503
     with engine.begin() as conn:

@@ -4,10 +4,14 @@ tested; these counts are, because each statement is a round trip under load."""
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
+
+import pytest
+from psycopg import pq
 
 from tests import factories as f
 from tests.integration.conftest import World, listening
@@ -189,3 +193,81 @@ def test_a_batch_of_creates_does_not_grow_with_its_entries(world: World) -> None
     # 3 INSERTs, the audit: 10 (and DISCARD PLANS on PostgreSQL, from 100 index rows)
     assert len(large) <= 11, [s[:50] for s in large]
     assert [s[:60] for s in large if not s.startswith("DISCARD")] == [s[:60] for s in small]
+
+
+@contextmanager
+def on_the_wire(world: World) -> Iterator[list[str]]:
+    """The messages each connection checked out meanwhile sent to PostgreSQL (libpq's
+    trace), as "Query BEGIN" for a simple query and "Execute" for a statement run. Nothing
+    listens to the engine's statements, so the hot statements take their direct path
+    (db/prepared.py), as they do in service."""
+    sent: list[str] = []
+    files: list[Any] = []
+    modes: list[bool] = []
+    with ExitStack() as stack:
+
+        def on_checkout(dbapi_conn: Any, record: Any, proxy: Any) -> None:
+            driver = record.driver_connection
+            modes.append(driver.autocommit)  # as the pool hands it out
+            trace = stack.enter_context(tempfile.TemporaryFile("w+"))
+            files.append(trace)
+            driver.pgconn.trace(trace.fileno())
+            driver.pgconn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS
+                                          | pq.Trace.REGRESS_MODE)
+
+        def on_checkin(dbapi_conn: Any, record: Any) -> None:
+            if record.driver_connection is not None:
+                record.driver_connection.pgconn.untrace()
+
+        with listening(world, "checkout", on_checkout), \
+                listening(world, "checkin", on_checkin):
+            yield sent
+        for trace in files:
+            trace.seek(0)
+            for line in trace.read().splitlines():
+                parts = line.split("\t")
+                if parts[0] == "F" and parts[2] == "Query":
+                    sent.append("Query " + parts[3].strip().strip('"').split()[0].upper())
+                elif parts[0] == "F" and parts[2] == "Execute":
+                    sent.append("Execute")
+    assert modes and not any(modes), "a pooled connection was handed out in autocommit"
+
+
+POSTGRES = [pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+@pytest.mark.parametrize("backend", POSTGRES)
+def test_a_consented_read_sends_two_statements_and_no_begin_or_commit(world: World) -> None:
+    """PostgreSQL: the principal with the row read along, then the audit record with its
+    notice; each commits on its own (db/tx.py UnitTx `deferred`), no BEGIN or COMMIT round
+    trip. A write still opens its transaction, and every connection goes back to the pool
+    out of autocommit (checked by on_the_wire)."""
+    pid = world.consented()
+    task = world.gp.create(f.task(f"Patient/{pid}"))
+    world.gp.get(f"/fhir/Task/{task['id']}")
+    with on_the_wire(world) as read:
+        assert world.gp.get(f"/fhir/Task/{task['id']}").status_code == 200
+    assert read == ["Execute", "Execute"]
+    with on_the_wire(world) as write:
+        world.gp.create(f.task(f"Patient/{pid}"))
+        assert world.gp.get(f"/fhir/Patient/{pid}").status_code == 200
+    assert write[0] == "Query BEGIN" and write.count("Query COMMIT") == 1, write
+    assert write[-2:] == ["Execute", "Execute"], write  # the read after the write
+
+
+@pytest.mark.parametrize("backend", POSTGRES)
+def test_a_read_with_more_statements_opens_its_transaction_after_the_principal(
+        world: World) -> None:
+    """A citizen's read (no row read along) and a search: what the principal needed on
+    its own, then one transaction for the rest, the audit record in it."""
+    pid = world.consented()
+    task = world.gp.create(f.task(f"Patient/{pid}"))
+    citizen = world.citizen(pid)
+    for get in (lambda: citizen.get(f"/fhir/Task/{task['id']}"),
+                lambda: world.gp.get("/fhir/Task", params={"patient": pid})):
+        assert get().status_code == 200
+        with on_the_wire(world) as sent:
+            assert get().status_code == 200
+        begin = sent.index("Query BEGIN")
+        assert sent[:begin] == ["Execute"] * begin and "Execute" in sent[begin:], sent
+        assert sent[-1] == "Query COMMIT" and sent.count("Query BEGIN") == 1, sent
