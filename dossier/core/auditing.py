@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import functools
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,6 +19,7 @@ from audit.store import AuditStore
 from auth.tokenevents import TokenEvent
 from dossier.core.context import RequestContext
 from dossier.core.repository import AuditNote
+from dossier.db.bulk import Shapes, insert_tables, tables_ctes, tables_params
 from dossier.db.models import notification_outbox
 from dossier.db.prepared import Prepared
 from dossier.db.tx import Tx
@@ -89,12 +90,16 @@ class RequestAudit:
         self.urgent_patients.clear()
         self.urgent_notices.clear()
 
-    def flush(self, session: Tx, *, alone: Callable[[], None] | None = None) -> None:
+    def flush(self, session: Tx, *, alone: Callable[[], None] | None = None,
+              held: Sequence[tuple[Table, list[dict[str, Any]]]] = ()) -> None:
         """Append the records (one per person touched) and their outbox rows, each table
-        in one multi-row INSERT. `alone`, when given, is called right before the records
-        are written if they are written in one statement, and only then (the unit may
-        let that statement commit on its own: db/tx.py `UnitTx.commit_alone`)."""
+        in one multi-row INSERT, after `held`: the unit's new rows not yet written
+        (Repository.held_writes), table by table. `alone`, when given, is called right
+        before all of it is written if it is written in one statement, and only then
+        (the unit may let that statement commit on its own: db/tx.py
+        `UnitTx.commit_alone`)."""
         if not self.events:
+            insert_tables(session, list(held))
             return
         by_patient: dict[str | None, list[Event]] = {}
         for event in self.events:
@@ -131,10 +136,13 @@ class RequestAudit:
             params = {f"r{i}_{k}": v for i, row in enumerate(rows) for k, v in row.items()}
             params.update({f"o{i}_{k}": v for i, row in enumerate(outbox)
                            for k, v in row.items()})
+            shapes = tables_params(conn.dialect, held, params)
             if alone is not None:
                 alone()
-            _records_and_notices(self.store.t.records, len(rows), len(outbox)).run(conn, params)
+            _records_and_notices(self.store.t.records, len(rows), len(outbox),
+                                 shapes).run(conn, params)
         else:
+            insert_tables(session, list(held))
             self.store.insert_rows(session, rows)
             if outbox:
                 conn.execute(_OUTBOX, outbox)
@@ -162,17 +170,21 @@ TOGETHER = 100  # records and notices written in one statement up to this many o
 
 
 @functools.lru_cache(maxsize=256)
-def _records_and_notices(records: Table, n: int, m: int) -> Prepared:
+def _records_and_notices(records: Table, n: int, m: int, shapes: Shapes = ()) -> Prepared:
     """PostgreSQL: `WITH appended AS (INSERT INTO audit_records SELECT … n rows) INSERT
     INTO notification_outbox SELECT … m rows` (m = 0: the records alone), built once per
     shape (building it cost more than running it) and run on the unit's cursor
     (dossier/db/prepared.py). The rows are SELECTs of bound parameters joined by UNION
     ALL, not a multi-row VALUES: SQLAlchemy does not cache the compiled form of the
-    latter and compiled it again at every request (measured: a read's CPU +40 %)."""
+    latter and compiled it again at every request (measured: a read's CPU +40 %).
+    `shapes`: the unit's held rows go in first, each table a WITH of its own
+    (db/bulk.py `tables_params`): a create's rows and its record in one statement."""
+    ahead = tables_ctes(shapes)
     if m == 0:  # a write's records: no notice
-        return Prepared(_insert(records, _RECORD_COLUMNS, "r", n))
+        return Prepared(_insert(records, _RECORD_COLUMNS, "r", n).add_cte(*ahead))
     appended = _insert(records, _RECORD_COLUMNS, "r", n).cte("appended")
-    return Prepared(_insert(notification_outbox, _OUTBOX_COLUMNS, "o", m).add_cte(appended))
+    return Prepared(_insert(notification_outbox, _OUTBOX_COLUMNS, "o", m).add_cte(
+        *ahead, appended))
 
 
 def _insert(table: Table, columns: tuple[str, ...], prefix: str, count: int) -> Any:

@@ -384,6 +384,7 @@ class Repository:
         self.post_commit: list[str] = []  # named actions the Runtime runs after commit
         # a transaction Bundle's new rows, inserted together (`buffered`, `flush_writes`)
         self._buffer: dict[Any, list[dict[str, Any]]] | None = None
+        self._held = False  # the buffer lasts the unit (`hold_writes`)
         self._stores: dict[type, Any] = {}
         self._memo: dict[str, Any] = {}
         if read_along is not None and read_along.subscriptions is not None:
@@ -426,13 +427,33 @@ class Repository:
     def buffered(self) -> Iterator[None]:
         """Inside: new resources, their versions and index rows are kept and inserted
         table by table in one multi-row INSERT each (any read first writes them out).
-        For a transaction Bundle: all its entries commit or none do anyway."""
+        For a transaction Bundle: all its entries commit or none do anyway. Inside a
+        unit that holds its writes (`hold_writes`) the rows stay in the unit's buffer."""
+        if self._held:
+            yield
+            return
         self._buffer = {resources: [], resource_versions: [], search_index: []}
         try:
             yield
             self.flush_writes()
         finally:
             self._buffer = None
+
+    def hold_writes(self) -> None:
+        """The unit's new rows stay buffered to its end (any read first writes them out),
+        where the Runtime writes them with the audit records (`held_writes`): a create is
+        then one statement after its principal (core/runtime.py)."""
+        self._buffer = {resources: [], resource_versions: [], search_index: []}
+        self._held = True
+
+    def held_writes(self) -> list[tuple[Any, list[dict[str, Any]]]]:
+        """The rows still buffered, table by table in the order they must go in; the
+        buffer is left empty."""
+        if not self._buffer:
+            return []
+        batches = [(table, rows) for table, rows in self._buffer.items() if rows]
+        self._buffer = {table: [] for table in self._buffer}
+        return batches
 
     def flush_writes(self) -> None:
         if not self._buffer:

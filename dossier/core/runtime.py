@@ -166,13 +166,14 @@ class Runtime:
         """The unit's transaction: a Core connection (dossier/db/tx.py), not an ORM
         Session, whose bookkeeping the stores never use."""
         engine = self._bind()
+        # PostgreSQL: a unit opens its transaction only when it needs one (UnitTx)
+        deferred = engine.dialect.name == "postgresql"
         if writes:
-            return UnitTx(engine)
+            return UnitTx(engine, deferred=deferred)
         bind = self._read_binds.get(id(engine))
         if bind is None:  # made once: an option engine per unit cost ~1 %
             bind = self._read_binds[id(engine)] = engine.execution_options(dossier_read=True)
-        # PostgreSQL: a read unit opens its transaction only when it needs one
-        return UnitTx(bind, deferred=engine.dialect.name == "postgresql")
+        return UnitTx(bind, deferred=deferred)
 
     @contextmanager
     def unit(self, ctx: RequestContext, *, writes: bool = True,
@@ -206,8 +207,8 @@ class Runtime:
                         if _lost(exc):  # the first statement met a dead connection
                             raise StaleConnection from None
                         raise
-                # a read unit on PostgreSQL: the principal (and the row read along with
-                # it) was one statement on its own; what follows opens the transaction
+                # PostgreSQL: the principal (with the row read or the dossier written
+                # along) was a statement on its own; what follows opens the transaction
                 session.begin_on_next()
                 policy = self.policy_factory(session, ctx)
                 repo = Repository(
@@ -216,14 +217,18 @@ class Runtime:
                     max_page_size=self.settings.page_size_max,
                     tracer=span_factory(self.tracer), on_change=self.on_change,
                     services=services, read_along=along)
+                if writes and session.deferred:  # its rows go in with its audit records
+                    repo.hold_writes()
                 yield repo
                 # reads made under a break-the-glass grant: purpose BTG, urgent notice
                 for patient_id in getattr(policy, "break_glass_used", ()):
                     audit.urgent(patient_id)
                 if writes or not services.is_sqlite:
-                    # nothing else ran since the principal: the records, one statement,
-                    # commit on their own (no BEGIN, no COMMIT round trip)
-                    audit.flush(session, alone=session.commit_alone)
+                    # the rows held (a create's) and the audit records: when that is one
+                    # statement and nothing else ran since the principal, it commits on
+                    # its own (no BEGIN, no COMMIT round trip)
+                    audit.flush(session, alone=session.commit_alone,
+                                held=repo.held_writes())
                 else:
                     self._flush_read(session, audit)
         except DossierError as exc:

@@ -18,6 +18,7 @@ search index rows (docs/benchmarks.md, "Bulk ingestion").
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Table, bindparam, column, func, insert, select
@@ -71,15 +72,35 @@ def recordset_insert(table: Table, keys: tuple[str, ...], name: str = "rows") ->
     return insert(table).from_select(keys, select(*[rows.c[k] for k in keys]))
 
 
+Shapes = tuple[tuple[Table, tuple[str, ...]], ...]  # each table and the columns written
+
+
 @functools.cache
-def tables_insert(shapes: tuple[tuple[Table, tuple[str, ...]], ...]) -> Prepared:
+def tables_insert(shapes: Shapes) -> Prepared:
     """PostgreSQL: every table's recordset INSERT in one statement; the first ones as
     data-modifying WITHs of the last (PostgreSQL runs them all, whatever is selected).
-    Run on the unit's cursor (dossier/db/prepared.py): a create's hot statement."""
+    Run on the unit's cursor (dossier/db/prepared.py)."""
     *first, (last, keys) = shapes
-    ctes = [recordset_insert(table, cols, f"rows_{n}").cte(f"into_{table.name}")
-            for n, (table, cols) in enumerate(first)]
-    return Prepared(recordset_insert(last, keys, f"rows_{len(first)}").add_cte(*ctes))
+    return Prepared(recordset_insert(last, keys, f"rows_{len(first)}").add_cte(
+        *tables_ctes(tuple(first))))
+
+
+def tables_ctes(shapes: Shapes) -> list[Any]:
+    """Each table's recordset INSERT as a data-modifying WITH, its rows in `rows_{n}`."""
+    return [recordset_insert(table, cols, f"rows_{n}").cte(f"into_{table.name}")
+            for n, (table, cols) in enumerate(shapes)]
+
+
+def tables_params(dialect: Any, batches: Sequence[tuple[Table, list[dict[str, Any]]]],
+                  params: dict[str, Any]) -> Shapes:
+    """The shapes of `batches` (`tables_ctes`), their rows added to `params` as
+    `rows_{n}`."""
+    shapes = []
+    for n, (table, rows) in enumerate(batches):
+        keys, full = complete(table, rows)
+        shapes.append((table, tuple(keys)))
+        params[f"rows_{n}"] = _bound(table, keys, full, dialect)
+    return tuple(shapes)
 
 
 def _bound(table: Table, keys: list[str], rows: list[dict[str, Any]],
@@ -113,9 +134,5 @@ def insert_tables(session: Tx, batches: list[tuple[Table, list[dict[str, Any]]]]
         for table, rows in batches:
             insert_rows(session, table, rows)
         return
-    shapes, params = [], {}
-    for n, (table, rows) in enumerate(batches):
-        keys, full = complete(table, rows)
-        shapes.append((table, tuple(keys)))
-        params[f"rows_{n}"] = _bound(table, keys, full, dialect)
-    tables_insert(tuple(shapes)).run(session.connection(), params)
+    params: dict[str, Any] = {}
+    tables_insert(tables_params(dialect, batches, params)).run(session.connection(), params)

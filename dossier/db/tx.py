@@ -24,13 +24,13 @@ class UnitTx(Tx):
     """`with UnitTx(engine) as tx, tx.begin():` checks a connection out of the pool,
     begins, and commits (or rolls back on an exception) and returns it at the end.
 
-    `deferred` (a PostgreSQL read unit): the connection is put in autocommit, so the
+    `deferred` (a unit on PostgreSQL): the connection is put in autocommit, so the
     statements run each on its own until `begin_on_next()`, after which the next one
     opens the transaction. At the end, `commit_alone()` lets a last statement commit on
     its own when no transaction was opened. At PostgreSQL's READ COMMITTED each
     statement reads its own snapshot inside a transaction too, so a unit whose reads are
     one statement and whose writes are one statement sees and writes exactly what it
-    would in BEGIN … COMMIT, two round trips fewer (docs/architecture.md, "A read
+    would in BEGIN … COMMIT, two round trips fewer (docs/architecture.md, "A unit
     without BEGIN"). The connection goes back to the pool out of autocommit, or is
     discarded. The driver's flag is set here: SQLAlchemy's `isolation_level` option put a
     listener on the engine, and the hot statements left their direct path
