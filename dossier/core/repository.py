@@ -427,17 +427,17 @@ class Repository:
     def buffered(self) -> Iterator[None]:
         """Inside: new resources, their versions and index rows are kept and inserted
         table by table in one multi-row INSERT each (any read first writes them out).
-        For a transaction Bundle: all its entries commit or none do anyway. Inside a
-        unit that holds its writes (`hold_writes`) the rows stay in the unit's buffer."""
-        if self._held:
-            yield
-            return
+        For a transaction Bundle: all its entries commit or none do anyway. A Bundle
+        writes its rows when it ends, even in a unit that holds its writes
+        (`hold_writes`): a refusal of its rows is told as such (batch entries)."""
+        self.flush_writes()  # rows held by the unit before (none in practice)
         self._buffer = {resources: [], resource_versions: [], search_index: []}
         try:
             yield
             self.flush_writes()
         finally:
-            self._buffer = None
+            self._buffer = {resources: [], resource_versions: [], search_index: []} \
+                if self._held else None
 
     def hold_writes(self) -> None:
         """The unit's new rows stay buffered to its end (any read first writes them out),
