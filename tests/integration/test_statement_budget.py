@@ -49,6 +49,8 @@ def counting(world: World) -> Iterator[Count]:
 # A practitioner's read: the principal; the row with its key and its person's Consents;
 # the audit record and its notice. On PostgreSQL the first two are one statement
 # (core/repository.py ReadAlong) and the last two are one (a WITH): 2; on SQLite 4.
+# `transactions` counts the unit's begin as SQLAlchemy sees it; what PostgreSQL gets
+# (no BEGIN or COMMIT for a read or a create) is checked on the wire, below.
 READ = {"postgres": 2, "sqlite": 4}
 
 
