@@ -333,6 +333,11 @@ class ReadAlong:
         return True, row
 
 
+def _empty_buffer() -> dict[Any, list[dict[str, Any]]]:
+    """New rows kept to be written together, table by table in the order they go in."""
+    return {resources: [], resource_versions: [], search_index: []}
+
+
 def row_meta(row: Row[Any]) -> RowMeta:
     cats = frozenset(c for c in (row.categories or "").split(",") if c)
     return RowMeta(row.res_type, row.res_id, row.patient_id, cats, bool(row.deleted),
@@ -431,19 +436,18 @@ class Repository:
         writes its rows when it ends, even in a unit that holds its writes
         (`hold_writes`): a refusal of its rows is told as such (batch entries)."""
         self.flush_writes()  # rows held by the unit before (none in practice)
-        self._buffer = {resources: [], resource_versions: [], search_index: []}
+        self._buffer = _empty_buffer()
         try:
             yield
             self.flush_writes()
         finally:
-            self._buffer = {resources: [], resource_versions: [], search_index: []} \
-                if self._held else None
+            self._buffer = _empty_buffer() if self._held else None
 
     def hold_writes(self) -> None:
         """The unit's new rows stay buffered to its end (any read first writes them out),
         where the Runtime writes them with the audit records (`held_writes`): a create is
         then one statement after its principal (core/runtime.py)."""
-        self._buffer = {resources: [], resource_versions: [], search_index: []}
+        self._buffer = _empty_buffer()
         self._held = True
 
     def held_writes(self) -> list[tuple[Any, list[dict[str, Any]]]]:
