@@ -44,7 +44,7 @@ from audit.merkle import (
 )
 from audit.proof import verify_consistency
 from audit.tables import AuditTables
-from audit.tx import Tx, among
+from audit.tx import Tx, among, insert_many
 
 SEQUENCER_LOCK = 0x646F7373  # "doss": PostgreSQL advisory lock key
 BATCH = 5000
@@ -218,11 +218,11 @@ class AuditStore:
             node_rows += [{"level": lv, "node_index": ix, "hash": h}
                           for lv, ix, h in compact.append(lh) if lv and is_stored_level(lv)]
         if leaf_rows:
-            session.execute(insert(leaves), leaf_rows)
+            insert_many(session, leaves, leaf_rows)
             session.execute(delete(waiting).where(
                 among(session, waiting.c.seq, [r.seq for r in pending])))
         if node_rows:
-            session.execute(insert(self.t.nodes), node_rows)
+            insert_many(session, self.t.nodes, node_rows)
         size = state.size + len(leaf_rows)
         new_root = compact.root() if size else EMPTY_ROOT
         self._sign(session, signer, size, new_root, now)
