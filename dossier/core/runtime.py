@@ -85,6 +85,8 @@ class Runtime:
     _unit_limiters: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop,
                                               anyio.CapacityLimiter] = \
         field(default_factory=weakref.WeakKeyDictionary)
+    _unit_gates: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = \
+        field(default_factory=weakref.WeakKeyDictionary)
 
     def spawn(self, name: str, target: Callable[[], Any]) -> None:
         """Run `target()` in a daemon thread that `settle` waits for at shutdown."""
@@ -121,18 +123,29 @@ class Runtime:
         return gate
 
     def unit_limiter(self) -> anyio.CapacityLimiter:
-        """The turns of reads and writes (not searches): settings.unit_threads at once per
-        process. On SQLite the worker threads they run on: a unit is mostly interpreter
-        work, and with 16 requests in 16 threads they took the interpreter lock from each
-        other and from the event loop in turns, the slowest answers waiting longest
-        (docs/benchmarks.md, "Turns"). On PostgreSQL the units in flight on the event
-        loop, each holding a pooled connection."""
+        """The turns of reads and writes (not searches) on SQLite: settings.unit_threads
+        worker threads per process. A unit is mostly interpreter work, and with 16
+        requests in 16 threads they took the interpreter lock from each other and from
+        the event loop in turns, the slowest answers waiting longest (docs/benchmarks.md,
+        "Turns")."""
         loop = asyncio.get_running_loop()
         limiter = self._unit_limiters.get(loop)
         if limiter is None:
             limiter = self._unit_limiters[loop] = anyio.CapacityLimiter(
                 self.settings.unit_threads)
         return limiter
+
+    def unit_gate(self) -> asyncio.Semaphore:
+        """The turns of reads and writes on PostgreSQL: settings.unit_threads units in
+        flight on the event loop per process, each holding a pooled connection. An
+        asyncio semaphore: a free turn is taken without giving the loop away, where
+        anyio's limiter yields once on every acquisition (an extra pass of the loop per
+        request: docs/benchmarks.md, "Session 14"). Waiters are served in order."""
+        loop = asyncio.get_running_loop()
+        gate = self._unit_gates.get(loop)
+        if gate is None:
+            gate = self._unit_gates[loop] = asyncio.Semaphore(self.settings.unit_threads)
+        return gate
 
     def sealer(self) -> Sealer:
         """A fresh sealer per request: data keys never outlive the request."""

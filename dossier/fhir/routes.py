@@ -158,7 +158,8 @@ async def in_unit(request: Request, work: Callable[[Repository, RequestContext],
     statement on psycopg's async connection, so no thread waits and none takes the
     interpreter lock from another (Runtime.on_loop). On SQLite it runs in one worker
     thread (one hop off the event loop). A GET, HEAD or search is a read unit; a unit
-    first waits for its turn (Runtime.unit_limiter, a search Runtime.search_gate)."""
+    first waits for its turn (Runtime.unit_gate or unit_limiter, a search
+    Runtime.search_gate)."""
     rt = runtime_of(request)
     authenticate = request.app.state.authenticate
     header = request.headers.get("authorization")
@@ -183,7 +184,7 @@ async def in_unit(request: Request, work: Callable[[Repository, RequestContext],
         raise AssertionError("unreachable")
 
     if rt.on_loop:  # PostgreSQL: on the event loop, each statement awaited (no thread)
-        turn = rt.search_gate() if search else rt.unit_limiter()
+        turn = rt.search_gate() if search else rt.unit_gate()
         if turn is None:
             return await greenlet_spawn(run)
         async with turn:

@@ -1,8 +1,8 @@
-"""Reads and writes take turns (Runtime.unit_limiter, settings.unit_threads): on SQLite a
-few worker threads (with as many threads as requests they took the interpreter lock from
-each other and from the event loop, and the slowest answers waited longest:
-docs/benchmarks.md, "Turns"); on PostgreSQL as many units in flight on the event loop.
-Searches have their own turns."""
+"""Reads and writes take turns (settings.unit_threads): on SQLite a few worker threads
+(Runtime.unit_limiter; with as many threads as requests they took the interpreter lock
+from each other and from the event loop, and the slowest answers waited longest:
+docs/benchmarks.md, "Turns"); on PostgreSQL as many units in flight on the event loop
+(Runtime.unit_gate). Searches have their own turns."""
 
 from __future__ import annotations
 
