@@ -379,3 +379,15 @@ practitioner_email = Table(
     Column("language", String(8), nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
 )
+
+# The notifier's runs that put notices in the inbox without leasing them (one transaction
+# takes, writes and marks them: dossier/notify/worker.py `_inbox_at_once`): a row written
+# before the transaction and deleted in it. A row left behind is a run that died
+# mid-batch; the next run then leases what it takes, so a notice that kills the worker
+# has its attempts counted and dies after `max_attempts`, as with any lease.
+notify_runs = Table(
+    "notify_runs",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("started_at", UTCDateTime(), nullable=False),
+)

@@ -1,12 +1,18 @@
 """The notification worker (SPEC §6, §12): delivers the outbox rows that the audit wrote
 in each consulting request's transaction.
 
-Each run claims a small batch of due rows (`FOR UPDATE SKIP LOCKED` on PostgreSQL; the
-SQLite write lock serialises) by counting the attempt and leasing the rows, groups the
-consultations of one actor within a window into one message that lists each, and:
-- inbox: writes the §12 Communications and marks the rows sent in ONE transaction (all
-  of a batch's inbox groups together), so each consultation reaches the inbox exactly
-  once;
+Each run groups the consultations of one actor within a window into one message that
+lists each, and:
+- inbox, a row never attempted: takes a batch of them (`FOR UPDATE SKIP LOCKED` on
+  PostgreSQL; the SQLite write lock serialises), writes the §12 Communications and marks
+  the rows sent in ONE transaction (`_inbox_at_once`), so each consultation reaches the
+  inbox exactly once. The row locks are the lease: no UPDATE of each row beforehand. A
+  `notify_runs` row written before that transaction and deleted in it tells the next run
+  when one died mid-batch; that run then leases what it takes (below), so a notice that
+  kills the worker has its attempts counted like any other;
+- every other row (e-mail, webhook, an inbox row retried) is claimed first, in a short
+  transaction of its own, by counting the attempt and leasing the row; the inbox groups
+  of a claimed batch are then delivered in one transaction too;
 - email / webhook: sends, then marks sent. At least once: a crash between the send and
   the commit resends. Receivers dedupe by the Message-ID / Idempotency-Key (the outbox
   id, or a digest of a group's ids) or by the record ids listed.
@@ -26,7 +32,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import insert, literal_column, select, update
+from sqlalchemy import delete, insert, literal_column, select, update
 from sqlalchemy.orm import Session
 
 from audit.notify import RetryPolicy, delivery_key, group_within, next_digest
@@ -35,7 +41,7 @@ from audit.tx import among
 from auth import Principal
 from dossier.core.context import RequestContext
 from dossier.core.repository import NullAudit, OpenPolicy, Repository
-from dossier.db.models import notification_outbox, notification_settings
+from dossier.db.models import notification_outbox, notification_settings, notify_runs
 from dossier.db.tx import Tx
 from dossier.errors import DossierError
 from dossier.notify.content import (
@@ -59,6 +65,9 @@ __all__ = ["DeliveryConfig", "NotificationSettings", "communication", "config_fr
 
 log = logging.getLogger("dossier.notify.worker")
 RUN_SECONDS = 30.0  # one run of the notifier delivers for at most this long
+# a `notify_runs` row older than this is a run that died: a batch's transaction writes
+# nothing outside the database and lasts milliseconds to seconds
+DIED_AFTER = timedelta(seconds=60)
 OB = notification_outbox.c
 SERVER = Principal(role="admin", roles=frozenset({"admin"}), fhir_user="Operator/notifier",
                    patient=None, practitioner=None, organizations=frozenset(),
@@ -164,6 +173,9 @@ def _config(runtime: Any) -> DeliveryConfig:
 def _batch(runtime: Any, now: datetime, config: DeliveryConfig,
            rand: Callable[[], float]) -> tuple[int, int]:
     claimed = delivered = 0
+    at_once = _inbox_at_once(runtime, now, config, rand)
+    if at_once is not None:
+        claimed, delivered = at_once
     for _ in range(2):  # the inbox first; then the e-mail and webhook rows it fanned out
         rows = claim(runtime.engine, now, config)
         window = timedelta(seconds=config.group_window_seconds)
@@ -195,24 +207,38 @@ def _batch(runtime: Any, now: datetime, config: DeliveryConfig,
 PENDING: Any = literal_column("'pending'")
 
 
-def _due(urgent: bool, now: datetime, limit: int) -> Any:
+def _due(urgent: bool, now: datetime, limit: int, *, fresh_inbox: bool = False) -> Any:
     """Due pending rows of one urgency, oldest first: `ix_notification_outbox_pending`
     (only pending rows, in this order) is read from its start and the scan stops at the
-    limit or at the first row not yet due, whatever the backlog."""
-    return (select(OB.id, OB.patient_id, OB.record_id, OB.agent, OB.urgent, OB.created_at,
-                   OB.channel, OB.attempts, OB.digest)
-            .where(OB.status == PENDING, OB.urgent == urgent, OB.next_attempt_at <= now)
-            .order_by(OB.next_attempt_at, OB.created_at, OB.id)
+    limit or at the first row not yet due, whatever the backlog. `fresh_inbox`: only
+    inbox rows never attempted (`_inbox_at_once`)."""
+    query = (select(OB.id, OB.patient_id, OB.record_id, OB.agent, OB.urgent, OB.created_at,
+                    OB.channel, OB.attempts, OB.digest)
+             .where(OB.status == PENDING, OB.urgent == urgent, OB.next_attempt_at <= now))
+    if fresh_inbox:
+        query = query.where(OB.channel == INBOX, OB.attempts == 0)
+    return (query.order_by(OB.next_attempt_at, OB.created_at, OB.id)
             .limit(limit).with_for_update(skip_locked=True))
+
+
+INBOX: Any = literal_column("'inbox'")  # a literal, as PENDING
+
+
+def _due_rows(session: Tx, now: datetime, limit: int, *,
+              fresh_inbox: bool = False) -> list[Any]:
+    """Up to `limit` due rows, the urgent ones first: each an index range scan."""
+    rows: list[Any] = []
+    for urgent in (True, False):
+        if len(rows) < limit:
+            rows += session.execute(_due(urgent, now, limit - len(rows),
+                                         fresh_inbox=fresh_inbox)).all()
+    return rows
 
 
 def claim(engine: Any, now: datetime, config: DeliveryConfig) -> list[Due]:
     """Count an attempt on each due row and lease it, in one short transaction."""
     with Session(engine) as session, session.begin():
-        rows: list[Any] = []
-        for urgent in (True, False):  # urgent rows first; each an index range scan
-            if len(rows) < config.batch_size:
-                rows += session.execute(_due(urgent, now, config.batch_size - len(rows))).all()
+        rows = _due_rows(session, now, config.batch_size)
         spent = [r.id for r in rows if r.attempts >= config.max_attempts]
         live = [r for r in rows if r.attempts < config.max_attempts]
         if spent:  # the worker died on these too often
@@ -288,32 +314,97 @@ def deliver_inboxes(runtime: Any, groups: Sequence[Sequence[Due]], now: datetime
         return sum(deliver_group(runtime, g, now, config, rand) for g in groups)
     try:
         with Session(runtime.engine) as session, session.begin():
-            sealer = runtime.sealer()
-            ready = prepare_inboxes(runtime, session, sealer, [
-                (g[0].patient_id, [d.record_id for d in g],
-                 {d.record_id for d in g if d.urgent}) for g in groups])
-            repo = Repository(session, RequestContext(principal=SERVER, now=now),
-                              policy=OpenPolicy(), sealer=sealer, audit=NullAudit())
-            sent: list[Due] = []
-            with repo.buffered():
-                for group, prepared in zip(groups, ready, strict=True):
-                    if isinstance(prepared, Prepared):
-                        write_server_resource(repo, communication(
-                            group[0].patient_id, prepared.accesses, prepared.message, now))
-                        sent += group
-            if sent:
-                _inboxed(session, sent, now)
+            sent, refused = _write_inboxes(runtime, session, groups, now)
     except Exception as exc:  # noqa: BLE001 - each group again, alone: one bad group
         # must not hold back the others
         if not isinstance(exc, _AlreadyDone):
             log.warning("inbox batch failed (%s); delivering group by group",
                         type(exc).__name__)
         return sum(deliver_group(runtime, g, now, config, rand) for g in groups)
-    for group, prepared in zip(groups, ready, strict=True):
-        if isinstance(prepared, DeliveryError):
-            _failed(runtime.engine, group, now, config, prepared.reason, prepared.permanent,
-                    rand())
-    return len(sent)
+    _refused(runtime, refused, now, config, rand)
+    return sent
+
+
+def _write_inboxes(runtime: Any, session: Tx, groups: Sequence[Sequence[Due]],
+                   now: datetime) -> tuple[int, list[tuple[Sequence[Due], DeliveryError]]]:
+    """In the caller's transaction: the groups' lookups in a fixed number of
+    statements, their Communications in one multi-row INSERT, their rows marked sent and
+    the chosen channels fanned out. Returns how many rows were delivered and the groups
+    that cannot be (an erased dossier, a missing record), to fail after the commit."""
+    sealer = runtime.sealer()
+    ready = prepare_inboxes(runtime, session, sealer, [
+        (g[0].patient_id, [d.record_id for d in g],
+         {d.record_id for d in g if d.urgent}) for g in groups])
+    repo = Repository(session, RequestContext(principal=SERVER, now=now),
+                      policy=OpenPolicy(), sealer=sealer, audit=NullAudit())
+    sent: list[Due] = []
+    refused: list[tuple[Sequence[Due], DeliveryError]] = []
+    with repo.buffered():
+        for group, prepared in zip(groups, ready, strict=True):
+            if isinstance(prepared, Prepared):
+                write_server_resource(repo, communication(
+                    group[0].patient_id, prepared.accesses, prepared.message, now))
+                sent += group
+            else:
+                refused.append((group, prepared))
+    if sent:
+        _inboxed(session, sent, now)
+    return len(sent), refused
+
+
+def _refused(runtime: Any, refused: Sequence[tuple[Sequence[Due], DeliveryError]],
+             now: datetime, config: DeliveryConfig, rand: Callable[[], float]) -> None:
+    for group, error in refused:
+        _failed(runtime.engine, group, now, config, error.reason, error.permanent, rand())
+
+
+def _inbox_at_once(runtime: Any, now: datetime, config: DeliveryConfig,
+                   rand: Callable[[], float]) -> tuple[int, int] | None:
+    """Inbox rows never attempted, up to a batch: taken (row locks), written to the
+    inbox and marked sent in ONE transaction, with no lease beforehand (the lease was an
+    UPDATE of every notice in a transaction of its own: docs/benchmarks.md, "Session
+    14"). Returns (rows taken, rows delivered), or None when this run leases what it takes
+    instead: a run died mid-batch, or this batch failed (it rolled back whole)."""
+    run = _run_started(runtime.engine)
+    if run is None:
+        return None
+    try:
+        with Session(runtime.engine) as session, session.begin():
+            rows = _due_rows(session, now, config.batch_size, fresh_inbox=True)
+            dues = [Due(r.id, r.patient_id, r.record_id, r.agent, bool(r.urgent),
+                        r.created_at, r.channel, r.attempts + 1, bool(r.digest))
+                    for r in rows]
+            groups = group_within(dues, lambda r: (r.patient_id, r.agent, r.urgent),
+                                  lambda r: r.created_at,
+                                  timedelta(seconds=config.group_window_seconds))
+            sent, refused = _write_inboxes(runtime, session, groups, now) if groups \
+                else (0, [])
+            session.execute(delete(notify_runs).where(notify_runs.c.id == run))
+    except Exception as exc:  # noqa: BLE001 - rolled back whole; the leased path takes over
+        if not isinstance(exc, _AlreadyDone):
+            log.warning("inbox batch failed (%s); leasing its rows instead",
+                        type(exc).__name__)
+        with Session(runtime.engine) as session, session.begin():
+            session.execute(delete(notify_runs).where(notify_runs.c.id == run))
+        return None
+    _refused(runtime, refused, now, config, rand)
+    return len(dues), sent
+
+
+def _run_started(engine: Any) -> str | None:
+    """This run's `notify_runs` row, committed; None if a run died mid-batch (a row
+    older than DIED_AFTER, on the clock, not the business time a test passes as `now`):
+    its rows are then removed, and this run leases what it takes."""
+    clock = datetime.now(UTC)
+    with Session(engine) as session, session.begin():
+        died = session.execute(delete(notify_runs).where(
+            notify_runs.c.started_at < clock - DIED_AFTER))
+        if died.rowcount:  # type: ignore[attr-defined]
+            log.warning("a notifier run died mid-batch: this run leases its rows")
+            return None
+        run = str(uuid.uuid4())
+        session.execute(insert(notify_runs).values(id=run, started_at=clock))
+    return run
 
 
 def _deliver_inbox(runtime: Any, group: Sequence[Due], now: datetime,
@@ -404,7 +495,8 @@ def _failed(engine: Any, group: Sequence[Due], now: datetime, config: DeliveryCo
     with Session(engine) as session, session.begin():
         for due in group:
             later = None if permanent else policy.next_attempt(now, due.attempts, rand)
-            values: dict[str, Any] = {"last_error": reason[:200]}
+            # the attempt under way: already counted by a lease, not by `_inbox_at_once`
+            values: dict[str, Any] = {"last_error": reason[:200], "attempts": due.attempts}
             if later is None:
                 values["status"] = "dead"
             else:

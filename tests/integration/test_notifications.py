@@ -595,3 +595,92 @@ def test_rows_another_worker_delivered_are_not_delivered_twice(world: World) -> 
     for pid in pids[1:]:
         [note] = inbox(world, pid)
         assert len(note["about"]) == 2
+
+
+def test_inbox_rows_go_to_the_inbox_without_a_lease(world: World) -> None:
+    """Inbox rows never attempted are taken, written and marked sent in one transaction:
+    no UPDATE of each row beforehand (a lease cost an UPDATE per request served), and
+    nothing left in `notify_runs` after the run."""
+    from dossier.db.models import notify_runs
+
+    pids = [world.consented(f.patient(ssin=f.niss("700101", n))) for n in (81, 82)]
+    for pid in pids:
+        consult(world, pid, times=2)
+    delivered, seen = _statements(world, lambda: deliver(world, config()))
+    assert delivered == 4
+    for pid in pids:
+        [note] = inbox(world, pid)
+        assert len(note["about"]) == 2
+        assert {(r.status, r.attempts) for r in outbox(world, pid)} == {("sent", 0)}
+    assert not any(s.startswith("UPDATE NOTIFICATION_OUTBOX SET ATTEMPTS") for s in seen)
+    with Session(world.app.state.runtime.engine) as session:
+        assert session.execute(select(notify_runs)).all() == []
+
+
+class _Died(BaseException):
+    """A worker that dies mid-batch: no `except Exception` catches it, as no handler
+    runs when the process is killed."""
+
+
+def test_after_a_run_died_mid_batch_the_next_counts_attempts_and_gives_up(
+        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A notice whose delivery kills the worker: the run dies holding no lease, its
+    `notify_runs` row left behind. The next run sees it and leases its rows, so each death
+    counts an attempt, and after `max_attempts` the rows are given up: the worker is not
+    killed for ever by the same notices. A run in flight (a recent row) is not taken for a
+    dead one."""
+    from sqlalchemy import update
+
+    from dossier.db.models import notify_runs
+    from dossier.notify import worker
+
+    runtime = world.app.state.runtime
+    cfg = config(max_attempts=2)
+    poisoned = world.consented(f.patient(ssin=f.niss("700101", 91)))
+    consult(world, poisoned, times=2)
+    real = worker.communication
+
+    def dies(*args: Any, **kwargs: Any) -> Any:
+        raise _Died()
+
+    monkeypatch.setattr(worker, "communication", dies)
+    now = datetime.now(UTC)
+    with pytest.raises(_Died):
+        deliver(world, cfg, now)
+    # rolled back: nothing counted, nothing leased; the run's row stayed behind
+    assert {(r.status, r.attempts) for r in outbox(world, poisoned)} == {("pending", 0)}
+    with Session(runtime.engine) as session:
+        [left] = session.execute(select(notify_runs)).all()
+    # a row this recent could be a run in flight: the next run still goes without a lease
+    with pytest.raises(_Died):
+        deliver(world, cfg, now)
+    assert {r.attempts for r in outbox(world, poisoned)} == {0}
+
+    def age_the_runs() -> None:
+        with Session(runtime.engine) as session, session.begin():
+            session.execute(update(notify_runs).values(
+                started_at=datetime.now(UTC) - worker.DIED_AFTER - timedelta(seconds=1)))
+
+    age_the_runs()
+    with pytest.raises(_Died):  # leased this time: the attempt is counted
+        deliver(world, cfg, now)
+    with Session(runtime.engine) as session:
+        assert session.execute(select(notify_runs)).all() == []
+    assert {(r.status, r.attempts) for r in outbox(world, poisoned)} == {("pending", 1)}
+    # the rows attempted are never taken without a lease again, and the lease holds them
+    assert deliver(world, cfg, now) == 0
+    later = now + timedelta(seconds=cfg.lease_seconds + 1)
+    with pytest.raises(_Died):
+        deliver(world, cfg, later)
+    assert {(r.status, r.attempts) for r in outbox(world, poisoned)} == {("pending", 2)}
+    # the lease expired once more: given up, and the worker lives on
+    assert deliver(world, cfg, later + timedelta(seconds=cfg.lease_seconds + 1)) == 0
+    assert {(r.status, r.last_error) for r in outbox(world, poisoned)} == {
+        ("dead", "gave up after interrupted attempts")}
+    # others are delivered as before, without a lease
+    monkeypatch.setattr(worker, "communication", real)
+    other = world.consented(f.patient(ssin=f.niss("700101", 92)))
+    consult(world, other)
+    assert deliver(world, cfg) == 1
+    assert {(r.status, r.attempts) for r in outbox(world, other)} == {("sent", 0)}
+    assert left.id  # the row that told the next run
