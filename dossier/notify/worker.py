@@ -141,8 +141,13 @@ class Due:
 # ---------------------------------------------------------------------------- worker
 def deliver_due(runtime: Any, now: datetime, config: DeliveryConfig | None = None, *,
                 rand: Callable[[], float] | None = None) -> int:
-    """Deliver one batch of due rows; returns how many rows were delivered."""
-    return _batch(runtime, now, config or _config(runtime), rand or _random.random)[1]
+    """Deliver one batch of due rows (and, after a full batch of new inbox rows, the
+    leased rows' turn); returns how many rows were delivered."""
+    config = config or _config(runtime)
+    _, delivered, leased = _batch(runtime, now, config, rand or _random.random)
+    if not leased:  # a full batch of new inbox rows: the leased rows' turn, in this call too
+        delivered += _batch(runtime, now, config, rand or _random.random, fresh=False)[1]
+    return delivered
 
 
 def run_pending(runtime: Any, now: datetime | None = None,
@@ -153,14 +158,18 @@ def run_pending(runtime: Any, now: datetime | None = None,
     every 5 s: under sustained reads the backlog, and each person's wait for their
     notice, grew without bound (issue 13)."""
     config = config or _config(runtime)
-    total, batches = 0, 0
+    total, batches, leased = 0, 0, False
     deadline = time.monotonic() + budget_seconds
     while max_batches is None or batches < max_batches:
-        claimed, delivered = _batch(runtime, now or datetime.now(UTC), config, _random.random)
+        claimed, delivered, leased = _batch(runtime, now or datetime.now(UTC), config,
+                                            _random.random)
         total += delivered
         batches += 1
         if claimed < config.batch_size or time.monotonic() >= deadline:
             break
+    if not leased:  # stopped on a full batch of new inbox rows: the others get their turn
+        total += _batch(runtime, now or datetime.now(UTC), config, _random.random,
+                        fresh=False)[1]
     return total
 
 
@@ -170,12 +179,18 @@ def _config(runtime: Any) -> DeliveryConfig:
         runtime.settings)
 
 
-def _batch(runtime: Any, now: datetime, config: DeliveryConfig,
-           rand: Callable[[], float]) -> tuple[int, int]:
+def _batch(runtime: Any, now: datetime, config: DeliveryConfig, rand: Callable[[], float],
+           *, fresh: bool = True) -> tuple[int, int, bool]:
+    """(rows taken, rows delivered, whether the leased rows had their turn). `fresh`:
+    new inbox rows first, without a lease (`_inbox_at_once`); when they fill a batch, the
+    leased rows wait for the next batch (run_pending gives them a turn before it ends),
+    else a backlog of new notices would be leased half of it, batch after batch."""
     claimed = delivered = 0
-    at_once = _inbox_at_once(runtime, now, config, rand)
+    at_once = _inbox_at_once(runtime, now, config, rand) if fresh else None
     if at_once is not None:
         claimed, delivered = at_once
+        if claimed >= config.batch_size:
+            return claimed, delivered, False
     for _ in range(2):  # the inbox first; then the e-mail and webhook rows it fanned out
         rows = claim(runtime.engine, now, config)
         window = timedelta(seconds=config.group_window_seconds)
@@ -199,7 +214,7 @@ def _batch(runtime: Any, now: datetime, config: DeliveryConfig,
                          if g[0].channel != "inbox")
         if not any(r.channel == "inbox" for r in rows):
             break
-    return claimed, delivered
+    return claimed, delivered, True
 
 
 # a literal, not a bound parameter: a plan made for any status (a prepared statement's

@@ -684,3 +684,17 @@ def test_after_a_run_died_mid_batch_the_next_counts_attempts_and_gives_up(
     assert deliver(world, cfg) == 1
     assert {(r.status, r.attempts) for r in outbox(world, other)} == {("sent", 0)}
     assert left.id  # the row that told the next run
+
+
+def test_a_full_batch_of_new_notices_leaves_the_others_their_turn(world: World,
+                                                                    mailbox: Mailbox) -> None:
+    """New inbox rows that fill a batch are not followed by a leased claim in the same
+    batch (it would lease half of a backlog); the leased rows (here the e-mail the inbox
+    delivery fanned out) still get their turn in the same call."""
+    pid = world.consented(f.patient(ssin=f.niss("700101", 95)))
+    choose(world, pid, language="fr", email=ADDRESS)
+    consult(world, pid)
+    assert deliver(world, config(mailbox, batch_size=1)) == 2  # the inbox, then the e-mail
+    assert {(r.channel, r.status) for r in outbox(world, pid)} == {
+        ("inbox", "sent"), ("email", "sent")}
+    assert len(mailbox.messages) == 1
