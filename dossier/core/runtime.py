@@ -110,10 +110,12 @@ class Runtime:
     def search_gate(self) -> asyncio.Semaphore | None:
         """The turn a search waits for (settings.search_concurrency), or None (no limit).
         One process on SQLite serves every request with one interpreter lock: without a
-        limit a few costly searches take the processor from every cheap read."""
+        limit a few costly searches take the processor from every cheap read. One at a
+        time there: with two, a read's p99 under the mixed load was twice as long
+        (docs/benchmarks.md, "Session 14")."""
         limit = self.settings.search_concurrency
         if limit is None:
-            limit = 2 if self.engine.dialect.name == "sqlite" else 0
+            limit = 1 if self.engine.dialect.name == "sqlite" else 0
         if limit == 0:
             return None
         loop = asyncio.get_running_loop()

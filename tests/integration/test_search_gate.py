@@ -55,7 +55,7 @@ def test_the_default_limits_sqlite_only(data_dir: Path, database_url: str | None
 
             found = client.portal.call(gate)  # type: ignore[union-attr]
             if database_url is None:
-                assert found is not None and found._value == 2
+                assert found is not None and found._value == 1
             else:
                 assert found is None
     finally:
