@@ -71,7 +71,8 @@ def insert_many(tx: Tx, table: Table, rows: Sequence[Mapping[str, Any]]) -> None
     `INSERT … SELECT * FROM unnest(:column_1, :column_2, …)`, one array parameter per
     column, where an executemany sends one INSERT per row (the sequencer's leaves: one
     statement per request served, docs/benchmarks.md "Session 14"). Elsewhere, and for
-    one row, a plain INSERT."""
+    one row, a plain INSERT. Not dossier/db/bulk.py's JSON recordset: audit/ does not
+    import the service, and JSON carries no bytes (the hashes)."""
     if not rows:
         return
     if len(rows) == 1 or tx.get_bind().dialect.name != "postgresql":

@@ -118,11 +118,7 @@ class Runtime:
             limit = 1 if self.engine.dialect.name == "sqlite" else 0
         if limit == 0:
             return None
-        loop = asyncio.get_running_loop()
-        gate = self._search_gates.get(loop)
-        if gate is None:
-            gate = self._search_gates[loop] = asyncio.Semaphore(limit)
-        return gate
+        return _loop_semaphore(self._search_gates, limit)
 
     def unit_limiter(self) -> anyio.CapacityLimiter:
         """The turns of reads and writes (not searches) on SQLite: settings.unit_threads
@@ -143,11 +139,7 @@ class Runtime:
         asyncio semaphore: a free turn is taken without giving the loop away, where
         anyio's limiter yields once on every acquisition (an extra pass of the loop per
         request: docs/benchmarks.md, "Session 14"). Waiters are served in order."""
-        loop = asyncio.get_running_loop()
-        gate = self._unit_gates.get(loop)
-        if gate is None:
-            gate = self._unit_gates[loop] = asyncio.Semaphore(self.settings.unit_threads)
-        return gate
+        return _loop_semaphore(self._unit_gates, self.settings.unit_threads)
 
     def sealer(self) -> Sealer:
         """A fresh sealer per request: data keys never outlive the request."""
@@ -339,3 +331,15 @@ class Runtime:
                         exc)
             return
         self.published_size = head["tree_size"]
+
+
+def _loop_semaphore(gates: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop,
+                                                     asyncio.Semaphore],
+                    limit: int) -> asyncio.Semaphore:
+    """The running loop's semaphore of `limit` turns in `gates` (one per event loop: a
+    semaphore belongs to the loop it was made on)."""
+    loop = asyncio.get_running_loop()
+    gate = gates.get(loop)
+    if gate is None:
+        gate = gates[loop] = asyncio.Semaphore(limit)
+    return gate

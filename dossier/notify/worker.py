@@ -193,10 +193,8 @@ def _batch(runtime: Any, now: datetime, config: DeliveryConfig, rand: Callable[[
             return claimed, delivered, False
     for _ in range(2):  # the inbox first; then the e-mail and webhook rows it fanned out
         rows = claim(runtime.engine, now, config)
-        window = timedelta(seconds=config.group_window_seconds)
-        groups = group_within([r for r in rows if not r.digest and r.channel != CHANNEL],
-                              lambda r: (r.patient_id, r.agent, r.channel, r.urgent),
-                              lambda r: r.created_at, window)
+        groups = _windowed([r for r in rows if not r.digest and r.channel != CHANNEL],
+                           config)
         digests: dict[str, list[Due]] = {}
         for row in rows:  # the day's digest: one e-mail per person, every actor in it
             if row.digest:
@@ -215,6 +213,14 @@ def _batch(runtime: Any, now: datetime, config: DeliveryConfig, rand: Callable[[
         if not any(r.channel == "inbox" for r in rows):
             break
     return claimed, delivered, True
+
+
+def _windowed(rows: Sequence[Due], config: DeliveryConfig) -> list[list[Due]]:
+    """One actor's consultations of one person, channel and urgency within the group
+    window: one message each."""
+    return group_within(rows, lambda r: (r.patient_id, r.agent, r.channel, r.urgent),
+                        lambda r: r.created_at,
+                        timedelta(seconds=config.group_window_seconds))
 
 
 # a literal, not a bound parameter: a plan made for any status (a prepared statement's
@@ -389,9 +395,7 @@ def _inbox_at_once(runtime: Any, now: datetime, config: DeliveryConfig,
             dues = [Due(r.id, r.patient_id, r.record_id, r.agent, bool(r.urgent),
                         r.created_at, r.channel, r.attempts + 1, bool(r.digest))
                     for r in rows]
-            groups = group_within(dues, lambda r: (r.patient_id, r.agent, r.urgent),
-                                  lambda r: r.created_at,
-                                  timedelta(seconds=config.group_window_seconds))
+            groups = _windowed(dues, config)
             sent, refused = _write_inboxes(runtime, session, groups, now) if groups \
                 else (0, [])
             session.execute(delete(notify_runs).where(notify_runs.c.id == run))
