@@ -98,12 +98,15 @@ class Server:
                        LUA_AUTH.format(token=world.gp_token, body="")),
         }
         self.meter = CpuMeter(self.proc.pid, url)
-        self.rows: dict[str, list[tuple[float, float, float, float, float]]] = {
+        self.rows: dict[str, list[tuple[float, float, float, float, float, float]]] = {
             "read": [], "create": [], "search": []}
 
-    def server(self) -> tuple[float, float]:
+    def server(self) -> tuple[float, float, float]:
+        """CPU seconds of the server and its children; of those, system; of the
+        children alone (`dossier worker`: the sequencer and the notifier)."""
         pids = _tree(self.proc.pid)
-        return sum(_cpu(pid) for pid in pids), sum(_sys(pid) for pid in pids)
+        return (sum(_cpu(pid) for pid in pids), sum(_sys(pid) for pid in pids),
+                sum(_cpu(pid) for pid in pids if pid != self.proc.pid))
 
     def round(self, kind: str, connections: int, seconds: int,
               pyspy: Path | None = None) -> None:
@@ -115,20 +118,22 @@ class Server:
                  str(self.proc.pid), "--gil", "--rate", "500", "--duration", str(seconds),
                  "--format", "raw", "--output", str(pyspy), "--nonblocking"],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        (s0, k0), t0 = self.server(), self.meter()
+        (s0, k0, w0), t0 = self.server(), self.meter()
         count, rate, p99 = wrk_count(target, script, connections, seconds)
-        (s1, k1), t1 = self.server(), self.meter()
+        (s1, k1, w1), t1 = self.server(), self.meter()
         if spy is not None:
             spy.wait()
         self.rows[kind].append(((s1 - s0) / count * 1000, (k1 - k0) / count * 1000,
-                                (t1 - t0 - (s1 - s0)) / count * 1000, rate, p99))
+                                (t1 - t0 - (s1 - s0)) / count * 1000, rate, p99,
+                                (w1 - w0) / count * 1000))
 
     def report(self, kind: str) -> str:
         rows = self.rows[kind]
-        med = [statistics.median(r[i] for r in rows) for i in range(5)]
+        med = [statistics.median(r[i] for r in rows) for i in range(6)]
         return (f"{self.label:>6} {kind:>6}: server CPU {med[0]:.2f} ms/request "
                 f"(min {min(r[0] for r in rows):.2f}) "
-                f"({', '.join(f'{r[0]:.2f}' for r in rows)}; system {med[1]:.2f}), "
+                f"({', '.join(f'{r[0]:.2f}' for r in rows)}; system {med[1]:.2f}; "
+                f"background process {med[5]:.3f}), "
                 f"PostgreSQL {med[2]:.2f} ms, {med[3]:.0f} req/s, p99 {med[4]:.1f} ms "
                 f"({', '.join(f'{r[4]:.0f}' for r in rows)})")
 

@@ -112,3 +112,30 @@ def test_insert_many_writes_the_rows_given(engine: Engine, backend: str,
     if backend == "postgres" and len(given_rows) > 1:
         assert statements == 1 and "unnest" in seen[0]
     assert statements == (1 if given_rows else 0)
+
+
+def test_arrays_go_to_postgresql_in_binary_format(engine: Engine, backend: str) -> None:
+    """psycopg's default for a list is the text format, quoted and escaped element by
+    element in Python (3 µs per hash); `among` and `insert_many` send theirs binary."""
+    if backend != "postgres":
+        pytest.skip("SQLite takes no array parameters")
+    from psycopg.adapt import PyFormat
+    from psycopg.pq import Format
+
+    formats: list[Format] = []
+
+    def record(conn: Any, cursor: Any, statement: str, parameters: Any, *args: Any) -> None:
+        adapters = cursor.connection.adapters
+        formats.extend(adapters.get_dumper(type(value), PyFormat.AUTO).format
+                       for value in parameters.values() if isinstance(value, list))
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        with Session(engine) as session, session.begin():
+            session.execute(select(things.c.n).where(among(session, things.c.name,
+                                                           NAMES[:3]))).all()
+            insert_many(session, written, [{"n": i, "name": None, "hash": b"\x00\xff"}
+                                           for i in range(3)])
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    assert formats == [Format.BINARY] * 4  # the names; then n, name and hash
