@@ -88,7 +88,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 
     from dossier.app import build_runtime, start_workers
     from dossier.background import Leadership
-    from dossier.serving import READY_SECONDS
+    from dossier.serving import READY_SECONDS, settle_heap
 
     if settings.sqlalchemy_url.startswith("sqlite"):
         print("error: the embedded SQLite default runs its background workers inside "
@@ -101,6 +101,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     runtime = build_runtime(settings)
+    settle_heap()  # as a serving process: what it loaded, out of the collector's sight
     leadership = Leadership(runtime.engine, lambda: start_workers(runtime))
     leadership.start()
     try:

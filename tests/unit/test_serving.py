@@ -147,11 +147,15 @@ def test_settle_heap_freezes_what_is_loaded() -> None:
 
     from dossier.serving import settle_heap
 
+    before = gc.get_threshold()
     try:
         settle_heap()
         assert gc.get_freeze_count() > 0
+        # young collections wait for 10,000 new objects, not 700; the others as they were
+        assert gc.get_threshold() == (10_000, *before[1:])
     finally:
         gc.unfreeze()  # the test process builds many apps: they must stay collectable
+        gc.set_threshold(*before)
 
 
 def test_uvicorns_supervisor_makes_its_workers_by_its_module_name_process() -> None:
