@@ -5,7 +5,10 @@ INSERTs in one transaction (`/read/{id}`), or N INSERTs (`/write?n=N`).
     DATABASE=postgresql://postgres@127.0.0.1:5432/db python bench/baseline_app.py --workers 2
 
 It runs under uvicorn with the same HTTP protocol as `dossier serve` (TCP_NODELAY set on
-each connection, httptools), so the comparison is between the two applications only.
+each connection, httptools) and the same process settings (`settle_heap`: what was loaded
+frozen out of the garbage collector's sight, young collections after 10,000 objects), so
+the comparison is between the two applications only. Without them its full collections
+took 37–48 ms each, a dozen per 10 s of reads (docs/benchmarks.md, "Session 15").
 """
 
 from __future__ import annotations
@@ -69,6 +72,9 @@ def app() -> FastAPI:
                                    "(%s, %s, %s)", (uuid.uuid4().hex, "w", '{"a": 1}'))
         return Response(b"{}", status_code=201, media_type="application/fhir+json")
 
+    from dossier.serving import settle_heap
+
+    settle_heap()  # as `dossier serve` does once its app is built
     return api
 
 
