@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, column, create_engine, event, select, table
+from sqlalchemy import Engine, column, create_engine, event, make_url, select, table
 from sqlalchemy.dialects.sqlite.base import SQLiteCompiler
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -198,6 +198,10 @@ def check(engine: Engine) -> None:
 
 def make_loop_engine(url: str, *, prepared: bool = True) -> AsyncEngine:
     """PostgreSQL: the engine of the request units run on the event loop (psycopg's async
-    connection, awaited by SQLAlchemy's greenlet bridge; core/runtime.py `on_loop`)."""
+    connection, awaited by SQLAlchemy's greenlet bridge; core/runtime.py `on_loop`), with
+    the dialect of db/dialect.py."""
+    from dossier.db.dialect import DRIVER_NAME  # registers the dialect
+
     options = {"json_serializer": _dumps, "json_deserializer": orjson.loads}
-    return create_async_engine(url, **_postgres_options(options, prepared))
+    loop_url = make_url(url).set(drivername=f"postgresql+{DRIVER_NAME}")
+    return create_async_engine(loop_url, **_postgres_options(options, prepared))

@@ -39,12 +39,14 @@ class UnitTx(Tx):
     def __init__(self, engine: Engine, *, deferred: bool = False) -> None:
         self._engine = engine
         self._conn: Connection | None = None
+        self._driver: Any = None  # psycopg's connection under it (deferred units)
         self.deferred = deferred
         self._alone = False  # the driver connection is in autocommit
 
     def __enter__(self) -> UnitTx:
         self._conn = self._engine.connect()
         if self.deferred:
+            self._driver = self._conn.connection.driver_connection
             self._autocommit(True)
         return self
 
@@ -59,7 +61,7 @@ class UnitTx(Tx):
             self._conn.invalidate()
         finally:
             self._conn.close()  # rolls back what was not committed
-            self._conn = None
+            self._conn = self._driver = None
 
     def begin(self) -> RootTransaction:
         return self.connection().begin()
@@ -96,12 +98,13 @@ class UnitTx(Tx):
         greenlet switch and an asyncio lock each time) cost as much as the round trips
         it saves: the same check and the same flag here (psycopg 3.3, pinned;
         tests/integration/test_statement_budget.py watches what is sent)."""
-        driver = self.connection().connection.driver_connection
-        if driver is None or not self._idle():
+        if not self._idle():
             raise RuntimeError("autocommit cannot change inside a transaction")
-        driver._autocommit = on
+        self._driver._autocommit = on
         self._alone = on
 
     def _idle(self) -> bool:
-        driver = self.connection().connection.driver_connection
-        return driver is not None and driver.info.transaction_status == TransactionStatus.IDLE
+        """psycopg's connection is open with no transaction (read from libpq: the same
+        connection for the whole unit, taken once at its start)."""
+        return self._driver is not None and \
+            self._driver.pgconn.transaction_status == TransactionStatus.IDLE
