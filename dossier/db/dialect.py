@@ -6,8 +6,9 @@ psycopg then does nothing itself (its commit and rollback return at once on an i
 connection), but reaching it cost a greenlet switch, an asyncio lock and a wait per call.
 Most units end so: a read's statements and a create's each commit on their own
 (db/tx.py, "deferred"), and the pool's rollback when the connection is returned finds
-nothing to roll back either. Skipping both took 1.7 % of a read's instructions
-(docs/benchmarks.md, "Session 16"). A connection in any other state (a transaction open,
+nothing to roll back either. Skipping both, with the unit reading the same status from
+its own connection (db/tx.py), took 4.8 % of a read's instructions (docs/benchmarks.md,
+"Session 16"). A connection in any other state (a transaction open,
 failed, or the connection broken) gets the real call, and its errors, as before.
 
 Registered under the name `postgresql+dossier_loop`, which only `make_loop_engine` uses.
@@ -43,7 +44,11 @@ class LoopDialect(PGDialectAsync_psycopg):
 def idle(dbapi_connection: Any) -> bool:
     """Whether psycopg reports the connection open with no transaction (False when it
     cannot tell: the real call is then made)."""
-    driver = getattr(dbapi_connection, "driver_connection", None)
+    return driver_idle(getattr(dbapi_connection, "driver_connection", None))
+
+
+def driver_idle(driver: Any) -> bool:
+    """The same, of psycopg's connection itself (None: False)."""
     return driver is not None and driver.pgconn.transaction_status == TransactionStatus.IDLE
 
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from psycopg.pq import TransactionStatus
 from sqlalchemy import Connection, Engine, Executable, Result, RootTransaction
 
 from audit.tx import Tx
+from dossier.db.dialect import driver_idle
 
 if TYPE_CHECKING:
     from sqlalchemy.engine.interfaces import _CoreAnyExecuteParams
@@ -106,5 +106,4 @@ class UnitTx(Tx):
     def _idle(self) -> bool:
         """psycopg's connection is open with no transaction (read from libpq: the same
         connection for the whole unit, taken once at its start)."""
-        return self._driver is not None and \
-            self._driver.pgconn.transaction_status == TransactionStatus.IDLE
+        return driver_idle(self._driver)
