@@ -5,6 +5,11 @@ of 1 % shows where timings on a shared 2-core machine drift by 30 % (issue 13).
     python bench/instructions.py                        # read and create, 200 each
     python bench/instructions.py --against /work/wt/base --requests 300
     python bench/instructions.py --only read --keep     # keep the callgrind files
+    python bench/instructions.py --only bare            # the bare baseline's read
+
+`bare` counts the bare baseline of `bench/load.py` (`bench/baseline_app.py`, one worker,
+`/read/{id}`: one SELECT and two INSERTs in one transaction) the same way, so a read's
+count can be set beside what the framework and the driver cost with nothing of ours.
 
 `dossier serve --workers 1` on PostgreSQL runs under `valgrind --tool=callgrind` with
 instrumentation off (start-up at a few times native speed), the background workers off
@@ -26,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -36,6 +42,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from cpu import QUIET  # noqa: E402
 from load import FHIR, Seeded, database, free_port, process  # noqa: E402
+from sqlalchemy.engine import make_url  # noqa: E402
 
 from tests import factories as f  # noqa: E402
 
@@ -51,6 +58,47 @@ def total(path: Path) -> int:
     if found is None:
         raise SystemExit(f"no instruction total in {path}")
     return int(found[1])
+
+
+def count(pid: int, send: Callable[[], None], requests: int, label: str, out: Path) -> float:
+    """Instructions per request of `send`, in the callgrind process `pid`."""
+    for _ in range(WARM_UP):
+        send()
+    callgrind(pid, "-i", "on")
+    callgrind(pid, "-z")
+    for _ in range(requests):
+        send()
+    before = set(out.glob(f"{label}.*"))
+    callgrind(pid, "-d")
+    callgrind(pid, "-i", "off")
+    deadline = time.monotonic() + 30
+    while not (dumped := set(out.glob(f"{label}.*")) - before):
+        if time.monotonic() > deadline:
+            raise SystemExit("callgrind wrote no dump")
+        time.sleep(0.2)
+    time.sleep(0.5)  # the file is complete once callgrind_control returned
+    return total(max(dumped, key=os.path.getmtime)) / requests
+
+
+def measure_bare(requests: int, out: Path) -> float:
+    """The bare baseline's read (bench/baseline_app.py, one worker) per request."""
+    with ExitStack() as stack:
+        _, url = stack.enter_context(database("postgres"))
+        assert url is not None
+        dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+        port = free_port()
+        serve = ["valgrind", "--tool=callgrind", "--instr-atstart=no",
+                 f"--callgrind-out-file={out}/bare.%p", sys.executable, "baseline_app.py",
+                 "--port", str(port), "--workers", "1"]
+        env = {"DATABASE": dsn, "PYTHONMALLOC": "malloc"}
+        proc = stack.enter_context(process(serve, env, f"http://127.0.0.1:{port}/docs"))
+        client = stack.enter_context(httpx.Client(base_url=f"http://127.0.0.1:{port}",
+                                                  timeout=120))
+
+        def read() -> None:
+            assert client.get("/read/task-1").status_code == 200
+
+        return count(proc.pid, read, requests, "bare", out)
 
 
 def measure(label: str, code: Path | None, kinds: list[str], requests: int,
@@ -86,29 +134,14 @@ def measure(label: str, code: Path | None, kinds: list[str], requests: int,
 
         for kind in kinds:
             send = {"read": read, "create": create, "metadata": metadata}[kind]
-            for _ in range(WARM_UP):
-                send()
-            callgrind(proc.pid, "-i", "on")
-            callgrind(proc.pid, "-z")
-            for _ in range(requests):
-                send()
-            before = set(out.glob(f"{label}.*"))
-            callgrind(proc.pid, "-d")
-            callgrind(proc.pid, "-i", "off")
-            deadline = time.monotonic() + 30
-            while not (dumped := set(out.glob(f"{label}.*")) - before):
-                if time.monotonic() > deadline:
-                    raise SystemExit("callgrind wrote no dump")
-                time.sleep(0.2)
-            time.sleep(0.5)  # the file is complete once callgrind_control returned
-            found[kind] = total(max(dumped, key=os.path.getmtime)) / requests
+            found[kind] = count(proc.pid, send, requests, label, out)
     return found
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--requests", type=int, default=200)
-    p.add_argument("--only", choices=["read", "create", "metadata"], default=None)
+    p.add_argument("--only", choices=["read", "create", "metadata", "bare"], default=None)
     p.add_argument("--against", type=Path, default=None,
                    help="another checkout (e.g. a worktree of main) measured the same way")
     p.add_argument("--keep", action="store_true", help="keep the callgrind files")
@@ -118,6 +151,11 @@ def main() -> int:
     kinds = [args.only] if args.only else ["read", "create"]
     out = Path(tempfile.mkdtemp(prefix="dossier-callgrind-"))
     try:
+        if kinds == ["bare"]:
+            bare = measure_bare(args.requests, out)
+            print(f"  bare: {bare / 1e6:.3f} M instructions/request (bench/baseline_app.py "
+                  "/read)", flush=True)
+            return 0
         this = measure("this", None, kinds, args.requests, out)
         before = (measure("before", args.against.resolve(), kinds, args.requests, out)
                   if args.against else None)

@@ -34,6 +34,7 @@ def local_zone() -> ZoneInfo:
     return ZoneInfo("Europe/Brussels")
 
 
+@cache  # a pure function of a short text (at most a few thousand offsets exist)
 def _zone(text: str) -> timezone:
     if text == "Z":
         return UTC

@@ -27,6 +27,9 @@ PRACTITIONER_REF = re.compile(rf"Practitioner/{_FHIR_ID}")
 ORGANIZATION_REF = re.compile(rf"Organization/{_FHIR_ID}")
 PROFESSION_CODE = re.compile(r"[a-z0-9]{1,53}")  # keeps "profession-<code>" a valid FHIR id
 PROFESSION_REF = re.compile(rf"{PROFESSION_GROUP_PREFIX}{PROFESSION_CODE.pattern}")
+# any of the three, in one pass
+ACTOR_REF = re.compile("|".join(f"(?:{p.pattern})" for p in (PRACTITIONER_REF, ORGANIZATION_REF,
+                                                             PROFESSION_REF)))
 
 
 def require_aware(value: datetime, name: str) -> None:
@@ -37,6 +40,8 @@ def require_aware(value: datetime, name: str) -> None:
 
 def as_utc(value: datetime, name: str) -> datetime:
     """The same instant in UTC, after rejecting a naive value."""
+    if value.tzinfo is UTC:
+        return value
     require_aware(value, name)
     return value.astimezone(UTC)
 
@@ -48,10 +53,7 @@ def profession_group(code: str) -> str:
 
 def is_actor_reference(reference: str) -> bool:
     """True for the references a provision may name (§12)."""
-    return any(
-        pattern.fullmatch(reference)
-        for pattern in (PRACTITIONER_REF, ORGANIZATION_REF, PROFESSION_REF)
-    )
+    return ACTOR_REF.fullmatch(reference) is not None
 
 
 @dataclass(frozen=True)

@@ -237,11 +237,16 @@ def _read_period(reader: _Reader, provision: JSON) -> tuple[datetime | None, dat
                 f"Consent.provision.period.{side}", "must be a FHIR dateTime (with a zone)"
             )
     start, end = bounds["start"], bounds["end"]
-    if start is not None and end is not None and (
-        start.first > end.after or (start.precision == end.precision and start.first > end.first)
-    ):
+    if not _in_order(start, end):
         reader.problem("Consent.provision.period", "start must not be after end")
     return (start.first if start else None), (end.after if end else None)
+
+
+def _in_order(start: Bound | None, end: Bound | None) -> bool:
+    """A period's start is not after its end (both as written, at their precision)."""
+    return start is None or end is None or not (
+        start.first > end.after or (start.precision == end.precision and start.first > end.first)
+    )
 
 
 def _read(resource: Any) -> tuple[list[Problem], str | None, Provision | None]:
@@ -293,6 +298,132 @@ def _read(resource: Any) -> tuple[list[Problem], str | None, Provision | None]:
     return [], status, parsed
 
 
+# The plain form: the §12 encoding exactly as render_consent writes it (what the portal,
+# the assisted consent and the seed store), read without the reader's paths and problem
+# list. It checks the same things as `_read`; anything it is not sure of (another
+# shape, a display, a problem) goes to `_read`, which then decides, with its messages.
+# tests/unit/consent/test_consent_plain.py: on any input, either UNSURE or `_read`'s answer.
+UNSURE: Any = object()
+_PLAIN_SCOPE = {"coding": [{"system": SCOPE_SYSTEM, "code": SCOPE_CODE}]}
+_PLAIN_CATEGORY = [{"coding": [{"system": LOINC_SYSTEM, "code": LOINC_PRIVACY_CODE}]}]
+_PLAIN_POLICY = {"coding": [{"system": POLICY_SYSTEM, "code": POLICY_CODE}]}
+_PLAIN_ACTIONS = [({"coding": [{"system": ACTION_SYSTEM, "code": code}]}, code)
+                  for code in sorted(ACTIONS)]
+
+
+def _plain_codes(values: Any, system: str, allowed: frozenset[str] | None) -> set[str] | Any:
+    """The codes of a JSON array of Codings all in `system` with a valid code (in
+    `allowed` when given); an absent array is empty; UNSURE otherwise."""
+    if values is None:
+        return set()
+    if type(values) is not list:
+        return UNSURE
+    codes = set()
+    for coding in values:
+        if type(coding) is not dict or coding.get("system") != system:
+            return UNSURE
+        code = coding.get("code")
+        if type(code) is not str or not (
+            code in allowed if allowed is not None else _CODE.fullmatch(code)
+        ):
+            return UNSURE
+        codes.add(code)
+    return codes
+
+
+def _plain_period(provision: JSON) -> tuple[datetime | None, datetime | None] | Any:
+    if "period" not in provision:
+        return None, None
+    period = provision["period"]
+    if type(period) is not dict:
+        return UNSURE
+    bounds: dict[str, Bound | None] = {"start": None, "end": None}
+    for side in bounds:
+        text = period.get(side)
+        if text is None:
+            continue
+        if type(text) is not str:
+            return UNSURE
+        try:
+            bounds[side] = parse_bound(text)
+        except ValueError:
+            return UNSURE
+    start, end = bounds["start"], bounds["end"]
+    if not _in_order(start, end):
+        return UNSURE
+    return (start.first if start else None), (end.after if end else None)
+
+
+def _read_plain(resource: Any) -> Any:
+    """parse_consent's answer for a Consent in the plain form (a Provision, or None when
+    not active); UNSURE for anything else."""
+    if type(resource) is not dict or resource.get("resourceType") != "Consent" \
+            or "modifierExtension" in resource:
+        return UNSURE
+    consent_id, status, patient = resource.get("id"), resource.get("status"), \
+        resource.get("patient")
+    if not (consent_id is None or (type(consent_id) is str and _FHIR_ID.fullmatch(consent_id))) \
+            or type(status) is not str or status not in STATUSES \
+            or resource.get("scope") != _PLAIN_SCOPE \
+            or resource.get("category") != _PLAIN_CATEGORY \
+            or resource.get("policyRule") != _PLAIN_POLICY \
+            or type(patient) is not dict or type(reference := patient.get("reference")) is not str \
+            or not _PATIENT_REF.fullmatch(reference):
+        return UNSURE
+    provision = resource.get("provision")
+    if type(provision) is not dict or "modifierExtension" in provision \
+            or any(name in provision for name in UNSUPPORTED_PROVISION_ELEMENTS):
+        return UNSURE
+    kind = provision.get("type")
+    if kind != "permit" and kind != "deny":
+        return UNSURE
+    actors = _plain_actors(provision.get("actor"))
+    actions = _plain_actions(provision.get("action"))
+    labels = _plain_codes(provision.get("securityLabel"), CATEGORY_SYSTEM, CATEGORIES)
+    purposes = _plain_codes(provision.get("purpose"), PURPOSE_SYSTEM, None)
+    period = _plain_period(provision)
+    if any(part is UNSURE for part in (actors, actions, labels, purposes, period)) \
+            or (kind == "permit" and not (actors and actions and labels)):
+        return UNSURE
+    if status != "active":
+        return None
+    return Provision(consent_id=consent_id, type=kind, actors=frozenset(actors),
+                     actions=frozenset(actions), categories=frozenset(labels),
+                     start=period[0], end=period[1], purposes=frozenset(purposes),
+                     patient=reference)
+
+
+def _plain_actors(values: Any) -> set[str] | Any:
+    if values is None:
+        return set()
+    if type(values) is not list:
+        return UNSURE
+    actors = set()
+    for actor in values:
+        if type(actor) is not dict or type(actor.get("role")) is not dict:
+            return UNSURE
+        reference = actor.get("reference")
+        target = reference.get("reference") if type(reference) is dict else None
+        if type(target) is not str or not is_actor_reference(target):
+            return UNSURE
+        actors.add(target)
+    return actors
+
+
+def _plain_actions(values: Any) -> set[str] | Any:
+    if values is None:
+        return set()
+    if type(values) is not list:
+        return UNSURE
+    actions = set()
+    for concept in values:
+        code = next((code for plain, code in _PLAIN_ACTIONS if concept == plain), None)
+        if code is None:
+            return UNSURE
+        actions.add(code)
+    return actions
+
+
 def validate_consent(resource: dict[str, Any]) -> list[Problem]:
     """Problems against the §12 encoding, as (FHIR path, message); [] when it conforms."""
     return _read(resource)[0]
@@ -304,6 +435,9 @@ def parse_consent(resource: dict[str, Any]) -> Provision | None:
     Raises ConsentFormatError when the resource is malformed, whatever its
     status: a stored Consent that cannot be read must fail the request closed.
     """
+    plain = _read_plain(resource)
+    if plain is not UNSURE:
+        return plain  # type: ignore[no-any-return]
     problems, status, provision = _read(resource)
     if problems or provision is None:
         raise ConsentFormatError(problems)
