@@ -100,8 +100,9 @@ def main() -> int:
                 lua.write_text(script)
                 raw = args.keep or Path(tmp) / "stacks.txt"
                 load = subprocess.Popen(
-                    ["wrk", "-t2", f"-c{args.connections}", f"-d{args.seconds + 4}s",
-                     "-s", str(lua), f"{base}/fhir/Task/{world.tasks[7]}"],
+                    ["wrk", f"-t{min(2, args.connections)}", f"-c{args.connections}",
+                     f"-d{args.seconds + 4}s", "-s", str(lua),
+                     f"{base}/fhir/Task/{world.tasks[7]}"],
                     stdout=subprocess.PIPE, text=True)
                 time.sleep(2)
                 sample(proc.pid, args.seconds, raw)
