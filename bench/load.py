@@ -8,7 +8,10 @@ baseline endpoint (bench/baseline_app.py) in the same run (issue 13, SPEC §15).
 
 Each round runs wrk against the dossier then the baseline (alternating order), 32
 connections; we report medians over rounds of requests/s and of wrk's latency
-percentiles, errors (non-2xx, socket errors) and the ratio dossier / baseline.
+percentiles, errors (non-2xx, socket errors) and the ratio dossier / baseline. After each
+dossier round the next round waits until the dossier's background work is done (the
+sequencer's queue and the notices: `background_settled`), so neither server's round runs
+beside the other's leftovers.
 Prints a Markdown section; `--write` replaces that section of docs/benchmarks.md.
 """
 
@@ -27,7 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -158,14 +161,43 @@ def median(rows: list[dict[str, float]], key: str) -> float:
     return statistics.median(r.get(key, 0.0) for r in rows)
 
 
+def background_settled(dsn: str, timeout: float = 120) -> Callable[[], float]:
+    """A function that waits until the background work of the rounds so far is done (no
+    record waiting for the sequencer, no notice waiting for the notifier) and returns how
+    long that took. Each round then starts with both servers idle: the baseline's round
+    no longer shares the cores with the notices of the dossier's round before it."""
+    import psycopg
+
+    def settle() -> float:
+        started = time.monotonic()
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            while True:
+                (left,) = conn.execute(
+                    "SELECT (SELECT count(*) FROM audit_pending) + (SELECT count(*) FROM "
+                    "notification_outbox WHERE status = 'pending')").fetchone() or (0,)
+                if not left:
+                    return time.monotonic() - started
+                if time.monotonic() - started > timeout:
+                    raise SystemExit(f"the background work did not drain in {timeout:.0f} s")
+                time.sleep(0.2)
+
+    return settle
+
+
 def compare(name: str, subject: tuple[str, str], baseline: tuple[str, str], rounds: int,
-            connections: int, seconds: int) -> dict[str, Any]:
+            connections: int, seconds: int, settle: Callable[[], float] | None = None
+            ) -> dict[str, Any]:
     got: dict[str, list[dict[str, float]]] = {"subject": [], "baseline": []}
+    drained: list[float] = []
+    if settle is not None:
+        settle()
     for n in range(rounds):
         order = [("subject", subject), ("baseline", baseline)]
         for label, (url, script) in (order if n % 2 == 0 else order[::-1]):
             got[label].append(wrk(url, script, connections, seconds))
-    out: dict[str, Any] = {"name": name, "connections": connections}
+            if label == "subject" and settle is not None:
+                drained.append(settle())
+    out: dict[str, Any] = {"name": name, "connections": connections, "drained": drained}
     for label, rows in got.items():
         out[label] = {k: median(rows, k) for k in ("rps", "p50", "p90", "p99", "errors")}
     out["ratio"] = statistics.median(
@@ -214,19 +246,24 @@ def run_postgres(args: argparse.Namespace) -> list[str]:
                 json.dumps(body) + "]]"))
             bare_create = (f"http://127.0.0.1:{bare_port}/write?n={args.create_inserts}",
                            'wrk.method = "POST"')
+            settle = background_settled(bare_dsn)
             results = [
                 compare("consented read `GET /fhir/Task/{id}`", read, bare_read, args.rounds,
-                        args.connections, args.seconds),
+                        args.connections, args.seconds, settle),
                 compare("one connection: the same read", read, bare_read, args.rounds, 1,
-                        args.seconds),
+                        args.seconds, settle),
                 compare(f"consented create `POST /fhir/Task` vs {args.create_inserts} INSERTs",
                         create, bare_create, args.rounds, min(args.connections, 8),
-                        args.seconds),
+                        args.seconds, settle),
             ]
     lines.append("| request | conn. | dossier req/s | p50 ms | p99 ms | errors | baseline "
                  "req/s | p50 ms | p99 ms | ratio |")
     lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     lines.extend(row(r) for r in results)
+    lines.append("")
+    lines.extend(f"- {r['name']}: the background work of each dossier round drained in "
+                 + ", ".join(f"{d:.1f}" for d in r["drained"]) + " s before the next round"
+                 for r in results)
     return lines
 
 
