@@ -14,9 +14,9 @@ Dates without a time are read in Europe/Brussels, the dossier's time zone.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, timezone
 from functools import cache
+from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 _DATETIME = re.compile(
@@ -45,8 +45,7 @@ def _zone(text: str) -> timezone:
     return timezone(sign * timedelta(hours=hours, minutes=minutes))
 
 
-@dataclass(frozen=True)
-class Bound:
+class Bound(NamedTuple):
     """A dateTime read as the instants it spans: [first, after)."""
 
     first: datetime
@@ -59,21 +58,20 @@ def parse_bound(text: str) -> Bound:
     match = _DATETIME.fullmatch(text)
     if match is None:
         raise ValueError("not a FHIR dateTime")
-    year = int(match["y"])
-    if match["H"] is not None:
-        fraction = (match["f"] or "").ljust(6, "0")[:6]
+    y, m, d, hour, minute, second, fraction, tz = match.groups()
+    year = int(y)
+    if hour is not None:
         instant = datetime(
-            year, int(match["m"]), int(match["d"]),
-            int(match["H"]), int(match["M"]), int(match["S"]), int(fraction),
-            tzinfo=_zone(match["tz"]),
+            year, int(m), int(d), int(hour), int(minute), int(second),
+            int(fraction.ljust(6, "0")[:6]) if fraction else 0, tzinfo=_zone(tz),
         )
         return Bound(instant, instant, "instant")
     zone = local_zone()
-    if match["d"] is not None:
-        day = date(year, int(match["m"]), int(match["d"]))
+    if d is not None:
+        day = date(year, int(m), int(d))
         return Bound(_midnight(day, zone), _midnight(day + timedelta(days=1), zone), "day")
-    if match["m"] is not None:
-        month = int(match["m"])
+    if m is not None:
+        month = int(m)
         following = date(year + month // 12, month % 12 + 1, 1)
         return Bound(_midnight(date(year, month, 1), zone), _midnight(following, zone), "month")
     return Bound(_midnight(date(year, 1, 1), zone), _midnight(date(year + 1, 1, 1), zone), "year")

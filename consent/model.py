@@ -113,7 +113,9 @@ class Provision:
 
     def __post_init__(self) -> None:
         for name in ("actors", "actions", "categories", "purposes"):
-            object.__setattr__(self, name, frozenset(getattr(self, name)))
+            value = getattr(self, name)
+            if type(value) is not frozenset:
+                object.__setattr__(self, name, frozenset(value))
         if self.type not in ("permit", "deny"):
             raise ValueError("Provision.type must be 'permit' or 'deny'")
         if not all(is_actor_reference(ref) for ref in self.actors):
@@ -129,7 +131,7 @@ class Provision:
         # Kept in UTC: same-zone comparisons ignore `fold` in the autumn hour.
         for name in ("start", "end"):
             value = getattr(self, name)
-            if value is not None:
+            if value is not None and value.tzinfo is not UTC:
                 object.__setattr__(self, name, as_utc(value, f"Provision.{name}"))
         if self.start is not None and self.end is not None and self.start > self.end:
             raise ValueError("Provision.start must not be after Provision.end")

@@ -195,3 +195,24 @@ def test_a_display_or_extra_coding_goes_to_the_full_reader() -> None:
                                                          "code": "read"})
     assert _read_plain(resource) is UNSURE
     assert parse_consent(resource) == full(resource) != ERROR
+
+
+@pytest.mark.parametrize("choices", [
+    {"kind": "permit", "actor": "Practitioner/p1", "categories": ["identity", "demarches"],
+     "actions": ["access", "collect"], "start": "2027-01-15", "end": "2027-12-31",
+     "now": "2027-01-15T10:00:00+01:00"},
+    {"kind": "permit", "actor": "Group/profession-persnurse", "categories": ["network"],
+     "actions": ["access"]},
+    {"kind": "deny", "actor": "Organization/o1", "categories": ["psy"]},
+    {"kind": "deny", "purpose": "BTG", "categories": ["fragility"]},
+])
+def test_what_the_portal_writes_is_read_plainly(choices: dict[str, Any]) -> None:
+    """The portal's and the operations' builder (dossier/domain/consents.py) writes the
+    plain form too: the people's own Consents take the fast path."""
+    from dossier.domain.consents import consent_body
+
+    kind = choices.pop("kind")
+    resource = consent_body("p-0001", kind, **choices)
+    plain = _read_plain(resource)
+    assert plain is not UNSURE
+    assert plain == full(resource)
