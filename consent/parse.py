@@ -7,7 +7,7 @@ value, so nothing personal can leak through an error.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 
@@ -311,24 +311,49 @@ _PLAIN_ACTIONS = [({"coding": [{"system": ACTION_SYSTEM, "code": code}]}, code)
                   for code in sorted(ACTIONS)]
 
 
-def _plain_codes(values: Any, system: str, allowed: frozenset[str] | None) -> set[str] | Any:
-    """The codes of a JSON array of Codings all in `system` with a valid code (in
-    `allowed` when given); an absent array is empty; UNSURE otherwise."""
+def _plain_each(values: Any, read: Callable[[Any], str | None]) -> set[str] | Any:
+    """What `read` finds in each item of a JSON array (an absent array: nothing); UNSURE
+    when it is not an array or `read` finds nothing in one of its items."""
     if values is None:
         return set()
     if type(values) is not list:
         return UNSURE
-    codes = set()
-    for coding in values:
+    found = set()
+    for item in values:
+        text = read(item)
+        if text is None:
+            return UNSURE
+        found.add(text)
+    return found
+
+
+def _plain_coding(system: str, allowed: frozenset[str] | None) -> Callable[[Any], str | None]:
+    """A Coding's code when it is in `system` and a valid code (in `allowed` if given)."""
+    def read(coding: Any) -> str | None:
         if type(coding) is not dict or coding.get("system") != system:
-            return UNSURE
+            return None
         code = coding.get("code")
-        if type(code) is not str or not (
-            code in allowed if allowed is not None else _CODE.fullmatch(code)
-        ):
-            return UNSURE
-        codes.add(code)
-    return codes
+        valid = type(code) is str and (
+            code in allowed if allowed is not None else _CODE.fullmatch(code) is not None)
+        return code if valid else None
+    return read
+
+
+def _plain_actor(actor: Any) -> str | None:
+    """The reference of a provision's actor (with its role, as R4 requires)."""
+    if type(actor) is not dict or type(actor.get("role")) is not dict:
+        return None
+    reference = actor.get("reference")
+    target = reference.get("reference") if type(reference) is dict else None
+    return target if type(target) is str and is_actor_reference(target) else None
+
+
+def _plain_action(concept: Any) -> str | None:
+    return next((code for plain, code in _PLAIN_ACTIONS if concept == plain), None)
+
+
+_PLAIN_LABEL = _plain_coding(CATEGORY_SYSTEM, CATEGORIES)
+_PLAIN_PURPOSE = _plain_coding(PURPOSE_SYSTEM, None)
 
 
 def _plain_period(provision: JSON) -> tuple[datetime | None, datetime | None] | Any:
@@ -377,10 +402,10 @@ def _read_plain(resource: Any) -> Any:
     kind = provision.get("type")
     if kind != "permit" and kind != "deny":
         return UNSURE
-    actors = _plain_actors(provision.get("actor"))
-    actions = _plain_actions(provision.get("action"))
-    labels = _plain_codes(provision.get("securityLabel"), CATEGORY_SYSTEM, CATEGORIES)
-    purposes = _plain_codes(provision.get("purpose"), PURPOSE_SYSTEM, None)
+    actors = _plain_each(provision.get("actor"), _plain_actor)
+    actions = _plain_each(provision.get("action"), _plain_action)
+    labels = _plain_each(provision.get("securityLabel"), _PLAIN_LABEL)
+    purposes = _plain_each(provision.get("purpose"), _PLAIN_PURPOSE)
     period = _plain_period(provision)
     if any(part is UNSURE for part in (actors, actions, labels, purposes, period)) \
             or (kind == "permit" and not (actors and actions and labels)):
@@ -391,37 +416,6 @@ def _read_plain(resource: Any) -> Any:
                      actions=frozenset(actions), categories=frozenset(labels),
                      start=period[0], end=period[1], purposes=frozenset(purposes),
                      patient=reference)
-
-
-def _plain_actors(values: Any) -> set[str] | Any:
-    if values is None:
-        return set()
-    if type(values) is not list:
-        return UNSURE
-    actors = set()
-    for actor in values:
-        if type(actor) is not dict or type(actor.get("role")) is not dict:
-            return UNSURE
-        reference = actor.get("reference")
-        target = reference.get("reference") if type(reference) is dict else None
-        if type(target) is not str or not is_actor_reference(target):
-            return UNSURE
-        actors.add(target)
-    return actors
-
-
-def _plain_actions(values: Any) -> set[str] | Any:
-    if values is None:
-        return set()
-    if type(values) is not list:
-        return UNSURE
-    actions = set()
-    for concept in values:
-        code = next((code for plain, code in _PLAIN_ACTIONS if concept == plain), None)
-        if code is None:
-            return UNSURE
-        actions.add(code)
-    return actions
 
 
 def validate_consent(resource: dict[str, Any]) -> list[Problem]:

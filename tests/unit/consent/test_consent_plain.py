@@ -179,6 +179,16 @@ def test_every_refusal_of_the_full_reader_is_unsure(base: str, mutate: Mutation)
     assert _read_plain(resource) is UNSURE
 
 
+@pytest.mark.parametrize("element", ["actor", "action", "securityLabel", "purpose"])
+@pytest.mark.parametrize("value", [{}, "", 0, False, {"code": "access"}, "access"])
+def test_an_array_that_is_not_one_is_unsure(element: str, value: Any) -> None:
+    """On a deny, where an empty list is allowed, a falsy or lone value is not one."""
+    resource = fixture("exclusion.json")
+    resource["provision"][element] = value
+    assert full(resource) == ERROR
+    assert _read_plain(resource) is UNSURE
+
+
 @pytest.mark.parametrize("name", sorted(p.name for p in FIXTURES.glob("*.json")))
 def test_fixtures_read_plainly_and_the_same(name: str) -> None:
     resource = json.loads((FIXTURES / name).read_text())
