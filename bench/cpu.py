@@ -1,6 +1,7 @@
 """CPU per request of the real server (issue 13): `dossier serve --workers 1` on
 PostgreSQL under wrk, the server's user + system CPU (and its database backends') read
-from /proc before and after, divided by the requests wrk completed. A loaded machine
+from /proc before and after, divided by the requests wrk completed; and the WAL bytes
+PostgreSQL wrote per request (`pg_current_wal_lsn()` before and after). A loaded machine
 slows the run down but hardly changes the CPU each request costs, so this is the measure
 to compare code versions by.
 
@@ -34,6 +35,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from bulk import TICK, CpuMeter, _cpu, _tree  # noqa: E402
 from load import LUA_AUTH, Seeded, database, free_port, process  # noqa: E402
+from sqlalchemy import text  # noqa: E402
 
 from tests import factories as f  # noqa: E402
 
@@ -98,7 +100,7 @@ class Server:
                        LUA_AUTH.format(token=world.gp_token, body="")),
         }
         self.meter = CpuMeter(self.proc.pid, url)
-        self.rows: dict[str, list[tuple[float, float, float, float, float, float]]] = {
+        self.rows: dict[str, list[tuple[float, ...]]] = {
             "read": [], "create": [], "search": []}
 
     def server(self) -> tuple[float, float, float]:
@@ -118,23 +120,35 @@ class Server:
                  str(self.proc.pid), "--gil", "--rate", "500", "--duration", str(seconds),
                  "--format", "raw", "--output", str(pyspy), "--nonblocking"],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        (s0, k0, w0), t0 = self.server(), self.meter()
+        (s0, k0, w0), t0, lsn = self.server(), self.meter(), self.wal()
         count, rate, p99 = wrk_count(target, script, connections, seconds)
         (s1, k1, w1), t1 = self.server(), self.meter()
+        wal = self.wal(since=lsn)
         if spy is not None:
             spy.wait()
         self.rows[kind].append(((s1 - s0) / count * 1000, (k1 - k0) / count * 1000,
                                 (t1 - t0 - (s1 - s0)) / count * 1000, rate, p99,
-                                (w1 - w0) / count * 1000))
+                                (w1 - w0) / count * 1000, float(wal) / count))
+
+    def wal(self, since: str | None = None) -> str:
+        """The cluster's WAL position now or, with `since`, the bytes written after it
+        (by everything on the cluster: the other server is idle while this one runs)."""
+        assert self.meter.admin is not None
+        with self.meter.admin.connect() as conn:
+            if since is None:
+                return str(conn.execute(text("SELECT pg_current_wal_lsn()")).scalar_one())
+            return str(conn.execute(text("SELECT pg_current_wal_lsn() - CAST(:since AS "
+                                         "pg_lsn)"), {"since": since}).scalar_one())
 
     def report(self, kind: str) -> str:
         rows = self.rows[kind]
-        med = [statistics.median(r[i] for r in rows) for i in range(6)]
+        med = [statistics.median(r[i] for r in rows) for i in range(7)]
         return (f"{self.label:>6} {kind:>6}: server CPU {med[0]:.2f} ms/request "
                 f"(min {min(r[0] for r in rows):.2f}) "
                 f"({', '.join(f'{r[0]:.2f}' for r in rows)}; system {med[1]:.2f}; "
                 f"background process {med[5]:.3f}), "
-                f"PostgreSQL {med[2]:.2f} ms, {med[3]:.0f} req/s, p99 {med[4]:.1f} ms "
+                f"PostgreSQL {med[2]:.2f} ms, WAL {med[6]:,.0f} bytes, "
+                f"{med[3]:.0f} req/s, p99 {med[4]:.1f} ms "
                 f"({', '.join(f'{r[4]:.0f}' for r in rows)})")
 
 
