@@ -8,7 +8,9 @@ requires to carry a zone). `parse_bound` reads it as the instants it spans,
 - `end`   → `after`, the first instant AFTER it, so a date end covers its whole day
   (end exclusive). A full date-time end is exclusive as written.
 
-Dates without a time are read in Europe/Brussels, the dossier's time zone.
+Dates without a time are read in Europe/Brussels, the dossier's time zone. The instant
+after the calendar's last day (9999-12-31) cannot be written: it is held at `LAST`, the
+last instant a datetime holds, so an end of 9999-12-31 means "no end", as written.
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ _DATETIME = re.compile(
     r"(?:T(?P<H>[0-9]{2}):(?P<M>[0-9]{2}):(?P<S>[0-9]{2})(?:\.(?P<f>[0-9]{1,9}))?"
     r"(?P<tz>Z|[+-][0-9]{2}:[0-9]{2}))?)?)?"
 )
+
+
+LAST = datetime.max.replace(tzinfo=UTC)
 
 
 @cache
@@ -69,12 +74,15 @@ def parse_bound(text: str) -> Bound:
     zone = local_zone()
     if d is not None:
         day = date(year, int(m), int(d))
-        return Bound(_midnight(day, zone), _midnight(day + timedelta(days=1), zone), "day")
+        after = LAST if day == date.max else _midnight(day + timedelta(days=1), zone)
+        return Bound(_midnight(day, zone), after, "day")
     if m is not None:
         month = int(m)
-        following = date(year + month // 12, month % 12 + 1, 1)
-        return Bound(_midnight(date(year, month, 1), zone), _midnight(following, zone), "month")
-    return Bound(_midnight(date(year, 1, 1), zone), _midnight(date(year + 1, 1, 1), zone), "year")
+        after = LAST if (year, month) == (9999, 12) else _midnight(
+            date(year + month // 12, month % 12 + 1, 1), zone)
+        return Bound(_midnight(date(year, month, 1), zone), after, "month")
+    after = LAST if year == 9999 else _midnight(date(year + 1, 1, 1), zone)
+    return Bound(_midnight(date(year, 1, 1), zone), after, "year")
 
 
 def _midnight(day: date, zone: ZoneInfo) -> datetime:

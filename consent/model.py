@@ -39,11 +39,16 @@ def require_aware(value: datetime, name: str) -> None:
 
 
 def as_utc(value: datetime, name: str) -> datetime:
-    """The same instant in UTC, after rejecting a naive value."""
+    """The same instant in UTC, after rejecting a naive value. An instant past the
+    calendar's edge in UTC (0001-01-01T00:00+01:00) is held at the first or last instant
+    a datetime can hold, which every real instant compares with the same way."""
     if value.tzinfo is UTC:
         return value
     require_aware(value, name)
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        return (datetime.min if value.year == 1 else datetime.max).replace(tzinfo=UTC)
 
 
 def profession_group(code: str) -> str:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
+
+from schemas.fhirtime import LAST, in_utc
 
 BRUSSELS = ZoneInfo("Europe/Brussels")
 
@@ -28,23 +30,24 @@ def span(value: str) -> tuple[datetime, datetime]:
     if partial:
         year, month, day = partial.groups()
         start = datetime(int(year), int(month or 1), int(day or 1), tzinfo=BRUSSELS)
-        if day:
-            end = start + timedelta(days=1)  # wall-clock day: 23 or 25 hours at DST
+        if day:  # wall-clock day: 23 or 25 hours at DST; nothing after 9999-12-31
+            end = LAST if start.date() == date.max else start + timedelta(days=1)
         elif month:
-            end = start.replace(year=start.year + (start.month == 12),
-                                month=start.month % 12 + 1)
+            end = LAST if (start.year, start.month) == (9999, 12) else start.replace(
+                year=start.year + (start.month == 12), month=start.month % 12 + 1)
         else:
-            end = start.replace(year=start.year + 1)
-        # UTC, so comparisons never fall back to wall-clock time (same-tzinfo rule).
-        return start.astimezone(UTC), end.astimezone(UTC)
+            end = LAST if start.year == 9999 else start.replace(year=start.year + 1)
+        # UTC, so comparisons never fall back to wall-clock time (same-tzinfo rule); the
+        # calendar's edges held at FIRST and LAST (schemas/fhirtime.py)
+        return in_utc(start), in_utc(end)
     try:
         instant = datetime.fromisoformat(value)
     except ValueError:
         raise ValueError("not a FHIR date or dateTime") from None
     if instant.tzinfo is None:
         instant = instant.replace(tzinfo=BRUSSELS)
-    instant = instant.astimezone(UTC)
-    return instant, instant + _TICK
+    instant = in_utc(instant)
+    return instant, (instant + _TICK if instant < LAST else LAST)
 
 
 def start_of(value: str) -> datetime:

@@ -10,7 +10,7 @@ from typing import Literal
 import schemas
 import schemas.search
 from dossier.errors import BadRequest
-from schemas.fhirtime import bounds
+from schemas.fhirtime import LAST, bounds, in_utc
 
 ID_RE = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 _DATE = re.compile(
@@ -96,7 +96,7 @@ def parse_date(text: str) -> DateRange:
         if g["H"] is None:
             # a date without a time is a local day (month, year) in Brussels
             low, high = bounds(text[len(g["prefix"] or ""):])
-            low, high = low.astimezone(UTC), high.astimezone(UTC)
+            low, high = in_utc(low), in_utc(high)
         else:
             if g["tz"] is None:
                 raise BadRequest("A date search value with a time needs a time zone "
@@ -106,10 +106,10 @@ def parse_date(text: str) -> DateRange:
             micro = int(frac.ljust(6, "0")) if frac else 0
             local = datetime(int(g["y"]), int(g["m"]), int(g["d"]), int(g["H"]), int(g["M"]),
                              int(g["S"] or 0), micro, tzinfo=tz)
-            low = local.astimezone(UTC)
+            low = in_utc(local)
             step = (timedelta(microseconds=1) if frac else
                     timedelta(seconds=1) if g["S"] else timedelta(minutes=1))
-            high = low + step
+            high = low + step if low < LAST - step else LAST
     except ValueError:
         raise BadRequest("A date search value is not a real calendar date.") from None
     return DateRange(prefix, low, high)

@@ -22,6 +22,7 @@ from sqlalchemy import (
     not_,
     or_,
     select,
+    true,
     union_all,
 )
 from sqlalchemy.ext.compiler import compiles
@@ -29,6 +30,7 @@ from sqlalchemy.sql.visitors import InternalTraversal
 
 from dossier.db.models import resources, search_index
 from dossier.search.params import Condition, DateRange, SearchQuery, Token
+from schemas.fhirtime import LAST, sortable
 from schemas.search import compartment_params, search_parameters
 
 Blind = Callable[[str, str], str]
@@ -36,9 +38,6 @@ R = resources.c
 S = search_index.c
 
 
-def iso(moment: datetime) -> str:
-    """The fixed-width UTC form used for date index values (lexicographic = chronological)."""
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _index_exists(rtype: str, param: str, clause: ColumnElement[bool],
@@ -64,16 +63,21 @@ def _date_clause(column: ColumnElement[object], rng: DateRange,
                  convert: Callable[[datetime], object]) -> ColumnElement[bool]:
     low, high = convert(rng.low), convert(rng.high)
     col = column
+    # A range that runs to the calendar's end (9999-12-31) has no end: a value held at its
+    # last instant (schemas/fhirtime.py LAST) is inside, and nothing is after it.
+    to_the_end = rng.high >= LAST
+    before_high = true() if to_the_end else col < high
+    after_high = false() if to_the_end else col >= high
     if rng.prefix == "eq":
-        return and_(col >= low, col < high)
+        return and_(col >= low, before_high)
     if rng.prefix == "ne":
-        return or_(col < low, col >= high)
+        return or_(col < low, after_high)
     if rng.prefix in ("lt", "eb"):
         return col < low
     if rng.prefix == "le":
-        return col < high
+        return before_high
     if rng.prefix in ("gt", "sa"):
-        return col >= high
+        return after_high
     return col >= low  # ge
 
 
@@ -189,7 +193,7 @@ def _values_clause(rtype: str, cond: Condition, blind: Blind,
             ors.append(_date_clause(R.last_updated, value, lambda d: d))
         elif cond.kind == "date":
             assert isinstance(value, DateRange)
-            ors.append(_index_exists(rtype, cond.name, _date_clause(S.value, value, iso),
+            ors.append(_index_exists(rtype, cond.name, _date_clause(S.value, value, sortable),
                                      probe))
         elif cond.kind.startswith("string:"):
             assert isinstance(value, str)
