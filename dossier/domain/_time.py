@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import re
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from schemas.fhirtime import LAST, in_utc
+from schemas.fhirtime import LAST, bounds, in_utc
 
 BRUSSELS = ZoneInfo("Europe/Brussels")
 
@@ -26,19 +26,9 @@ def span(value: str) -> tuple[datetime, datetime]:
     "2026-03" is the whole of March in Brussels; a full dateTime is one instant.
     A dateTime without an offset (not valid FHIR) is read as Brussels time.
     """
-    partial = _PARTIAL.fullmatch(value)
-    if partial:
-        year, month, day = partial.groups()
-        start = datetime(int(year), int(month or 1), int(day or 1), tzinfo=BRUSSELS)
-        if day:  # wall-clock day: 23 or 25 hours at DST; nothing after 9999-12-31
-            end = LAST if start.date() == date.max else start + timedelta(days=1)
-        elif month:
-            end = LAST if (start.year, start.month) == (9999, 12) else start.replace(
-                year=start.year + (start.month == 12), month=start.month % 12 + 1)
-        else:
-            end = LAST if start.year == 9999 else start.replace(year=start.year + 1)
-        # UTC, so comparisons never fall back to wall-clock time (same-tzinfo rule); the
-        # calendar's edges held at FIRST and LAST (schemas/fhirtime.py)
+    if _PARTIAL.fullmatch(value):  # a wall-clock day, month or year (schemas/fhirtime.py)
+        start, end = bounds(value)
+        # UTC, so comparisons never fall back to wall-clock time (same-tzinfo rule)
         return in_utc(start), in_utc(end)
     try:
         instant = datetime.fromisoformat(value)

@@ -38,8 +38,6 @@ R = resources.c
 S = search_index.c
 
 
-
-
 def _index_exists(rtype: str, param: str, clause: ColumnElement[bool],
                   probe: bool) -> ColumnElement[bool]:
     """The resource has an index row of `param` matching `clause`.
